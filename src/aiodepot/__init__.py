@@ -1,0 +1,67 @@
+"""aiodepot: an asyncio-native key/value store.
+
+One async :class:`Store` API over many storage backends (local files, memory, and more), with real
+concurrency for bulk and big transfers, and :class:`SyncStore`, a blocking facade for legacy code.
+"""
+
+from __future__ import annotations
+
+from . import errors
+from .backends import register_backend, registered_schemes
+from .backends.base import Backend, Capabilities
+from .errors import (
+    BackendError,
+    BackendURLInvalid,
+    ConnectionLost,
+    IntegrityError,
+    InvalidName,
+    MissingDependency,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ReadRangeError,
+    StoreAlreadyOpen,
+    StoreError,
+    StoreExists,
+    StoreNotFound,
+    StoreNotOpen,
+    StoreStateError,
+)
+from .items import ItemInfo, StoreValue
+from .store import Store
+from .sync import Portal, SyncStore
+from .transfer import Progress, ProgressCallback
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "BackendURLInvalid",
+    "Capabilities",
+    "ConnectionLost",
+    "IntegrityError",
+    "InvalidName",
+    "ItemInfo",
+    "MissingDependency",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "Portal",
+    "Progress",
+    "ProgressCallback",
+    "QuotaExceeded",
+    "ReadRangeError",
+    "Store",
+    "StoreAlreadyOpen",
+    "StoreError",
+    "StoreExists",
+    "StoreNotFound",
+    "StoreNotOpen",
+    "StoreStateError",
+    "StoreValue",
+    "SyncStore",
+    "__version__",
+    "errors",
+    "register_backend",
+    "registered_schemes",
+]

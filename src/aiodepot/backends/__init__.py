@@ -1,0 +1,90 @@
+"""Backends and the URL scheme registry.
+
+A store URL's scheme picks the backend class; the module behind it is imported only when a URL with that
+scheme is opened, so a missing optional dependency only matters to the users of that backend (they get a
+:class:`~aiodepot.errors.MissingDependency` naming the extra to install).
+
+Third-party packages add schemes through the entry-point group ``aiodepot.backends``::
+
+    [project.entry-points."aiodepot.backends"]
+    myscheme = "mypackage.backend:MyBackend"
+
+or at run time with :func:`register_backend`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from typing import Any
+
+from ..errors import BackendURLInvalid, MissingDependency
+from .base import Backend, Capabilities
+
+__all__ = ["Backend", "Capabilities", "backend_from_url", "register_backend", "registered_schemes"]
+
+# scheme -> ("module:Class", extra that provides its dependencies, or None)
+_BUILTIN: dict[str, tuple[str, str | None]] = {
+    "file": ("aiodepot.backends.posixfs:PosixFSBackend", None),
+    "memory": ("aiodepot.backends.memory:MemoryBackend", None),
+}
+_registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
+_entry_points_loaded = False
+
+ENTRY_POINT_GROUP = "aiodepot.backends"
+
+
+def register_backend(scheme: str, backend: type[Backend] | str, *, extra: str | None = None) -> None:
+    """Make ``scheme://…`` URLs open ``backend`` (a class, or ``"module:Class"`` imported on first use)."""
+    if not scheme or not scheme.replace("+", "").replace("-", "").isalnum() or scheme != scheme.lower():
+        raise ValueError(f"invalid URL scheme: {scheme!r}")
+    _registry[scheme] = backend if isinstance(backend, type) else (backend, extra)
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _registry.setdefault(entry_point.name, (entry_point.value, None))
+
+
+def registered_schemes() -> list[str]:
+    """All URL schemes that can be opened, sorted."""
+    _load_entry_points()
+    return sorted(_registry)
+
+
+def _resolve(scheme: str) -> type[Backend]:
+    entry = _registry.get(scheme)
+    if entry is None:
+        _load_entry_points()
+        entry = _registry.get(scheme)
+    if entry is None:
+        known = ", ".join(f"{s}:" for s in registered_schemes())
+        raise BackendURLInvalid(f"unknown store URL scheme {scheme!r} (known: {known})")
+    if isinstance(entry, type):
+        return entry
+    target, extra = entry
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        hint = f"pip install 'aiodepot[{extra}]'" if extra else "install the package that provides it"
+        raise MissingDependency(f"the {scheme}: backend needs {exc.name or module_name}: {hint}") from exc
+    backend_class = getattr(module, class_name)
+    if not (isinstance(backend_class, type) and issubclass(backend_class, Backend)):
+        raise BackendURLInvalid(f"{target} (for {scheme}:) is not an aiodepot Backend")
+    _registry[scheme] = backend_class
+    return backend_class
+
+
+def backend_from_url(url: str, **options: Any) -> Backend:
+    """Create the backend for a store URL, e.g. ``file:///srv/depot`` or ``memory://scratch``."""
+    if not isinstance(url, str):
+        raise BackendURLInvalid(f"a store URL must be a str, not {type(url).__name__}")
+    scheme, sep, _ = url.partition(":")
+    if not sep or not scheme:
+        raise BackendURLInvalid(f"not a store URL (no scheme): {url!r}")
+    return _resolve(scheme.lower()).from_url(url, **options)

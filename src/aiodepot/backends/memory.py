@@ -1,0 +1,327 @@
+"""``memory://name`` — items in process memory.
+
+Stores with the same name share their data within the process (so a test, a cache layer or a server can
+reach one store from several Store objects); ``memory://`` without a name is private to its backend.
+Useful for tests and as a fast cache; the data is gone when the process ends.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Self
+from urllib.parse import unquote
+
+from ..errors import (
+    BackendError,
+    BackendURLInvalid,
+    ObjectNotFound,
+    QuotaExceeded,
+    StoreExists,
+    StoreNotFound,
+)
+from ..items import ItemInfo, StoreValue, validate_value
+from ..names import validate_backend_name
+from ..permissions import Permissions
+from .base import Backend, Capabilities
+
+__all__ = ["MemoryBackend"]
+
+
+class _File:
+    __slots__ = ("atime", "data", "mtime")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.mtime = self.atime = time.time()
+
+
+class _Dir:
+    __slots__ = ("children", "mtime")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Dir | _File] = {}
+        self.mtime = time.time()
+
+
+class _Space:
+    """One store's data: a directory tree, its byte count and a lock (stores may be shared by threads)."""
+
+    def __init__(self) -> None:
+        self.root = _Dir()
+        self.usage = 0
+        self.lock = threading.Lock()
+
+    def walk(self, name: str, *, create: bool = False) -> _Dir | _File | None:
+        node: _Dir | _File | None = self.root
+        for part in name.split("/") if name else ():
+            if not isinstance(node, _Dir):
+                return None
+            child = node.children.get(part)
+            if child is None and create:
+                child = node.children[part] = _Dir()
+            node = child
+        return node
+
+    def parent_of(self, name: str, *, create: bool) -> tuple[_Dir | None, str]:
+        parent_name, _, leaf = name.rpartition("/")
+        parent = self.walk(parent_name, create=create)
+        return (parent if isinstance(parent, _Dir) else None), leaf
+
+
+_named: dict[str, _Space] = {}
+_named_lock = threading.Lock()
+
+
+def _reset_locks_after_fork() -> None:
+    global _named_lock
+    _named_lock = threading.Lock()
+    for space in _named.values():
+        space.lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_locks_after_fork)
+
+
+class MemoryBackend(Backend):
+    """Items in a tree of dicts in process memory.
+
+    Args:
+        name: stores with the same name share their data in this process; None gives a private store.
+        permissions: a permission map, shortcut name or JSON (see :mod:`aiodepot.permissions`).
+        quota: a byte limit for the whole store.
+    """
+
+    capabilities = Capabilities(server_side_hash=False, server_side_copy=True, preferred_concurrency=64)
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        permissions: str | dict[str, str] | None = None,
+        quota: int | None = None,
+    ) -> None:
+        super().__init__()
+        if quota is not None and (not isinstance(quota, int) or quota < 0):
+            raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
+        self.name = name
+        self.permissions = Permissions(permissions)
+        self.quota_limit = quota
+        self._private: _Space | None = None
+        self._space: _Space | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``memory://name`` (shared in the process) or ``memory://`` (private)."""
+        if not url.startswith("memory://"):
+            raise BackendURLInvalid(f"not a memory: URL: {url!r}")
+        name = unquote(url[len("memory://") :]).strip("/")
+        return cls(name or None, **options)
+
+    def __repr__(self) -> str:
+        return f"<MemoryBackend {self.name or '(private)'} {'open' if self.opened else 'closed'}>"
+
+    def _lookup(self) -> _Space | None:
+        if self.name is None:
+            return self._private
+        with _named_lock:
+            return _named.get(self.name)
+
+    def _get(self) -> _Space:
+        self._require_open()
+        assert self._space is not None
+        return self._space
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        """Create the (empty) store; an existing non-empty one raises ``StoreExists``."""
+        self._require_closed()
+        self.permissions.check("", "wW")
+        if self.name is None:
+            if self._private is not None and self._private.root.children:
+                raise StoreExists("the private memory store exists already")
+            self._private = _Space()
+            return
+        with _named_lock:
+            existing = _named.get(self.name)
+            if existing is not None and existing.root.children:
+                raise StoreExists(f"memory store {self.name!r} exists already")
+            _named[self.name] = _Space()
+
+    async def destroy(self) -> None:
+        """Drop the store and its data."""
+        self._require_closed()
+        self.permissions.check("", "D")
+        if self.name is None:
+            if self._private is None:
+                raise StoreNotFound("the private memory store does not exist")
+            self._private = None
+            return
+        with _named_lock:
+            if _named.pop(self.name, None) is None:
+                raise StoreNotFound(f"memory store {self.name!r} does not exist")
+
+    async def open(self) -> None:
+        """Start using the store."""
+        self._require_closed()
+        space = self._lookup()
+        if space is None:
+            raise StoreNotFound(f"memory store {self.name or '(private)'!r} does not exist (call create())")
+        self._space = space
+        self.opened = True
+
+    async def close(self) -> None:
+        """Stop using the store (the data stays for other users of the same name)."""
+        self._require_open()
+        self._space = None
+        self.opened = False
+
+    # items ---------------------------------------------------------------------------------------------
+
+    async def mkdir(self, name: str) -> None:
+        """Create a directory and its parents."""
+        space = self._get()
+        validate_backend_name(name)
+        self.permissions.check(name, "w")
+        with space.lock:
+            if not isinstance(space.walk(name, create=True), _Dir):
+                raise BackendError(f"{name!r} exists and is not a directory")
+
+    async def rmdir(self, name: str) -> None:
+        """Remove an empty directory."""
+        space = self._get()
+        validate_backend_name(name)
+        self.permissions.check(name, "wD")
+        with space.lock:
+            parent, leaf = space.parent_of(name, create=False)
+            node = parent.children.get(leaf) if parent else None
+            if not isinstance(node, _Dir):
+                raise ObjectNotFound(name)
+            if node.children:
+                raise BackendError(f"directory {name!r} is not empty")
+            assert parent is not None
+            del parent.children[leaf]
+
+    async def info(self, name: str) -> ItemInfo:
+        """Describe an item or directory."""
+        space = self._get()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "lr")
+        leaf = name.rpartition("/")[2]
+        with space.lock:
+            node = space.walk(name)
+        if isinstance(node, _File):
+            return ItemInfo(leaf, True, len(node.data), False, node.atime, node.mtime)
+        if isinstance(node, _Dir):
+            return ItemInfo(leaf, True, 0, True, node.mtime, node.mtime)
+        return ItemInfo(leaf, False, 0, False)
+
+    def _file(self, space: _Space, name: str) -> _File:
+        node = space.walk(name)
+        if not isinstance(node, _File):
+            raise ObjectNotFound(name)
+        return node
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Return a copy of the value (or a range of it)."""
+        space = self._get()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+        with space.lock:
+            node = self._file(space, name)
+            node.atime = time.time()
+            data = node.data
+        if offset == 0 and size is None:
+            return data
+        start = max(len(data) + offset, 0) if offset < 0 else offset
+        return data[start : None if size is None else start + size]
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Keep a copy of the value (the caller's buffer is not referenced)."""
+        space = self._get()
+        data = bytes(validate_value(value))
+        validate_backend_name(name)
+        with space.lock:
+            parent, leaf = space.parent_of(name, create=True)
+            if parent is None:
+                raise ObjectNotFound(f"a parent of {name!r} is not a directory")
+            old = parent.children.get(leaf)
+            if isinstance(old, _Dir):
+                raise BackendError(f"{name!r} is a directory")
+            self.permissions.check(name, "wW" if old is None else "W")
+            delta = len(data) - (len(old.data) if old is not None else 0)
+            self._charge(space, delta)
+            parent.children[leaf] = _File(data)
+
+    def _charge(self, space: _Space, delta: int) -> None:
+        if self.quota_limit is not None and delta > 0 and space.usage + delta > self.quota_limit:
+            raise QuotaExceeded(f"quota exceeded: {space.usage + delta} > {self.quota_limit} bytes")
+        space.usage += delta
+
+    async def delete(self, name: str) -> None:
+        """Remove an item."""
+        space = self._get()
+        validate_backend_name(name)
+        self.permissions.check(name, "D")
+        with space.lock:
+            parent, leaf = space.parent_of(name, create=False)
+            node = parent.children.get(leaf) if parent else None
+            if not isinstance(node, _File) or parent is None:
+                raise ObjectNotFound(name)
+            del parent.children[leaf]
+            space.usage -= len(node.data)
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename an item, replacing the destination."""
+        space = self._get()
+        validate_backend_name(src)
+        validate_backend_name(dst)
+        self.permissions.check(src, "D")
+        with space.lock:
+            src_parent, src_leaf = space.parent_of(src, create=False)
+            node = src_parent.children.get(src_leaf) if src_parent else None
+            if not isinstance(node, _File) or src_parent is None:
+                raise ObjectNotFound(src)
+            dst_parent, dst_leaf = space.parent_of(dst, create=True)
+            if dst_parent is None:
+                raise ObjectNotFound(f"a parent of {dst!r} is not a directory")
+            replaced = dst_parent.children.get(dst_leaf)
+            if isinstance(replaced, _Dir):
+                raise BackendError(f"{dst!r} is a directory")
+            self.permissions.check(dst, "wW" if replaced is None else "W")
+            if replaced is node:
+                return
+            del src_parent.children[src_leaf]
+            dst_parent.children[dst_leaf] = node
+            if replaced is not None:
+                space.usage -= len(replaced.data)
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield a directory's entries, sorted by name."""
+        space = self._get()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "l")
+        with space.lock:
+            node = space.walk(name)
+            if not isinstance(node, _Dir):
+                raise ObjectNotFound(name)
+            infos = [
+                ItemInfo(key, True, len(child.data), False, child.atime, child.mtime)
+                if isinstance(child, _File)
+                else ItemInfo(key, True, 0, True, child.mtime, child.mtime)
+                for key, child in node.children.items()
+            ]
+        infos.sort(key=lambda info: info.name)
+        for info in infos:
+            yield info
+
+    async def quota(self) -> dict[str, int]:
+        """The limit and the usage (-1 when no quota is set)."""
+        if self.quota_limit is None:
+            return {"limit": -1, "usage": -1}
+        return {"limit": self.quota_limit, "usage": self._get().usage}

@@ -1,0 +1,644 @@
+"""``file:///abs/path`` — items as files in directories below a base path.
+
+The layout is borgstore's, so either library opens the other's stores: one file per item at its nested
+path, ``.del`` appended for soft-deleted items, ``quota.hid`` for the persisted quota usage, and temporary
+``….tmp`` files that are renamed into place, so a reader never sees a half-written value.
+
+Every operation is one job on the backend's thread pool (open, read and close in one hop); big values
+stream through :mod:`aiofiles`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import shutil
+import stat
+import threading
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any, NoReturn, Self
+from urllib.parse import unquote
+
+import aiofiles
+
+from .._threads import Offloader
+from ..errors import (
+    BackendError,
+    BackendURLInvalid,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ReadRangeError,
+    StoreError,
+    StoreExists,
+    StoreNotFound,
+)
+from ..hashing import check_algorithm, file_digest
+from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
+from ..permissions import Permissions
+from .base import Backend, Capabilities
+
+__all__ = ["PosixFSBackend"]
+
+MiB = 1024 * 1024
+QUOTA_FILE = "quota" + HID_SUFFIX
+QUOTA_PERSIST_DELTA = 10 * 1000 * 1000  # persist the usage once it moved by 10 MB ...
+QUOTA_PERSIST_INTERVAL = 300.0  # ... or every 5 minutes
+_NOT_FOUND = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _raise_translated(exc: OSError, name: str) -> NoReturn:
+    """Re-raise an OS error as the matching :class:`StoreError`, keeping it as the cause."""
+    if isinstance(exc, _NOT_FOUND):
+        raise ObjectNotFound(name) from exc
+    if isinstance(exc, PermissionError):
+        raise PermissionDenied(f"{name}: {exc.strerror}") from exc
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        raise QuotaExceeded(f"{name}: {exc.strerror}") from exc
+    raise BackendError(f"{name}: {exc.strerror or exc}") from exc
+
+
+def _pread_exact(fd: int, size: int, offset: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    done = len(data)
+    while done < size:
+        chunk = os.pread(fd, size - done, offset + done)
+        if not chunk:
+            break
+        parts.append(chunk)
+        done += len(chunk)
+    return b"".join(parts)
+
+
+def _write_all(fd: int, value: bytes | memoryview) -> None:
+    view = memoryview(value)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _item_info(name: str, st: os.stat_result) -> ItemInfo:
+    return ItemInfo(
+        name=name,
+        exists=True,
+        size=st.st_size,
+        directory=stat.S_ISDIR(st.st_mode),
+        atime=st.st_atime,
+        mtime=st.st_mtime,
+    )
+
+
+class _Quota:
+    """Usage accounting against a byte limit, persisted in ``quota.hid`` and merged across sessions."""
+
+    def __init__(self, base: str, limit: int) -> None:
+        self.path = os.path.join(base, QUOTA_FILE)
+        self.base = base
+        self.limit = limit
+        self.usage = 0
+        self._persisted = 0
+        self._persisted_at = 0.0
+        self._lock = threading.Lock()
+
+    def reserve(self, delta: int) -> None:
+        """Account ``delta`` bytes, or raise :class:`QuotaExceeded` if that passes the limit."""
+        with self._lock:
+            if delta > 0 and self.usage + delta > self.limit:
+                raise QuotaExceeded(f"quota exceeded: {self.usage + delta} > {self.limit} bytes")
+            self.usage += delta
+
+    def release(self, delta: int) -> None:
+        """Undo a reservation of an operation that failed."""
+        with self._lock:
+            self.usage -= delta
+
+    def flush(self, *, force: bool = False) -> None:
+        """Persist the usage if it moved enough, enough time passed, or ``force``."""
+        with self._lock:
+            pending = self.usage - self._persisted
+            due = time.monotonic() - self._persisted_at >= QUOTA_PERSIST_INTERVAL
+            if force or due or abs(pending) >= QUOTA_PERSIST_DELTA:
+                self._merge(pending)
+
+    def _scan(self, path: str) -> int:
+        total = 0
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    total += self._scan(entry.path)
+                elif entry.is_file(follow_symlinks=False) and entry.path != self.path:
+                    total += entry.stat(follow_symlinks=False).st_size
+        return total
+
+    def _merge(self, delta: int) -> None:
+        # The quota file is its own lock file. A session that locked a file another session has just
+        # replaced holds a lock on a dead inode: it notices (samestat) and tries again.
+        while True:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                try:
+                    if not os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                        continue
+                except FileNotFoundError:
+                    continue
+                try:
+                    on_disk = int(os.read(fd, 100))
+                except ValueError:  # new or damaged file: count what is really there
+                    on_disk, delta = self._scan(self.base), 0
+                value = max(on_disk + delta, 0)
+                tmp = f"{self.path}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+                tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+                try:
+                    _write_all(tmp_fd, str(value).encode())
+                    os.fsync(tmp_fd)
+                finally:
+                    os.close(tmp_fd)
+                try:
+                    os.replace(tmp, self.path)
+                except OSError:
+                    os.unlink(tmp)
+                    raise
+                self.usage = self._persisted = value
+                self._persisted_at = time.monotonic()
+                return
+            finally:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+
+
+class PosixFSBackend(Backend):
+    """Items as files below ``path`` (an absolute path), in borgstore's on-disk layout.
+
+    Args:
+        path: the store's base directory (created by ``create()``, with missing parents).
+        fsync: fsync each file before it is renamed into place and its directory after, so an
+            acknowledged store survives a power loss (much slower).
+        permissions: a permission map, shortcut name or JSON (see :mod:`aiodepot.permissions`).
+        quota: a byte limit for the whole store, tracked in ``quota.hid``.
+        workers: threads for blocking file operations.
+    """
+
+    capabilities = Capabilities(
+        server_side_hash=True,
+        server_side_copy=True,
+        server_side_gather=True,
+        preferred_concurrency=32,
+        part_size=16 * MiB,
+    )
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        permissions: str | dict[str, str] | None = None,
+        quota: int | None = None,
+        workers: int = 32,
+    ) -> None:
+        super().__init__()
+        base = os.fspath(path)
+        if not os.path.isabs(base):
+            raise BackendURLInvalid(f"the posixfs path must be absolute: {base!r}")
+        if quota is not None and (not isinstance(quota, int) or quota < 0):
+            raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
+        self.base = os.path.normpath(base)
+        self.fsync = fsync
+        self.permissions = Permissions(permissions)
+        self.quota_limit = quota
+        self._quota: _Quota | None = None
+        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``file:///absolute/path`` (percent-encoding allowed); the host part must be empty."""
+        if not url.startswith("file://"):
+            raise BackendURLInvalid(f"not a file: URL: {url!r}")
+        rest = url[len("file://") :]
+        if not rest.startswith("/"):
+            raise BackendURLInvalid(f"file: URLs need an empty host and an absolute path (file:///path): {url!r}")
+        return cls(unquote(rest), **options)
+
+    def __repr__(self) -> str:
+        return f"<PosixFSBackend {self.base!r} {'open' if self.opened else 'closed'}>"
+
+    # helpers ---------------------------------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        validate_backend_name(name)
+        return os.path.join(self.base, name)
+
+    async def _run(self, name: str, job: Any, *args: Any) -> Any:
+        try:
+            return await self._offloader.run(job, *args)
+        except StoreError:
+            raise
+        except OSError as exc:
+            _raise_translated(exc, name)
+
+    def _write_temp(self, path: str, value: bytes | memoryview) -> str:
+        """Write ``value`` to a new temp file beside ``path`` (creating directories); return its path."""
+        tmp = f"{path}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        try:
+            try:
+                _write_all(fd, value)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return tmp
+
+    def _commit(self, tmp: str, path: str) -> None:
+        """Rename a finished temp file into place (and make that durable with ``fsync``)."""
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if self.fsync:
+            _fsync_dir(os.path.dirname(path))
+
+    def _existing_size(self, path: str) -> int | None:
+        try:
+            st = os.stat(path)
+        except _NOT_FOUND:
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        return st.st_size
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        """Create the base directory (and parents); an existing empty directory is accepted."""
+        self._require_closed()
+        self.permissions.check("", "wW")
+
+        def job() -> None:
+            os.makedirs(self.base, exist_ok=True)
+            if os.listdir(self.base):
+                raise StoreExists(f"posixfs store directory is not empty: {self.base}")
+
+        await self._run("", job)
+
+    async def destroy(self) -> None:
+        """Remove everything below the base directory, and the directory itself where allowed."""
+        self._require_closed()
+        self.permissions.check("", "D")
+
+        def job() -> None:
+            if not os.path.isdir(self.base):
+                raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+
+            def on_error(func: Any, path: str, exc_info: Any) -> None:
+                if path != self.base:  # the base itself may belong to someone else: leave it
+                    raise exc_info[1]
+
+            shutil.rmtree(self.base, onerror=on_error)
+
+        await self._run("", job)
+        self._offloader.shutdown()
+
+    async def open(self) -> None:
+        """Start using the store; set up (or drop) quota tracking."""
+        self._require_closed()
+
+        def job() -> None:
+            if not os.path.isdir(self.base):
+                raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+            if self.quota_limit is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.base, QUOTA_FILE))
+            else:
+                self._quota = _Quota(self.base, self.quota_limit)
+                self._quota.flush(force=True)
+
+        await self._run("", job)
+        self.opened = True
+
+    async def close(self) -> None:
+        """Persist the quota usage and release the thread pool."""
+        self._require_open()
+        quota, self._quota = self._quota, None
+        self.opened = False
+        try:
+            if quota is not None:
+                await self._run("", quota.flush, True)
+        finally:
+            self._offloader.shutdown()
+
+    # items ---------------------------------------------------------------------------------------------
+
+    async def mkdir(self, name: str) -> None:
+        """Create a directory and its parents."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "w")
+        await self._run(name, os.makedirs, path, 0o777, True)
+
+    async def rmdir(self, name: str) -> None:
+        """Remove an empty directory."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "wD")
+        await self._run(name, os.rmdir, path)
+
+    async def info(self, name: str) -> ItemInfo:
+        """Describe an item or directory."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "lr")
+        basename = name.rpartition("/")[2]
+
+        def job() -> ItemInfo:
+            try:
+                return _item_info(basename, os.stat(path))
+            except (FileNotFoundError, NotADirectoryError):
+                return ItemInfo(name=basename, exists=False, size=0, directory=False)
+
+        result: ItemInfo = await self._run(name, job)
+        return result
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Read a whole value or a range of it (one ``pread``)."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "r")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+
+        def job() -> bytes:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                start, length = offset, size
+                if start < 0 or length is None:
+                    total = os.fstat(fd).st_size
+                    if start < 0:
+                        start = max(total + start, 0)
+                    if length is None:
+                        length = max(total - start, 0)
+                return _pread_exact(fd, length, start)
+            finally:
+                os.close(fd)
+
+        data: bytes = await self._run(name, job)
+        return data
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Write a temp file beside the item, then rename it into place."""
+        self._require_open()
+        data = validate_value(value)
+        path = self._path(name)
+        quota = self._quota
+
+        def job() -> None:
+            old_size = self._existing_size(path)
+            self.permissions.check(name, "wW" if old_size is None else "W")
+            delta = len(data) - (old_size or 0)
+            if quota is not None:
+                quota.reserve(delta)
+            try:
+                self._commit(self._write_temp(path, data), path)
+            except BaseException:
+                if quota is not None:
+                    quota.release(delta)
+                raise
+            if quota is not None:
+                quota.flush()
+
+        await self._run(name, job)
+
+    async def delete(self, name: str) -> None:
+        """Remove an item."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "D")
+        quota = self._quota
+
+        def job() -> None:
+            size = self._existing_size(path)
+            if size is None:
+                raise FileNotFoundError(errno.ENOENT, "no such item", path)
+            os.unlink(path)
+            if quota is not None:
+                quota.reserve(-size)
+                quota.flush()
+
+        await self._run(name, job)
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename an item (replacing the destination), creating directories as needed."""
+        self._require_open()
+        src_path, dst_path = self._path(src), self._path(dst)
+        self.permissions.check(src, "D")
+        quota = self._quota
+
+        def job() -> None:
+            replaced = self._existing_size(dst_path)
+            self.permissions.check(dst, "wW" if replaced is None else "W")
+            if not os.path.lexists(src_path):
+                raise ObjectNotFound(src)
+            try:
+                os.replace(src_path, dst_path)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+                try:
+                    os.replace(src_path, dst_path)
+                except FileNotFoundError:
+                    raise ObjectNotFound(src) from None
+            if self.fsync:
+                _fsync_dir(os.path.dirname(dst_path))
+            if quota is not None and replaced:
+                quota.reserve(-replaced)
+                quota.flush()
+
+        await self._run(src, job)
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield a directory's entries sorted by name; temp and internal files are skipped."""
+        self._require_open()
+        path = os.path.join(self.base, validate_backend_name(name, allow_root=True))
+        self.permissions.check(name, "l")
+
+        def job() -> list[ItemInfo]:
+            infos = []
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    try:
+                        validate_backend_name(entry.name)
+                        infos.append(_item_info(entry.name, entry.stat()))
+                    except (StoreError, FileNotFoundError):
+                        continue  # not ours, still being written, or gone meanwhile
+            infos.sort(key=lambda info: info.name)
+            return infos
+
+        infos: list[ItemInfo] = await self._run(name, job)
+        for info in infos:
+            yield info
+
+    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """Hash the file where it is (one job, no data through the event loop)."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "r")
+        check_algorithm(algorithm)
+
+        def job() -> str:
+            with open(path, "rb") as f:
+                return file_digest(f, algorithm)
+
+        digest: str = await self._run(name, job)
+        return digest
+
+    async def gather(self, sources: Iterable[Source]) -> bytes:
+        """Read all ranges in one job, one ``pread`` each."""
+        self._require_open()
+        checked = validate_sources(sources)
+        paths = {name: self._path(name) for name, _, _ in checked}
+        for name in paths:
+            self.permissions.check(name, "r")
+
+        def job() -> bytes:
+            fds: dict[str, int] = {}
+            parts = []
+            current = ""
+            try:
+                for name, offset, size in checked:
+                    current = name
+                    if size == 0:
+                        continue
+                    fd = fds.get(name)
+                    if fd is None:
+                        fd = fds[name] = os.open(paths[name], os.O_RDONLY | os.O_CLOEXEC)
+                    start = offset if offset >= 0 else max(os.fstat(fd).st_size + offset, 0)
+                    data = _pread_exact(fd, size, start)
+                    if len(data) != size:
+                        raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
+                    parts.append(data)
+            except OSError as exc:
+                _raise_translated(exc, current)
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            return b"".join(parts)
+
+        data: bytes = await self._run("", job)
+        return data
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """Check the target's permission first, then gather and store."""
+        self._require_open()
+        prefix = namespace.rstrip("/") + "/" if namespace else ""
+        self.permissions.check(target or prefix + "00000000", "W")
+        return await super().defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+
+    async def quota(self) -> dict[str, int]:
+        """The limit and the tracked usage (-1 when no quota is set)."""
+        if self._quota is None:
+            return {"limit": -1, "usage": -1}
+        return {"limit": self._quota.limit, "usage": self._quota.usage}
+
+    # streaming -----------------------------------------------------------------------------------------
+
+    async def read_chunks(
+        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1 * MiB
+    ) -> AsyncIterator[bytes]:
+        """Stream a value from the file with aiofiles."""
+        self._require_open()
+        path = self._path(name)
+        self.permissions.check(name, "r")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        try:
+            f = await aiofiles.open(path, "rb", buffering=0, executor=self._offloader.executor)
+        except OSError as exc:
+            _raise_translated(exc, name)
+        try:
+            if offset:
+                await f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            remaining = size
+            while remaining is None or remaining > 0:
+                chunk = await f.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await f.close()
+
+    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+        """Stream into a temp file with aiofiles, then rename it into place."""
+        self._require_open()
+        path = self._path(name)
+        quota = self._quota
+        old_size = await self._run(name, self._existing_size, path)
+        self.permissions.check(name, "wW" if old_size is None else "W")
+        tmp = await self._run(name, self._write_temp, path, b"")
+        try:
+            written = 0
+            async with aiofiles.open(tmp, "wb", buffering=0, executor=self._offloader.executor) as f:
+                async for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        n = await f.write(view)
+                        view = view[n:]
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        raise ValueError(f"{name}: the stream gave more than the expected {size} bytes")
+                if self.fsync:
+                    await f.flush()
+                    await self._run(name, os.fsync, f.fileno())
+            if size is not None and written != size:
+                raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
+            delta = written - (old_size or 0)
+            if quota is not None:
+                quota.reserve(delta)
+            try:
+                await self._run(name, self._commit, tmp, path)
+            except BaseException:
+                if quota is not None:
+                    quota.release(delta)
+                raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                await self._offloader.run(os.unlink, tmp)
+            raise

@@ -1,0 +1,115 @@
+"""The exceptions aiodepot raises: one tree, rooted at :class:`StoreError`.
+
+```
+StoreError
+├── ObjectNotFound            (also KeyError)
+├── StoreExists               (also FileExistsError)
+├── StoreNotFound             (also FileNotFoundError)
+├── StoreStateError
+│   ├── StoreNotOpen
+│   └── StoreAlreadyOpen
+├── PermissionDenied          (also PermissionError)
+├── QuotaExceeded
+├── ReadRangeError
+├── InvalidName               (also ValueError)
+├── IntegrityError
+├── ConnectionLost            (also ConnectionError)
+├── BackendURLInvalid         (also ValueError)
+├── MissingDependency         (also ImportError)
+└── BackendError              (any other failure of a backend)
+```
+
+Backends translate the errors of the library or system they talk to at their boundary into the most
+specific class above and keep the original as ``__cause__``. The secondary builtin bases mean that code
+written against plain Python (``except KeyError``, ``except PermissionError``, ``except OSError``)
+keeps working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "BackendURLInvalid",
+    "ConnectionLost",
+    "IntegrityError",
+    "InvalidName",
+    "MissingDependency",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "ReadRangeError",
+    "StoreAlreadyOpen",
+    "StoreError",
+    "StoreExists",
+    "StoreNotFound",
+    "StoreNotOpen",
+    "StoreStateError",
+]
+
+
+class StoreError(Exception):
+    """Root of every error aiodepot raises on purpose."""
+
+    def __str__(self) -> str:
+        # KeyError and OSError format their message differently; keep one readable form for the tree.
+        return " ".join(str(arg) for arg in self.args) if self.args else self.__class__.__name__
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """The named item does not exist (or a directory/namespace to list does not exist)."""
+
+
+class StoreExists(StoreError, FileExistsError):
+    """``create()`` found an existing, non-empty store."""
+
+
+class StoreNotFound(StoreError, FileNotFoundError):
+    """The store to open or destroy does not exist."""
+
+
+class StoreStateError(StoreError):
+    """The store is in the wrong state for the requested operation."""
+
+
+class StoreNotOpen(StoreStateError):
+    """The operation needs an open store: call ``open()`` or use ``async with store``."""
+
+
+class StoreAlreadyOpen(StoreStateError):
+    """The operation needs a closed store (``create``/``destroy``/``open`` of an open store)."""
+
+
+class PermissionDenied(StoreError, PermissionError):
+    """The store's permission map (or the storage itself) does not allow the operation."""
+
+
+class QuotaExceeded(StoreError):
+    """The operation would exceed the store's quota (or the storage is full)."""
+
+
+class ReadRangeError(StoreError):
+    """A ranged read returned fewer bytes than were asked for where an exact size is required."""
+
+
+class InvalidName(StoreError, ValueError):
+    """An item or namespace name breaks the naming rules; nothing was touched."""
+
+
+class IntegrityError(StoreError):
+    """Data failed a hash, checksum or signature check."""
+
+
+class ConnectionLost(StoreError, ConnectionError):
+    """The connection to a remote backend was lost and could not be re-established in time."""
+
+
+class BackendURLInvalid(StoreError, ValueError):
+    """A store URL could not be parsed or names an unknown scheme."""
+
+
+class MissingDependency(StoreError, ImportError):
+    """A backend needs an optional dependency that is not installed (the message says which extra)."""
+
+
+class BackendError(StoreError):
+    """Any other failure inside a backend; the native error is the ``__cause__``."""

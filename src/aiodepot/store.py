@@ -1,0 +1,669 @@
+"""The async Store: names, namespaces and nesting, soft deletion, statistics and emulation over a backend.
+
+```python
+store = aiodepot.Store("file:///srv/depot", config={"data/": {"levels": [2]}, "config/": {"levels": [0]}})
+await store.create()
+async with store:
+    await store.store("data/" + key, value)
+    value = await store.load("data/" + key)
+```
+
+Every operation validates its names before anything is touched, then maps each item name to the
+backend name it lives at: the namespace's nesting levels spread keys over directories
+(``data/0123…`` → ``data/01/23/0123…``) and a soft-deleted item carries the ``.del`` suffix. A namespace
+may list several levels while a store migrates between layouts: an item is found at any of them, new
+items go to the last one, and ``move(name, change_level=True)`` migrates an item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import heapq
+import itertools
+import os
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+from . import hashing
+from .backends import backend_from_url
+from .backends.base import Backend
+from .errors import InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
+from .stats import Emulator, Stats
+from .transfer import ProgressCallback, run_bounded
+
+__all__ = ["DEFAULT_CONFIG", "Store"]
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG: Mapping[str, Mapping[str, Any]] = {ROOTNS: {"levels": [0]}}
+"""Used when no config is given: one flat namespace for the whole store."""
+
+MAX_LEVELS = 4
+_CONFIG_KEYS = frozenset({"levels"})
+
+
+def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+    """Check a namespace config; return ``(prefix, levels)`` pairs, longest prefix first."""
+    if not isinstance(config, Mapping) or not config:
+        raise ValueError("config must be a non-empty mapping of namespace -> {'levels': [...]}")
+    parsed: dict[str, list[int]] = {}
+    for namespace, ns_config in config.items():
+        bare = validate_namespace(namespace.rstrip("/") if isinstance(namespace, str) else namespace)
+        if not isinstance(ns_config, Mapping):
+            raise ValueError(f"config for namespace {namespace!r} must be a mapping, got {ns_config!r}")
+        unknown = set(ns_config) - _CONFIG_KEYS
+        if unknown:
+            raise ValueError(f"unknown config keys for namespace {namespace!r}: {sorted(unknown)}")
+        levels = ns_config.get("levels")
+        if (
+            not isinstance(levels, list | tuple)
+            or not levels
+            or not all(isinstance(lv, int) and not isinstance(lv, bool) and 0 <= lv <= MAX_LEVELS for lv in levels)
+        ):
+            raise ValueError(
+                f"'levels' of namespace {namespace!r} must be a non-empty list of ints 0..{MAX_LEVELS}, got {levels!r}"
+            )
+        prefix = bare + "/" if bare else ROOTNS
+        if prefix in parsed:
+            raise ValueError(f"namespace {bare!r} is configured twice")
+        parsed[prefix] = list(levels)
+    return sorted(parsed.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+def _env_float(name: str, scale: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return 0.0
+    try:
+        return float(raw) * scale
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
+
+
+class Store:
+    """An async key/value store over a backend.
+
+    Args:
+        url: a store URL such as ``file:///srv/depot`` or ``memory://scratch`` (or give ``backend``).
+        backend: a backend instance instead of a URL.
+        config: namespace → ``{"levels": [...]}``; the longest matching namespace applies to a name.
+            Default: the whole store flat (``{"": {"levels": [0]}}``).
+        permissions: a permission map or shortcut, for backends that enforce them (file, memory).
+        quota: a byte limit, for backends that track one (file, memory).
+        latency: emulated extra latency per backend call, in seconds (default: ``BORGSTORE_LATENCY``,
+            which is in microseconds).
+        bandwidth: emulated link speed in bits per second (default: ``BORGSTORE_BANDWIDTH``).
+        max_concurrency: operations in flight in bulk calls (default: what the backend prefers).
+        backend_options: further keyword arguments for the backend (e.g. ``{"fsync": True}``).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        permissions: str | Mapping[str, str] | None = None,
+        quota: int | None = None,
+        latency: float | None = None,
+        bandwidth: float | None = None,
+        max_concurrency: int | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if (url is None) == (backend is None):
+            raise ValueError("give either a store URL or a backend instance")
+        options = dict(backend_options or {})
+        if permissions is not None:
+            options["permissions"] = permissions
+        if quota is not None:
+            options["quota"] = quota
+        if backend is None:
+            assert url is not None
+            try:
+                backend = backend_from_url(url, **options)
+            except TypeError as exc:
+                scheme = url.partition(":")[0]
+                raise ValueError(f"the {scheme}: backend does not take these options: {sorted(options)}") from exc
+        elif options:
+            raise ValueError(f"{sorted(options)} are backend options: pass them to the backend instance")
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
+        self.url = url
+        self.backend = backend
+        self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
+        self.emulator = Emulator(
+            _env_float("BORGSTORE_LATENCY", 1e-6) if latency is None else latency,
+            _env_float("BORGSTORE_BANDWIDTH", 1.0) if bandwidth is None else bandwidth,
+        )
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency or backend.capabilities.preferred_concurrency
+        self._stats = Stats()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "backend", None) is not None and self.backend.opened:
+            warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=2)
+
+    # configuration ---------------------------------------------------------------------------------------
+
+    @property
+    def opened(self) -> bool:
+        """True between ``open()`` and ``close()``."""
+        return self.backend.opened
+
+    @property
+    def levels(self) -> dict[str, builtins.list[int]]:
+        """The namespace → nesting levels configuration in force."""
+        return {prefix: list(levels) for prefix, levels in self._levels}
+
+    def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the namespace configuration (e.g. to start a migration to other nesting levels)."""
+        self._levels = _parse_config(config)
+
+    def _levels_for(self, name: str) -> builtins.list[int]:
+        for prefix, levels in self._levels:
+            if name.startswith(prefix):
+                return levels
+        configured = ", ".join(repr(prefix) for prefix, _ in self._levels)
+        raise InvalidName(f"no namespace is configured for {name!r} (configured: {configured})")
+
+    # lifecycle -------------------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if not self.backend.opened:
+            raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
+
+    async def create(self) -> None:
+        """Initialize the storage (an empty existing directory is accepted); see :meth:`destroy`."""
+        if self.backend.opened:
+            raise StoreAlreadyOpen("create() needs a closed store")
+        await self.backend.create()
+
+    async def create_levels(self) -> None:
+        """Create every nesting directory in advance (saves a mkdir on first store, costs time now)."""
+        self._require_open()
+        names: builtins.list[str] = []
+        for prefix, levels in self._levels:
+            level = max(levels)
+            namespace = prefix.rstrip("/")
+            if not level:
+                if namespace:
+                    names.append(namespace)
+                continue
+            for i in range(256**level):
+                key = i.to_bytes(level, "big").hex()
+                names.append(nest(f"{prefix}{key}", level).rpartition("/")[0])
+        await run_bounded(names, self.backend.mkdir, max_concurrency=self.max_concurrency)
+
+    async def destroy(self) -> None:
+        """Remove the storage and everything in it."""
+        if self.backend.opened:
+            raise StoreAlreadyOpen("destroy() needs a closed store")
+        await self.backend.destroy()
+
+    async def open(self) -> None:
+        """Start using the store."""
+        await self.backend.open()
+
+    async def close(self) -> None:
+        """Stop using the store and release its resources."""
+        await self.backend.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # plumbing --------------------------------------------------------------------------------------------
+
+    async def _call(self, key: str | None, call: Awaitable[T], volume: Callable[[T], int] | int = 0) -> T:
+        """Await one backend call: count it, and stretch it to the emulated latency and bandwidth."""
+        started = time.monotonic()
+        result = await call
+        moved = volume(result) if callable(volume) else volume
+        if key is not None:
+            self._stats.add(f"backend_{key}_calls")
+            if moved:
+                self._stats.add(f"backend_{key}_volume", moved)
+        if self.emulator:
+            await self.emulator.delay(started, moved)
+        return result
+
+    async def find(self, name: str, *, deleted: bool = False) -> str:
+        """Return the backend name of item ``name``: where it is, or where a new one would go."""
+        return await self._find(validate_name(name), deleted)
+
+    async def _find(self, name: str, deleted: bool) -> str:
+        levels = self._levels_for(name)
+        suffix = DEL_SUFFIX if deleted else None
+        if len(levels) == 1:
+            return nest(name, levels[0], add_suffix=suffix)
+        self._require_open()
+        candidates = [nest(name, level, add_suffix=suffix) for level in levels]
+        infos = await asyncio.gather(*(self._call(None, self.backend.info(c)) for c in candidates))
+        for candidate, info in zip(candidates, infos, strict=True):
+            if info.exists and not info.directory:
+                return candidate
+        return candidates[-1]
+
+    # single items ----------------------------------------------------------------------------------------
+
+    async def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
+        """Describe item ``name`` (``exists=False`` if it is missing); ``info.name`` is ``name``."""
+        validate_name(name)
+        self._require_open()
+        started = self._stats.begin("info")
+        try:
+            nested = await self._find(name, deleted)
+            info = await self._call(None, self.backend.info(nested))
+        finally:
+            self._stats.end("info", started)
+        return info.with_name(name)
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
+        """Return the value of ``name``, or ``size`` bytes from ``offset`` (negative: from the end).
+
+        A range past the end comes back short (possibly empty); a missing item raises ``ObjectNotFound``.
+        """
+        validate_name(name)
+        _check_range(offset, size)
+        self._require_open()
+        started = self._stats.begin("load")
+        data = b""
+        try:
+            nested = await self._find(name, deleted)
+            data = await self._call("load", self.backend.load(nested, offset=offset, size=size), len)
+        finally:
+            self._stats.end("load", started, len(data))
+        return data
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Store ``value`` (bytes or a C-contiguous buffer) under ``name``, atomically.
+
+        The buffer is not used after the call returns, so the caller may reuse it.
+        """
+        validate_name(name)
+        data = validate_value(value)
+        self._require_open()
+        started = self._stats.begin("store")
+        size = 0
+        try:
+            nested = await self._find(name, False)
+            await self._call("store", self.backend.store(nested, data), len(data))
+            size = len(data)
+        finally:
+            self._stats.end("store", started, size)
+
+    async def delete(self, name: str, *, deleted: bool = False) -> None:
+        """Delete ``name`` for good (see ``move(name, delete=True)`` for a soft delete)."""
+        validate_name(name)
+        self._require_open()
+        started = self._stats.begin("delete")
+        try:
+            nested = await self._find(name, deleted)
+            await self._call("delete", self.backend.delete(nested))
+        finally:
+            self._stats.end("delete", started)
+
+    async def move(
+        self,
+        name: str,
+        new_name: str | None = None,
+        *,
+        delete: bool = False,
+        undelete: bool = False,
+        change_level: bool = False,
+        deleted: bool = False,
+    ) -> None:
+        """Rename an item, or soft-delete, undelete or migrate it to the namespace's last nesting level.
+
+        Exactly one of ``new_name``, ``delete=True``, ``undelete=True`` and ``change_level=True`` is given.
+        ``deleted=True`` makes a rename or level change act on a soft-deleted item.
+        """
+        validate_name(name)
+        modes = (new_name is not None) + delete + undelete + change_level
+        if modes != 1:
+            raise ValueError("move needs exactly one of new_name, delete=True, undelete=True, change_level=True")
+        if new_name is not None:
+            validate_name(new_name)
+        self._require_open()
+        started = self._stats.begin("move")
+        try:
+            if delete:
+                src = await self._find(name, False)
+                dst = src + DEL_SUFFIX
+            elif undelete:
+                src = await self._find(name, True)
+                dst = src.removesuffix(DEL_SUFFIX)
+            elif change_level:
+                src = await self._find(name, deleted)
+                dst = nest(name, self._levels_for(name)[-1], add_suffix=DEL_SUFFIX if deleted else None)
+            else:
+                assert new_name is not None
+                src, dst = await asyncio.gather(self._find(name, deleted), self._find(new_name, deleted))
+            if src == dst:
+                if not (await self._call(None, self.backend.info(src))).exists:
+                    raise ObjectNotFound(name)
+                return
+            await self._call(None, self.backend.move(src, dst))
+        finally:
+            self._stats.end("move", started)
+
+    async def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
+        """Return the hex digest of the value (any :mod:`hashlib` algorithm, or ``"blake3"``)."""
+        validate_name(name)
+        hashing.check_algorithm(algorithm)
+        self._require_open()
+        started = self._stats.begin("hash")
+        try:
+            nested = await self._find(name, deleted)
+            return await self._call(None, self.backend.hash(nested, algorithm))
+        finally:
+            self._stats.end("hash", started)
+
+    # listing ---------------------------------------------------------------------------------------------
+
+    async def list(self, name: str = ROOTNS, *, deleted: bool = False) -> AsyncIterator[ItemInfo]:
+        """Yield the items of namespace ``name``, sorted, through all nesting levels.
+
+        Items carry their key (the last name element) as ``info.name``. Soft-deleted items are skipped,
+        or, with ``deleted=True``, are the only ones yielded (without the ``.del`` suffix).
+        """
+        namespace = validate_namespace(name)
+        self._require_open()
+        self._stats.add("list_calls")
+        async for info in self._walk(namespace, deleted):
+            yield info
+
+    async def _list_dir(self, path: str) -> AsyncIterator[ItemInfo]:
+        """One backend directory listing; its backend time is added to ``list_time``."""
+        listing = self.backend.list(path).__aiter__()
+        if self.emulator.latency:
+            await asyncio.sleep(self.emulator.latency)  # one round trip per listing, not per entry
+        while True:
+            started = time.perf_counter_ns()
+            try:
+                info = await anext(listing)
+            except StopAsyncIteration:
+                return
+            finally:
+                self._stats.add("list_time", time.perf_counter_ns() - started)
+            yield info
+
+    async def _walk(self, path: str, deleted: bool) -> AsyncIterator[ItemInfo]:
+        # Keys nested in a directory all start with that directory's name, so a directory is opened only
+        # when the merge reaches its name. With one nesting level at a time this streams; while a namespace
+        # migrates (items at several levels) the heap interleaves the levels into one sorted stream.
+        entries = self._list_dir(path)
+        tiebreak = itertools.count()
+        heap: builtins.list[tuple[str, int, ItemInfo, AsyncIterator[ItemInfo] | None]] = []
+
+        async def advance(stream: AsyncIterator[ItemInfo]) -> None:
+            item = await anext(stream, None)
+            if item is not None:
+                heapq.heappush(heap, (item.name, next(tiebreak), item, stream))
+
+        pending = await anext(entries, None)
+        while True:
+            while pending is not None and (not heap or pending.name <= heap[0][0]):
+                if pending.directory:
+                    sub_path = f"{path}/{pending.name}" if path else pending.name
+                    await advance(self._walk_subdir(sub_path, deleted))
+                elif pending.name.endswith(DEL_SUFFIX) == deleted:
+                    heapq.heappush(heap, (pending.name, next(tiebreak), pending, None))
+                pending = await anext(entries, None)
+            if not heap:
+                return
+            _, _, item, stream = heapq.heappop(heap)
+            yield item.with_name(item.name.removesuffix(DEL_SUFFIX)) if deleted else item
+            if stream is not None:
+                await advance(stream)
+
+    async def _walk_subdir(self, path: str, deleted: bool) -> AsyncIterator[ItemInfo]:
+        try:
+            async for info in self._walk(path, deleted):
+                yield info
+        except ObjectNotFound:
+            return  # removed while we were listing
+
+    # ranges ----------------------------------------------------------------------------------------------
+
+    async def _find_sources(
+        self, sources: Iterable[Source], namespace: str | None, deleted: bool
+    ) -> tuple[str, builtins.list[Source]]:
+        checked = validate_sources(sources)
+        bare = validate_namespace((namespace or ROOTNS).rstrip("/"))
+        prefix = bare + "/" if bare else ROOTNS
+        unique = list(dict.fromkeys(name for name, _, _ in checked))
+        for name in unique:
+            if "/" in name:
+                raise InvalidName(f"source names must not contain '/' (give the namespace separately): {name!r}")
+            validate_name(prefix + name)
+        self._require_open()
+        found = await asyncio.gather(*(self._find(prefix + name, deleted) for name in unique))
+        nested = dict(zip(unique, found, strict=True))
+        return prefix, [(nested[name], offset, size) for name, offset, size in checked]
+
+    async def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
+        """Read byte ranges ``(name, offset, size)`` of items in ``namespace``; return them concatenated.
+
+        Every range must be complete: a short one raises :class:`ReadRangeError`.
+        """
+        _, mapped = await self._find_sources(sources, namespace, deleted)
+        started = self._stats.begin("gather")
+        data = b""
+        try:
+            if mapped:
+                data = await self._call("gather", self.backend.gather(mapped), len)
+                expected = sum(size for _, _, size in mapped)
+                if len(data) != expected:
+                    raise ReadRangeError(f"gather returned {len(data)} bytes, expected {expected}")
+        finally:
+            self._stats.end("gather", started, len(data))
+        return data
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        deleted: bool = False,
+    ) -> str:
+        """Write a new item from byte ranges of items in ``namespace``; return its name (without namespace).
+
+        Without ``target``, the name is the ``algorithm`` hex digest of the new content. The sources are
+        left alone: deleting them is the caller's next step.
+        """
+        if target is None and algorithm is None:
+            raise ValueError("defrag needs a target name or a hash algorithm")
+        if algorithm is not None:
+            hashing.check_algorithm(algorithm)
+        prefix, mapped = await self._find_sources(sources, namespace, deleted)
+        nested_target = None
+        if target is not None:
+            if "/" in target:
+                raise InvalidName(f"the target must not contain '/' (give the namespace separately): {target!r}")
+            nested_target = await self._find(validate_name(prefix + target), deleted)
+        levels = self._levels_for(prefix + "key")[-1]  # the levels of any key in that namespace
+        started = self._stats.begin("defrag")
+        try:
+            result = await self._call(
+                None,
+                self.backend.defrag(
+                    mapped,
+                    target=nested_target,
+                    algorithm=algorithm,
+                    namespace=prefix.rstrip("/"),
+                    levels=levels,
+                ),
+            )
+        finally:
+            self._stats.end("defrag", started)
+        return unnest(result, prefix).removeprefix(prefix)
+
+    # store-wide ------------------------------------------------------------------------------------------
+
+    async def quota(self) -> dict[str, int]:
+        """Return ``{"limit": bytes, "usage": bytes}``; -1 where no quota is set."""
+        self._require_open()
+        return await self.backend.quota()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Call counts, times (s), volumes (bytes) and throughputs (bytes/s), with borgstore's keys.
+
+        ``<op>_time`` sums the duration of all calls; ``<op>_busy_time`` is the wall-clock time with at
+        least one call running, so ``<op>_busy_throughput`` is what concurrent callers really got.
+        """
+        return self._stats.snapshot()
+
+    # bulk ------------------------------------------------------------------------------------------------
+
+    def _names(self, names: Iterable[str]) -> builtins.list[str]:
+        checked = [validate_name(name) for name in names]
+        self._require_open()
+        return checked
+
+    @overload
+    async def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: ProgressCallback | None = ...,
+        deleted: bool = ...,
+    ) -> builtins.list[bytes]: ...
+
+    @overload
+    async def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[True],
+        progress: ProgressCallback | None = ...,
+        deleted: bool = ...,
+    ) -> builtins.list[bytes | Exception]: ...
+
+    async def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[bytes] | builtins.list[bytes | Exception]:
+        """Load many values concurrently; the result list is in the order of ``names``.
+
+        The first failure cancels the rest and is raised as itself, unless ``return_exceptions=True``
+        puts each failure in the result list in its item's place.
+        """
+        checked = self._names(names)
+
+        async def one(name: str) -> bytes:
+            return await self.load(name, deleted=deleted)
+
+        return await run_bounded(
+            checked,
+            one,
+            max_concurrency=max_concurrency or self.max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            bytes_of=lambda _, data: len(data),
+        )
+
+    async def store_many(
+        self,
+        items: Mapping[str, StoreValue] | Iterable[tuple[str, StoreValue]],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> builtins.list[Exception | None]:
+        """Store many values concurrently (a mapping or ``(name, value)`` pairs).
+
+        Returns one entry per item: None, or with ``return_exceptions=True`` the item's exception.
+        """
+        pairs = items.items() if isinstance(items, Mapping) else items
+        checked: Sequence[tuple[str, bytes | memoryview]] = [
+            (validate_name(name), validate_value(value)) for name, value in pairs
+        ]
+        self._require_open()
+
+        async def one(item: tuple[str, bytes | memoryview]) -> None:
+            await self.store(*item)
+
+        return await run_bounded(
+            checked,
+            one,
+            max_concurrency=max_concurrency or self.max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            bytes_total=sum(len(value) for _, value in checked),
+            bytes_of=lambda item, _: len(item[1]),
+        )
+
+    async def delete_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[Exception | None]:
+        """Delete many items concurrently; returns None per item (or its exception, see ``store_many``)."""
+        checked = self._names(names)
+
+        async def one(name: str) -> None:
+            await self.delete(name, deleted=deleted)
+
+        return await run_bounded(
+            checked,
+            one,
+            max_concurrency=max_concurrency or self.max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    async def info_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[ItemInfo]:
+        """Describe many items concurrently, in the order of ``names`` (missing ones: ``exists=False``)."""
+        checked = self._names(names)
+
+        async def one(name: str) -> ItemInfo:
+            return await self.info(name, deleted=deleted)
+
+        return await run_bounded(
+            checked, one, max_concurrency=max_concurrency or self.max_concurrency, progress=progress
+        )
+
+
+def _check_range(offset: object, size: object) -> None:
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise TypeError(f"offset must be an int, got {offset!r}")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise ValueError(f"size must be None or an int >= 0, got {size!r}")

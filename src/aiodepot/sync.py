@@ -1,0 +1,539 @@
+"""The sync facade: :class:`SyncStore` runs the async :class:`~aiodepot.Store` on a :class:`Portal`.
+
+A portal is a private event loop in a daemon thread, started on first use and shared by the process
+(``Portal.default()``). A blocking call submits the coroutine to that loop and waits; if the caller is
+interrupted (Ctrl-C) or its timeout passes, the coroutine is cancelled, not left running. The calling
+thread may run an event loop of its own (Jupyter). After ``fork()`` the child gets a new loop, thread
+and lock on first use, and stores reopen their resources there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import builtins
+import concurrent.futures
+import os
+import threading
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
+
+from .backends.base import Backend
+from .items import ItemInfo, Source, StoreValue
+from .names import ROOTNS
+from .store import Store
+from .transfer import ProgressCallback
+
+__all__ = ["Portal", "SyncStore"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_portals: weakref.WeakSet[Portal] = weakref.WeakSet()
+
+
+class Portal:
+    """A private event loop in its own thread, to run coroutines from blocking code.
+
+    Args:
+        name: the loop thread's name.
+    """
+
+    _default: Portal | None = None
+    _default_lock = threading.Lock()
+
+    def __init__(self, name: str = "aiodepot-portal") -> None:
+        self.name = name
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        _portals.add(self)
+
+    @classmethod
+    def default(cls) -> Portal:
+        """The process-wide portal that SyncStores use unless given another."""
+        with cls._default_lock:
+            if cls._default is None:
+                cls._default = cls()
+            return cls._default
+
+    def __repr__(self) -> str:
+        return f"<Portal {self.name!r} {'running' if self.running else 'stopped'}>"
+
+    @property
+    def running(self) -> bool:
+        """True while the loop thread is alive (in this process)."""
+        return self._thread is not None and self._thread.is_alive() and self._pid == os.getpid()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop's thread, once started."""
+        return self._thread
+
+    def _after_fork(self) -> None:
+        # The parent's loop thread does not exist in the child, and its lock may have been held.
+        self._lock = threading.Lock()
+        self._loop = None
+        self._thread = None
+        self._pid = os.getpid()
+
+    def _ensure_loop(self) -> asyncio.AbstractEventLoop:
+        if self._pid != os.getpid():
+            self._after_fork()
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    try:
+                        loop.run_forever()
+                    finally:
+                        _finish_loop(loop)
+
+                thread = threading.Thread(target=run, name=self.name, daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def call(
+        self,
+        func: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``func(*args, **kwargs)`` on the portal's loop and return its result (blocking)."""
+        return self.call_with_timeout(None, func, *args, **kwargs)
+
+    def call_with_timeout(
+        self,
+        timeout: float | None,
+        func: Callable[P, Coroutine[Any, Any, T]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Like :meth:`call`; after ``timeout`` seconds the coroutine is cancelled and TimeoutError raised."""
+        if threading.current_thread() is self._thread and self._pid == os.getpid():
+            raise RuntimeError(
+                "a blocking aiodepot call was made from the portal's own event loop thread; "
+                "inside async code, await the async Store instead of using SyncStore"
+            )
+        loop = self._ensure_loop()
+        future = asyncio.run_coroutine_threadsafe(func(*args, **kwargs), loop)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            _wait_cancelled(future)
+            raise TimeoutError(f"{getattr(func, '__qualname__', func)} did not finish in {timeout} s") from None
+        except BaseException:  # KeyboardInterrupt, SystemExit: stop the work we started
+            future.cancel()
+            _wait_cancelled(future)
+            raise
+
+    def stop(self) -> None:
+        """Stop the loop and join its thread (it starts again on next use)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        if thread.is_alive():
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join()
+        else:  # pragma: no cover - the thread died on its own
+            loop.close()
+
+
+def _wait_cancelled(future: concurrent.futures.Future[Any], timeout: float = 5.0) -> None:
+    """Give a cancelled coroutine the chance to run its cleanup before the caller goes on."""
+    try:
+        concurrent.futures.wait([future], timeout)
+    except BaseException:  # pragma: no cover - a second interrupt while cleaning up
+        pass
+
+
+def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
+    tasks = asyncio.all_tasks(loop)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())
+    loop.close()
+
+
+def _reset_portals_after_fork() -> None:
+    for portal in list(_portals):
+        portal._after_fork()
+    Portal._default_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_reset_portals_after_fork)
+
+
+@atexit.register
+def _stop_default_portal() -> None:
+    portal = Portal._default
+    if portal is not None:
+        portal.stop()
+
+
+class SyncStore:
+    """The blocking twin of :class:`~aiodepot.Store`: same arguments, same methods, no ``await``.
+
+    ```python
+    with aiodepot.SyncStore("file:///srv/depot") as store:
+        store.store("config/main", b"...")
+        for info in store.list("data"):
+            ...
+    ```
+
+    Args:
+        url: as for :class:`~aiodepot.Store`, like all arguments up to ``backend_options``.
+        portal: the event loop thread to run on (default: the shared :meth:`Portal.default`).
+        timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        permissions: str | Mapping[str, str] | None = None,
+        quota: int | None = None,
+        latency: float | None = None,
+        bandwidth: float | None = None,
+        max_concurrency: int | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        portal: Portal | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.async_store = Store(
+            url,
+            backend=backend,
+            config=config,
+            permissions=permissions,
+            quota=quota,
+            latency=latency,
+            bandwidth=bandwidth,
+            max_concurrency=max_concurrency,
+            backend_options=backend_options,
+        )
+        self.portal = portal or Portal.default()
+        self.timeout = timeout
+
+    @classmethod
+    def wrap(cls, store: Store, *, portal: Portal | None = None, timeout: float | None = None) -> SyncStore:
+        """A SyncStore around an existing async :class:`~aiodepot.Store`."""
+        self = cls.__new__(cls)
+        self.async_store, self.portal, self.timeout = store, portal or Portal.default(), timeout
+        return self
+
+    def __repr__(self) -> str:
+        return f"<SyncStore {self.async_store!r}>"
+
+    def __del__(self) -> None:
+        store = getattr(self, "async_store", None)
+        if store is not None and store.opened:
+            warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=2)
+
+    def _run(self, func: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self.portal.call_with_timeout(self.timeout, func, *args, **kwargs)
+
+    # configuration and state -----------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str | None:
+        """The store URL, if the store was made from one."""
+        return self.async_store.url
+
+    @property
+    def backend(self) -> Backend:
+        """The backend instance."""
+        return self.async_store.backend
+
+    @property
+    def opened(self) -> bool:
+        """True between ``open()`` and ``close()``."""
+        return self.async_store.opened
+
+    @property
+    def levels(self) -> dict[str, builtins.list[int]]:
+        """The namespace → nesting levels configuration in force."""
+        return self.async_store.levels
+
+    def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        """See :meth:`aiodepot.Store.set_levels`."""
+        self.async_store.set_levels(config)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """See :attr:`aiodepot.Store.stats`."""
+        return self.async_store.stats
+
+    # lifecycle -------------------------------------------------------------------------------------------
+
+    def create(self) -> None:
+        """See :meth:`aiodepot.Store.create`."""
+        self._run(self.async_store.create)
+
+    def create_levels(self) -> None:
+        """See :meth:`aiodepot.Store.create_levels`."""
+        self._run(self.async_store.create_levels)
+
+    def destroy(self) -> None:
+        """See :meth:`aiodepot.Store.destroy`."""
+        self._run(self.async_store.destroy)
+
+    def open(self) -> None:
+        """See :meth:`aiodepot.Store.open`."""
+        self._run(self.async_store.open)
+
+    def close(self) -> None:
+        """See :meth:`aiodepot.Store.close`."""
+        self._run(self.async_store.close)
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # single items ----------------------------------------------------------------------------------------
+
+    def find(self, name: str, *, deleted: bool = False) -> str:
+        """See :meth:`aiodepot.Store.find`."""
+        return self._run(self.async_store.find, name, deleted=deleted)
+
+    def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
+        """See :meth:`aiodepot.Store.info`."""
+        return self._run(self.async_store.info, name, deleted=deleted)
+
+    def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
+        """See :meth:`aiodepot.Store.load`."""
+        return self._run(self.async_store.load, name, offset=offset, size=size, deleted=deleted)
+
+    def store(self, name: str, value: StoreValue) -> None:
+        """See :meth:`aiodepot.Store.store`."""
+        self._run(self.async_store.store, name, value)
+
+    def delete(self, name: str, *, deleted: bool = False) -> None:
+        """See :meth:`aiodepot.Store.delete`."""
+        self._run(self.async_store.delete, name, deleted=deleted)
+
+    def move(
+        self,
+        name: str,
+        new_name: str | None = None,
+        *,
+        delete: bool = False,
+        undelete: bool = False,
+        change_level: bool = False,
+        deleted: bool = False,
+    ) -> None:
+        """See :meth:`aiodepot.Store.move`."""
+        self._run(
+            self.async_store.move,
+            name,
+            new_name,
+            delete=delete,
+            undelete=undelete,
+            change_level=change_level,
+            deleted=deleted,
+        )
+
+    def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
+        """See :meth:`aiodepot.Store.hash`."""
+        return self._run(self.async_store.hash, name, algorithm, deleted=deleted)
+
+    def list(self, name: str = ROOTNS, *, deleted: bool = False) -> Iterator[ItemInfo]:
+        """See :meth:`aiodepot.Store.list`; returns an iterator that fetches items in batches."""
+        return _BatchIterator(self, self.async_store.list(name, deleted=deleted))
+
+    def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
+        """See :meth:`aiodepot.Store.gather`."""
+        return self._run(self.async_store.gather, sources, namespace=namespace, deleted=deleted)
+
+    def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        deleted: bool = False,
+    ) -> str:
+        """See :meth:`aiodepot.Store.defrag`."""
+        return self._run(
+            self.async_store.defrag,
+            sources,
+            target=target,
+            algorithm=algorithm,
+            namespace=namespace,
+            deleted=deleted,
+        )
+
+    def quota(self) -> dict[str, int]:
+        """See :meth:`aiodepot.Store.quota`."""
+        return self._run(self.async_store.quota)
+
+    # bulk ------------------------------------------------------------------------------------------------
+
+    @overload
+    def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[False] = ...,
+        progress: ProgressCallback | None = ...,
+        deleted: bool = ...,
+    ) -> builtins.list[bytes]: ...
+
+    @overload
+    def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = ...,
+        return_exceptions: Literal[True],
+        progress: ProgressCallback | None = ...,
+        deleted: bool = ...,
+    ) -> builtins.list[bytes | Exception]: ...
+
+    def load_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[bytes] | builtins.list[bytes | Exception]:
+        """See :meth:`aiodepot.Store.load_many`."""
+        return self._run(
+            self.async_store.load_many,  # type: ignore[arg-type]
+            names,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            deleted=deleted,
+        )
+
+    def store_many(
+        self,
+        items: Mapping[str, StoreValue] | Iterable[tuple[str, StoreValue]],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> builtins.list[Exception | None]:
+        """See :meth:`aiodepot.Store.store_many`."""
+        return self._run(
+            self.async_store.store_many,
+            items,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+        )
+
+    def delete_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        return_exceptions: bool = False,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[Exception | None]:
+        """See :meth:`aiodepot.Store.delete_many`."""
+        return self._run(
+            self.async_store.delete_many,
+            names,
+            max_concurrency=max_concurrency,
+            return_exceptions=return_exceptions,
+            progress=progress,
+            deleted=deleted,
+        )
+
+    def info_many(
+        self,
+        names: Iterable[str],
+        *,
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+        deleted: bool = False,
+    ) -> builtins.list[ItemInfo]:
+        """See :meth:`aiodepot.Store.info_many`."""
+        return self._run(
+            self.async_store.info_many,
+            names,
+            max_concurrency=max_concurrency,
+            progress=progress,
+            deleted=deleted,
+        )
+
+
+class _BatchIterator(Iterator[ItemInfo]):
+    """Pulls an async iterator through the portal a batch at a time (one thread hop per batch)."""
+
+    BATCH = 1000
+
+    def __init__(self, owner: SyncStore, source: AsyncIterator[ItemInfo]) -> None:
+        self._owner = owner
+        self._source: AsyncIterator[ItemInfo] | None = source
+        self._buffer: list[ItemInfo] = []
+        self._position = 0
+
+    def __iter__(self) -> Self:
+        return self
+
+    async def _fetch(self) -> list[ItemInfo]:
+        assert self._source is not None
+        batch: list[ItemInfo] = []
+        async for info in self._source:
+            batch.append(info)
+            if len(batch) >= self.BATCH:
+                break
+        return batch
+
+    def __next__(self) -> ItemInfo:
+        if self._position >= len(self._buffer):
+            if self._source is None:
+                raise StopIteration
+            self._buffer, self._position = self._owner._run(self._fetch), 0
+            if not self._buffer:
+                self._source = None
+                raise StopIteration
+        info = self._buffer[self._position]
+        self._position += 1
+        return info
+
+    def close(self) -> None:
+        """Stop listing early and release the async iterator."""
+        source, self._source = self._source, None
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None and self._owner.portal.running:
+            self._owner._run(aclose)
+
+    def __del__(self) -> None:
+        if self._source is not None:
+            try:
+                self.close()
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass

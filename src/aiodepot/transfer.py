@@ -1,0 +1,114 @@
+"""The transfer engine: bounded, ordered fan-out of many operations.
+
+``run_bounded`` runs one coroutine per job with at most ``max_concurrency`` in flight (a fixed set of
+worker tasks pulls jobs, so a million jobs cost a million results, not a million tasks). Results come back
+in job order. The first failure cancels the rest and is raised as itself, not wrapped in an
+ExceptionGroup, unless ``return_exceptions=True`` asks for the per-job errors in the result list instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeAlias, TypeVar
+
+__all__ = ["Progress", "ProgressCallback", "run_bounded"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a bulk operation is: items and bytes done, and the totals where known."""
+
+    items_done: int
+    items_total: int
+    bytes_done: int
+    bytes_total: int | None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the items done, from 0.0 to 1.0."""
+        return self.items_done / self.items_total if self.items_total else 1.0
+
+
+ProgressCallback: TypeAlias = Callable[[Progress], object]
+"""Called after each item; may be a plain function or a coroutine function."""
+
+
+class _Tracker:
+    __slots__ = ("bytes_done", "bytes_total", "callback", "items_done", "items_total")
+
+    def __init__(self, callback: ProgressCallback | None, items_total: int, bytes_total: int | None) -> None:
+        self.callback = callback
+        self.items_total = items_total
+        self.bytes_total = bytes_total
+        self.items_done = 0
+        self.bytes_done = 0
+
+    async def step(self, nbytes: int) -> None:
+        self.items_done += 1
+        self.bytes_done += nbytes
+        if self.callback is not None:
+            result = self.callback(Progress(self.items_done, self.items_total, self.bytes_done, self.bytes_total))
+            if inspect.isawaitable(result):
+                await result
+
+
+async def run_bounded(
+    jobs: Sequence[T],
+    worker: Callable[[T], Awaitable[R]],
+    *,
+    max_concurrency: int,
+    return_exceptions: bool = False,
+    progress: ProgressCallback | None = None,
+    bytes_total: int | None = None,
+    bytes_of: Callable[[T, R], int] | None = None,
+) -> list[Any]:
+    """Run ``worker(job)`` for every job, at most ``max_concurrency`` at a time; results in job order.
+
+    ``bytes_of(job, result)`` tells the progress callback how many bytes a finished job moved.
+    """
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+    count = len(jobs)
+    results: list[Any] = [None] * count
+    if not count:
+        return results
+    tracker = _Tracker(progress, count, bytes_total)
+    pending = iter(range(count))
+    first_error: BaseException | None = None
+
+    async def work() -> None:
+        nonlocal first_error
+        for index in pending:  # a shared iterator: each job is taken by exactly one worker
+            job = jobs[index]
+            try:
+                result = await worker(job)
+            except Exception as exc:
+                if not return_exceptions:
+                    if first_error is None:
+                        first_error = exc
+                    raise
+                results[index] = exc
+                await tracker.step(0)
+                continue
+            results[index] = result
+            await tracker.step(bytes_of(job, result) if bytes_of is not None else 0)
+
+    failure: BaseException | None = None
+    try:
+        if count == 1 or max_concurrency == 1:
+            await work()
+        else:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(max_concurrency, count)):
+                    group.create_task(work())
+    except BaseExceptionGroup as group_error:
+        failure = first_error if first_error is not None else group_error.exceptions[0]
+    if failure is not None:
+        raise failure  # outside the except block, so the traceback shows the job's error, not the group
+    return results
