@@ -380,12 +380,25 @@ class Store:
         """Yield the items of namespace ``name``, sorted, through all nesting levels.
 
         Items carry their key (the last name element) as ``info.name``. Soft-deleted items are skipped,
-        or, with ``deleted=True``, are the only ones yielded (without the ``.del`` suffix).
+        or, with ``deleted=True``, are the only ones yielded (without the ``.del`` suffix). A configured
+        namespace that nothing was stored in yet lists empty; any other missing one raises
+        ``ObjectNotFound``.
         """
         namespace = validate_namespace(name)
         self._require_open()
         self._stats.add("list_calls")
-        async for info in self._walk(namespace, deleted):
+        configured = any(prefix.rstrip("/") == namespace for prefix, _ in self._levels)
+        walk = self._walk(namespace, deleted)
+        try:
+            first = await anext(walk, None)
+        except ObjectNotFound:
+            if configured:
+                return  # a configured namespace nothing was stored in yet is empty, not missing
+            raise
+        if first is None:
+            return
+        yield first
+        async for info in walk:
             yield info
 
     async def _list_dir(self, path: str) -> AsyncIterator[ItemInfo]:

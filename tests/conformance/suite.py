@@ -1,0 +1,667 @@
+"""The conformance suite: every backend runs these tests through the Store and directly.
+
+A backend's test module subclasses :class:`StoreConformance` and :class:`BackendConformance` and provides
+the ``make_backend`` fixture: a callable returning a new, not yet created backend instance for one fresh
+storage location. Later backends that need a server start it in a session fixture and point
+``make_backend`` at it. Capability flags on the subclass skip only what truly cannot apply.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+import aiodepot
+from aiodepot import (
+    InvalidName,
+    ItemInfo,
+    ObjectNotFound,
+    ReadRangeError,
+    Store,
+    StoreAlreadyOpen,
+    StoreExists,
+    StoreNotFound,
+    StoreNotOpen,
+)
+from aiodepot.backends.base import Backend
+from aiodepot.transfer import Progress
+
+MakeBackend = Callable[[], Backend]
+
+CONFIG = {
+    "config/": {"levels": [0]},
+    "data/": {"levels": [2]},
+    "mixed/": {"levels": [0, 1]},
+    "flat/": {"levels": [0]},
+}
+
+
+def key(i: int) -> str:
+    """A realistic 64-hex-digit key."""
+    return hashlib.sha256(str(i).encode()).hexdigest()
+
+
+BAD_NAMES: list[Any] = [
+    "../escape",
+    "data/../../etc/passwd",
+    "/absolute",
+    "data/",
+    "UPPER",
+    "data/Key",
+    "data/caf\u00e9",
+    "data/with blank",
+    "data/tab\there",
+    "data/nul\x00byte",
+    "data\\backslash",
+    "data/" + "a" * 100,
+    "data/name.tmp",
+    "data/name.del",
+    "data/name.hid",
+    "data//double",
+    "data/./dot",
+    "",
+    None,
+    42,
+    b"data/bytes",
+]
+
+
+async def names_in(store: Store, namespace: str, *, deleted: bool = False) -> list[str]:
+    return [info.name async for info in store.list(namespace, deleted=deleted)]
+
+
+class StoreConformance:
+    """Store semantics, run on each backend."""
+
+    @pytest.fixture
+    def make_backend(self) -> MakeBackend:
+        raise NotImplementedError("a backend's test module provides make_backend")
+
+    @pytest.fixture
+    def make_store(self, make_backend: MakeBackend) -> Callable[..., Store]:
+        def make(**kwargs: Any) -> Store:
+            kwargs.setdefault("config", CONFIG)
+            return Store(backend=make_backend(), **kwargs)
+
+        return make
+
+    @pytest.fixture
+    async def store(self, make_store: Callable[..., Store]) -> AsyncIterator[Store]:
+        store = make_store()
+        await store.create()
+        async with store:
+            yield store
+        await store.destroy()
+
+    # lifecycle ---------------------------------------------------------------------------------------
+
+    async def test_lifecycle(self, make_store: Callable[..., Store]) -> None:
+        store = make_store()
+        with pytest.raises(StoreNotFound):
+            await store.open()
+        await store.create()
+        assert not store.opened
+        async with store:
+            assert store.opened
+            await store.store("config/main", b"v1")
+            with pytest.raises(StoreAlreadyOpen):
+                await store.open()
+            with pytest.raises(StoreAlreadyOpen):
+                await store.destroy()
+            with pytest.raises(StoreAlreadyOpen):
+                await store.create()
+        assert not store.opened
+        with pytest.raises(StoreNotOpen):
+            await store.load("config/main")
+        with pytest.raises(StoreExists):
+            await store.create()  # not empty
+        async with store:  # reopen keeps the data
+            assert await store.load("config/main") == b"v1"
+        await store.destroy()
+        with pytest.raises(StoreNotFound):
+            await store.open()
+        with pytest.raises(StoreNotFound):
+            await store.destroy()
+
+    async def test_closed_store_refuses_every_operation(self, make_store: Callable[..., Store]) -> None:
+        store = make_store()
+        await store.create()
+        calls = [
+            store.load("config/a"),
+            store.store("config/a", b""),
+            store.info("config/a"),
+            store.delete("config/a"),
+            store.move("config/a", delete=True),
+            store.hash("config/a"),
+            store.gather([("a", 0, 1)], namespace="config"),
+            store.quota(),
+            store.load_many(["config/a"]),
+        ]
+        for call in calls:
+            with pytest.raises(StoreNotOpen):
+                await call
+        with pytest.raises(StoreNotOpen):
+            await anext(store.list("config"))
+        await store.destroy()
+
+    # store and load ------------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "value",
+        [b"", b"x", b"hello world" * 1000, bytes(range(256)) * 4096],
+        ids=["empty", "one", "11k", "1mib"],
+    )
+    async def test_store_load_roundtrip(self, store: Store, value: bytes) -> None:
+        await store.store("data/" + key(1), value)
+        assert await store.load("data/" + key(1)) == value
+        info = await store.info("data/" + key(1))
+        assert info == ItemInfo("data/" + key(1), True, len(value), False, info.atime, info.mtime)
+        assert info.mtime > 0
+
+    async def test_store_accepts_buffers(self, store: Store) -> None:
+        await store.store("flat/ba", bytearray(b"bytearray"))
+        await store.store("flat/mv", memoryview(b"0123456789")[2:5])
+        numbers = array.array("I", [1, 2, 3])
+        await store.store("flat/arr", memoryview(numbers))
+        assert await store.load("flat/ba") == b"bytearray"
+        assert await store.load("flat/mv") == b"234"
+        assert await store.load("flat/arr") == numbers.tobytes()
+
+    async def test_caller_may_reuse_buffer_after_store(self, store: Store) -> None:
+        buffer = bytearray(b"A" * 4096)
+        await store.store("flat/buf", memoryview(buffer))
+        buffer[:] = b"B" * 4096
+        assert await store.load("flat/buf") == b"A" * 4096
+
+    async def test_store_rejects_bad_values(self, store: Store) -> None:
+        with pytest.raises(TypeError):
+            await store.store("flat/s", "text")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await store.store("flat/n", 42)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="contiguous"):
+            await store.store("flat/nc", memoryview(b"abcdef")[::2])
+        assert await names_in(store, "flat") == []
+
+    async def test_overwrite(self, store: Store) -> None:
+        await store.store("config/main", b"old value that is longer")
+        await store.store("config/main", b"new")
+        assert await store.load("config/main") == b"new"
+        assert (await store.info("config/main")).size == 3
+
+    async def test_partial_loads(self, store: Store) -> None:
+        value = bytes(range(100))
+        await store.store("flat/r", value)
+        cases = [
+            ({"offset": 10}, value[10:]),
+            ({"offset": 10, "size": 5}, value[10:15]),
+            ({"size": 7}, value[:7]),
+            ({"offset": -10}, value[-10:]),
+            ({"offset": -10, "size": 4}, value[-10:-6]),
+            ({"offset": 95, "size": 50}, value[95:]),  # short read at the end
+            ({"offset": 200}, b""),
+            ({"offset": 200, "size": 5}, b""),
+            ({"offset": -500}, value),
+            ({"offset": 50, "size": 0}, b""),
+        ]
+        for kwargs, expected in cases:
+            assert await store.load("flat/r", **kwargs) == expected, kwargs
+        with pytest.raises(ValueError):
+            await store.load("flat/r", size=-1)
+
+    async def test_missing_items(self, store: Store) -> None:
+        name = "data/" + key(404)
+        with pytest.raises(ObjectNotFound) as caught:
+            await store.load(name)
+        assert isinstance(caught.value, KeyError)
+        assert not (await store.info(name)).exists
+        for call in (store.delete(name), store.move(name, delete=True), store.hash(name)):
+            with pytest.raises(ObjectNotFound):
+                await call
+        with pytest.raises(ObjectNotFound):
+            await store.move(name, "data/" + key(405))
+
+    async def test_delete(self, store: Store) -> None:
+        await store.store("config/gone", b"x")
+        await store.delete("config/gone")
+        assert not (await store.info("config/gone")).exists
+        with pytest.raises(ObjectNotFound):
+            await store.delete("config/gone")
+
+    # names -----------------------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("bad", BAD_NAMES, ids=repr)
+    async def test_bad_names_touch_nothing(self, store: Store, bad: Any) -> None:
+        await store.store("config/keep", b"keep")
+        before = [info async for info in store.backend.list("config")]
+        operations = [
+            lambda: store.store(bad, b"x"),
+            lambda: store.load(bad),
+            lambda: store.info(bad),
+            lambda: store.delete(bad),
+            lambda: store.hash(bad),
+            lambda: store.move(bad, delete=True),
+            lambda: store.move(bad, "config/other"),
+            lambda: store.load_many(["config/keep", bad]),
+            lambda: store.store_many([("config/new", b"x"), (bad, b"x")]),
+            lambda: store.delete_many(["config/keep", bad]),
+            lambda: store.find(bad),
+        ]
+        if bad is not None:  # None as the new name means "no new name"
+            operations.append(lambda: store.move("config/keep", bad))
+        for operation in operations:
+            with pytest.raises(InvalidName) as caught:
+                await operation()
+            assert isinstance(caught.value, ValueError)
+        if bad != "":  # "" is the root namespace for list
+            with pytest.raises(InvalidName):
+                await anext(store.list(bad))
+        after = [info async for info in store.backend.list("config")]
+        assert [i.name for i in after] == [i.name for i in before] == ["keep"]
+        assert await store.load("config/keep") == b"keep"
+
+    async def test_unconfigured_namespace(self, store: Store) -> None:
+        with pytest.raises(InvalidName, match="no namespace"):
+            await store.store("elsewhere/x", b"x")
+
+    # nesting ---------------------------------------------------------------------------------------------
+
+    async def test_nesting_layout(self, store: Store) -> None:
+        name = "data/" + key(7)
+        await store.store(name, b"nested")
+        nested = await store.find(name)
+        assert nested == f"data/{key(7)[:2]}/{key(7)[2:4]}/{key(7)}"
+        assert (await store.backend.info(nested)).exists
+        assert await store.backend.load(nested) == b"nested"
+
+    async def test_too_short_key_for_nesting(self, store: Store) -> None:
+        with pytest.raises(InvalidName, match="too short"):
+            await store.store("data/abc", b"x")
+
+    async def test_level_migration(self, store: Store) -> None:
+        old = {f"mixed/{key(i)}": f"old{i}".encode() for i in range(10)}
+        store.set_levels({**CONFIG, "mixed/": {"levels": [0]}})
+        await store.store_many(old)
+        for name in old:
+            assert await store.find(name) == name  # level 0
+        store.set_levels({**CONFIG, "mixed/": {"levels": [0, 1]}})
+        new = {f"mixed/{key(i)}": f"new{i}".encode() for i in range(10, 20)}
+        await store.store_many(new)
+        for name in new:
+            k = name.split("/")[1]
+            assert await store.find(name) == f"mixed/{k[:2]}/{k}"  # written at the last level
+        for name, value in old.items():
+            assert await store.load(name) == value  # found at the old level
+            assert await store.find(name) == name
+        # an overwrite of an existing item stays where it is
+        first = next(iter(old))
+        await store.store(first, b"rewritten")
+        assert await store.find(first) == first
+        # list merges both levels into one sorted stream
+        listed = await names_in(store, "mixed")
+        assert listed == sorted(n.split("/")[1] for n in {**old, **new})
+        # migrate everything to the last level
+        for name in old:
+            await store.move(name, change_level=True)
+            k = name.split("/")[1]
+            assert await store.find(name) == f"mixed/{k[:2]}/{k}"
+        await store.move(first, change_level=True)  # already there: a no-op
+        assert await store.load(first) == b"rewritten"
+        store.set_levels({**CONFIG, "mixed/": {"levels": [1]}})
+        assert await names_in(store, "mixed") == listed
+        with pytest.raises(ObjectNotFound):
+            await store.move("mixed/" + key(999), change_level=True)
+
+    async def test_create_levels(self, make_store: Callable[..., Store]) -> None:
+        store = make_store(config={"data/": {"levels": [1]}, "config/": {"levels": [0]}})
+        await store.create()
+        async with store:
+            await store.create_levels()
+            dirs = [info async for info in store.backend.list("data")]
+            assert len(dirs) == 256 and all(info.directory for info in dirs)
+            assert dirs[0].name == "00" and dirs[-1].name == "ff"
+            assert await names_in(store, "data") == []
+            assert await names_in(store, "config") == []
+        await store.destroy()
+
+    # soft delete -----------------------------------------------------------------------------------------
+
+    async def test_soft_delete_and_undelete(self, store: Store) -> None:
+        names = [f"data/{key(i)}" for i in range(5)]
+        await store.store_many({n: n.encode() for n in names})
+        await store.move(names[1], delete=True)
+        await store.move(names[3], delete=True)
+        keys = [n.split("/")[1] for n in names]
+        assert await names_in(store, "data") == sorted([keys[0], keys[2], keys[4]])
+        assert await names_in(store, "data", deleted=True) == sorted([keys[1], keys[3]])
+        with pytest.raises(ObjectNotFound):
+            await store.load(names[1])
+        assert await store.load(names[1], deleted=True) == names[1].encode()
+        assert (await store.info(names[1], deleted=True)).exists
+        assert not (await store.info(names[1])).exists
+        assert await store.hash(names[1], deleted=True) == hashlib.sha256(names[1].encode()).hexdigest()
+        await store.move(names[1], undelete=True)
+        assert await store.load(names[1]) == names[1].encode()
+        await store.delete(names[3], deleted=True)
+        assert await names_in(store, "data", deleted=True) == []
+        with pytest.raises(ObjectNotFound):
+            await store.move(names[3], undelete=True)
+
+    async def test_rename(self, store: Store) -> None:
+        await store.store("config/a", b"A")
+        await store.store("config/b", b"B")
+        await store.move("config/a", "config/c")
+        assert await names_in(store, "config") == ["b", "c"]
+        await store.move("config/c", "config/b")  # replaces
+        assert await names_in(store, "config") == ["b"]
+        assert await store.load("config/b") == b"A"
+        await store.move("config/b", "data/" + key(3))  # across namespaces and levels
+        assert await store.load("data/" + key(3)) == b"A"
+
+    async def test_move_needs_exactly_one_mode(self, store: Store) -> None:
+        await store.store("config/a", b"A")
+        with pytest.raises(ValueError, match="exactly one"):
+            await store.move("config/a")
+        with pytest.raises(ValueError, match="exactly one"):
+            await store.move("config/a", "config/b", delete=True)
+        with pytest.raises(ValueError, match="exactly one"):
+            await store.move("config/a", delete=True, undelete=True)
+        assert await store.load("config/a") == b"A"
+
+    # listing ---------------------------------------------------------------------------------------------
+
+    async def test_list(self, store: Store) -> None:
+        values = {f"data/{key(i)}": bytes(i) for i in range(300)}
+        await store.store_many(values)
+        infos = [info async for info in store.list("data")]
+        assert [i.name for i in infos] == sorted(n.split("/")[1] for n in values)
+        assert all(not i.directory and i.exists for i in infos)
+        assert {i.name: i.size for i in infos} == {n.split("/")[1]: len(v) for n, v in values.items()}
+        assert await names_in(store, "flat") == []  # configured, nothing stored yet
+        with pytest.raises(ObjectNotFound):
+            await anext(store.list("nosuchnamespace"))
+
+    async def test_list_root_recurses(self, store: Store) -> None:
+        await store.store("config/c1", b"1")
+        await store.store("flat/f1", b"2")
+        await store.store("data/" + key(1), b"3")
+        assert sorted(await names_in(store, "")) == sorted(["c1", "f1", key(1)])
+
+    async def test_list_is_lazy_and_interleaves(self, store: Store) -> None:
+        await store.store_many({f"flat/{i:04d}": b"x" for i in range(50)})
+        seen = []
+        async for info in store.list("flat"):
+            seen.append(info.name)
+            if len(seen) == 10:
+                await store.store("flat/zzzz", b"late")  # operations inside a listing loop work
+        assert seen[:10] == [f"{i:04d}" for i in range(10)]
+
+    # hash, gather, defrag --------------------------------------------------------------------------------
+
+    @pytest.mark.parametrize("algorithm", ["sha256", "md5", "sha512", "blake2b", "blake3"])
+    async def test_hash(self, store: Store, algorithm: str) -> None:
+        value = bytes(range(256)) * 1000
+        await store.store("flat/h", value)
+        if algorithm == "blake3":
+            from blake3 import blake3
+
+            expected = blake3(value).hexdigest()
+        else:
+            expected = hashlib.new(algorithm, value).hexdigest()
+        assert await store.hash("flat/h", algorithm) == expected
+
+    async def test_hash_unknown_algorithm(self, store: Store) -> None:
+        await store.store("flat/h", b"x")
+        with pytest.raises(ValueError, match="unsupported"):
+            await store.hash("flat/h", "nosuchhash")
+
+    async def test_gather(self, store: Store) -> None:
+        a, b = bytes(range(100)), bytes(range(100, 200))
+        await store.store("data/" + key(1), a)
+        await store.store("data/" + key(2), b)
+        sources = [(key(2), 10, 5), (key(1), 0, 3), (key(1), -4, 4), (key(2), 0, 0), (key(1), 50, 10)]
+        assert await store.gather(sources, namespace="data") == b[10:15] + a[:3] + a[-4:] + a[50:60]
+        assert await store.gather([], namespace="data") == b""
+        with pytest.raises(ReadRangeError):
+            await store.gather([(key(1), 95, 10)], namespace="data")
+        with pytest.raises(InvalidName):
+            await store.gather([("sub/" + key(1), 0, 1)], namespace="data")
+        with pytest.raises(ObjectNotFound):
+            await store.gather([(key(3), 0, 1)], namespace="data")
+        with pytest.raises(ValueError):
+            await store.gather([(key(1), 0, -1)], namespace="data")
+        assert store.stats["gather_calls"] >= 1
+
+    async def test_defrag(self, store: Store) -> None:
+        a, b = b"a" * 100, b"b" * 100
+        await store.store("data/" + key(1), a)
+        await store.store("data/" + key(2), b)
+        sources = [(key(1), 10, 20), (key(2), 0, 30)]
+        content = a[10:30] + b[:30]
+        name = await store.defrag(sources, algorithm="sha256", namespace="data")
+        assert name == hashlib.sha256(content).hexdigest()
+        assert await store.load("data/" + name) == content
+        assert await store.find("data/" + name) == f"data/{name[:2]}/{name[2:4]}/{name}"
+        target = await store.defrag(sources, target=key(9), namespace="data")
+        assert target == key(9)
+        assert await store.load("data/" + key(9)) == content
+        assert await store.load("data/" + key(1)) == a  # sources stay
+        with pytest.raises(ValueError):
+            await store.defrag(sources, namespace="data")
+
+    # store-wide ------------------------------------------------------------------------------------------
+
+    async def test_quota_shape(self, store: Store) -> None:
+        quota = await store.quota()
+        assert set(quota) == {"limit", "usage"}
+
+    async def test_stats(self, store: Store) -> None:
+        await store.store("config/a", b"12345")
+        await store.load("config/a")
+        await store.load("config/a", size=2)
+        await store.info("config/a")
+        [_ async for _ in store.list("config")]
+        stats = store.stats
+        for op in ("info", "load", "store", "delete", "move", "list", "gather"):
+            assert f"{op}_calls" in stats and f"{op}_time" in stats
+        assert stats["store_calls"] == 1 and stats["store_volume"] == 5
+        assert stats["load_calls"] == 2 and stats["load_volume"] == 7
+        assert stats["backend_load_calls"] == 2 and stats["backend_store_volume"] == 5
+        assert stats["info_calls"] == 1 and stats["list_calls"] == 1
+        assert stats["load_throughput"] > 0 and stats["load_busy_time"] > 0
+        assert stats["cache_hits"] == 0 and stats["cache_hit_ratio"] == 0
+
+    # concurrency -----------------------------------------------------------------------------------------
+
+    async def test_concurrent_stores_same_key(self, store: Store) -> None:
+        values = [bytes([i]) * (64 * 1024 + i) for i in range(40)]
+        await asyncio.gather(*(store.store("flat/contended", v) for v in values))
+        assert await store.load("flat/contended") in values
+        assert await names_in(store, "flat") == ["contended"]
+
+    async def test_concurrent_stores_and_loads_distinct_keys(self, store: Store) -> None:
+        values = {f"data/{key(i)}": key(i).encode() * (i % 7 + 1) for i in range(200)}
+        await asyncio.gather(*(store.store(n, v) for n, v in values.items()))
+        loaded = await asyncio.gather(*(store.load(n) for n in values))
+        assert loaded == list(values.values())
+        assert len(await names_in(store, "data")) == 200
+
+    # bulk ------------------------------------------------------------------------------------------------
+
+    async def test_bulk_operations(self, store: Store) -> None:
+        values = {f"data/{key(i)}": key(i).encode()[: i % 64] for i in range(500)}
+        events: list[Progress] = []
+        assert await store.store_many(values, max_concurrency=8, progress=events.append) == [None] * 500
+        assert events[-1].items_done == 500 and events[-1].bytes_done == sum(map(len, values.values()))
+        assert events[-1].bytes_total == events[-1].bytes_done
+        names = list(values)[::-1]
+        assert await store.load_many(names) == [values[n] for n in names]
+        infos = await store.info_many([*names[:3], "data/" + key(9999)])
+        assert [i.exists for i in infos] == [True, True, True, False]
+        assert [i.name for i in infos] == [*names[:3], "data/" + key(9999)]
+
+        seen = []
+
+        async def async_progress(progress: Progress) -> None:
+            seen.append(progress.items_done)
+
+        await store.delete_many(names[:100], progress=async_progress)
+        assert sorted(seen) == list(range(1, 101))
+        assert len(await names_in(store, "data")) == 400
+        await store.store_many([("config/x", b"1"), ("config/y", b"2")])  # pairs work too
+        assert await store.load_many(["config/x", "config/y"]) == [b"1", b"2"]
+
+    async def test_bulk_first_failure_is_raised_as_itself(self, store: Store) -> None:
+        await store.store_many({f"flat/{i:03d}": b"x" for i in range(50)})
+        names = [f"flat/{i:03d}" for i in range(50)]
+        names.insert(25, "flat/missing")
+        with pytest.raises(ObjectNotFound):
+            await store.load_many(names, max_concurrency=4)
+        results = await store.load_many(names, return_exceptions=True)
+        assert isinstance(results[25], ObjectNotFound)
+        assert results[:25] == [b"x"] * 25 and results[26:] == [b"x"] * 25
+        errors = await store.delete_many(["flat/000", "flat/missing"], return_exceptions=True)
+        assert errors[0] is None and isinstance(errors[1], ObjectNotFound)
+
+    async def test_latency_emulation(self, make_store: Callable[..., Store]) -> None:
+        store = make_store(latency=0.05)
+        await store.create()
+        async with store:
+            await store.store("flat/x", b"x")
+            started = time.monotonic()
+            await store.load("flat/x")
+            assert time.monotonic() - started >= 0.05
+            started = time.monotonic()
+            await store.load_many(["flat/x"] * 20, max_concurrency=20)
+            concurrent = time.monotonic() - started
+            assert 0.05 <= concurrent < 20 * 0.05 / 2  # latency overlaps, it does not add up
+        await store.destroy()
+
+    async def test_bandwidth_emulation_is_shared(self, make_store: Callable[..., Store]) -> None:
+        store = make_store(bandwidth=8 * 1_000_000)  # 1 MB/s
+        await store.create()
+        async with store:
+            await store.store("flat/x", b"x" * 50_000)  # 0.05 s on the link
+            started = time.monotonic()
+            await store.load_many(["flat/x"] * 4, max_concurrency=4)
+            assert time.monotonic() - started >= 4 * 0.05 * 0.95  # concurrency cannot create bandwidth
+        await store.destroy()
+
+
+class BackendConformance:
+    """The backend contract, called directly."""
+
+    supports_permissions = True
+    supports_quota = True
+
+    @pytest.fixture
+    def make_backend(self) -> MakeBackend:
+        raise NotImplementedError("a backend's test module provides make_backend")
+
+    @pytest.fixture
+    async def backend(self, make_backend: MakeBackend) -> AsyncIterator[Backend]:
+        backend = make_backend()
+        await backend.create()
+        async with backend:
+            yield backend
+        await backend.destroy()
+
+    async def test_mkdir_rmdir_info(self, backend: Backend) -> None:
+        await backend.mkdir("ns/sub")
+        await backend.mkdir("ns/sub")  # exists: fine
+        info = await backend.info("ns/sub")
+        assert info.exists and info.directory and info.name == "sub"
+        assert [i.name for i in [i async for i in backend.list("ns")]] == ["sub"]
+        await backend.rmdir("ns/sub")
+        assert not (await backend.info("ns/sub")).exists
+        with pytest.raises(ObjectNotFound):
+            await backend.rmdir("ns/sub")
+
+    async def test_store_creates_parents_and_lists_sorted(self, backend: Backend) -> None:
+        for name in ("ns/b/2", "ns/a", "ns/c", "ns/b/1"):
+            await backend.store(name, name.encode())
+        listing = [i async for i in backend.list("ns")]
+        assert [(i.name, i.directory) for i in listing] == [("a", False), ("b", True), ("c", False)]
+        assert [i.name async for i in backend.list("ns/b")] == ["1", "2"]
+        assert [i.name async for i in backend.list("")] == ["ns"]
+        with pytest.raises(ObjectNotFound):
+            await anext(backend.list("nothing"))
+
+    async def test_del_suffix_is_a_valid_backend_name(self, backend: Backend) -> None:
+        await backend.store("ns/item.del", b"soft")
+        assert await backend.load("ns/item.del") == b"soft"
+        for bad in ("ns/item.tmp", "ns/item.hid", "../x", "/abs", "ns/Upper"):
+            with pytest.raises(InvalidName):
+                await backend.store(bad, b"x")
+            with pytest.raises(InvalidName):
+                await backend.load(bad)
+
+    async def test_move_replaces_and_creates_parents(self, backend: Backend) -> None:
+        await backend.store("ns/a", b"A")
+        await backend.store("ns/b", b"B")
+        await backend.move("ns/a", "ns/b")
+        assert await backend.load("ns/b") == b"A"
+        await backend.move("ns/b", "other/deep/b")
+        assert await backend.load("other/deep/b") == b"A"
+        with pytest.raises(ObjectNotFound):
+            await backend.move("ns/a", "ns/z")
+
+    async def test_default_and_native_helpers(self, backend: Backend) -> None:
+        value = bytes(range(256)) * 100
+        await backend.store("ns/v", value)
+        assert await backend.hash("ns/v") == hashlib.sha256(value).hexdigest()
+        assert await backend.gather([("ns/v", 5, 10), ("ns/v", -3, 3)]) == value[5:15] + value[-3:]
+        with pytest.raises(ReadRangeError):
+            await backend.gather([("ns/v", len(value) - 2, 5)])
+        target = await backend.defrag([("ns/v", 0, 10)], algorithm="sha256", namespace="ns", levels=1)
+        digest = hashlib.sha256(value[:10]).hexdigest()
+        assert target == f"ns/{digest[:2]}/{digest}"
+        assert await backend.load(target) == value[:10]
+        quota = await backend.quota()
+        assert set(quota) == {"limit", "usage"}
+
+    async def test_read_chunks(self, backend: Backend) -> None:
+        value = bytes(range(256)) * 1000
+        await backend.store("ns/big", value)
+        chunks = [c async for c in backend.read_chunks("ns/big", chunk_size=10_000)]
+        assert b"".join(chunks) == value and max(map(len, chunks)) <= 10_000
+        assert b"".join([c async for c in backend.read_chunks("ns/big", offset=100, size=5000)]) == value[
+            100:5100
+        ]
+        assert b"".join([c async for c in backend.read_chunks("ns/big", offset=-10)]) == value[-10:]
+        with pytest.raises(ObjectNotFound):
+            [c async for c in backend.read_chunks("ns/missing")]
+
+    async def test_store_chunks(self, backend: Backend) -> None:
+        async def stream(parts: list[bytes]) -> AsyncIterator[bytes]:
+            for part in parts:
+                yield part
+
+        parts = [bytes([i]) * 1000 for i in range(20)]
+        await backend.store_chunks("ns/streamed", stream(parts), size=20_000)
+        assert await backend.load("ns/streamed") == b"".join(parts)
+        with pytest.raises(ValueError):
+            await backend.store_chunks("ns/short", stream(parts), size=30_000)
+        with pytest.raises(ValueError):
+            await backend.store_chunks("ns/long", stream(parts), size=100)
+        assert [i.name async for i in backend.list("ns")] == ["streamed"]  # nothing half-written
+
+    async def test_store_is_atomic_under_concurrent_readers(self, backend: Backend) -> None:
+        a, b = b"a" * 500_000, b"b" * 500_000
+        await backend.store("ns/x", a)
+
+        async def writer() -> None:
+            for i in range(20):
+                await backend.store("ns/x", a if i % 2 else b)
+
+        async def reader() -> None:
+            for _ in range(40):
+                assert await backend.load("ns/x") in (a, b)
+
+        await asyncio.gather(writer(), reader(), reader())
+        assert [i.name async for i in backend.list("ns")] == ["x"]
