@@ -91,7 +91,9 @@ async def test_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
     await store.destroy()
 
 
-async def test_fsync_option_orders_file_then_rename_then_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_fsync_option_orders_file_then_rename_then_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-import aiodepot
 from aiodepot import (
     InvalidName,
     ItemInfo,
@@ -630,9 +629,7 @@ class BackendConformance:
         await backend.store("ns/big", value)
         chunks = [c async for c in backend.read_chunks("ns/big", chunk_size=10_000)]
         assert b"".join(chunks) == value and max(map(len, chunks)) <= 10_000
-        assert b"".join([c async for c in backend.read_chunks("ns/big", offset=100, size=5000)]) == value[
-            100:5100
-        ]
+        assert b"".join([c async for c in backend.read_chunks("ns/big", offset=100, size=5000)]) == value[100:5100]
         assert b"".join([c async for c in backend.read_chunks("ns/big", offset=-10)]) == value[-10:]
         with pytest.raises(ObjectNotFound):
             [c async for c in backend.read_chunks("ns/missing")]

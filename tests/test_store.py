@@ -1,0 +1,99 @@
+"""Store construction and configuration (behaviour on each backend is in tests/conformance)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+import aiodepot
+from aiodepot import BackendURLInvalid, Store
+from aiodepot.backends.memory import MemoryBackend
+
+
+def test_needs_exactly_one_of_url_and_backend() -> None:
+    with pytest.raises(ValueError, match="either"):
+        Store()
+    with pytest.raises(ValueError, match="either"):
+        Store("memory://x", backend=MemoryBackend("x"))
+    with pytest.raises(ValueError, match="backend options"):
+        Store(backend=MemoryBackend("x"), quota=10)
+    with pytest.raises(TypeError, match="Backend"):
+        Store(backend=object())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({}, "non-empty"),
+        ({"data/": {}}, "levels"),
+        ({"data/": {"levels": []}}, "levels"),
+        ({"data/": {"levels": [1.5]}}, "levels"),
+        ({"data/": {"levels": [True]}}, "levels"),
+        ({"data/": {"levels": [9]}}, "levels"),
+        ({"data/": {"levels": [1], "cahce": "x"}}, "unknown config keys"),
+        ({"data/": [1]}, "mapping"),
+        ({"Data/": {"levels": [0]}}, "lowercase"),
+        ({"data/": {"levels": [0]}, "data": {"levels": [1]}}, "twice"),
+    ],
+)
+def test_bad_config_says_why(config: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Store("memory://", config=config)  # type: ignore[arg-type]
+
+
+def test_levels_longest_namespace_wins() -> None:
+    store = Store("memory://", config={"": {"levels": [0]}, "data/": {"levels": [1]}, "data/sub/": {"levels": [2]}})
+    assert store.levels == {"data/sub/": [2], "data/": [1], "": [0]}
+    assert store._levels_for("data/sub/abcd") == [2]
+    assert store._levels_for("data/abcd") == [1]
+    assert store._levels_for("database/abcd") == [0]  # "data/" does not swallow "database"
+
+
+def test_emulation_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BORGSTORE_LATENCY", "20000")  # µs
+    monkeypatch.setenv("BORGSTORE_BANDWIDTH", "8000000")  # bit/s
+    store = Store("memory://")
+    assert store.emulator.latency == pytest.approx(0.02)
+    assert store.emulator.bandwidth == pytest.approx(8e6)
+    assert Store("memory://", latency=0.5).emulator.latency == 0.5  # an argument wins
+    monkeypatch.setenv("BORGSTORE_LATENCY", "fast")
+    with pytest.raises(ValueError, match="BORGSTORE_LATENCY"):
+        Store("memory://")
+
+
+def test_max_concurrency_defaults_to_backend_preference(tmp_path: Path) -> None:
+    assert Store(f"file://{tmp_path}").max_concurrency == 32
+    assert Store("memory://").max_concurrency == 64
+    assert Store("memory://", max_concurrency=3).max_concurrency == 3
+    with pytest.raises(ValueError):
+        Store("memory://", max_concurrency=0)
+
+
+def test_bad_urls() -> None:
+    with pytest.raises(BackendURLInvalid, match="unknown store URL scheme"):
+        Store("nosuch://x")
+    with pytest.raises(BackendURLInvalid, match="no scheme"):
+        Store("/just/a/path")
+
+
+async def test_unclosed_store_warns() -> None:
+    store = Store(f"memory://{uuid.uuid4().hex}")
+    await store.create()
+    await store.open()
+    with pytest.warns(ResourceWarning, match="not closed"):
+        store.__del__()
+    await store.close()
+
+
+def test_error_tree() -> None:
+    assert issubclass(aiodepot.ObjectNotFound, KeyError)
+    assert issubclass(aiodepot.InvalidName, ValueError)
+    assert issubclass(aiodepot.PermissionDenied, PermissionError)
+    assert issubclass(aiodepot.BackendURLInvalid, ValueError)
+    assert issubclass(aiodepot.ConnectionLost, ConnectionError)
+    assert issubclass(aiodepot.MissingDependency, ImportError)
+    for name in aiodepot.errors.__all__:
+        assert issubclass(getattr(aiodepot.errors, name), aiodepot.StoreError)
+    assert str(aiodepot.ObjectNotFound("data/x")) == "data/x"  # not KeyError's quoted repr

@@ -1,0 +1,97 @@
+"""The bounded fan-out engine."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from aiodepot.transfer import Progress, run_bounded
+
+
+async def test_results_in_order_and_concurrency_bounded() -> None:
+    running = peak = 0
+
+    async def work(i: int) -> int:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.001 * (i % 5))
+        running -= 1
+        return i * i
+
+    assert await run_bounded(list(range(200)), work, max_concurrency=7) == [i * i for i in range(200)]
+    assert peak == 7
+
+
+async def test_first_failure_cancels_the_rest_and_is_raised_as_itself() -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def work(i: int) -> int:
+        started.append(i)
+        if i == 3:
+            raise LookupError("item 3")
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(i)
+            raise
+        return i
+
+    with pytest.raises(LookupError, match="item 3") as caught:
+        await asyncio.wait_for(run_bounded(list(range(100)), work, max_concurrency=5), 5)
+    assert not isinstance(caught.value, BaseExceptionGroup)
+    assert len(started) < 100  # the rest never started
+    assert set(cancelled) == set(started) - {3}
+
+
+async def test_return_exceptions_collects_per_item() -> None:
+    async def work(i: int) -> int:
+        if i % 3 == 0:
+            raise ValueError(i)
+        return i
+
+    results = await run_bounded(list(range(9)), work, max_concurrency=4, return_exceptions=True)
+    for i, result in enumerate(results):
+        if i % 3 == 0:
+            assert isinstance(result, ValueError) and result.args == (i,)
+        else:
+            assert result == i
+
+
+async def test_progress_sync_and_async() -> None:
+    events: list[Progress] = []
+    await run_bounded(
+        [b"a", b"bb", b"ccc"],
+        lambda v: asyncio.sleep(0, v),
+        max_concurrency=2,
+        progress=events.append,
+        bytes_total=6,
+        bytes_of=lambda job, _: len(job),
+    )
+    assert [e.items_done for e in events] == [1, 2, 3]
+    assert events[-1] == Progress(3, 3, 6, 6) and events[-1].fraction == 1.0
+
+    seen: list[int] = []
+
+    async def callback(progress: Progress) -> None:
+        await asyncio.sleep(0)
+        seen.append(progress.items_done)
+
+    await run_bounded([1, 2], lambda v: asyncio.sleep(0, v), max_concurrency=1, progress=callback)
+    assert seen == [1, 2]
+
+
+async def test_progress_callback_failure_propagates() -> None:
+    def callback(progress: Progress) -> None:
+        raise RuntimeError("callback broke")
+
+    with pytest.raises(RuntimeError, match="callback broke"):
+        await run_bounded([1, 2, 3], lambda v: asyncio.sleep(0, v), max_concurrency=2, progress=callback)
+
+
+async def test_empty_and_invalid() -> None:
+    assert await run_bounded([], lambda v: asyncio.sleep(0, v), max_concurrency=3) == []
+    with pytest.raises(ValueError):
+        await run_bounded([1], lambda v: asyncio.sleep(0, v), max_concurrency=0)
