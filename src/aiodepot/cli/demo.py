@@ -29,14 +29,13 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-async def _run_demo(path: Path, count: int, size: int, concurrency: int, console: Console) -> None:
-    url = "file://" + str(path.resolve())
+async def _run_demo(url: str, count: int, size: int, concurrency: int, console: Console) -> None:
     store = Store(url, config={"data/": {"levels": [1]}}, max_concurrency=concurrency)
     await store.create()
     values = {}
     for i in range(count):
         value = os.urandom(size)
-        values["data/" + hashlib.sha256(value).hexdigest()] = value
+        values["data/" + hashlib.sha256(i.to_bytes(8, "big") + value).hexdigest()] = value
     names = list(values)
 
     columns = (
@@ -70,7 +69,7 @@ async def _run_demo(path: Path, count: int, size: int, concurrency: int, console
             raise click.ClickException(f"verification failed: {bad} wrong values, {len(listed)} listed")
         stats = store.stats
 
-    table = Table(title=f"aiodepot demo: {count} × {_human(size)} on {url}")
+    table = Table(title=f"aiodepot demo: {count} x {_human(size)} on {url}")
     for column in ("operation", "calls", "volume", "wall time", "throughput", "items/s"):
         table.add_column(column, justify="right" if column != "operation" else "left")
     for op, wall in (("store", stored_in), ("load", loaded_in)):
@@ -107,7 +106,7 @@ def demo(path: Path | None, count: int, size: int, concurrency: int, keep: bool)
     elif path.exists() and any(path.iterdir()):
         raise click.BadParameter(f"{path} is not empty; give a new or empty directory", param_hint="PATH")
     try:
-        asyncio.run(_run_demo(path, count, size, concurrency, console))
+        asyncio.run(_run_demo("file://" + os.path.abspath(path), count, size, concurrency, console))
     finally:
         if workdir is not None and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
