@@ -17,6 +17,7 @@ from rich.table import Table
 
 from ..store import Store
 from ..transfer import Progress as TransferProgress
+from ..transfer import ProgressCallback
 
 __all__ = ["demo"]
 
@@ -47,7 +48,7 @@ async def _run_demo(url: str, count: int, size: int, concurrency: int, console: 
     async with store:
         with Progress(*columns, console=console, transient=False) as bar:
 
-            def tracker(task: TaskID) -> object:
+            def tracker(task: TaskID) -> ProgressCallback:
                 def update(progress: TransferProgress) -> None:
                     bar.update(task, completed=progress.bytes_done)
 
