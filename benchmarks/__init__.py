@@ -1,0 +1,1 @@
+"""aiodepot's benchmark runner: ``python -m benchmarks`` (or ``nox -s bench``)."""

@@ -1,0 +1,125 @@
+"""posixfs, many small values: aiodepot bulk calls vs borgstore used sequentially vs a raw Python loop.
+
+The raw loop (open/write/close/rename; open/read) is what this machine can do from Python at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiodepot import Store
+
+Result = dict[str, Any]
+
+
+def _timed(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+def _names(count: int) -> list[str]:
+    return [f"data/{i:064x}" for i in range(count)]
+
+
+def raw_loop(root: str, count: int, size: int) -> dict[str, float]:
+    value = os.urandom(size)
+    keys = [f"{i:064x}" for i in range(count)]
+    base = os.path.join(root, "raw", "data")
+
+    def write() -> None:
+        for k in keys:
+            directory = os.path.join(base, k[:2])
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, k)
+            with open(path + ".tmp", "wb") as f:
+                f.write(value)
+            os.replace(path + ".tmp", path)
+
+    def read() -> None:
+        for k in keys:
+            with open(os.path.join(base, k[:2], k), "rb") as f:
+                f.read()
+
+    def listing() -> None:
+        for sub in sorted(os.listdir(base)):
+            sorted(os.listdir(os.path.join(base, sub)))
+
+    return {"store": _timed(write), "load": _timed(read), "list": _timed(listing)}
+
+
+def borgstore_sequential(root: str, count: int, size: int) -> dict[str, float] | None:
+    try:
+        from borgstore.store import Store as BorgStore
+    except ImportError:
+        return None
+    value = os.urandom(size)
+    names = _names(count)
+    store = BorgStore(url=f"file://{root}/borg", config={"data/": {"levels": [1]}})
+    store.create()
+    with store:
+
+        def write() -> None:
+            for name in names:
+                store.store(name, value)
+
+        def read() -> None:
+            for name in names:
+                store.load(name)
+
+        def listing() -> None:
+            list(store.list("data"))
+
+        return {"store": _timed(write), "load": _timed(read), "list": _timed(listing)}
+
+
+def aiodepot_bulk(root: str, count: int, size: int) -> dict[str, float]:
+    value = os.urandom(size)
+    names = _names(count)
+
+    async def run() -> dict[str, float]:
+        store = Store(f"file://{root}/aiodepot", config={"data/": {"levels": [1]}})
+        await store.create()
+        async with store:
+            started = time.perf_counter()
+            await store.store_many((name, value) for name in names)
+            stored = time.perf_counter() - started
+            started = time.perf_counter()
+            await store.load_many(names)
+            loaded = time.perf_counter() - started
+            started = time.perf_counter()
+            [info async for info in store.list("data")]
+            listed = time.perf_counter() - started
+        return {"store": stored, "load": loaded, "list": listed}
+
+    return asyncio.run(run())
+
+
+def run(count: int = 5000, size: int = 4096) -> list[Result]:
+    """Run the scenario; one row per operation with the three contenders' times and ratios."""
+    root = tempfile.mkdtemp(prefix="aiodepot-bench-")
+    try:
+        raw = raw_loop(root, count, size)
+        borg = borgstore_sequential(root, count, size)
+        ours = aiodepot_bulk(root, count, size)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    rows = []
+    for op in ("store", "load", "list"):
+        row: Result = {
+            "scenario": f"posixfs {count} x {size // 1024} KiB",
+            "operation": op,
+            "aiodepot_s": ours[op],
+            "raw_loop_s": raw[op],
+            "borgstore_s": borg[op] if borg else None,
+            "vs_raw": raw[op] / ours[op],
+            "vs_borgstore": (borg[op] / ours[op]) if borg else None,
+        }
+        rows.append(row)
+    return rows
