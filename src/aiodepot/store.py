@@ -416,38 +416,46 @@ class Store:
                 self._stats.add("list_time", time.perf_counter_ns() - started)
             yield info
 
-    async def _walk(self, path: str, deleted: bool) -> AsyncIterator[ItemInfo]:
-        # Keys nested in a directory all start with that directory's name, so a directory is opened only
-        # when the merge reaches its name. With one nesting level at a time this streams; while a namespace
-        # migrates (items at several levels) the heap interleaves the levels into one sorted stream.
-        entries = self._list_dir(path)
+    async def _walk(self, path: str, deleted: bool, key_prefix: str = "") -> AsyncIterator[ItemInfo]:
+        # A nesting directory holds the keys that start with the names of the nesting directories above
+        # it and its own (data/ab/cd/ holds abcd...), so it is merged among the keys by that prefix, not by
+        # its own name: while a namespace migrates, one directory holds both keys (level 1: abf0...) and
+        # nesting directories (level 2: cd/ with abcd...). A directory is opened only when the merge reaches
+        # its prefix, so with one nesting level at a time this streams. Namespace directories hold unrelated
+        # keys: they are opened at once and their sorted streams merged.
         tiebreak = itertools.count()
         heap: builtins.list[tuple[str, int, ItemInfo, AsyncIterator[ItemInfo] | None]] = []
+        async for entry in self._list_dir(path):
+            if entry.directory:
+                sub_path = f"{path}/{entry.name}" if path else entry.name
+                sort_key = "" if self._is_namespace_dir(sub_path) else key_prefix + entry.name
+                heap.append((sort_key, next(tiebreak), entry, None))
+            elif entry.name.endswith(DEL_SUFFIX) == deleted:
+                heap.append((entry.name, next(tiebreak), entry, None))
+        heapq.heapify(heap)
 
         async def advance(stream: AsyncIterator[ItemInfo]) -> None:
             item = await anext(stream, None)
             if item is not None:
                 heapq.heappush(heap, (item.name, next(tiebreak), item, stream))
 
-        pending = await anext(entries, None)
-        while True:
-            while pending is not None and (not heap or pending.name <= heap[0][0]):
-                if pending.directory:
-                    sub_path = f"{path}/{pending.name}" if path else pending.name
-                    await advance(self._walk_subdir(sub_path, deleted))
-                elif pending.name.endswith(DEL_SUFFIX) == deleted:
-                    heapq.heappush(heap, (pending.name, next(tiebreak), pending, None))
-                pending = await anext(entries, None)
-            if not heap:
-                return
-            _, _, item, stream = heapq.heappop(heap)
+        while heap:
+            sort_key, _, item, stream = heapq.heappop(heap)
+            if stream is None and item.directory:
+                sub_path = f"{path}/{item.name}" if path else item.name
+                await advance(self._walk_subdir(sub_path, deleted, sort_key))
+                continue
             yield item.with_name(item.name.removesuffix(DEL_SUFFIX)) if deleted else item
             if stream is not None:
                 await advance(stream)
 
-    async def _walk_subdir(self, path: str, deleted: bool) -> AsyncIterator[ItemInfo]:
+    def _is_namespace_dir(self, path: str) -> bool:
+        """True for a directory of a configured namespace (or a parent of one), not one of key nesting."""
+        return any(prefix.startswith(path + "/") for prefix, _ in self._levels)
+
+    async def _walk_subdir(self, path: str, deleted: bool, key_prefix: str) -> AsyncIterator[ItemInfo]:
         try:
-            async for info in self._walk(path, deleted):
+            async for info in self._walk(path, deleted, key_prefix):
                 yield info
         except ObjectNotFound:
             return  # removed while we were listing

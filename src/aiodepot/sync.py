@@ -15,6 +15,7 @@ import builtins
 import concurrent.futures
 import os
 import threading
+import time
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
@@ -130,15 +131,18 @@ class Portal:
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(func(*args, **kwargs), loop)
         try:
-            return future.result(timeout)
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            _wait_cancelled(future)
-            raise TimeoutError(f"{getattr(func, '__qualname__', func)} did not finish in {timeout} s") from None
+            done = _wait(future, timeout)
         except BaseException:  # KeyboardInterrupt, SystemExit: stop the work we started
             future.cancel()
             _wait_cancelled(future)
             raise
+        if not done:
+            future.cancel()
+            _wait_cancelled(future)
+            raise TimeoutError(f"{getattr(func, '__qualname__', func)} did not finish in {timeout} s")
+        # The coroutine's own outcome: a TimeoutError it raised is its own, not the portal's
+        # (concurrent.futures.TimeoutError is the builtin TimeoutError since Python 3.11).
+        return future.result()
 
     def stop(self) -> None:
         """Stop the loop and join its thread (it starts again on next use)."""
@@ -152,6 +156,27 @@ class Portal:
             thread.join()
         else:  # pragma: no cover - the thread died on its own
             loop.close()
+
+
+_POLL_INTERVAL = 0.1
+"""Longest single lock wait of a blocked caller: a lock wait is not woken by ``_thread.interrupt_main()``
+or by a SIGINT another thread received, so the caller returns to Python code this often to let them in."""
+
+
+def _wait(future: concurrent.futures.Future[Any], timeout: float | None) -> bool:
+    """Wait until ``future`` is done or ``timeout`` seconds passed; return whether it is done."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        wait = _POLL_INTERVAL if deadline is None else min(_POLL_INTERVAL, deadline - time.monotonic())
+        if wait <= 0:
+            return future.done()
+        try:
+            future.exception(wait)  # returns once done, without raising the coroutine's error
+        except concurrent.futures.TimeoutError:
+            continue
+        except concurrent.futures.CancelledError:
+            pass
+        return True
 
 
 def _wait_cancelled(future: concurrent.futures.Future[Any], timeout: float = 5.0) -> None:
@@ -527,6 +552,7 @@ class _BatchIterator(Iterator[ItemInfo]):
     def close(self) -> None:
         """Stop listing early and release the async iterator."""
         source, self._source = self._source, None
+        self._buffer, self._position = [], 0
         aclose = getattr(source, "aclose", None)
         if aclose is not None and self._owner.portal.running:
             self._owner._run(aclose)

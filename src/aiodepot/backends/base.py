@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -21,6 +21,7 @@ from .. import hashing
 from ..errors import ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from ..items import ItemInfo, Source, StoreValue, validate_sources
 from ..names import nest
+from ..permissions import Permissions
 
 __all__ = ["Backend", "Capabilities"]
 
@@ -58,8 +59,10 @@ class Backend(abc.ABC):
 
     capabilities: ClassVar[Capabilities] = Capabilities()
 
-    def __init__(self) -> None:
+    def __init__(self, *, permissions: str | Mapping[str, str] | None = None) -> None:
         self.opened = False
+        self.permissions = Permissions(permissions)
+        """The permission map this backend enforces (empty: everything allowed)."""
 
     @classmethod
     @abc.abstractmethod
@@ -189,6 +192,9 @@ class Backend(abc.ABC):
             raise ValueError("defrag needs a target name or a hash algorithm")
         if algorithm is not None:
             hashing.check_algorithm(algorithm)
+        self._require_open()
+        prefix = namespace.rstrip("/") + "/" if namespace else ""
+        self.permissions.check(target or prefix + "00000000", "W")  # before anything is read
         data = await self.gather(sources)
         if target is None:
             assert algorithm is not None

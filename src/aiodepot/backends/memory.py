@@ -24,7 +24,6 @@ from ..errors import (
 )
 from ..items import ItemInfo, StoreValue, validate_value
 from ..names import validate_backend_name
-from ..permissions import Permissions
 from .base import Backend, Capabilities
 
 __all__ = ["MemoryBackend"]
@@ -103,11 +102,10 @@ class MemoryBackend(Backend):
         permissions: str | dict[str, str] | None = None,
         quota: int | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(permissions=permissions)
         if quota is not None and (not isinstance(quota, int) or quota < 0):
             raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
         self.name = name
-        self.permissions = Permissions(permissions)
         self.quota_limit = quota
         self._private: _Space | None = None
         self._space: _Space | None = None
@@ -247,21 +245,23 @@ class MemoryBackend(Backend):
         data = bytes(validate_value(value))
         validate_backend_name(name)
         with space.lock:
-            parent, leaf = space.parent_of(name, create=True)
-            if parent is None:
-                raise ObjectNotFound(f"a parent of {name!r} is not a directory")
-            old = parent.children.get(leaf)
+            parent, leaf = space.parent_of(name, create=False)
+            old = parent.children.get(leaf) if parent is not None else None
             if isinstance(old, _Dir):
                 raise BackendError(f"{name!r} is a directory")
             self.permissions.check(name, "wW" if old is None else "W")
             delta = len(data) - (len(old.data) if old is not None else 0)
-            self._charge(space, delta)
+            self._check_quota(space, delta)
+            if parent is None:  # create the directories only once the store is sure to happen
+                parent, leaf = space.parent_of(name, create=True)
+                if parent is None:
+                    raise ObjectNotFound(f"a parent of {name!r} is not a directory")
             parent.children[leaf] = _File(data)
+            space.usage += delta
 
-    def _charge(self, space: _Space, delta: int) -> None:
+    def _check_quota(self, space: _Space, delta: int) -> None:
         if self.quota_limit is not None and delta > 0 and space.usage + delta > self.quota_limit:
             raise QuotaExceeded(f"quota exceeded: {space.usage + delta} > {self.quota_limit} bytes")
-        space.usage += delta
 
     async def delete(self, name: str) -> None:
         """Remove an item."""
@@ -287,15 +287,17 @@ class MemoryBackend(Backend):
             node = src_parent.children.get(src_leaf) if src_parent else None
             if not isinstance(node, _File) or src_parent is None:
                 raise ObjectNotFound(src)
-            dst_parent, dst_leaf = space.parent_of(dst, create=True)
-            if dst_parent is None:
-                raise ObjectNotFound(f"a parent of {dst!r} is not a directory")
-            replaced = dst_parent.children.get(dst_leaf)
+            dst_parent, dst_leaf = space.parent_of(dst, create=False)
+            replaced = dst_parent.children.get(dst_leaf) if dst_parent is not None else None
             if isinstance(replaced, _Dir):
                 raise BackendError(f"{dst!r} is a directory")
             self.permissions.check(dst, "wW" if replaced is None else "W")
             if replaced is node:
                 return
+            if dst_parent is None:
+                dst_parent, dst_leaf = space.parent_of(dst, create=True)
+                if dst_parent is None:
+                    raise ObjectNotFound(f"a parent of {dst!r} is not a directory")
             del src_parent.children[src_leaf]
             dst_parent.children[dst_leaf] = node
             if replaced is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import secrets
 import shutil
@@ -40,7 +41,6 @@ from ..errors import (
 from ..hashing import check_algorithm, file_digest
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
-from ..permissions import Permissions
 from .base import Backend, Capabilities
 
 __all__ = ["PosixFSBackend"]
@@ -215,7 +215,7 @@ class PosixFSBackend(Backend):
         quota: int | None = None,
         workers: int = 32,
     ) -> None:
-        super().__init__()
+        super().__init__(permissions=permissions)
         base = os.fspath(path)
         if not os.path.isabs(base):
             raise BackendURLInvalid(f"the posixfs path must be absolute: {base!r}")
@@ -223,7 +223,6 @@ class PosixFSBackend(Backend):
             raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
         self.base = os.path.normpath(base)
         self.fsync = fsync
-        self.permissions = Permissions(permissions)
         self.quota_limit = quota
         self._quota: _Quota | None = None
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
@@ -353,7 +352,7 @@ class PosixFSBackend(Backend):
         self.opened = False
         try:
             if quota is not None:
-                await self._run("", quota.flush, True)
+                await self._run("", functools.partial(quota.flush, force=True))
         finally:
             self._offloader.shutdown()
 
@@ -554,21 +553,6 @@ class PosixFSBackend(Backend):
 
         data: bytes = await self._run("", job)
         return data
-
-    async def defrag(
-        self,
-        sources: Iterable[Source],
-        *,
-        target: str | None = None,
-        algorithm: str | None = None,
-        namespace: str | None = None,
-        levels: int = 0,
-    ) -> str:
-        """Check the target's permission first, then gather and store."""
-        self._require_open()
-        prefix = namespace.rstrip("/") + "/" if namespace else ""
-        self.permissions.check(target or prefix + "00000000", "W")
-        return await super().defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
 
     async def quota(self) -> dict[str, int]:
         """The limit and the tracked usage (-1 when no quota is set)."""
