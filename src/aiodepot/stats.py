@@ -38,11 +38,11 @@ class Stats:
         self._running[op] += 1
         return now
 
-    def end(self, op: str, started: int, volume: int = 0) -> None:
-        """Mark the end of an ``op`` call that moved ``volume`` bytes."""
+    def end(self, op: str, started: int, volume: int = 0, *, calls: int = 1) -> None:
+        """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes."""
         now = time.perf_counter_ns()
         counts = self._counts
-        counts[op + "_calls"] += 1
+        counts[op + "_calls"] += calls
         counts[op + "_time"] += now - started
         if volume:
             counts[op + "_volume"] += volume

@@ -35,7 +35,7 @@ from .errors import InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpe
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
-from .transfer import ProgressCallback, run_bounded
+from .transfer import ProgressCallback, ProgressTracker, run_bounded
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
@@ -554,11 +554,83 @@ class Store:
         return self._stats.snapshot()
 
     # bulk ------------------------------------------------------------------------------------------------
+    #
+    # Every bulk call runs its items through _run_many: one by one (each a full single-item call, bounded
+    # by max_concurrency), or, where the backend does many items in one round trip or thread job
+    # (capabilities.batch_ops), in batches of capabilities.batch_size.
 
     def _names(self, names: Iterable[str]) -> builtins.list[str]:
         checked = [validate_name(name) for name in names]
         self._require_open()
         return checked
+
+    def _batchable(self, names: Sequence[str], deleted: bool) -> builtins.list[str] | None:
+        """The backend names for a batched bulk call, or None where items must go one by one."""
+        if not self.backend.capabilities.batch_ops or self.emulator or len(names) < 2:
+            return None  # emulation stretches each backend call: keep one call per item
+        suffix = DEL_SUFFIX if deleted else None
+        nested = []
+        for name in names:
+            levels = self._levels_for(name)
+            if len(levels) != 1:
+                return None  # a namespace between two levels: finding each item costs lookups
+            nested.append(nest(name, levels[0], add_suffix=suffix))
+        return nested
+
+    async def _run_many(
+        self,
+        op: str,
+        count: int,
+        *,
+        single: Callable[[int], Awaitable[Any]],
+        nested: Sequence[str] | None,
+        batch: Callable[[Sequence[int], builtins.list[str]], Awaitable[builtins.list[Any]]],
+        max_concurrency: int | None,
+        return_exceptions: bool,
+        progress: ProgressCallback | None,
+        bytes_total: int | None = None,
+        bytes_of: Callable[[int, Any], int] | None = None,
+    ) -> builtins.list[Any]:
+        limit = max_concurrency or self.max_concurrency
+        if limit < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {limit}")
+        if nested is None:
+            return await run_bounded(
+                range(count),
+                single,
+                max_concurrency=limit,
+                return_exceptions=return_exceptions,
+                progress=progress,
+                bytes_total=bytes_total,
+                bytes_of=bytes_of,
+            )
+        tracker = ProgressTracker(progress, count, bytes_total)
+        size = min(self.backend.capabilities.batch_size, limit)  # items in flight stay <= limit
+        chunks = [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+        async def run_chunk(indices: range) -> builtins.list[Any]:
+            started = self._stats.begin(op)
+            volume = 0
+            try:
+                outcomes = await batch(indices, [nested[i] for i in indices])
+                for index, outcome in zip(indices, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        if not return_exceptions:
+                            raise outcome
+                        await tracker.step(0)
+                        continue
+                    moved = bytes_of(index, outcome) if bytes_of is not None else 0
+                    volume += moved
+                    await tracker.step(moved)
+            finally:
+                self._stats.end(op, started, volume, calls=len(indices))
+                self._stats.add(f"backend_{op}_calls", len(indices))
+                if volume:
+                    self._stats.add(f"backend_{op}_volume", volume)
+            return outcomes
+
+        parts = await run_bounded(chunks, run_chunk, max_concurrency=max(1, limit // size))
+        return [outcome for part in parts for outcome in part]
 
     @overload
     async def load_many(
@@ -598,13 +670,19 @@ class Store:
         """
         checked = self._names(names)
 
-        async def one(name: str) -> bytes:
-            return await self.load(name, deleted=deleted)
+        async def single(index: int) -> bytes:
+            return await self.load(checked[index], deleted=deleted)
 
-        return await run_bounded(
-            checked,
-            one,
-            max_concurrency=max_concurrency or self.max_concurrency,
+        async def batch(_: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
+            return await self.backend.load_batch(nested)
+
+        return await self._run_many(
+            "load",
+            len(checked),
+            single=single,
+            nested=self._batchable(checked, deleted),
+            batch=batch,
+            max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
             progress=progress,
             bytes_of=lambda _, data: len(data),
@@ -623,22 +701,28 @@ class Store:
         Returns one entry per item: None, or with ``return_exceptions=True`` the item's exception.
         """
         pairs = items.items() if isinstance(items, Mapping) else items
-        checked: Sequence[tuple[str, bytes | memoryview]] = [
-            (validate_name(name), validate_value(value)) for name, value in pairs
-        ]
+        checked = [(validate_name(name), validate_value(value)) for name, value in pairs]
         self._require_open()
 
-        async def one(item: tuple[str, bytes | memoryview]) -> None:
-            await self.store(*item)
+        async def single(index: int) -> None:
+            await self.store(*checked[index])
 
-        return await run_bounded(
-            checked,
-            one,
-            max_concurrency=max_concurrency or self.max_concurrency,
+        async def batch(indices: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
+            return await self.backend.store_batch(
+                [(name, checked[index][1]) for index, name in zip(indices, nested, strict=True)]
+            )
+
+        return await self._run_many(
+            "store",
+            len(checked),
+            single=single,
+            nested=self._batchable([name for name, _ in checked], False),
+            batch=batch,
+            max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
             progress=progress,
             bytes_total=sum(len(value) for _, value in checked),
-            bytes_of=lambda item, _: len(item[1]),
+            bytes_of=lambda index, _: len(checked[index][1]),
         )
 
     async def delete_many(
@@ -653,13 +737,19 @@ class Store:
         """Delete many items concurrently; returns None per item (or its exception, see ``store_many``)."""
         checked = self._names(names)
 
-        async def one(name: str) -> None:
-            await self.delete(name, deleted=deleted)
+        async def single(index: int) -> None:
+            await self.delete(checked[index], deleted=deleted)
 
-        return await run_bounded(
-            checked,
-            one,
-            max_concurrency=max_concurrency or self.max_concurrency,
+        async def batch(_: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
+            return await self.backend.delete_batch(nested)
+
+        return await self._run_many(
+            "delete",
+            len(checked),
+            single=single,
+            nested=self._batchable(checked, deleted),
+            batch=batch,
+            max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
             progress=progress,
         )
@@ -675,11 +765,25 @@ class Store:
         """Describe many items concurrently, in the order of ``names`` (missing ones: ``exists=False``)."""
         checked = self._names(names)
 
-        async def one(name: str) -> ItemInfo:
-            return await self.info(name, deleted=deleted)
+        async def single(index: int) -> ItemInfo:
+            return await self.info(checked[index], deleted=deleted)
 
-        return await run_bounded(
-            checked, one, max_concurrency=max_concurrency or self.max_concurrency, progress=progress
+        async def batch(indices: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
+            infos = await self.backend.info_batch(nested)
+            return [
+                info.with_name(checked[index]) if isinstance(info, ItemInfo) else info
+                for index, info in zip(indices, infos, strict=True)
+            ]
+
+        return await self._run_many(
+            "info",
+            len(checked),
+            single=single,
+            nested=self._batchable(checked, deleted),
+            batch=batch,
+            max_concurrency=max_concurrency,
+            return_exceptions=False,
+            progress=progress,
         )
 
 

@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Progress", "ProgressCallback", "run_bounded"]
+__all__ = ["Progress", "ProgressCallback", "ProgressTracker", "run_bounded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,7 +39,9 @@ ProgressCallback: TypeAlias = Callable[[Progress], object]
 """Called after each item; may be a plain function or a coroutine function."""
 
 
-class _Tracker:
+class ProgressTracker:
+    """Counts finished items and bytes and reports them to a progress callback."""
+
     __slots__ = ("bytes_done", "bytes_total", "callback", "items_done", "items_total")
 
     def __init__(self, callback: ProgressCallback | None, items_total: int, bytes_total: int | None) -> None:
@@ -50,6 +52,7 @@ class _Tracker:
         self.bytes_done = 0
 
     async def step(self, nbytes: int) -> None:
+        """One more item done, having moved ``nbytes``."""
         self.items_done += 1
         self.bytes_done += nbytes
         if self.callback is not None:
@@ -78,7 +81,7 @@ async def run_bounded(
     results: list[Any] = [None] * count
     if not count:
         return results
-    tracker = _Tracker(progress, count, bytes_total)
+    tracker = ProgressTracker(progress, count, bytes_total)
     pending = iter(range(count))
     first_error: BaseException | None = None
 

@@ -515,6 +515,32 @@ class StoreConformance:
         await store.store_many([("config/x", b"1"), ("config/y", b"2")])  # pairs work too
         assert await store.load_many(["config/x", "config/y"]) == [b"1", b"2"]
 
+    async def test_bulk_counts_every_item(self, store: Store) -> None:
+        values = {f"data/{key(i)}": bytes(100) for i in range(300)}
+        await store.store_many(values)
+        await store.load_many(values)
+        await store.info_many(values)
+        await store.delete_many(values)
+        stats = store.stats
+        for op in ("store", "load", "info", "delete"):
+            assert stats[f"{op}_calls"] == 300, op
+        assert stats["store_volume"] == stats["load_volume"] == 30_000
+        assert stats["backend_store_calls"] == stats["backend_load_calls"] == 300
+        assert stats["backend_load_volume"] == 30_000
+
+    async def test_bulk_per_item_errors_in_order(self, store: Store) -> None:
+        names = [f"flat/{i:03d}" for i in range(200)]
+        await store.store_many({name: name.encode() for name in names[::2]})
+        results = await store.load_many(names, return_exceptions=True)
+        for i, (name, result) in enumerate(zip(names, results, strict=True)):
+            if i % 2:
+                assert isinstance(result, ObjectNotFound), name
+            else:
+                assert result == name.encode()
+        infos = await store.info_many(names)
+        assert [info.exists for info in infos] == [i % 2 == 0 for i in range(200)]
+        assert [info.name for info in infos] == names
+
     async def test_bulk_first_failure_is_raised_as_itself(self, store: Store) -> None:
         await store.store_many({f"flat/{i:03d}": b"x" for i in range(50)})
         names = [f"flat/{i:03d}" for i in range(50)]

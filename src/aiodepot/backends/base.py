@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import builtins
 import dataclasses
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 from .. import hashing
-from ..errors import ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from ..errors import ReadRangeError, StoreAlreadyOpen, StoreError, StoreNotOpen
 from ..items import ItemInfo, Source, StoreValue, validate_sources
 from ..names import nest
 from ..permissions import Permissions
@@ -26,6 +27,15 @@ from ..permissions import Permissions
 __all__ = ["Backend", "Capabilities"]
 
 MiB = 1024 * 1024
+T = TypeVar("T")
+
+
+async def _outcome(call: Awaitable[T]) -> T | Exception:
+    """Await ``call``; a :class:`StoreError` becomes the result instead of propagating."""
+    try:
+        return await call
+    except StoreError as exc:
+        return exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +54,10 @@ class Capabilities:
     """Big values are uploaded in parallel parts."""
     atomic_store: bool = True
     """A reader never sees a half-written value."""
+    batch_ops: bool = False
+    """The ``*_batch`` methods do many items in one round trip or thread job (faster than one by one)."""
+    batch_size: int = 64
+    """Items per batch call in bulk operations."""
     preferred_concurrency: int = 16
     """How many operations to keep in flight by default."""
     part_size: int = 8 * MiB
@@ -142,6 +156,22 @@ class Backend(abc.ABC):
         """Yield the entries of directory ``name`` (not recursive), sorted by name, never ``.tmp`` ones."""
 
     # defaults that work on every backend ---------------------------------------------------------------
+
+    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+        """Load many whole values; each result is the value or the item's :class:`StoreError`."""
+        return [await _outcome(self.load(name)) for name in names]
+
+    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+        """Store many values, each atomically; each result is None or the item's :class:`StoreError`."""
+        return [await _outcome(self.store(name, value)) for name, value in items]
+
+    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+        """Delete many items; each result is None or the item's :class:`StoreError`."""
+        return [await _outcome(self.delete(name)) for name in names]
+
+    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+        """Describe many items; each result is the info or the item's :class:`StoreError`."""
+        return [await _outcome(self.info(name)) for name in names]
 
     async def quota(self) -> dict[str, int]:
         """Return ``{"limit": bytes, "usage": bytes}``; -1 means not set or not tracked."""
