@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from aiodepot.transfer import Progress, run_bounded
+from aiodepot.transfer import Progress, plan_ranges, run_bounded
 
 
 async def test_results_in_order_and_concurrency_bounded() -> None:
@@ -95,3 +97,35 @@ async def test_empty_and_invalid() -> None:
     assert await run_bounded([], lambda v: asyncio.sleep(0, v), max_concurrency=3) == []
     with pytest.raises(ValueError):
         await run_bounded([1], lambda v: asyncio.sleep(0, v), max_concurrency=0)
+
+
+def test_plan_ranges_merges_near_ranges_per_item() -> None:
+    sources = [("a", 0, 10), ("a", 10, 5), ("b", 100, 10), ("a", 50, 5), ("a", -5, 5), ("b", 0, 0), ("a", 12, 2)]
+    plan = plan_ranges(sources, max_gap=16)
+    assert sorted(plan.reads) == sorted([("a", -5, 5), ("a", 0, 15), ("a", 50, 5), ("b", 100, 10)])
+    blobs = {
+        ("a", -5, 5): b"TAIL!",
+        ("a", 0, 15): bytes(range(15)),
+        ("a", 50, 5): b"fifty",
+        ("b", 100, 10): b"B" * 10,
+    }
+    data = plan.assemble([blobs[read] for read in plan.reads])
+    expected = bytes(range(10)) + bytes(range(10, 15)) + b"B" * 10 + b"fifty" + b"TAIL!" + bytes(range(12, 14))
+    assert data == expected
+    assert len(plan_ranges(sources, max_gap=100).reads) == 3  # 0..15 and 50..55 merge too
+    assert len(plan_ranges([("a", 10, 1), ("a", 0, 1)], max_gap=0).reads) == 2
+    with pytest.raises(ValueError):
+        plan_ranges(sources, max_gap=-1)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 300), st.integers(0, 40)), max_size=30),
+    st.integers(0, 64),
+)
+def test_plan_ranges_assembles_exactly_what_was_asked(sources: list[tuple[str, int, int]], gap: int) -> None:
+    items = {name: bytes((i * 7 + ord(name)) % 256 for i in range(400)) for name in "abc"}
+    plan = plan_ranges(sources, gap)
+    assert len(plan.reads) <= len(sources)
+    fetched = [items[name][offset : offset + size] for name, offset, size in plan.reads]
+    expected = b"".join(items[name][offset : offset + size] for name, offset, size in sources)
+    assert plan.assemble(fetched) == expected

@@ -35,7 +35,7 @@ from .errors import InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpe
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
-from .transfer import ProgressCallback, ProgressTracker, run_bounded
+from .transfer import ProgressCallback, ProgressTracker, plan_ranges, run_bounded
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
@@ -101,6 +101,7 @@ class Store:
         bandwidth: emulated link speed in bits per second (default: ``BORGSTORE_BANDWIDTH``).
         max_concurrency: operations in flight in bulk calls (default: what the backend prefers).
         backend_options: further keyword arguments for the backend (e.g. ``{"fsync": True}``).
+        gather_gap: ``gather`` reads ranges of one item that are at most this many bytes apart as one.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class Store:
         bandwidth: float | None = None,
         max_concurrency: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        gather_gap: int = 64 * 1024,
     ) -> None:
         if (url is None) == (backend is None):
             raise ValueError("give either a store URL or a backend instance")
@@ -144,6 +146,9 @@ class Store:
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency or backend.capabilities.preferred_concurrency
+        if gather_gap < 0:
+            raise ValueError(f"gather_gap must be >= 0, got {gather_gap}")
+        self.gather_gap = gather_gap
         self._stats = Stats()
 
     def __repr__(self) -> str:
@@ -481,16 +486,25 @@ class Store:
     async def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """Read byte ranges ``(name, offset, size)`` of items in ``namespace``; return them concatenated.
 
-        Every range must be complete: a short one raises :class:`ReadRangeError`.
+        Ranges of one item that overlap or lie within ``store.gather_gap`` bytes of each other are fetched
+        as one read; the reads run in parallel where the backend allows. Every range must be complete: a
+        short one raises :class:`ReadRangeError`.
         """
         _, mapped = await self._find_sources(sources, namespace, deleted)
         started = self._stats.begin("gather")
         data = b""
         try:
             if mapped:
-                data = await self._call("gather", self.backend.gather(mapped), len)
+                plan = plan_ranges(mapped, self.gather_gap)
+                fetched = await self._call("gather", self.backend.gather(plan.reads), len)
+                blobs, position = [], 0
+                view = memoryview(fetched)
+                for _, _, size in plan.reads:
+                    blobs.append(view[position : position + size])
+                    position += size
+                data = plan.assemble(blobs)
                 expected = sum(size for _, _, size in mapped)
-                if len(data) != expected:
+                if len(data) != expected or position != len(fetched):
                     raise ReadRangeError(f"gather returned {len(data)} bytes, expected {expected}")
         finally:
             self._stats.end("gather", started, len(data))

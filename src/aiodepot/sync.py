@@ -242,6 +242,7 @@ class SyncStore:
         bandwidth: float | None = None,
         max_concurrency: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
+        gather_gap: int = 64 * 1024,
         portal: Portal | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -255,6 +256,7 @@ class SyncStore:
             bandwidth=bandwidth,
             max_concurrency=max_concurrency,
             backend_options=backend_options,
+            gather_gap=gather_gap,
         )
         self.portal = portal or Portal.default()
         self.timeout = timeout

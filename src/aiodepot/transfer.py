@@ -14,7 +14,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Progress", "ProgressCallback", "ProgressTracker", "run_bounded"]
+__all__ = ["Progress", "ProgressCallback", "ProgressTracker", "RangePlan", "plan_ranges", "run_bounded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -115,3 +115,60 @@ async def run_bounded(
     if failure is not None:
         raise failure  # outside the except block, so the traceback shows the job's error, not the group
     return results
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RangePlan:
+    """How to serve a list of byte ranges with fewer, bigger reads (see :func:`plan_ranges`).
+
+    ``reads`` are the ranges to fetch; ``pieces[i]`` says where requested range ``i`` lies in them:
+    ``(read index, start within that read, size)``.
+    """
+
+    reads: list[tuple[str, int, int]]
+    pieces: list[tuple[int, int, int]]
+
+    def assemble(self, blobs: Sequence[bytes | memoryview]) -> bytes:
+        """Cut the requested ranges out of the fetched ``blobs`` and join them in the requested order."""
+        views = [memoryview(blob) for blob in blobs]
+        return b"".join(views[read][start : start + size] for read, start, size in self.pieces if size)
+
+
+def plan_ranges(sources: Sequence[tuple[str, int, int]], max_gap: int) -> RangePlan:
+    """Merge ranges of the same item that touch, overlap or lie within ``max_gap`` bytes of each other.
+
+    Ranges with a negative offset (counted from the end) are fetched as they are. A gap is read and
+    thrown away: one read of ``a + gap + b`` bytes beats two round trips where a round trip costs more
+    than ``gap`` bytes of transfer.
+    """
+    if max_gap < 0:
+        raise ValueError(f"max_gap must be >= 0, got {max_gap}")
+    reads: list[tuple[str, int, int]] = []
+    pieces: list[tuple[int, int, int]] = [(0, 0, 0)] * len(sources)
+    by_item: dict[str, list[int]] = {}
+    for index, (name, offset, size) in enumerate(sources):
+        if offset < 0:
+            pieces[index] = (len(reads), 0, size)
+            reads.append((name, offset, size))
+        elif size:
+            by_item.setdefault(name, []).append(index)
+    for name, indices in by_item.items():
+        indices.sort(key=lambda i: sources[i][1])
+        groups: list[list[int]] = []
+        end = 0
+        for index in indices:
+            _, offset, size = sources[index]
+            if groups and offset <= end + max_gap:
+                groups[-1].append(index)
+                end = max(end, offset + size)
+            else:
+                groups.append([index])
+                end = offset + size
+        for group in groups:
+            start = sources[group[0]][1]
+            stop = max(sources[i][1] + sources[i][2] for i in group)
+            read = len(reads)
+            reads.append((name, start, stop - start))
+            for i in group:
+                pieces[i] = (read, sources[i][1] - start, sources[i][2])
+    return RangePlan(reads, pieces)
