@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiodepot.transfer import Progress, plan_ranges, run_bounded
+from aiodepot.transfer import ByteBudget, Progress, plan_ranges, run_bounded
 
 
 async def test_results_in_order_and_concurrency_bounded() -> None:
@@ -129,3 +129,44 @@ def test_plan_ranges_assembles_exactly_what_was_asked(sources: list[tuple[str, i
     fetched = [items[name][offset : offset + size] for name, offset, size in plan.reads]
     expected = b"".join(items[name][offset : offset + size] for name, offset, size in sources)
     assert plan.assemble(fetched) == expected
+
+
+async def test_byte_budget_bounds_bytes_in_flight() -> None:
+    budget = ByteBudget(100)
+    peak = 0
+
+    async def use(nbytes: int) -> None:
+        nonlocal peak
+        async with budget.reserve(nbytes):
+            peak = max(peak, budget.in_flight)
+            await asyncio.sleep(0.001)
+
+    await asyncio.gather(*(use(n) for n in [30, 50, 40, 60, 10, 100, 250, 20] * 5))
+    assert peak <= 100
+    assert budget.in_flight == 0
+
+
+async def test_byte_budget_is_first_come_first_served_and_survives_cancellation() -> None:
+    budget = ByteBudget(100)
+    await budget.acquire(80)
+    order: list[str] = []
+
+    async def waiter(name: str, nbytes: int) -> None:
+        await budget.acquire(nbytes)
+        order.append(name)
+
+    big = asyncio.create_task(waiter("big", 50))
+    small = asyncio.create_task(waiter("small", 10))  # would fit now, but queues behind "big"
+    cancelled = asyncio.create_task(waiter("cancelled", 5))
+    await asyncio.sleep(0.01)
+    assert order == []
+    cancelled.cancel()
+    await asyncio.sleep(0.01)
+    budget.release(80)
+    await asyncio.gather(big, small)
+    assert order == ["big", "small"]
+    assert budget.in_flight == 60
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    with pytest.raises(ValueError):
+        ByteBudget(0)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import heapq
 import itertools
 import os
+import secrets
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -35,7 +37,7 @@ from .errors import InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpe
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
-from .transfer import ProgressCallback, ProgressTracker, plan_ranges, run_bounded
+from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
@@ -102,6 +104,8 @@ class Store:
         max_concurrency: operations in flight in bulk calls (default: what the backend prefers).
         backend_options: further keyword arguments for the backend (e.g. ``{"fsync": True}``).
         gather_gap: ``gather`` reads ranges of one item that are at most this many bytes apart as one.
+        max_bytes_in_flight: the most bytes that ranged transfers (``load_file``, ``store_file``) hold in
+            memory at once, across all calls on this store.
     """
 
     def __init__(
@@ -117,6 +121,7 @@ class Store:
         max_concurrency: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
         gather_gap: int = 64 * 1024,
+        max_bytes_in_flight: int = 256 * 1024 * 1024,
     ) -> None:
         if (url is None) == (backend is None):
             raise ValueError("give either a store URL or a backend instance")
@@ -149,6 +154,7 @@ class Store:
         if gather_gap < 0:
             raise ValueError(f"gather_gap must be >= 0, got {gather_gap}")
         self.gather_gap = gather_gap
+        self.budget = ByteBudget(max_bytes_in_flight)
         self._stats = Stats()
 
     def __repr__(self) -> str:
@@ -550,6 +556,96 @@ class Store:
         finally:
             self._stats.end("defrag", started)
         return unnest(result, prefix).removeprefix(prefix)
+
+    # files -----------------------------------------------------------------------------------------------
+
+    async def load_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        deleted: bool = False,
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Write the value of ``name`` into the local file ``path``; return its size.
+
+        The value is split into ``part_size`` ranges (from the backend's capabilities) that are copied in
+        parallel straight into their place in the file, never more than ``max_bytes_in_flight`` in memory.
+        The file appears complete or not at all: it is written under a temporary name and renamed.
+        """
+        validate_name(name)
+        target = os.fspath(path)
+        self._require_open()
+        started = self._stats.begin("load")
+        size = 0
+        try:
+            nested = await self._find(name, deleted)
+            info = await self._call(None, self.backend.info(nested))
+            if not info.exists or info.directory:
+                raise ObjectNotFound(name)
+            part = self.backend.capabilities.part_size
+            ranges = [(offset, min(part, info.size - offset)) for offset in range(0, info.size, part)]
+            tmp = f"{target}.{secrets.token_hex(6)}.part"
+            fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                try:
+                    await asyncio.to_thread(os.ftruncate, fd, info.size)
+
+                    async def copy(span: tuple[int, int]) -> None:
+                        offset, length = span
+                        async with self.budget.reserve(length):
+                            await self._call(
+                                "load", self.backend.read_into(nested, fd, offset=offset, size=length), length
+                            )
+
+                    await run_bounded(
+                        ranges,
+                        copy,
+                        max_concurrency=max_concurrency or self.max_concurrency,
+                        progress=progress,
+                        bytes_total=info.size,
+                        bytes_of=lambda span, _: span[1],
+                    )
+                finally:
+                    await asyncio.to_thread(os.close, fd)
+                await asyncio.to_thread(os.replace, tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            size = info.size
+        finally:
+            self._stats.end("load", started, size)
+        return size
+
+    async def store_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """Store the content of the local file ``path`` under ``name``, atomically; return its size.
+
+        The file is streamed (or copied inside the kernel, on posixfs), never read into memory whole.
+        """
+        validate_name(name)
+        source = os.fspath(path)
+        self._require_open()
+        started = self._stats.begin("store")
+        size = 0
+        try:
+            st = await asyncio.to_thread(os.stat, source)
+            nested = await self._find(name, False)
+            async with self.budget.reserve(min(st.st_size, self.backend.capabilities.part_size)):
+                await self._call("store", self.backend.store_file(nested, source, size=st.st_size), st.st_size)
+            size = st.st_size
+            if progress is not None:
+                await ProgressTracker(progress, 1, size).step(size)
+        finally:
+            self._stats.end("store", started, size)
+        return size
 
     # store-wide ------------------------------------------------------------------------------------------
 

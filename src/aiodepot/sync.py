@@ -243,6 +243,7 @@ class SyncStore:
         max_concurrency: int | None = None,
         backend_options: Mapping[str, Any] | None = None,
         gather_gap: int = 64 * 1024,
+        max_bytes_in_flight: int = 256 * 1024 * 1024,
         portal: Portal | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -257,6 +258,7 @@ class SyncStore:
             max_concurrency=max_concurrency,
             backend_options=backend_options,
             gather_gap=gather_gap,
+            max_bytes_in_flight=max_bytes_in_flight,
         )
         self.portal = portal or Portal.default()
         self.timeout = timeout
@@ -418,6 +420,37 @@ class SyncStore:
     def quota(self) -> dict[str, int]:
         """See :meth:`aiodepot.Store.quota`."""
         return self._run(self.async_store.quota)
+
+    # files -----------------------------------------------------------------------------------------------
+
+    def load_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        deleted: bool = False,
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """See :meth:`aiodepot.Store.load_file`."""
+        return self._run(
+            self.async_store.load_file,
+            name,
+            path,
+            deleted=deleted,
+            max_concurrency=max_concurrency,
+            progress=progress,
+        )
+
+    def store_file(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> int:
+        """See :meth:`aiodepot.Store.store_file`."""
+        return self._run(self.async_store.store_file, name, path, progress=progress)
 
     # bulk ------------------------------------------------------------------------------------------------
 

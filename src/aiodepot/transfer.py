@@ -9,12 +9,14 @@ ExceptionGroup, unless ``return_exceptions=True`` asks for the per-job errors in
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["Progress", "ProgressCallback", "ProgressTracker", "RangePlan", "plan_ranges", "run_bounded"]
+__all__ = ["ByteBudget", "Progress", "ProgressCallback", "ProgressTracker", "RangePlan", "plan_ranges", "run_bounded"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -172,3 +174,65 @@ def plan_ranges(sources: Sequence[tuple[str, int, int]], max_gap: int) -> RangeP
             for i in group:
                 pieces[i] = (read, sources[i][1] - start, sources[i][2])
     return RangePlan(reads, pieces)
+
+
+class ByteBudget:
+    """A store-wide cap on the bytes that ranged transfers hold in memory at once.
+
+    ``async with budget.reserve(n):`` waits until ``n`` more bytes fit, first come first served. A request
+    larger than the whole budget waits until nothing else is in flight and then runs alone.
+    """
+
+    __slots__ = ("_waiters", "in_flight", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"the byte budget must be >= 1, got {limit}")
+        self.limit = limit
+        self.in_flight = 0
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` fit into the budget and take them."""
+        nbytes = min(nbytes, self.limit)
+        if not self._waiters and self.in_flight + nbytes <= self.limit:
+            self.in_flight += nbytes
+            return
+        future = asyncio.get_running_loop().create_future()
+        entry = (nbytes, future)
+        self._waiters.append(entry)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release(nbytes)  # granted just as we were cancelled: give it back
+            else:
+                self._waiters.remove(entry)
+                self._wake()
+            raise
+
+    def release(self, nbytes: int) -> None:
+        """Give back ``nbytes`` taken with :meth:`acquire`."""
+        self.in_flight -= min(nbytes, self.limit)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            nbytes, future = self._waiters[0]
+            if future.done():
+                self._waiters.popleft()
+                continue
+            if self.in_flight + nbytes > self.limit:
+                return
+            self._waiters.popleft()
+            self.in_flight += nbytes
+            future.set_result(None)
+
+    @contextlib.asynccontextmanager
+    async def reserve(self, nbytes: int) -> AsyncIterator[None]:
+        """Hold ``nbytes`` of the budget for the duration of the block."""
+        await self.acquire(nbytes)
+        try:
+            yield
+        finally:
+            self.release(nbytes)

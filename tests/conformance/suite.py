@@ -11,8 +11,10 @@ from __future__ import annotations
 import array
 import asyncio
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -552,6 +554,39 @@ class StoreConformance:
         assert results[:25] == [b"x"] * 25 and results[26:] == [b"x"] * 25
         errors = await store.delete_many(["flat/000", "flat/missing"], return_exceptions=True)
         assert errors[0] is None and isinstance(errors[1], ObjectNotFound)
+
+    async def test_files_roundtrip(self, make_store: Callable[..., Store], tmp_path: Path) -> None:
+        store = make_store(max_bytes_in_flight=3 * 4096)
+        store.backend.capabilities = store.backend.capabilities.replace(part_size=4096)  # many small ranges
+        source = tmp_path / "source.bin"
+        payload = os.urandom(10 * 4096 + 123)
+        source.write_bytes(payload)
+        await store.create()
+        async with store:
+            events: list[Progress] = []
+            assert await store.store_file("flat/file", source) == len(payload)
+            assert await store.load("flat/file") == payload
+            target = tmp_path / "out" / "copy.bin"
+            target.parent.mkdir()
+            assert await store.load_file("flat/file", target, progress=events.append) == len(payload)
+            assert target.read_bytes() == payload
+            assert events[-1].items_done == 11
+            assert events[-1].bytes_done == len(payload)
+            assert store.budget.in_flight == 0
+            assert sorted(p.name for p in target.parent.iterdir()) == ["copy.bin"]  # no temp file left
+            empty = tmp_path / "empty"
+            empty.write_bytes(b"")
+            assert await store.store_file("flat/empty", empty) == 0
+            assert await store.load_file("flat/empty", tmp_path / "empty.out") == 0
+            assert (tmp_path / "empty.out").read_bytes() == b""
+            with pytest.raises(ObjectNotFound):
+                await store.load_file("flat/missing", tmp_path / "nothing")
+            assert not (tmp_path / "nothing").exists()
+            assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+            with pytest.raises(FileNotFoundError):
+                await store.store_file("flat/nofile", tmp_path / "does-not-exist")
+            assert not (await store.info("flat/nofile")).exists
+        await store.destroy()
 
     async def test_latency_emulation(self, make_store: Callable[..., Store]) -> None:
         store = make_store(latency=0.05)

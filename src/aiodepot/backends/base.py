@@ -14,9 +14,12 @@ import abc
 import asyncio
 import builtins
 import dataclasses
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar
+
+import aiofiles
 
 from .. import hashing
 from ..errors import ReadRangeError, StoreAlreadyOpen, StoreError, StoreNotOpen
@@ -28,6 +31,15 @@ __all__ = ["Backend", "Capabilities"]
 
 MiB = 1024 * 1024
 T = TypeVar("T")
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` to ``fd`` at ``offset`` (``os.pwrite`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
 
 
 async def _outcome(call: Awaitable[T]) -> T | Exception:
@@ -255,6 +267,30 @@ class Backend(abc.ABC):
             offset += len(chunk)
             if remaining is not None:
                 remaining -= len(chunk)
+
+    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
+        """Copy ``size`` bytes at ``offset`` of the value into the open file ``fd`` at the same offset.
+
+        A value that ends before ``offset + size`` raises :class:`ReadRangeError`.
+        """
+        data = await self.load(name, offset=offset, size=size)
+        if len(data) != size:
+            raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
+        await asyncio.to_thread(pwrite_all, fd, data, offset)
+
+    async def store_file(self, name: str, path: str, *, size: int) -> None:
+        """Store the content of the local file ``path`` (``size`` bytes) under ``name``, atomically.
+
+        The default streams the file in ``part_size`` pieces into :meth:`store_chunks`.
+        """
+        part_size = self.capabilities.part_size
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with aiofiles.open(path, "rb") as f:
+                while chunk := await f.read(part_size):
+                    yield chunk
+
+        await self.store_chunks(name, chunks(), size=size)
 
     async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
         """Store the concatenation of ``chunks`` under ``name`` atomically.
