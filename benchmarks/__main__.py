@@ -1,53 +1,75 @@
-"""Run the benchmark scenarios, print a table and write JSON.
+"""Run the benchmark scenarios side by side, print a table and write JSON.
 
-``python -m benchmarks [--count N] [--size BYTES] [--json PATH]``. Ratios are "times faster than":
-``vs_raw`` 0.9 means aiodepot reaches 90 % of the raw loop's speed.
+``python -m benchmarks [--only NAME ...] [--quick] [--json PATH]``. The last column says how many times
+faster aiodepot is than each contender on the same operation (below 1: slower).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from . import posixfs_small
+from . import big_file, emulated_latency, posixfs_small, sync_overhead
+from .common import Row
+
+SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, int]]] = {
+    # name: (runner, full arguments, --quick arguments)
+    "posixfs_small": (posixfs_small.run, {"count": 5000}, {"count": 1000}),
+    "emulated_latency": (emulated_latency.run, {"count": 1000}, {"count": 100}),
+    "big_file": (big_file.run, {"size_mib": 512}, {"size_mib": 64}),
+    "sync_overhead": (sync_overhead.run, {"calls": 5000}, {"calls": 500}),
+}
+
+
+def _speedups(rows: list[Row]) -> dict[int, float]:
+    """For each non-aiodepot row: its time divided by aiodepot's time on the same scenario and operation."""
+    ours: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.contender.startswith("aiodepot"):
+            ours.setdefault((row.scenario, row.operation), row.seconds)
+    return {
+        i: row.seconds / ours[(row.scenario, row.operation)]
+        for i, row in enumerate(rows)
+        if not row.contender.startswith("aiodepot") and (row.scenario, row.operation) in ours
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--count", type=int, default=5000, help="values per scenario")
-    parser.add_argument("--size", type=int, default=4096, help="bytes per value")
+    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"), help="output file")
     args = parser.parse_args()
 
-    rows = posixfs_small.run(args.count, args.size)
+    rows: list[Row] = []
+    for name in args.only or SCENARIOS:
+        runner, full, quick = SCENARIOS[name]
+        rows.extend(runner(**(quick if args.quick else full)))
 
-    table = Table(title="aiodepot benchmarks (times in s; ratios: x faster than the other)")
-    for column in ("scenario", "operation", "aiodepot", "raw loop", "borgstore", "vs raw", "vs borgstore"):
-        table.add_column(column, justify="left" if column in ("scenario", "operation") else "right")
+    speedups = _speedups(rows)
+    table = Table(title="aiodepot benchmarks")
+    for column in ("scenario", "operation", "contender", "seconds", "note", "aiodepot x faster"):
+        table.add_column(column, justify="right" if column in ("seconds", "aiodepot x faster") else "left")
+    for i, row in enumerate(rows):
+        speedup = f"{speedups[i]:.2f}" if i in speedups else ""
+        table.add_row(row.scenario, row.operation, row.contender, f"{row.seconds:.3f}", row.note, speedup)
+    Console(width=160).print(table)
 
-    def fmt(value: float | None, spec: str) -> str:
-        return "n/a" if value is None else format(value, spec)
-
-    for row in rows:
-        table.add_row(
-            row["scenario"],
-            row["operation"],
-            fmt(row["aiodepot_s"], ".3f"),
-            fmt(row["raw_loop_s"], ".3f"),
-            fmt(row["borgstore_s"], ".3f"),
-            fmt(row["vs_raw"], ".2f"),
-            fmt(row["vs_borgstore"], ".2f"),
-        )
-    Console().print(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {"time": time.time(), "python": platform.python_version(), "machine": platform.machine()}
-    args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    payload = {
+        "meta": meta,
+        "rows": [dataclasses.asdict(row) | {"aiodepot_speedup": speedups.get(i)} for i, row in enumerate(rows)],
+    }
+    args.json.write_text(json.dumps(payload, indent=2))
     print(f"results written to {args.json}")
 
 

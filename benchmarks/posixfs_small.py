@@ -10,22 +10,10 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
 
 from aiodepot import Store
 
-Result = dict[str, Any]
-
-
-def _timed(func: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    func()
-    return time.perf_counter() - started
-
-
-def _names(count: int) -> list[str]:
-    return [f"data/{i:064x}" for i in range(count)]
+from .common import Row, names, timed
 
 
 def raw_loop(root: str, count: int, size: int) -> dict[str, float]:
@@ -51,7 +39,7 @@ def raw_loop(root: str, count: int, size: int) -> dict[str, float]:
         for sub in sorted(os.listdir(base)):
             sorted(os.listdir(os.path.join(base, sub)))
 
-    return {"store": _timed(write), "load": _timed(read), "list": _timed(listing)}
+    return {"store": timed(write), "load": timed(read), "list": timed(listing)}
 
 
 def borgstore_sequential(root: str, count: int, size: int) -> dict[str, float] | None:
@@ -60,38 +48,38 @@ def borgstore_sequential(root: str, count: int, size: int) -> dict[str, float] |
     except ImportError:
         return None
     value = os.urandom(size)
-    names = _names(count)
+    items = names(count)
     store = BorgStore(url=f"file://{root}/borg", config={"data/": {"levels": [1]}})
     store.create()
     with store:
 
         def write() -> None:
-            for name in names:
+            for name in items:
                 store.store(name, value)
 
         def read() -> None:
-            for name in names:
+            for name in items:
                 store.load(name)
 
         def listing() -> None:
             list(store.list("data"))
 
-        return {"store": _timed(write), "load": _timed(read), "list": _timed(listing)}
+        return {"store": timed(write), "load": timed(read), "list": timed(listing)}
 
 
 def aiodepot_bulk(root: str, count: int, size: int) -> dict[str, float]:
     value = os.urandom(size)
-    names = _names(count)
+    items = names(count)
 
     async def run() -> dict[str, float]:
         store = Store(f"file://{root}/aiodepot", config={"data/": {"levels": [1]}})
         await store.create()
         async with store:
             started = time.perf_counter()
-            await store.store_many((name, value) for name in names)
+            await store.store_many((name, value) for name in items)
             stored = time.perf_counter() - started
             started = time.perf_counter()
-            await store.load_many(names)
+            await store.load_many(items)
             loaded = time.perf_counter() - started
             started = time.perf_counter()
             [info async for info in store.list("data")]
@@ -101,25 +89,19 @@ def aiodepot_bulk(root: str, count: int, size: int) -> dict[str, float]:
     return asyncio.run(run())
 
 
-def run(count: int = 5000, size: int = 4096) -> list[Result]:
-    """Run the scenario; one row per operation with the three contenders' times and ratios."""
+def run(count: int = 5000, size: int = 4096) -> list[Row]:
+    """Run the scenario: one row per contender and operation."""
+    scenario = f"posixfs {count} x {size // 1024} KiB"
     root = tempfile.mkdtemp(prefix="aiodepot-bench-")
     try:
-        raw = raw_loop(root, count, size)
+        results = {"aiodepot bulk": aiodepot_bulk(root, count, size), "raw loop": raw_loop(root, count, size)}
         borg = borgstore_sequential(root, count, size)
-        ours = aiodepot_bulk(root, count, size)
+        if borg is not None:
+            results["borgstore seq"] = borg
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    rows = []
-    for op in ("store", "load", "list"):
-        row: Result = {
-            "scenario": f"posixfs {count} x {size // 1024} KiB",
-            "operation": op,
-            "aiodepot_s": ours[op],
-            "raw_loop_s": raw[op],
-            "borgstore_s": borg[op] if borg else None,
-            "vs_raw": raw[op] / ours[op],
-            "vs_borgstore": (borg[op] / ours[op]) if borg else None,
-        }
-        rows.append(row)
-    return rows
+    return [
+        Row(scenario, op, contender, times[op], f"{count / times[op]:,.0f} items/s")
+        for op in ("store", "load", "list")
+        for contender, times in results.items()
+    ]
