@@ -16,16 +16,17 @@ from .common import Row
 
 _CHILD = r"""
 import asyncio, json, os, resource, sys, time
-mode, root, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+mode, root = sys.argv[1], sys.argv[2]
 src = os.path.join(root, "source.bin")
+if mode != "raw":
+    from aiodepot import Store
 started = time.perf_counter()
 if mode == "raw":
     with open(src, "rb") as f, open(os.path.join(root, "raw-copy.bin"), "wb") as g:
         while chunk := f.read(8 << 20):
             g.write(chunk)
-elif mode in ("store_file", "load_file"):
-    from aiodepot import Store
-    async def run():
+else:
+    async def main():
         store = Store("file://" + os.path.join(root, "store"))
         if mode == "store_file":
             await store.create()
@@ -34,63 +35,27 @@ elif mode in ("store_file", "load_file"):
                 await store.store_file("big", src)
             else:
                 await store.load_file("big", os.path.join(root, "loaded.bin"))
-    asyncio.run(run())
+    asyncio.run(main())
 elapsed = time.perf_counter() - started
 print(json.dumps({"seconds": elapsed, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
 
-def _child(mode: str, root: str, size: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, root, str(size)], capture_output=True, text=True, check=True
-    )
+def _child(mode: str, root: str) -> dict[str, float]:
+    done = subprocess.run([sys.executable, "-c", _CHILD, mode, root], capture_output=True, text=True, check=True)
     result: dict[str, float] = json.loads(done.stdout)
     return result
-
-
-def run():
-        store = Store("file://" + os.path.join(root, "store"))
-        if mode == "store_file":
-            await store.create()
-        async with store:
-            if mode == "store_file":
-                await store.store_file("big", src)
-            else:
-                await store.load_file("big", os.path.join(root, "loaded.bin"))
-    asyncio.run(run())
-elapsed = time.perf_counter() - started
-print(json.dumps({"seconds": elapsed, "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
-"""
-
-
-def _child(mode: str, root: str, size: int) -> dict[str, float]:
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, mode, root, str(size)], capture_output=True, text=True, check=True
-    )
-    result: dict[str, float] = json.loads(done.stdout)
-    return result
-
-
-def _baseline_rss(root: str) -> float:
-    done = subprocess.run(
-        [sys.executable, "-c", "import resource, aiodepot; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return float(done.stdout)
 
 
 def run(size_mib: int = 512) -> list[Row]:
     """Run the scenario: store_file, load_file and a raw 8 MiB-buffer copy loop."""
-    size = size_mib * 1024 * 1024
     root = tempfile.mkdtemp(prefix="aiodepot-bench-")
     try:
         with open(os.path.join(root, "source.bin"), "wb") as f:
             block = os.urandom(1 << 20)
             for _ in range(size_mib):
                 f.write(block)
-        results = {mode: _child(mode, root, size) for mode in ("raw", "store_file", "load_file")}
+        results = {mode: _child(mode, root) for mode in ("raw", "store_file", "load_file")}
     finally:
         shutil.rmtree(root, ignore_errors=True)
     scenario = f"posixfs one {size_mib} MiB value"
