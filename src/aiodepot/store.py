@@ -194,7 +194,7 @@ class Store:
             raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
 
     async def create(self) -> None:
-        """Initialize the storage (an empty existing directory is accepted); see :meth:`destroy`."""
+        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy]."""
         if self.backend.opened:
             raise StoreAlreadyOpen("create() needs a closed store")
         await self.backend.create()
@@ -288,6 +288,8 @@ class Store:
         """Return the value of ``name``, or ``size`` bytes from ``offset`` (negative: from the end).
 
         A range past the end comes back short (possibly empty); a missing item raises ``ObjectNotFound``.
+        On backends where it pays (``capabilities.parallel_ranges``), a big value is fetched as parallel
+        ``part_size`` ranges, within the store's byte budget.
         """
         validate_name(name)
         _check_range(offset, size)
@@ -296,10 +298,43 @@ class Store:
         data = b""
         try:
             nested = await self._find(name, deleted)
-            data = await self._call("load", self.backend.load(nested, offset=offset, size=size), len)
+            part = self.backend.capabilities.part_size
+            if self.backend.capabilities.parallel_ranges and offset >= 0 and (size is None or size > part):
+                data = await self._load_ranges(nested, offset, size, part)
+            else:
+                data = await self._call("load", self.backend.load(nested, offset=offset, size=size), len)
         finally:
             self._stats.end("load", started, len(data))
         return data
+
+    async def _load_ranges(self, nested: str, offset: int, size: int | None, part: int) -> bytes:
+        """Load a big value as parallel ``part``-sized ranges into one buffer.
+
+        The first range doubles as a probe: a value that fits in it costs one request, as a plain load.
+        """
+        async with self.budget.reserve(part):
+            first = await self._call("load", self.backend.load(nested, offset=offset, size=part), len)
+        if len(first) < part:
+            return first
+        end = (await self._call(None, self.backend.info(nested))).size if size is None else offset + size
+        if end <= offset + part:
+            return first
+        buffer = bytearray(end - offset)
+        buffer[:part] = first
+        spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
+        short_at = end  # where the value turned out to end, if it shrank meanwhile
+
+        async def fetch(span: tuple[int, int]) -> None:
+            nonlocal short_at
+            start, length = span
+            async with self.budget.reserve(length):
+                data = await self._call("load", self.backend.load(nested, offset=start, size=length), len)
+                buffer[start - offset : start - offset + len(data)] = data
+            if len(data) < length:
+                short_at = min(short_at, start + len(data))
+
+        await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
+        return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
 
     async def store(self, name: str, value: StoreValue) -> None:
         """Store ``value`` (bytes or a C-contiguous buffer) under ``name``, atomically.
@@ -374,7 +409,7 @@ class Store:
             self._stats.end("move", started)
 
     async def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
-        """Return the hex digest of the value (any :mod:`hashlib` algorithm, or ``"blake3"``)."""
+        """Return the hex digest of the value (any `hashlib` algorithm, or ``"blake3"``)."""
         validate_name(name)
         hashing.check_algorithm(algorithm)
         self._require_open()
@@ -494,7 +529,7 @@ class Store:
 
         Ranges of one item that overlap or lie within ``store.gather_gap`` bytes of each other are fetched
         as one read; the reads run in parallel where the backend allows. Every range must be complete: a
-        short one raises :class:`ReadRangeError`.
+        short one raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
         """
         _, mapped = await self._find_sources(sources, namespace, deleted)
         started = self._stats.begin("gather")

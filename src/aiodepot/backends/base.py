@@ -1,7 +1,7 @@
 """The backend contract: what every storage backend implements.
 
 A backend stores what it is told under the name it is told, atomically, and knows nothing of nesting,
-soft deletion, caching or statistics: that policy lives in :class:`aiodepot.Store`. Names a backend sees
+soft deletion, caching or statistics: that policy lives in [`aiodepot.Store`][aiodepot.Store]. Names a backend sees
 are already nested (``data/01/23/0123…``) and may carry the ``.del`` suffix.
 
 Subclasses implement the abstract methods; ``hash``, ``gather``, ``defrag``, ``quota``,
@@ -43,7 +43,7 @@ def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
 
 
 async def _outcome(call: Awaitable[T]) -> T | Exception:
-    """Await ``call``; a :class:`StoreError` becomes the result instead of propagating."""
+    """Await ``call``; a [`StoreError`][aiodepot.errors.StoreError] becomes the result instead of propagating."""
     try:
         return await call
     except StoreError as exc:
@@ -70,6 +70,8 @@ class Capabilities:
     """The ``*_batch`` methods do many items in one round trip or thread job (faster than one by one)."""
     batch_size: int = 64
     """Items per batch call in bulk operations."""
+    parallel_ranges: bool = False
+    """A big ``load`` is faster as parallel range requests (true of network backends, not of local files)."""
     preferred_concurrency: int = 16
     """How many operations to keep in flight by default."""
     part_size: int = 8 * MiB
@@ -81,7 +83,7 @@ class Capabilities:
 
 
 class Backend(abc.ABC):
-    """An async storage backend. Subclass it and register the URL scheme (see :mod:`aiodepot.backends`)."""
+    """An async storage backend. Subclass it and register the URL scheme (see `aiodepot.backends`)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
 
@@ -170,19 +172,22 @@ class Backend(abc.ABC):
     # defaults that work on every backend ---------------------------------------------------------------
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
-        """Load many whole values; each result is the value or the item's :class:`StoreError`."""
+        """Load many whole values; each result is the value or the item's [`StoreError`][aiodepot.errors.StoreError]."""
         return [await _outcome(self.load(name)) for name in names]
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
-        """Store many values, each atomically; each result is None or the item's :class:`StoreError`."""
+        """Store many values, each atomically.
+
+        Each result is None or the item's [`StoreError`][aiodepot.errors.StoreError].
+        """
         return [await _outcome(self.store(name, value)) for name, value in items]
 
     async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
-        """Delete many items; each result is None or the item's :class:`StoreError`."""
+        """Delete many items; each result is None or the item's [`StoreError`][aiodepot.errors.StoreError]."""
         return [await _outcome(self.delete(name)) for name in names]
 
     async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
-        """Describe many items; each result is the info or the item's :class:`StoreError`."""
+        """Describe many items; each result is the info or the item's [`StoreError`][aiodepot.errors.StoreError]."""
         return [await _outcome(self.info(name)) for name in names]
 
     async def quota(self) -> dict[str, int]:
@@ -199,7 +204,7 @@ class Backend(abc.ABC):
     async def gather(self, sources: Iterable[Source]) -> bytes:
         """Read several exact ranges and return them concatenated in the order given.
 
-        A range that comes back short raises :class:`ReadRangeError`.
+        A range that comes back short raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
         """
         checked = validate_sources(sources)
         limit = asyncio.Semaphore(self.capabilities.preferred_concurrency)
@@ -271,7 +276,7 @@ class Backend(abc.ABC):
     async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
         """Copy ``size`` bytes at ``offset`` of the value into the open file ``fd`` at the same offset.
 
-        A value that ends before ``offset + size`` raises :class:`ReadRangeError`.
+        A value that ends before ``offset + size`` raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
         """
         data = await self.load(name, offset=offset, size=size)
         if len(data) != size:
@@ -281,7 +286,8 @@ class Backend(abc.ABC):
     async def store_file(self, name: str, path: str, *, size: int) -> None:
         """Store the content of the local file ``path`` (``size`` bytes) under ``name``, atomically.
 
-        The default streams the file in ``part_size`` pieces into :meth:`store_chunks`.
+        The default streams the file in ``part_size`` pieces into
+        [`store_chunks`][aiodepot.backends.base.Backend.store_chunks].
         """
         part_size = self.capabilities.part_size
 
