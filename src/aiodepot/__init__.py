@@ -1,7 +1,7 @@
 """aiodepot: an asyncio-native key/value store.
 
-One async :class:`Store` API over many storage backends (local files, memory, and more), with real
-concurrency for bulk and big transfers, and :class:`SyncStore`, a blocking facade for legacy code.
+One async [`Store`][aiodepot.Store] API over many storage backends (local files, memory, and more), with real
+concurrency for bulk and big transfers, and [`SyncStore`][aiodepot.SyncStore], a blocking facade for legacy code.
 """
 
 from __future__ import annotations

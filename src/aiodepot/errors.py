@@ -1,4 +1,4 @@
-"""The exceptions aiodepot raises: one tree, rooted at :class:`StoreError`.
+"""The exceptions aiodepot raises: one tree, rooted at [`StoreError`][aiodepot.errors.StoreError].
 
 ```
 StoreError

@@ -1,4 +1,4 @@
-"""Hash algorithms by name: everything :mod:`hashlib` offers, plus ``"blake3"``."""
+"""Hash algorithms by name: everything `hashlib` offers, plus ``"blake3"``."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _factory(algorithm: str) -> Any:
 
 
 def new(algorithm: str, data: bytes | memoryview = b"") -> Hasher:
-    """Like :func:`hashlib.new`, plus ``"blake3"``; an unknown name raises ``ValueError``."""
+    """Like `hashlib.new`, plus ``"blake3"``; an unknown name raises ``ValueError``."""
     hasher: Hasher = _factory(algorithm)(data)
     return hasher
 

@@ -77,7 +77,10 @@ def _check(name: object, reserved: tuple[str, ...], *, allow_empty: bool, max_le
 
 
 def validate_name(name: object) -> str:
-    """Check a user-given item name and return it; raise :class:`InvalidName` naming the problem."""
+    """Check a user-given item name and return it.
+
+    Raises [`InvalidName`][aiodepot.errors.InvalidName], naming the problem, if the name breaks a rule.
+    """
     return _check(name, _RESERVED_FOR_USERS, allow_empty=False, max_length=MAX_NAME_LENGTH)
 
 
@@ -101,7 +104,8 @@ def nest(name: str, levels: int, *, add_suffix: str | None = None) -> str:
     """Spread the key of ``name`` over ``levels`` directory levels of two hex digits each.
 
     ``nest("data/0123abcd", 2) == "data/01/23/0123abcd"``. ``add_suffix`` is appended to the result.
-    A key shorter than ``2 * levels`` characters cannot be nested and raises :class:`InvalidName`.
+    A key shorter than ``2 * levels`` characters cannot be nested and raises
+    [`InvalidName`][aiodepot.errors.InvalidName].
     """
     if levels < 0:
         raise ValueError(f"levels must be >= 0, got {levels}")
@@ -118,7 +122,7 @@ def nest(name: str, levels: int, *, add_suffix: str | None = None) -> str:
 
 
 def unnest(name: str, namespace: str, *, remove_suffix: str | None = None) -> str:
-    """Undo :func:`nest`: ``unnest("data/01/23/0123abcd", "data") == "data/0123abcd"``."""
+    """Undo [`nest`][aiodepot.names.nest]: ``unnest("data/01/23/0123abcd", "data") == "data/0123abcd"``."""
     if namespace:
         if not namespace.endswith("/"):
             namespace += "/"

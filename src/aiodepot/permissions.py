@@ -106,6 +106,6 @@ class Permissions:
         return False
 
     def check(self, name: str, required: str) -> None:
-        """Raise :class:`PermissionDenied` unless one of the ``required`` letters is granted."""
+        """Raise [`PermissionDenied`][aiodepot.errors.PermissionDenied] unless a ``required`` letter is granted."""
         if not self.allows(name, required):
             raise PermissionDenied(f"one of the permissions {required!r} is required for {name!r}")

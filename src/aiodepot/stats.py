@@ -31,7 +31,7 @@ class Stats:
         self._busy_since: dict[str, int] = {}
 
     def begin(self, op: str) -> int:
-        """Mark the start of an ``op`` call; returns the start time to pass to :meth:`end`."""
+        """Mark the start of an ``op`` call; returns the start time to pass to `end`."""
         now = time.perf_counter_ns()
         if not self._running[op]:
             self._busy_since[op] = now

@@ -1,4 +1,5 @@
-"""The sync facade: :class:`SyncStore` runs the async :class:`~aiodepot.Store` on a :class:`Portal`.
+"""The sync facade: [`SyncStore`][aiodepot.SyncStore] runs the async [`Store`][aiodepot.Store] on a
+[`Portal`][aiodepot.Portal].
 
 A portal is a private event loop in a daemon thread, started on first use and shared by the process
 (``Portal.default()``). A blocking call submits the coroutine to that loop and waits; if the caller is
@@ -122,7 +123,10 @@ class Portal:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Like :meth:`call`; after ``timeout`` seconds the coroutine is cancelled and TimeoutError raised."""
+        """Like [`call`][aiodepot.Portal.call]; after ``timeout`` seconds the coroutine is cancelled.
+
+        The call then raises ``TimeoutError``; one the coroutine raises itself comes through unchanged.
+        """
         if threading.current_thread() is self._thread and self._pid == os.getpid():
             raise RuntimeError(
                 "a blocking aiodepot call was made from the portal's own event loop thread; "
@@ -215,7 +219,7 @@ def _stop_default_portal() -> None:
 
 
 class SyncStore:
-    """The blocking twin of :class:`~aiodepot.Store`: same arguments, same methods, no ``await``.
+    """The blocking twin of [`Store`][aiodepot.Store]: same arguments, same methods, no ``await``.
 
     ```python
     with aiodepot.SyncStore("file:///srv/depot") as store:
@@ -225,8 +229,8 @@ class SyncStore:
     ```
 
     Args:
-        url: as for :class:`~aiodepot.Store`, like all arguments up to ``backend_options``.
-        portal: the event loop thread to run on (default: the shared :meth:`Portal.default`).
+        url: as for [`Store`][aiodepot.Store], like all arguments up to ``backend_options``.
+        portal: the event loop thread to run on (default: the shared [`Portal.default`][aiodepot.Portal.default]).
         timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none).
     """
 
@@ -265,7 +269,7 @@ class SyncStore:
 
     @classmethod
     def wrap(cls, store: Store, *, portal: Portal | None = None, timeout: float | None = None) -> SyncStore:
-        """A SyncStore around an existing async :class:`~aiodepot.Store`."""
+        """A SyncStore around an existing async [`Store`][aiodepot.Store]."""
         self = cls.__new__(cls)
         self.async_store, self.portal, self.timeout = store, portal or Portal.default(), timeout
         return self
@@ -304,34 +308,34 @@ class SyncStore:
         return self.async_store.levels
 
     def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        """See :meth:`aiodepot.Store.set_levels`."""
+        """See [`aiodepot.Store.set_levels`][aiodepot.Store.set_levels]."""
         self.async_store.set_levels(config)
 
     @property
     def stats(self) -> dict[str, Any]:
-        """See :attr:`aiodepot.Store.stats`."""
+        """See [`aiodepot.Store.stats`][aiodepot.Store.stats]."""
         return self.async_store.stats
 
     # lifecycle -------------------------------------------------------------------------------------------
 
     def create(self) -> None:
-        """See :meth:`aiodepot.Store.create`."""
+        """See [`aiodepot.Store.create`][aiodepot.Store.create]."""
         self._run(self.async_store.create)
 
     def create_levels(self) -> None:
-        """See :meth:`aiodepot.Store.create_levels`."""
+        """See [`aiodepot.Store.create_levels`][aiodepot.Store.create_levels]."""
         self._run(self.async_store.create_levels)
 
     def destroy(self) -> None:
-        """See :meth:`aiodepot.Store.destroy`."""
+        """See [`aiodepot.Store.destroy`][aiodepot.Store.destroy]."""
         self._run(self.async_store.destroy)
 
     def open(self) -> None:
-        """See :meth:`aiodepot.Store.open`."""
+        """See [`aiodepot.Store.open`][aiodepot.Store.open]."""
         self._run(self.async_store.open)
 
     def close(self) -> None:
-        """See :meth:`aiodepot.Store.close`."""
+        """See [`aiodepot.Store.close`][aiodepot.Store.close]."""
         self._run(self.async_store.close)
 
     def __enter__(self) -> Self:
@@ -346,23 +350,23 @@ class SyncStore:
     # single items ----------------------------------------------------------------------------------------
 
     def find(self, name: str, *, deleted: bool = False) -> str:
-        """See :meth:`aiodepot.Store.find`."""
+        """See [`aiodepot.Store.find`][aiodepot.Store.find]."""
         return self._run(self.async_store.find, name, deleted=deleted)
 
     def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
-        """See :meth:`aiodepot.Store.info`."""
+        """See [`aiodepot.Store.info`][aiodepot.Store.info]."""
         return self._run(self.async_store.info, name, deleted=deleted)
 
     def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
-        """See :meth:`aiodepot.Store.load`."""
+        """See [`aiodepot.Store.load`][aiodepot.Store.load]."""
         return self._run(self.async_store.load, name, offset=offset, size=size, deleted=deleted)
 
     def store(self, name: str, value: StoreValue) -> None:
-        """See :meth:`aiodepot.Store.store`."""
+        """See [`aiodepot.Store.store`][aiodepot.Store.store]."""
         self._run(self.async_store.store, name, value)
 
     def delete(self, name: str, *, deleted: bool = False) -> None:
-        """See :meth:`aiodepot.Store.delete`."""
+        """See [`aiodepot.Store.delete`][aiodepot.Store.delete]."""
         self._run(self.async_store.delete, name, deleted=deleted)
 
     def move(
@@ -375,7 +379,7 @@ class SyncStore:
         change_level: bool = False,
         deleted: bool = False,
     ) -> None:
-        """See :meth:`aiodepot.Store.move`."""
+        """See [`aiodepot.Store.move`][aiodepot.Store.move]."""
         self._run(
             self.async_store.move,
             name,
@@ -387,15 +391,15 @@ class SyncStore:
         )
 
     def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
-        """See :meth:`aiodepot.Store.hash`."""
+        """See [`aiodepot.Store.hash`][aiodepot.Store.hash]."""
         return self._run(self.async_store.hash, name, algorithm, deleted=deleted)
 
     def list(self, name: str = ROOTNS, *, deleted: bool = False) -> Iterator[ItemInfo]:
-        """See :meth:`aiodepot.Store.list`; returns an iterator that fetches items in batches."""
+        """See [`aiodepot.Store.list`][aiodepot.Store.list]; returns an iterator that fetches items in batches."""
         return _BatchIterator(self, self.async_store.list(name, deleted=deleted))
 
     def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
-        """See :meth:`aiodepot.Store.gather`."""
+        """See [`aiodepot.Store.gather`][aiodepot.Store.gather]."""
         return self._run(self.async_store.gather, sources, namespace=namespace, deleted=deleted)
 
     def defrag(
@@ -407,7 +411,7 @@ class SyncStore:
         namespace: str | None = None,
         deleted: bool = False,
     ) -> str:
-        """See :meth:`aiodepot.Store.defrag`."""
+        """See [`aiodepot.Store.defrag`][aiodepot.Store.defrag]."""
         return self._run(
             self.async_store.defrag,
             sources,
@@ -418,7 +422,7 @@ class SyncStore:
         )
 
     def quota(self) -> dict[str, int]:
-        """See :meth:`aiodepot.Store.quota`."""
+        """See [`aiodepot.Store.quota`][aiodepot.Store.quota]."""
         return self._run(self.async_store.quota)
 
     # files -----------------------------------------------------------------------------------------------
@@ -432,7 +436,7 @@ class SyncStore:
         max_concurrency: int | None = None,
         progress: ProgressCallback | None = None,
     ) -> int:
-        """See :meth:`aiodepot.Store.load_file`."""
+        """See [`aiodepot.Store.load_file`][aiodepot.Store.load_file]."""
         return self._run(
             self.async_store.load_file,
             name,
@@ -449,7 +453,7 @@ class SyncStore:
         *,
         progress: ProgressCallback | None = None,
     ) -> int:
-        """See :meth:`aiodepot.Store.store_file`."""
+        """See [`aiodepot.Store.store_file`][aiodepot.Store.store_file]."""
         return self._run(self.async_store.store_file, name, path, progress=progress)
 
     # bulk ------------------------------------------------------------------------------------------------
@@ -485,7 +489,7 @@ class SyncStore:
         progress: ProgressCallback | None = None,
         deleted: bool = False,
     ) -> builtins.list[bytes] | builtins.list[bytes | Exception]:
-        """See :meth:`aiodepot.Store.load_many`."""
+        """See [`aiodepot.Store.load_many`][aiodepot.Store.load_many]."""
         return self._run(
             self.async_store.load_many,  # type: ignore[arg-type]
             names,
@@ -503,7 +507,7 @@ class SyncStore:
         return_exceptions: bool = False,
         progress: ProgressCallback | None = None,
     ) -> builtins.list[Exception | None]:
-        """See :meth:`aiodepot.Store.store_many`."""
+        """See [`aiodepot.Store.store_many`][aiodepot.Store.store_many]."""
         return self._run(
             self.async_store.store_many,
             items,
@@ -521,7 +525,7 @@ class SyncStore:
         progress: ProgressCallback | None = None,
         deleted: bool = False,
     ) -> builtins.list[Exception | None]:
-        """See :meth:`aiodepot.Store.delete_many`."""
+        """See [`aiodepot.Store.delete_many`][aiodepot.Store.delete_many]."""
         return self._run(
             self.async_store.delete_many,
             names,
@@ -539,7 +543,7 @@ class SyncStore:
         progress: ProgressCallback | None = None,
         deleted: bool = False,
     ) -> builtins.list[ItemInfo]:
-        """See :meth:`aiodepot.Store.info_many`."""
+        """See [`aiodepot.Store.info_many`][aiodepot.Store.info_many]."""
         return self._run(
             self.async_store.info_many,
             names,

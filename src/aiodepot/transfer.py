@@ -121,7 +121,7 @@ async def run_bounded(
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RangePlan:
-    """How to serve a list of byte ranges with fewer, bigger reads (see :func:`plan_ranges`).
+    """How to serve a list of byte ranges with fewer, bigger reads (see [`plan_ranges`][aiodepot.transfer.plan_ranges]).
 
     ``reads`` are the ranges to fetch; ``pieces[i]`` says where requested range ``i`` lies in them:
     ``(read index, start within that read, size)``.
@@ -212,7 +212,7 @@ class ByteBudget:
             raise
 
     def release(self, nbytes: int) -> None:
-        """Give back ``nbytes`` taken with :meth:`acquire`."""
+        """Give back ``nbytes`` taken with [`acquire`][aiodepot.transfer.ByteBudget.acquire]."""
         self.in_flight -= min(nbytes, self.limit)
         self._wake()
 

@@ -2,14 +2,14 @@
 
 A store URL's scheme picks the backend class; the module behind it is imported only when a URL with that
 scheme is opened, so a missing optional dependency only matters to the users of that backend (they get a
-:class:`~aiodepot.errors.MissingDependency` naming the extra to install).
+[`MissingDependency`][aiodepot.errors.MissingDependency] naming the extra to install).
 
 Third-party packages add schemes through the entry-point group ``aiodepot.backends``::
 
     [project.entry-points."aiodepot.backends"]
     myscheme = "mypackage.backend:MyBackend"
 
-or at run time with :func:`register_backend`.
+or at run time with [`register_backend`][aiodepot.backends.register_backend].
 """
 
 from __future__ import annotations

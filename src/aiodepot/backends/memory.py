@@ -89,7 +89,7 @@ class MemoryBackend(Backend):
 
     Args:
         name: stores with the same name share their data in this process; None gives a private store.
-        permissions: a permission map, shortcut name or JSON (see :mod:`aiodepot.permissions`).
+        permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store.
     """
 

@@ -5,7 +5,7 @@ path, ``.del`` appended for soft-deleted items, ``quota.hid`` for the persisted 
 ``….tmp`` files that are renamed into place, so a reader never sees a half-written value.
 
 Every operation is one job on the backend's thread pool (open, read and close in one hop); big values
-stream through :mod:`aiofiles`.
+stream through `aiofiles`.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ _NOT_FOUND = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 def _raise_translated(exc: OSError, name: str) -> NoReturn:
-    """Re-raise an OS error as the matching :class:`StoreError`, keeping it as the cause."""
+    """Re-raise an OS error as the matching [`StoreError`][aiodepot.errors.StoreError], keeping it as the cause."""
     if isinstance(exc, _NOT_FOUND):
         raise ObjectNotFound(name) from exc
     if isinstance(exc, PermissionError):
@@ -140,7 +140,7 @@ class _Quota:
         self._lock = threading.Lock()
 
     def reserve(self, delta: int) -> None:
-        """Account ``delta`` bytes, or raise :class:`QuotaExceeded` if that passes the limit."""
+        """Account ``delta`` bytes; raise [`QuotaExceeded`][aiodepot.errors.QuotaExceeded] past the limit."""
         with self._lock:
             if delta > 0 and self.usage + delta > self.limit:
                 raise QuotaExceeded(f"quota exceeded: {self.usage + delta} > {self.limit} bytes")
@@ -215,7 +215,7 @@ class PosixFSBackend(Backend):
         path: the store's base directory (created by ``create()``, with missing parents).
         fsync: fsync each file before it is renamed into place and its directory after, so an
             acknowledged store survives a power loss (much slower).
-        permissions: a permission map, shortcut name or JSON (see :mod:`aiodepot.permissions`).
+        permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store, tracked in ``quota.hid``.
         workers: threads for blocking file operations.
     """

@@ -107,7 +107,8 @@ def demo(path: Path | None, count: int, size: int, concurrency: int, keep: bool)
     elif path.exists() and any(path.iterdir()):
         raise click.BadParameter(f"{path} is not empty; give a new or empty directory", param_hint="PATH")
     try:
-        asyncio.run(_run_demo("file://" + os.path.abspath(path), count, size, concurrency, console))
+        url = Path(os.path.abspath(path)).as_uri()  # percent-encodes, as file: URLs need
+        asyncio.run(_run_demo(url, count, size, concurrency, console))
     finally:
         if workdir is not None and not keep:
             shutil.rmtree(workdir, ignore_errors=True)
