@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiodepot import names as names_module
 from aiodepot.errors import InvalidName
 from aiodepot.names import (
     MAX_NAME_LENGTH,
@@ -108,3 +109,26 @@ def test_validator_never_crashes(name: str) -> None:
         assert validate_name(name) == name
     except InvalidName:
         pass
+
+
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        st.text(alphabet="ab./-_09XZ\\ \x00", max_size=20),
+        st.lists(st.sampled_from(["a", "..", ".", "", "b.del", "c.tmp", "x.hid", "d"]), max_size=5).map("/".join),
+    )
+)
+def test_fast_path_agrees_with_the_rules(name: str) -> None:
+    for reserved, allow_empty in (
+        (names_module._RESERVED_FOR_USERS, False),
+        (names_module._RESERVED_FOR_BACKENDS, True),
+    ):
+        try:
+            fast: object = names_module._check(name, reserved, allow_empty=allow_empty, max_length=20)
+        except InvalidName:
+            fast = InvalidName
+        try:
+            slow: object = names_module._explain(name, reserved, allow_empty=allow_empty, max_length=20)
+        except InvalidName:
+            slow = InvalidName
+        assert fast == slow, (name, reserved)

@@ -12,6 +12,8 @@ directory listing yields keys directly and a sorted listing is in key order.
 
 from __future__ import annotations
 
+import re
+
 from .errors import InvalidName
 
 __all__ = [
@@ -47,7 +49,32 @@ _RESERVED_FOR_USERS = (TMP_SUFFIX, HID_SUFFIX, DEL_SUFFIX)
 _RESERVED_FOR_BACKENDS = (TMP_SUFFIX, HID_SUFFIX)
 
 
+# Printable ASCII without blanks, uppercase letters and backslash: a name made of these only needs the
+# structural checks below; anything else takes the slow path, which says what is wrong.
+_PLAIN = re.compile(r"[!-@\[\]-~]+")
+
+
 def _check(name: object, reserved: tuple[str, ...], *, allow_empty: bool, max_length: int) -> str:
+    if (
+        type(name) is str
+        and len(name) <= max_length
+        and _PLAIN.fullmatch(name)
+        and name[0] != "/"
+        and name[-1] != "/"
+        and ".." not in name
+        and "//" not in name
+        and "/./" not in name
+        and not name.startswith("./")
+        and not name.endswith("/.")
+        and name != "."
+        and not name.endswith(reserved)
+    ):
+        return name
+    return _explain(name, reserved, allow_empty=allow_empty, max_length=max_length)
+
+
+def _explain(name: object, reserved: tuple[str, ...], *, allow_empty: bool, max_length: int) -> str:
+    """The slow path of :func:`_check`: find the rule a name breaks and raise saying so."""
     if not isinstance(name, str):
         raise InvalidName(f"name must be a str, not {type(name).__name__}: {name!r}")
     if not name:

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import fcntl
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -52,6 +53,20 @@ QUOTA_FILE = "quota" + HID_SUFFIX
 QUOTA_PERSIST_DELTA = 10 * 1000 * 1000  # persist the usage once it moved by 10 MB ...
 QUOTA_PERSIST_INTERVAL = 300.0  # ... or every 5 minutes
 _NOT_FOUND = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+# Temp names only need to be unique among concurrent writers (O_EXCL catches the rest): a random tag per
+# process plus a counter, instead of a getrandom() call per stored value.
+_TEMP_TAG = secrets.token_hex(4)
+_temp_counter = itertools.count()
+
+
+def _reset_temp_names_after_fork() -> None:
+    global _TEMP_TAG, _temp_counter
+    _TEMP_TAG, _temp_counter = secrets.token_hex(4), itertools.count()
+
+
+os.register_at_fork(after_in_child=_reset_temp_names_after_fork)
 
 
 def _raise_translated(exc: OSError, name: str) -> NoReturn:
@@ -279,7 +294,7 @@ class PosixFSBackend(Backend):
 
     def _write_temp(self, path: str, value: bytes | memoryview) -> str:
         """Write ``value`` to a new temp file beside ``path`` (creating directories); return its path."""
-        tmp = f"{path}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+        tmp = f"{path}.{_TEMP_TAG}-{next(_temp_counter):x}{TMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o666)
@@ -425,6 +440,9 @@ class PosixFSBackend(Backend):
     def _store_sync(self, name: str, data: bytes | memoryview) -> None:
         path = self._path(name)
         quota = self._quota
+        if quota is None and not self.permissions:
+            self._commit(self._write_temp(path, data), path)  # nothing depends on what was there before
+            return
         old_size = self._existing_size(path)
         self.permissions.check(name, "wW" if old_size is None else "W")
         delta = len(data) - (old_size or 0)
