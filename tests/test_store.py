@@ -64,7 +64,7 @@ def test_emulation_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_max_concurrency_defaults_to_backend_preference(tmp_path: Path) -> None:
-    assert Store(f"file://{tmp_path}").max_concurrency == 128
+    assert Store(f"file://{tmp_path}").max_concurrency == 512
     assert Store("memory://").max_concurrency == 64
     assert Store("memory://", max_concurrency=3).max_concurrency == 3
     with pytest.raises(ValueError):
