@@ -30,7 +30,7 @@ def _human(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-async def _run_demo(url: str, count: int, size: int, concurrency: int, console: Console) -> None:
+async def _run_demo(url: str, count: int, size: int, concurrency: int | None, console: Console) -> None:
     store = Store(url, config={"data/": {"levels": [1]}}, max_concurrency=concurrency)
     await store.create()
     values = {}
@@ -85,19 +85,19 @@ async def _run_demo(url: str, count: int, size: int, concurrency: int, console: 
         )
     table.add_row("list", str(stats["list_calls"]), f"{len(listed)} items", f"{stats['list_time']:.3f} s", "", "")
     console.print(table)
-    console.print(f"verified: all {count} values read back intact, listing sorted, concurrency {concurrency}")
+    console.print(f"verified: all {count} values read back intact, listing sorted, concurrency {store.max_concurrency}")
 
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-n", "--count", default=5000, show_default=True, help="Number of objects.")
 @click.option("-s", "--size", default=4096, show_default=True, help="Size of each object in bytes.")
-@click.option("-c", "--concurrency", default=32, show_default=True, help="Operations in flight.")
+@click.option("-c", "--concurrency", type=int, default=None, help="Operations in flight [default: the backend's].")
 @click.option("--keep", is_flag=True, help="Keep the store afterwards (a given PATH is always kept).")
-def demo(path: Path | None, count: int, size: int, concurrency: int, keep: bool) -> None:
+def demo(path: Path | None, count: int, size: int, concurrency: int | None, keep: bool) -> None:
     """Create a local store (in a temporary directory, or PATH), store and load COUNT objects concurrently
     with a progress bar, verify them, and print the figures."""
-    if count < 1 or size < 0 or concurrency < 1:
+    if count < 1 or size < 0 or (concurrency is not None and concurrency < 1):
         raise click.BadParameter("count and concurrency must be >= 1, size >= 0")
     console = Console()
     workdir = None
