@@ -293,8 +293,9 @@ class PosixFSBackend(Backend):
         except OSError as exc:
             _raise_translated(exc, name)
 
-    def _write_temp(self, path: str, value: bytes | memoryview) -> str:
-        """Write ``value`` to a new temp file beside ``path`` (creating directories); return its path."""
+    def _write_temp(self, path: str, fill: Callable[[int], object]) -> str:
+        """Create a temp file beside ``path`` (and missing directories), let ``fill(fd)`` write it; return
+        the temp file's path. With ``fsync`` the data is on disk before this returns."""
         tmp = f"{path}.{_TEMP_TAG}-{next(_temp_counter):x}{TMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -304,7 +305,7 @@ class PosixFSBackend(Backend):
             fd = os.open(tmp, flags, 0o666)
         try:
             try:
-                _write_all(fd, value)
+                fill(fd)
                 if self.fsync:
                     os.fsync(fd)
             finally:
@@ -314,6 +315,28 @@ class PosixFSBackend(Backend):
                 os.unlink(tmp)
             raise
         return tmp
+
+    def _replace_item(self, name: str, size: int, fill: Callable[[int], object]) -> None:
+        """Put a new ``size``-byte value under ``name``: a temp file written by ``fill(fd)``, renamed into
+        place, with the permission and quota checks first."""
+        path = self._path(name)
+        quota = self._quota
+        if quota is None and not self.permissions:
+            self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
+            return
+        old_size = self._existing_size(path)
+        self.permissions.check(name, "wW" if old_size is None else "W")
+        delta = size - (old_size or 0)
+        if quota is not None:
+            quota.reserve(delta)
+        try:
+            self._commit(self._write_temp(path, fill), path)
+        except BaseException:
+            if quota is not None:
+                quota.release(delta)
+            raise
+        if quota is not None:
+            quota.flush()
 
     def _commit(self, tmp: str, path: str) -> None:
         """Rename a finished temp file into place (and make that durable with ``fsync``)."""
@@ -439,24 +462,7 @@ class PosixFSBackend(Backend):
             os.close(fd)
 
     def _store_sync(self, name: str, data: bytes | memoryview) -> None:
-        path = self._path(name)
-        quota = self._quota
-        if quota is None and not self.permissions:
-            self._commit(self._write_temp(path, data), path)  # nothing depends on what was there before
-            return
-        old_size = self._existing_size(path)
-        self.permissions.check(name, "wW" if old_size is None else "W")
-        delta = len(data) - (old_size or 0)
-        if quota is not None:
-            quota.reserve(delta)
-        try:
-            self._commit(self._write_temp(path, data), path)
-        except BaseException:
-            if quota is not None:
-                quota.release(delta)
-            raise
-        if quota is not None:
-            quota.flush()
+        self._replace_item(name, len(data), lambda fd: _write_all(fd, data))
 
     def _delete_sync(self, name: str) -> None:
         path = self._path(name)
@@ -656,40 +662,17 @@ class PosixFSBackend(Backend):
         self._require_open()
 
         def job() -> None:
-            target = self._path(name)
-            old_size = self._existing_size(target)
-            self.permissions.check(name, "wW" if old_size is None else "W")
-            quota = self._quota
-            delta = size - (old_size or 0)
-            if quota is not None:
-                quota.reserve(delta)
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             try:
-                tmp = self._write_temp(target, b"")
-                try:
-                    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        dst = os.open(tmp, os.O_WRONLY | os.O_CLOEXEC)
-                        try:
-                            _copy_range(src, dst, 0, size)
-                            if os.fstat(src).st_size != size:
-                                raise ValueError(f"{path} changed size while it was stored")
-                            if self.fsync:
-                                os.fsync(dst)
-                        finally:
-                            os.close(dst)
-                    finally:
-                        os.close(src)
-                except BaseException:
-                    with contextlib.suppress(OSError):
-                        os.unlink(tmp)
-                    raise
-                self._commit(tmp, target)
-            except BaseException:
-                if quota is not None:
-                    quota.release(delta)
-                raise
-            if quota is not None:
-                quota.flush()
+
+                def copy(fd: int) -> None:
+                    _copy_range(src, fd, 0, size)
+                    if os.fstat(src).st_size != size:
+                        raise ValueError(f"{path} changed size while it was stored")
+
+                self._replace_item(name, size, copy)
+            finally:
+                os.close(src)
 
         await self._run(name, job)
 
@@ -729,7 +712,7 @@ class PosixFSBackend(Backend):
         quota = self._quota
         old_size = await self._run(name, self._existing_size, path)
         self.permissions.check(name, "wW" if old_size is None else "W")
-        tmp = await self._run(name, self._write_temp, path, b"")
+        tmp = await self._run(name, self._write_temp, path, lambda fd: None)
         try:
             written = 0
             async with aiofiles.open(tmp, "wb", buffering=0, executor=self._offloader.executor) as f:
