@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import platform
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ def main() -> None:
 
     rows: list[Row] = []
     for name in args.only or SCENARIOS:
+        os.sync()  # the last scenario's dirty pages must not be written back during this one
         runner, full, quick = SCENARIOS[name]
         rows.extend(runner(**(quick if args.quick else full)))
 

@@ -711,8 +711,8 @@ class Store:
 
     def _batchable(self, names: Sequence[str], deleted: bool) -> builtins.list[str] | None:
         """The backend names for a batched bulk call, or None where items must go one by one."""
-        if not self.backend.capabilities.batch_ops or self.emulator or len(names) < 2:
-            return None  # emulation stretches each backend call: keep one call per item
+        if not self.backend.capabilities.batch_ops or len(names) < 2:
+            return None
         suffix = DEL_SUFFIX if deleted else None
         nested = []
         for name in names:
@@ -755,18 +755,24 @@ class Store:
 
         async def run_chunk(indices: range) -> builtins.list[Any]:
             started = self._stats.begin(op)
+            sent = time.monotonic()
             volume = 0
             try:
                 outcomes = await batch(indices, [nested[i] for i in indices])
-                for index, outcome in zip(indices, outcomes, strict=True):
+                moved = [
+                    0 if isinstance(outcome, Exception) or bytes_of is None else bytes_of(index, outcome)
+                    for index, outcome in zip(indices, outcomes, strict=True)
+                ]
+                if self.emulator:  # each item is its own emulated round trip; they overlap as parallel calls
+                    await asyncio.gather(*(self.emulator.delay(sent, nbytes) for nbytes in moved))
+                for outcome, nbytes in zip(outcomes, moved, strict=True):
                     if isinstance(outcome, Exception):
                         if not return_exceptions:
                             raise outcome
                         await tracker.step(0)
                         continue
-                    moved = bytes_of(index, outcome) if bytes_of is not None else 0
-                    volume += moved
-                    await tracker.step(moved)
+                    volume += nbytes
+                    await tracker.step(nbytes)
             finally:
                 self._stats.end(op, started, volume, calls=len(indices))
                 self._stats.add(f"backend_{op}_calls", len(indices))
