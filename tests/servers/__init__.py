@@ -11,11 +11,21 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from typing import Any
 
 import pytest
 
-__all__ = ["free_port", "in_ci", "require_module", "require_program", "stop_process", "wait_for_port"]
+__all__ = [
+    "free_port",
+    "in_ci",
+    "require_module",
+    "require_program",
+    "start_process",
+    "stop_process",
+    "wait_for_port",
+]
 
 _EXTRA_PATHS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 
@@ -62,14 +72,30 @@ def wait_for_port(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-            pytest.fail(f"server exited with {process.returncode} before listening on {port}: {output[-2000:]}")
+            pytest.fail(f"server exited with {process.returncode} before listening on {port}: {_output_of(process)}")
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
     pytest.fail(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+def start_process(command: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """Start a server with its output going to a log file, never to a pipe nobody reads (a full pipe
+    blocks the server mid-request)."""
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_process
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **options)
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def _output_of(process: subprocess.Popen[bytes]) -> str:
+    log = getattr(process, "log", None)
+    if log is None:
+        return ""
+    log.seek(0)
+    return str(log.read()[-4000:].decode(errors="replace"))
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
@@ -81,3 +107,6 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> Non
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    log = getattr(process, "log", None)
+    if log is not None:
+        log.close()

@@ -27,6 +27,9 @@ __all__ = ["Backend", "Capabilities", "backend_from_url", "register_backend", "r
 _BUILTIN: dict[str, tuple[str, str | None]] = {
     "file": ("aiodepot.backends.posixfs:PosixFSBackend", None),
     "memory": ("aiodepot.backends.memory:MemoryBackend", None),
+    "http": ("aiodepot.backends.rest:RestBackend", "rest"),
+    "https": ("aiodepot.backends.rest:RestBackend", "rest"),
+    "rest": ("aiodepot.backends.rest:RestBackend", "rest"),
 }
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False

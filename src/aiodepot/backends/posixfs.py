@@ -438,7 +438,7 @@ class PosixFSBackend(Backend):
     # the async methods run one of them, the batch methods run many in one job.
 
     def _info_sync(self, name: str) -> ItemInfo:
-        path = self._path(name)
+        path = os.path.join(self.base, validate_backend_name(name, allow_root=True))
         self.permissions.check(name, "lr")
         basename = name.rpartition("/")[2]
         try:

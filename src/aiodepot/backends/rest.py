@@ -1,0 +1,645 @@
+"""``http[s]://…``, ``rest://[user@]host/path`` and ``rest:///path`` — a store behind a REST server.
+
+Speaks borgstore's REST protocol (v1), so it works with aiodepot's server and with borgstore's
+``borgstore-server-rest``. Over HTTP it keeps a pool of keep-alive connections and runs requests
+concurrently; ``rest://`` runs the server over ssh (or locally) and speaks HTTP/1.1 over its stdin/stdout,
+one request at a time. Big values load as parallel ranged GETs; big uploads stream from a file with their
+SHA-256 in ``X-Content-hash-sha256``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, Self
+from urllib.parse import quote, unquote, urlencode
+
+import aiofiles
+import aiohttp
+import yarl
+from multidict import CIMultiDict
+
+from ..errors import (
+    BackendError,
+    BackendURLInvalid,
+    ConnectionLost,
+    IntegrityError,
+    InvalidName,
+    ObjectNotFound,
+    ReadRangeError,
+)
+from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from ..names import validate_backend_name
+from ..protocol import (
+    ACCEPT,
+    ATIME_HEADER,
+    HASH_HEADER,
+    IS_DIRECTORY_HEADER,
+    MTIME_HEADER,
+    error_for_status,
+    make_range_header,
+)
+from .base import Backend, Capabilities
+
+__all__ = ["RestBackend"]
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+SSH_ALIVE_INTERVAL = 30
+SSH_ALIVE_COUNT_MAX = 3
+DEFAULT_SERVER_COMMAND = "aiodepot-server-rest"
+
+
+class _FileBody:
+    """A request body read from a local file (opened afresh by each attempt, so a retry can resend it)."""
+
+    __slots__ = ("path", "size")
+
+    def __init__(self, path: str, size: int) -> None:
+        self.path, self.size = path, size
+
+
+Body = bytes | memoryview | _FileBody | None
+
+
+class _Reply:
+    __slots__ = ("body", "headers", "reason", "status")
+
+    def __init__(self, status: int, reason: str, headers: Mapping[str, str], body: bytes) -> None:
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+class _HttpTransport:
+    """A pooled aiohttp session."""
+
+    def __init__(self, backend: RestBackend) -> None:
+        self._backend = backend
+        connector = aiohttp.TCPConnector(limit=backend.pool_size, ssl=backend.ssl)
+        timeout = aiohttp.ClientTimeout(total=None, connect=backend.connect_timeout, sock_read=backend.timeout)
+        auth = aiohttp.BasicAuth(backend.username, backend.password or "") if backend.username else None
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, auth=auth, headers={"Accept": ACCEPT}, auto_decompress=False
+        )
+
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], body: Body, length: int | None
+    ) -> _Reply:
+        assert self._backend.base_url is not None
+        url = yarl.URL(self._backend.base_url + target, encoded=True)
+        if length is not None:
+            headers = {**headers, "Content-Length": str(length)}
+        data: Any = body
+        if isinstance(body, _FileBody):  # aiohttp streams a file object from its executor
+            data = await asyncio.to_thread(open, body.path, "rb")
+        try:
+            async with self._session.request(method, url, headers=headers, data=data) as response:
+                payload = await response.read()
+                return _Reply(response.status, response.reason or "", response.headers, payload)
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise ConnectionLost(f"{method} {target}: {exc or type(exc).__name__}") from exc
+        finally:
+            if isinstance(body, _FileBody):
+                await asyncio.to_thread(data.close)
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+class _StdioTransport:
+    """HTTP/1.1 over the stdin/stdout of a server process (``rest://``): one request at a time."""
+
+    def __init__(self, backend: RestBackend) -> None:
+        self._backend = backend
+        self._process: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+        self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        self._stderr_task: asyncio.Task[None] | None = None
+
+    async def _start(self) -> asyncio.subprocess.Process:
+        if self._process is None or self._process.returncode is not None:
+            command = self._backend.command
+            assert command is not None
+            self._process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,  # Ctrl-C in the terminal must not kill the server under us
+            )
+            self._stderr_task = asyncio.create_task(self._drain_stderr(self._process))
+        return self._process
+
+    async def _drain_stderr(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stderr is not None
+        async for line in process.stderr:
+            text = line.decode(errors="replace").rstrip()
+            self._stderr.append(text)
+            logger.debug("server: %s", text)
+
+    def _lost(self, what: str) -> ConnectionLost:
+        tail = "\n".join(self._stderr)
+        return ConnectionLost(f"the server process {what}" + (f":\n{tail}" if tail else ""))
+
+    async def request(
+        self, method: str, target: str, headers: dict[str, str], body: Body, length: int | None
+    ) -> _Reply:
+        async with self._lock:
+            process = await self._start()
+            assert process.stdin is not None
+            assert process.stdout is not None
+            backend = self._backend
+            lines = [f"{method} {target} HTTP/1.1", "Host: stdio", f"Accept: {ACCEPT}", "Connection: keep-alive"]
+            if backend.username:
+                lines.append(f"Authorization: {aiohttp.BasicAuth(backend.username, backend.password or '').encode()}")
+            if isinstance(body, bytes | memoryview):
+                length = len(body)
+            lines += [f"{key}: {value}" for key, value in headers.items()]
+            lines.append(f"Content-Length: {length or 0}")
+            try:
+                process.stdin.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+                if isinstance(body, bytes | memoryview):
+                    process.stdin.write(body)
+                elif body is not None:
+                    async with aiofiles.open(body.path, "rb") as f:
+                        while chunk := await f.read(1 * MiB):
+                            process.stdin.write(chunk)
+                            await process.stdin.drain()
+                await process.stdin.drain()
+                async with asyncio.timeout(backend.timeout):
+                    return await _read_reply(process.stdout, method)
+            except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                await self._kill()
+                raise self._lost(f"went away during {method} {target} ({type(exc).__name__})") from exc
+
+    async def _kill(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        if self._stderr_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._stderr_task, 1)
+
+    async def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(self._backend.timeout):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+        if self._stderr_task is not None:
+            await self._stderr_task
+        if process.returncode:
+            tail = "\n".join(self._stderr)
+            raise BackendError(f"the server process exited with {process.returncode}" + (f":\n{tail}" if tail else ""))
+
+
+async def _read_reply(stdout: asyncio.StreamReader, method: str) -> _Reply:
+    status_line = (await stdout.readuntil(b"\r\n")).decode("latin-1").rstrip()
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise BackendError(f"not an HTTP status line from the server: {status_line!r}")
+    headers: CIMultiDict[str] = CIMultiDict()
+    while (line := await stdout.readuntil(b"\r\n")) != b"\r\n":
+        key, _, value = line.decode("latin-1").partition(":")
+        headers[key.strip()] = value.strip()
+    body = b""
+    if method != "HEAD":
+        if headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while size := int((await stdout.readuntil(b"\r\n")).split(b";")[0], 16):
+                chunks.append(await stdout.readexactly(size))
+                await stdout.readexactly(2)
+            await stdout.readuntil(b"\r\n")
+            body = b"".join(chunks)
+        else:
+            body = await stdout.readexactly(int(headers.get("Content-Length", "0")))
+    return _Reply(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
+
+
+def _check_name(name: str, *, allow_root: bool = False) -> str:
+    validate_backend_name(name, allow_root=allow_root)
+    if "?" in name or "#" in name:
+        raise InvalidName(f"a name with '?' or '#' cannot travel in a REST URL path: {name!r}")
+    return name
+
+
+def _ssh_command(user: str | None, host: str, port: str | None) -> list[str]:
+    rsh = os.environ.get("BORGSTORE_RSH")
+    if rsh:
+        command = shlex.split(rsh)
+    else:
+        command = [
+            "ssh",
+            "-o",
+            f"ServerAliveInterval={SSH_ALIVE_INTERVAL}",
+            "-o",
+            f"ServerAliveCountMax={SSH_ALIVE_COUNT_MAX}",
+        ]
+        if port:
+            command += ["-p", port]
+    return [*command, f"{user}@{host}" if user else host]
+
+
+_HTTP_URL = re.compile(
+    r"(?P<scheme>https?)://(?:(?P<user>[^:@/]+):(?P<password>[^@/]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:/@]+)"
+    r"(?::(?P<port>\d+))?(?P<path>/[^?#]*)?$"
+)
+_REST_URL = re.compile(
+    r"rest://(?:(?:(?P<user>[^@:/]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:/@]+)(?::(?P<port>\d+))?)?/(?P<path>[^?#]+)$"
+)
+
+
+class RestBackend(Backend):
+    """A store served by a REST server (aiodepot's or borgstore's), over HTTP(S) or a pipe.
+
+    Args:
+        base_url: the server's URL, e.g. ``http://127.0.0.1:5618`` (a sub-path is allowed for proxies).
+        username: HTTP Basic credentials (else ``BORGSTORE_REST_USERNAME``/``BORGSTORE_REST_PASSWORD``).
+        password: see ``username``.
+        command: instead of ``base_url``, a server command line that speaks HTTP on stdin/stdout.
+        timeout: seconds to wait for a reply to start arriving.
+        connect_timeout: seconds to wait for a TCP connection.
+        reconnect_tries: after a lost connection, how many times to reconnect and retry.
+        reconnect_wait: seconds between those tries.
+        pool_size: keep-alive connections (HTTP) — and requests in flight.
+        ssl: an ``ssl.SSLContext``, or False to skip certificate checks (HTTPS only).
+    """
+
+    capabilities = Capabilities(
+        server_side_hash=True,
+        server_side_copy=True,
+        server_side_gather=True,
+        parallel_ranges=True,
+        preferred_concurrency=32,
+        part_size=8 * MiB,
+    )
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        command: Sequence[str] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        reconnect_tries: int = 3,
+        reconnect_wait: float = 5.0,
+        pool_size: int = 32,
+        ssl: Any = None,
+    ) -> None:
+        super().__init__()
+        if (base_url is None) == (command is None):
+            raise ValueError("give the server's base_url or a server command, not both")
+        if reconnect_tries < 0 or reconnect_wait < 0 or pool_size < 1:
+            raise ValueError("reconnect_tries/reconnect_wait must be >= 0 and pool_size >= 1")
+        self.base_url = base_url.rstrip("/") if base_url is not None else None
+        self.command = list(command) if command is not None else None
+        self.username = username or os.environ.get("BORGSTORE_REST_USERNAME") or None
+        self.password = password or os.environ.get("BORGSTORE_REST_PASSWORD") or None
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.reconnect_tries = reconnect_tries
+        self.reconnect_wait = reconnect_wait
+        self.pool_size = pool_size
+        self.ssl = ssl
+        self._transport: _HttpTransport | _StdioTransport | None = None
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``http[s]://[user:pass@]host[:port][/path]``, ``rest://[user@]host[:port]/path``, ``rest:///path``.
+
+        ``rest://`` runs ``aiodepot-server-rest --stdio --backend FILE:<path>`` over ssh (``BORGSTORE_RSH``
+        replaces the ssh command), or locally without a host; ``server_command=`` names another server
+        program (e.g. ``borgstore-server-rest``).
+        """
+        match = _HTTP_URL.match(url)
+        if match is not None:
+            base = f"{match['scheme']}://{match['host']}" + (f":{match['port']}" if match["port"] else "")
+            base += match["path"] or ""
+            if match["user"]:
+                options.setdefault("username", unquote(match["user"]))
+                options.setdefault("password", unquote(match["password"]))
+            return cls(base, **options)
+        match = _REST_URL.match(url)
+        if match is not None:
+            server = shlex.split(options.pop("server_command", DEFAULT_SERVER_COMMAND))
+            command = [] if not match["host"] else _ssh_command(match["user"], match["host"], match["port"])
+            command += [*server, "--stdio", "--backend", f"FILE:{unquote(match['path'])}"]
+            return cls(command=command, **options)
+        raise BackendURLInvalid(
+            f"not a REST store URL (http[s]://host[:port]/path or rest://[user@]host/path): {url!r}"
+        )
+
+    def __repr__(self) -> str:
+        where = self.base_url or shlex.join(self.command or [])
+        return f"<RestBackend {where} {'open' if self.opened else 'closed'}>"
+
+    # transport -------------------------------------------------------------------------------------------
+
+    def _new_transport(self) -> _HttpTransport | _StdioTransport:
+        return _StdioTransport(self) if self.command is not None else _HttpTransport(self)
+
+    async def _exchange(
+        self,
+        method: str,
+        name: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        listing: bool = False,
+        headers: dict[str, str] | None = None,
+        body: Body = None,
+        length: int | None = None,
+        gone_is_done: bool = False,
+        ok: Iterable[int] = (200, 206),
+    ) -> _Reply:
+        """One request, with reconnect-and-retry after a lost connection; error statuses raise.
+
+        With ``gone_is_done`` (delete, move), a 404 on a retry counts as success: the first attempt most
+        likely did the work and only its reply was lost.
+        """
+        target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@%") + ("/" if listing and name else "")
+        if listing and not name:
+            target = "/"
+        if query:
+            target += "?" + urlencode(query)
+        transport = self._transport
+        temporary = transport is None  # create/destroy run while the backend is closed
+        if transport is None:
+            transport = self._new_transport()
+        try:
+            attempt = 0
+            while True:
+                try:
+                    reply = await transport.request(method, target, dict(headers or {}), body, length)
+                except ConnectionLost:
+                    if attempt >= self.reconnect_tries:
+                        raise
+                    attempt += 1
+                    logger.warning("%s %s: connection lost, retry %d/%d", method, target, attempt, self.reconnect_tries)
+                    await asyncio.sleep(self.reconnect_wait)
+                    if not temporary:
+                        transport = await self._reconnect(transport)
+                    continue
+                if reply.status in ok:
+                    return reply
+                if gone_is_done and attempt and reply.status == 404:
+                    return reply
+                raise error_for_status(reply.status, reply.text.strip(), name=name)
+        finally:
+            if temporary:
+                await transport.close()
+
+    async def _reconnect(self, old: _HttpTransport | _StdioTransport) -> _HttpTransport | _StdioTransport:
+        with contextlib.suppress(Exception):
+            await old.close()
+        self._transport = self._new_transport()
+        return self._transport
+
+    # lifecycle -------------------------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        """Ask the server to create the store."""
+        self._require_closed()
+        await self._exchange("POST", "", query={"cmd": "create"})
+
+    async def destroy(self) -> None:
+        """Ask the server to destroy the store."""
+        self._require_closed()
+        await self._exchange("DELETE", "", query={"cmd": "destroy"})
+
+    async def open(self) -> None:
+        """Connect, and check that the store exists."""
+        self._require_closed()
+        self._transport = self._new_transport()
+        try:
+            await self._exchange("HEAD", "", ok=(200, 404))
+        except BaseException:
+            transport, self._transport = self._transport, None
+            with contextlib.suppress(Exception):
+                await transport.close()
+            raise
+        self.opened = True
+
+    async def close(self) -> None:
+        """Close the connections (and the server process, for ``rest://``)."""
+        self._require_open()
+        transport, self._transport = self._transport, None
+        self.opened = False
+        if transport is not None:
+            await transport.close()
+
+    # items -----------------------------------------------------------------------------------------------
+
+    async def mkdir(self, name: str) -> None:
+        """Create a directory on the server."""
+        self._require_open()
+        await self._exchange("POST", _check_name(name), query={"cmd": "mkdir"})
+
+    async def rmdir(self, name: str) -> None:
+        """Remove an empty directory on the server."""
+        self._require_open()
+        await self._exchange("DELETE", _check_name(name), query={"cmd": "rmdir"}, gone_is_done=True)
+
+    async def info(self, name: str) -> ItemInfo:
+        """HEAD: size, kind and times; a 404 means the item does not exist."""
+        self._require_open()
+        reply = await self._exchange("HEAD", _check_name(name, allow_root=True), ok=(200, 404))
+        leaf = name.rpartition("/")[2]
+        if reply.status == 404:
+            return ItemInfo(leaf, False, 0, False)
+        headers = reply.headers
+        return ItemInfo(
+            leaf,
+            True,
+            int(headers.get("Content-Length", 0)),
+            headers.get(IS_DIRECTORY_HEADER) == "true",
+            float(headers.get(ATIME_HEADER, 0)),
+            float(headers.get(MTIME_HEADER, 0)),
+        )
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """A GET, ranged where only part of the value is wanted."""
+        self._require_open()
+        _check_name(name)
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+        if size == 0:
+            return b""
+        if offset < 0 and size is not None and -offset - size > 1 * MiB:
+            # a small piece far from the end: ask for exactly it rather than the whole tail
+            info = await self.info(name)
+            if not info.exists:
+                raise ObjectNotFound(name)
+            offset = max(info.size + offset, 0)
+        header = make_range_header(offset, size)
+        reply = await self._exchange("GET", name, headers={"Range": header} if header else None)
+        data = reply.body
+        if offset < 0 and size is not None:
+            data = data[:size]
+        return data
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """A POST of the value with its SHA-256; a transfer that arrives corrupted is sent once more."""
+        self._require_open()
+        _check_name(name)
+        data = validate_value(value)
+        headers = {HASH_HEADER: hashlib.sha256(data).hexdigest(), "Content-Type": "application/octet-stream"}
+        await self._post_value(name, headers, data, len(data))
+
+    async def _post_value(self, name: str, headers: dict[str, str], body: Body, length: int) -> None:
+        try:
+            await self._exchange("POST", name, headers=headers, body=body, length=length)
+        except IntegrityError:
+            logger.warning("store %s: the server got a corrupted body, sending it again", name)
+            await self._exchange("POST", name, headers=headers, body=body, length=length)
+
+    async def delete(self, name: str) -> None:
+        """A DELETE; after a lost connection a 404 counts as done."""
+        self._require_open()
+        await self._exchange("DELETE", _check_name(name), gone_is_done=True)
+
+    async def move(self, src: str, dst: str) -> None:
+        """A server-side rename; after a lost connection a 404 counts as done."""
+        self._require_open()
+        _check_name(src)
+        _check_name(dst)
+        await self._exchange("POST", "", query={"cmd": "move", "current": src, "new": dst}, gone_is_done=True)
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """One GET of the directory listing (JSON), sorted by name."""
+        self._require_open()
+        reply = await self._exchange("GET", _check_name(name, allow_root=True), listing=True)
+        try:
+            entries = json.loads(reply.body)
+            infos = [
+                ItemInfo(
+                    entry["name"],
+                    True,
+                    int(entry["size"]),
+                    bool(entry.get("directory", False)),
+                    float(entry.get("atime", 0)),
+                    float(entry.get("mtime", 0)),
+                )
+                for entry in entries
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BackendError(f"the server sent an unreadable listing for {name!r}") from exc
+        infos.sort(key=lambda info: info.name)
+        for info in infos:
+            yield info
+
+    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """The server hashes the value where it is."""
+        self._require_open()
+        reply = await self._exchange("POST", _check_name(name), query={"cmd": "hash", "algorithm": algorithm})
+        return reply.text.strip()
+
+    async def quota(self) -> dict[str, int]:
+        """The server's quota figures."""
+        self._require_open()
+        reply = await self._exchange("POST", "", query={"cmd": "quota"})
+        figures = json.loads(reply.body)
+        return {"limit": int(figures["limit"]), "usage": int(figures["usage"])}
+
+    async def gather(self, sources: Iterable[Source]) -> bytes:
+        """All ranges in one request; the server reads them where the data is."""
+        self._require_open()
+        checked = validate_sources(sources)
+        for name, _, _ in checked:
+            _check_name(name)
+        body = json.dumps(checked).encode()
+        reply = await self._exchange(
+            "POST", "", query={"cmd": "gather"}, body=body, headers={"Content-Type": "application/json"}
+        )
+        expected = sum(size for _, _, size in checked)
+        if len(reply.body) != expected:
+            raise ReadRangeError(f"gather returned {len(reply.body)} bytes, expected {expected}")
+        return reply.body
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """The server assembles the new item where the data is."""
+        self._require_open()
+        if target is None and algorithm is None:
+            raise ValueError("defrag needs a target name or a hash algorithm")
+        checked = validate_sources(sources)
+        query: dict[str, Any] = {"cmd": "defrag"}
+        if target is not None:
+            query["target"] = _check_name(target)
+        if algorithm is not None:
+            query["algorithm"] = algorithm
+        if namespace:
+            query["namespace"] = namespace
+        if levels:
+            query["levels"] = levels
+        reply = await self._exchange(
+            "POST", "", query=query, body=json.dumps(checked).encode(), headers={"Content-Type": "application/json"}
+        )
+        return reply.text.strip()
+
+    # big values ------------------------------------------------------------------------------------------
+
+    async def store_file(self, name: str, path: str, *, size: int) -> None:
+        """Hash the file, then stream it up (its SHA-256 travels in the header, as for every store)."""
+        self._require_open()
+        _check_name(name)
+        digest = await asyncio.to_thread(_file_sha256, path)  # a file that changes meanwhile fails this check
+        headers = {HASH_HEADER: digest, "Content-Type": "application/octet-stream"}
+        await self._post_value(name, headers, _FileBody(path, size), size)
+
+    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+        """Spool the stream to a temporary file (bounded memory, hashed on the way), then upload it."""
+        self._require_open()
+        _check_name(name)
+        fd, spool = await asyncio.to_thread(tempfile.mkstemp, prefix="aiodepot-upload-")
+        try:
+            written = 0
+            async with aiofiles.open(fd, "wb", closefd=True) as f:
+                async for chunk in chunks:
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        raise ValueError(f"{name}: the stream gave more than the expected {size} bytes")
+                    await f.write(chunk)
+            if size is not None and written != size:
+                raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
+            await self.store_file(name, spool, size=written)
+        finally:
+            await asyncio.to_thread(_unlink_quietly, spool)
+
+
+def _file_sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,146 @@
+"""The borgstore REST protocol, v1: what client and server share.
+
+One table maps errors to HTTP statuses (the server reads it one way, the client the other), and one pair
+of functions writes and parses ``Range`` headers, so the two sides cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+
+from .errors import (
+    BackendError,
+    IntegrityError,
+    InvalidName,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ReadRangeError,
+    StoreAlreadyOpen,
+    StoreError,
+    StoreExists,
+    StoreNotFound,
+    StoreNotOpen,
+)
+
+__all__ = [
+    "ACCEPT",
+    "HASH_ALGORITHM",
+    "HASH_HEADER",
+    "BadRequest",
+    "PayloadTooLarge",
+    "error_for_status",
+    "make_range_header",
+    "parse_range_header",
+    "status_for_error",
+]
+
+ACCEPT = "application/vnd.x.borgstore.rest.v1"
+"""Every request carries exactly this ``Accept`` header."""
+HASH_ALGORITHM = "sha256"
+HASH_HEADER = "X-Content-hash-sha256"
+"""The hex digest of a stored body; a body that does not match is rejected with 422."""
+IS_DIRECTORY_HEADER = "X-BorgStore-Is-Directory"
+ATIME_HEADER = "X-BorgStore-Atime"
+MTIME_HEADER = "X-BorgStore-Mtime"
+MUST_BE_OPEN = "Backend must be open"
+MUST_NOT_BE_OPEN = "Backend must not be open"
+HASH_MISMATCH = "Content hash verification failed, please retry"
+
+
+class BadRequest(BackendError, ValueError):
+    """The server rejected the request as malformed (HTTP 400)."""
+
+
+class PayloadTooLarge(BackendError):
+    """The body is larger than the server accepts (HTTP 413)."""
+
+
+_STATUS_OF: tuple[tuple[type[BaseException], HTTPStatus], ...] = (
+    (ObjectNotFound, HTTPStatus.NOT_FOUND),
+    (StoreNotFound, HTTPStatus.GONE),
+    (StoreExists, HTTPStatus.CONFLICT),
+    (StoreNotOpen, HTTPStatus.PRECONDITION_FAILED),
+    (StoreAlreadyOpen, HTTPStatus.PRECONDITION_FAILED),
+    (PermissionDenied, HTTPStatus.FORBIDDEN),
+    (QuotaExceeded, HTTPStatus.INSUFFICIENT_STORAGE),
+    (ReadRangeError, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE),
+    (IntegrityError, HTTPStatus.UNPROCESSABLE_ENTITY),
+    (PayloadTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (InvalidName, HTTPStatus.BAD_REQUEST),
+    (ValueError, HTTPStatus.BAD_REQUEST),
+    (TypeError, HTTPStatus.BAD_REQUEST),
+    (StoreError, HTTPStatus.INTERNAL_SERVER_ERROR),
+)
+
+
+def status_for_error(exc: BaseException) -> HTTPStatus:
+    """The status a server answers for ``exc`` (500 for anything unexpected)."""
+    for error_class, status in _STATUS_OF:
+        if isinstance(exc, error_class):
+            return status
+    return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def error_for_status(status: int, message: str, *, name: str = "") -> StoreError:
+    """The exception a client raises for an error status and the server's message."""
+    match status:
+        case HTTPStatus.NOT_FOUND:
+            return ObjectNotFound(name or message)
+        case HTTPStatus.GONE:
+            return StoreNotFound(message or "the store does not exist")
+        case HTTPStatus.CONFLICT:
+            return StoreExists(message or "the store exists already")
+        case HTTPStatus.PRECONDITION_FAILED:
+            if "must not be open" in message:
+                return StoreAlreadyOpen(message)
+            return StoreNotOpen(message)
+        case HTTPStatus.FORBIDDEN:
+            return PermissionDenied(message or name)
+        case HTTPStatus.INSUFFICIENT_STORAGE:
+            return QuotaExceeded(message)
+        case HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:
+            return ReadRangeError(message)
+        case HTTPStatus.UNPROCESSABLE_ENTITY:
+            return IntegrityError(message or HASH_MISMATCH)
+        case HTTPStatus.REQUEST_ENTITY_TOO_LARGE:
+            return PayloadTooLarge(message or "the body is too large for the server")
+        case HTTPStatus.BAD_REQUEST:
+            return BadRequest(message)
+    return BackendError(f"HTTP {status}: {message}" if message else f"HTTP {status}")
+
+
+def make_range_header(offset: int, size: int | None) -> str | None:
+    """The ``Range`` header for ``size`` bytes from ``offset`` (negative: from the end); None for all."""
+    if offset < 0:
+        return f"bytes={offset}"  # the last -offset bytes; a size is applied by the caller
+    if size is None:
+        return f"bytes={offset}-" if offset else None
+    if size == 0:
+        raise ValueError("an empty range has no Range header")
+    return f"bytes={offset}-{offset + size - 1}"
+
+
+_RANGE = re.compile(r"bytes=(?:(\d+)-(\d*)|-(\d+))")
+
+
+def parse_range_header(value: str) -> tuple[int, int | None]:
+    """Parse ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` into ``(offset, size)``; offset < 0 counts from the end.
+
+    Raises ``ValueError`` for anything else (several ranges, other units, b < a).
+    """
+    match = _RANGE.fullmatch(value.strip())
+    if match is None:
+        raise ValueError(f"unsupported Range header: {value!r}")
+    first, last, suffix = match.groups()
+    if suffix is not None:
+        count = int(suffix)
+        return (-count, None) if count else (0, 0)
+    start = int(first)
+    if not last:
+        return start, None
+    end = int(last)
+    if end < start:
+        raise ValueError(f"invalid Range header (end before start): {value!r}")
+    return start, end - start + 1

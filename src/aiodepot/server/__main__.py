@@ -1,0 +1,5 @@
+"""``python -m aiodepot.server``."""
+
+from .run import main
+
+main()

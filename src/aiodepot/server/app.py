@@ -1,0 +1,427 @@
+"""The aiohttp application that serves one backend over the borgstore REST protocol, v1."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from ..backends.base import Backend
+from ..errors import IntegrityError, ObjectNotFound, StoreAlreadyOpen, StoreError, StoreNotOpen
+from ..items import validate_sources
+from ..protocol import (
+    ACCEPT,
+    ATIME_HEADER,
+    HASH_HEADER,
+    HASH_MISMATCH,
+    IS_DIRECTORY_HEADER,
+    MTIME_HEADER,
+    MUST_BE_OPEN,
+    MUST_NOT_BE_OPEN,
+    BadRequest,
+    PayloadTooLarge,
+    parse_range_header,
+    status_for_error,
+)
+
+__all__ = ["StoreServer"]
+
+logger = logging.getLogger("aiodepot.server")
+
+MiB = 1024 * 1024
+SMALL_BODY = 8 * MiB
+"""Bodies up to this size are read whole; bigger ones stream to the backend."""
+LOAD_PROBE = 4 * MiB
+"""A GET first loads up to this much; a value that is bigger streams out in chunks."""
+JSON_BODY_LIMIT = 64 * MiB
+_NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)*[^\s'\"/]+")
+_REALM = 'Basic realm="BorgStore REST Server"'
+
+
+class _Gate:
+    """Many requests at once, or one exclusive (create/destroy); a waiting exclusive one goes first."""
+
+    def __init__(self) -> None:
+        self._shared = 0
+        self._exclusive = False
+        self._waiting = 0
+        self._condition = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        async with self._condition:
+            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._shared += 1
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._shared -= 1
+                self._condition.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._condition:
+            self._waiting += 1
+            try:
+                await self._condition.wait_for(lambda: not self._exclusive and not self._shared)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+        try:
+            yield
+        finally:
+            async with self._condition:
+                self._exclusive = False
+                self._condition.notify_all()
+
+
+class StoreServer:
+    """Serves one backend over HTTP with borgstore's REST protocol (v1).
+
+    Unlike borgstore's server, requests run concurrently (only ``create`` and ``destroy`` run alone),
+    bodies stream to and from the backend instead of passing through memory whole, a body that is shorter
+    than declared or fails its hash stores nothing, and chunked uploads are accepted.
+
+    Args:
+        backend: the backend to serve; the server opens it on the first request and closes it on shutdown.
+        username: with ``password``, require HTTP Basic authentication.
+        password: see ``username``.
+        max_body_size: bodies larger than this many bytes are refused with 413 (None: no limit).
+        body_timeout: seconds a request body may stall before the request fails.
+        request_timeout: seconds a request may take in all (None: no limit).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        max_body_size: int | None = None,
+        body_timeout: float = 60.0,
+        request_timeout: float | None = None,
+    ) -> None:
+        if bool(username) != bool(password):
+            raise ValueError("give both username and password, or neither")
+        self.backend = backend
+        self._credentials = (username.encode(), password.encode()) if username and password else None
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self.request_timeout = request_timeout
+        self._gate = _Gate()
+        self._opening = asyncio.Lock()
+        self._scrub = [str(path) for path in (getattr(backend, "base", None),) if path]
+
+    def make_app(self) -> web.Application:
+        """The aiohttp application (one catch-all route; the path is the item name)."""
+        app = web.Application(client_max_size=JSON_BODY_LIMIT)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_cleanup(self, app: web.Application) -> None:
+        async with self._gate.exclusive():
+            if self.backend.opened:
+                await self.backend.close()
+
+    # request entry -------------------------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Check Accept and authentication, run the operation, translate errors into statuses."""
+        if request.headers.get("Accept") != ACCEPT:
+            return _text(HTTPStatus.NOT_ACCEPTABLE, "Not Acceptable: unsupported or missing Accept header")
+        if self._credentials is not None and not self._authorized(request):
+            headers = {"WWW-Authenticate": _REALM}
+            return _text(HTTPStatus.UNAUTHORIZED, "Unauthorized", headers=headers)
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                return await self._dispatch(request)
+        except TimeoutError:
+            return _text(HTTPStatus.SERVICE_UNAVAILABLE, "request timed out")
+        except Exception as exc:
+            return self._error(request, exc)
+
+    def _authorized(self, request: web.Request) -> bool:
+        assert self._credentials is not None
+        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            username, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        expected_user, expected_password = self._credentials
+        user_ok = secrets.compare_digest(username, expected_user)
+        password_ok = secrets.compare_digest(password, expected_password)
+        return bool(sep) and user_ok and password_ok
+
+    def _error(self, request: web.Request, exc: Exception) -> web.Response:
+        status = status_for_error(exc)
+        if isinstance(exc, StoreNotOpen):
+            message = MUST_BE_OPEN
+        elif isinstance(exc, StoreAlreadyOpen):
+            message = MUST_NOT_BE_OPEN
+        elif isinstance(exc, IntegrityError):
+            message = HASH_MISMATCH
+        elif status is HTTPStatus.INTERNAL_SERVER_ERROR and not isinstance(exc, StoreError):
+            logger.exception("%s %s failed", request.method, _printable(request.rel_url.raw_path))
+            message = "Internal Server Error"
+        else:
+            message = self._scrubbed(str(exc))
+            if status is HTTPStatus.INTERNAL_SERVER_ERROR:
+                logger.error("%s %s: %s", request.method, _printable(request.rel_url.raw_path), message)
+        return _text(status, message)
+
+    def _scrubbed(self, message: str) -> str:
+        """The message without the server's paths: a client learns nothing about the filesystem."""
+        for path in self._scrub:
+            message = message.replace(path, "[store]")
+        return _ABSOLUTE_PATH.sub("[path]", message)
+
+    # dispatch --------------------------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.rel_url.raw_path
+        name = raw_path.strip("/")
+        cmd = request.query.get("cmd")
+        method = request.method
+        if method == "POST" and cmd == "create":
+            async with self._gate.exclusive():
+                if self.backend.opened:
+                    await self.backend.close()
+                await self.backend.create()
+            return _ok()
+        if method == "DELETE" and cmd == "destroy":
+            async with self._gate.exclusive():
+                if self.backend.opened:
+                    await self.backend.close()
+                await self.backend.destroy()
+            return _ok()
+        handler = self._route(method, cmd, raw_path, name)
+        if handler is None:
+            if method in ("GET", "HEAD", "POST", "DELETE"):
+                raise BadRequest("Bad Request")
+            return _text(HTTPStatus.NOT_IMPLEMENTED, f"method {method} is not supported")
+        async with self._gate.shared():
+            await self._ensure_open()
+            return await handler(request, name)
+
+    def _route(
+        self, method: str, cmd: str | None, raw_path: str, name: str
+    ) -> Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None:
+        if method == "HEAD":
+            return self._info
+        if method == "GET":
+            return self._list if raw_path.endswith("/") else (self._load if name else None)
+        if method == "POST":
+            commands = {
+                "mkdir": self._mkdir,
+                "move": self._move,
+                "hash": self._hash,
+                "quota": self._quota,
+                "gather": self._gather,
+                "defrag": self._defrag,
+            }
+            if cmd is not None:
+                return commands.get(cmd)
+            return self._store if name else None
+        if method == "DELETE":
+            if cmd == "rmdir":
+                return self._rmdir
+            return self._delete if name and cmd is None else None
+        return None
+
+    async def _ensure_open(self) -> None:
+        if self.backend.opened:
+            return
+        async with self._opening:
+            if not self.backend.opened:
+                await self.backend.open()
+
+    # operations ------------------------------------------------------------------------------------------
+
+    async def _info(self, request: web.Request, name: str) -> web.Response:
+        info = await self.backend.info(name)
+        if not info.exists:
+            raise ObjectNotFound(name)
+        headers = {
+            "Content-Length": str(info.size),
+            IS_DIRECTORY_HEADER: "true" if info.directory else "false",
+            ATIME_HEADER: str(float(info.atime)),
+            MTIME_HEADER: str(float(info.mtime)),
+            **_NO_CACHE,
+        }
+        return web.Response(status=HTTPStatus.OK, headers=headers)
+
+    async def _list(self, request: web.Request, name: str) -> web.Response:
+        entries = [
+            {
+                "name": info.name,
+                "size": info.size,
+                "directory": info.directory,
+                "atime": info.atime,
+                "mtime": info.mtime,
+            }
+            async for info in self.backend.list(name)
+        ]
+        return _ok(json.dumps(entries).encode(), "application/json")
+
+    async def _load(self, request: web.Request, name: str) -> web.StreamResponse:
+        range_header = request.headers.get("Range")
+        offset, size = parse_range_header(range_header) if range_header else (0, None)
+        status = HTTPStatus.PARTIAL_CONTENT if range_header else HTTPStatus.OK
+        if offset < 0:  # a suffix: where it starts depends on the size
+            offset = max((await self._existing(name)).size + offset, 0)
+        probe = LOAD_PROBE if size is None else min(size, LOAD_PROBE)
+        first = await self.backend.load(name, offset=offset, size=probe) if probe else b""
+        if len(first) < probe or size == len(first):
+            return _ok(first, "application/octet-stream", status=status)
+        # a big value: stream the rest, never more than one chunk in memory
+        total = (await self._existing(name)).size
+        end = total if size is None else min(offset + size, total)
+        response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream", **_NO_CACHE})
+        response.content_length = max(end - offset, 0)
+        await response.prepare(request)
+        await response.write(first)
+        sent = len(first)
+        async for chunk in self.backend.read_chunks(name, offset=offset + sent, size=end - offset - sent):
+            await response.write(chunk)
+            sent += len(chunk)
+        if sent != end - offset:  # the value changed under us: break the connection, never send garbage
+            raise ConnectionAbortedError(f"{name} changed while it was sent")
+        await response.write_eof()
+        return response
+
+    async def _existing(self, name: str) -> Any:
+        info = await self.backend.info(name)
+        if not info.exists:
+            raise ObjectNotFound(name)
+        return info
+
+    async def _store(self, request: web.Request, name: str) -> web.Response:
+        declared = request.content_length
+        if declared is not None and self.max_body_size is not None and declared > self.max_body_size:
+            raise PayloadTooLarge(f"the body has {declared} bytes, the server takes at most {self.max_body_size}")
+        expected = request.headers.get(HASH_HEADER)
+        if declared is not None and declared <= SMALL_BODY:
+            data = await self._read_exact(request, declared)
+            if expected and hashlib.sha256(data).hexdigest() != expected.strip().lower():
+                raise IntegrityError(HASH_MISMATCH)
+            await self.backend.store(name, data)
+        else:
+            await self.backend.store_chunks(name, self._body_chunks(request, declared, expected), size=declared)
+        return _ok()
+
+    async def _read_exact(self, request: web.Request, size: int) -> bytes:
+        if size == 0:
+            return b""
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                return await request.content.readexactly(size)
+        except asyncio.IncompleteReadError as exc:
+            raise BadRequest(f"the body ended after {len(exc.partial)} of {size} bytes") from None
+
+    async def _body_chunks(
+        self, request: web.Request, declared: int | None, expected: str | None
+    ) -> AsyncIterator[bytes]:
+        hasher = hashlib.sha256()
+        received = 0
+        while True:
+            async with asyncio.timeout(self.body_timeout):
+                chunk = await request.content.readany()
+            if not chunk:
+                break
+            received += len(chunk)
+            if self.max_body_size is not None and received > self.max_body_size:
+                raise PayloadTooLarge(f"the body is larger than the server takes ({self.max_body_size} bytes)")
+            if declared is not None and received > declared:
+                raise BadRequest(f"the body is longer than its Content-Length of {declared}")
+            hasher.update(chunk)
+            yield chunk
+        if declared is not None and received != declared:
+            raise BadRequest(f"the body ended after {received} of {declared} bytes")
+        if expected and hasher.hexdigest() != expected.strip().lower():
+            raise IntegrityError(HASH_MISMATCH)
+
+    async def _json_body(self, request: web.Request) -> Any:
+        if request.content_length is not None and request.content_length > JSON_BODY_LIMIT:
+            raise PayloadTooLarge("the request body is too large")
+        async with asyncio.timeout(self.body_timeout):
+            body = await request.read()
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+    async def _delete(self, request: web.Request, name: str) -> web.Response:
+        await self.backend.delete(name)
+        return _ok()
+
+    async def _mkdir(self, request: web.Request, name: str) -> web.Response:
+        await self.backend.mkdir(name)
+        return _ok()
+
+    async def _rmdir(self, request: web.Request, name: str) -> web.Response:
+        await self.backend.rmdir(name)
+        return _ok()
+
+    async def _move(self, request: web.Request, name: str) -> web.Response:
+        current, new = request.query.get("current"), request.query.get("new")
+        if not current or not new:
+            raise BadRequest("Missing current or new name for move")
+        await self.backend.move(current, new)
+        return _ok()
+
+    async def _hash(self, request: web.Request, name: str) -> web.Response:
+        if not name:
+            raise BadRequest("Missing name for hash")
+        digest = await self.backend.hash(name, request.query.get("algorithm", "sha256"))
+        return _ok(digest.encode("ascii"), "text/plain")
+
+    async def _quota(self, request: web.Request, name: str) -> web.Response:
+        return _ok(json.dumps(await self.backend.quota()).encode(), "application/json")
+
+    async def _gather(self, request: web.Request, name: str) -> web.Response:
+        sources = validate_sources(await self._json_body(request))
+        return _ok(await self.backend.gather(sources), "application/octet-stream")
+
+    async def _defrag(self, request: web.Request, name: str) -> web.Response:
+        query = request.query
+        target, algorithm = query.get("target") or None, query.get("algorithm") or None
+        if target is None and algorithm is None:
+            raise BadRequest("Missing target or algorithm for defrag")
+        try:
+            levels = int(query.get("levels", "0"))
+        except ValueError:
+            raise BadRequest(f"levels must be an integer, got {query.get('levels')!r}") from None
+        sources = validate_sources(await self._json_body(request))
+        result = await self.backend.defrag(
+            sources, target=target, algorithm=algorithm, namespace=query.get("namespace") or None, levels=levels
+        )
+        return _ok(result.encode("ascii"), "text/plain")
+
+
+def _ok(body: bytes = b"", content_type: str | None = None, *, status: int = HTTPStatus.OK) -> web.Response:
+    return web.Response(status=status, body=body, content_type=content_type, headers=_NO_CACHE)
+
+
+def _text(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, text=message, headers={**_NO_CACHE, **(headers or {})})
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, for log lines."""
+    return text.encode("unicode_escape").decode("ascii")

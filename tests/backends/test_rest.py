@@ -1,0 +1,141 @@
+"""The REST client backend against aiodepot's server: the conformance suite, in-process and as a
+subprocess, plus the ``rest://`` stdio mode and reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, Store
+from aiodepot.backends import backend_from_url
+from aiodepot.backends.memory import MemoryBackend
+from aiodepot.backends.rest import RestBackend
+from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.servers import free_port
+from tests.servers.rest import ThreadedServer, aiodepot_server_process
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[ThreadedServer]:
+    with ThreadedServer(MemoryBackend(f"rest-{uuid.uuid4().hex}")) as server:
+        yield server
+
+
+class TestRestStore(StoreConformance):
+    @pytest.fixture
+    def make_backend(self, threaded_server: ThreadedServer) -> MakeBackend:
+        return lambda: RestBackend(threaded_server.url, reconnect_wait=0.01)
+
+
+class TestRestBackend(BackendConformance):
+    @pytest.fixture
+    def make_backend(self, threaded_server: ThreadedServer) -> MakeBackend:
+        return lambda: RestBackend(threaded_server.url, reconnect_wait=0.01)
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    store = tmp_path_factory.mktemp("rest-subprocess") / "store"
+    with aiodepot_server_process(store.as_uri()) as url:
+        yield url
+
+
+class TestRestSubprocessStore(StoreConformance):
+    """The same suite against ``python -m aiodepot.server`` on a file:// store (one server per module)."""
+
+    @pytest.fixture
+    def make_backend(self, server_process: str) -> MakeBackend:
+        return lambda: RestBackend(server_process, reconnect_wait=0.01)
+
+
+def test_url_forms() -> None:
+    backend = backend_from_url("http://user:p%40ss@127.0.0.1:8080/sub/path")
+    assert isinstance(backend, RestBackend)
+    assert backend.base_url == "http://127.0.0.1:8080/sub/path"
+    assert (backend.username, backend.password) == ("user", "p@ss")
+    local = backend_from_url("rest:////srv/depot")  # as in borgstore: rest:///relative, rest:////absolute
+    assert isinstance(local, RestBackend)
+    assert local.command == ["aiodepot-server-rest", "--stdio", "--backend", "FILE:/srv/depot"]
+    relative = backend_from_url("rest:///depot")
+    assert isinstance(relative, RestBackend)
+    assert relative.command == ["aiodepot-server-rest", "--stdio", "--backend", "FILE:depot"]
+    remote = backend_from_url("rest://borg@backup.example:2222/repos/one", server_command="borgstore-server-rest")
+    assert isinstance(remote, RestBackend)
+    assert remote.command is not None
+    assert remote.command[0] == "ssh"
+    assert remote.command[-5:] == [
+        "borg@backup.example",
+        "borgstore-server-rest",
+        "--stdio",
+        "--backend",
+        "FILE:repos/one",
+    ]
+    assert "-p" in remote.command
+    for bad in ("http://", "rest://host", "http://host:port/x"):
+        with pytest.raises(BackendURLInvalid):
+            backend_from_url(bad)
+
+
+def test_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BORGSTORE_REST_USERNAME", "env-user")
+    monkeypatch.setenv("BORGSTORE_REST_PASSWORD", "env-pass")
+    backend = backend_from_url("https://store.example/")
+    assert isinstance(backend, RestBackend)
+    assert (backend.username, backend.password) == ("env-user", "env-pass")
+
+
+async def test_stdio_mode(tmp_path: Path) -> None:
+    """``rest:///path``: the client runs ``aiodepot-server-rest --stdio`` and speaks HTTP over its pipes."""
+    store = Store(f"rest:///{tmp_path}/store", config=CONFIG)  # four slashes: an absolute path
+    await store.create()
+    async with store:
+        await store.store("config/main", b"over a pipe")
+        big = os.urandom(9 * 1024 * 1024)  # above the server's streaming threshold
+        await store.store("data/" + key(1), big)
+        assert await store.load("data/" + key(1)) == big
+        assert await store.load("config/main", offset=-4) == b"pipe"
+        info = await store.info("config/main")
+        assert info.size == 11
+        assert info.mtime > 0
+        await store.move("config/main", delete=True)
+        assert [i.name async for i in store.list("config", deleted=True)] == ["main"]
+        assert await store.gather([(key(1), 0, 3)], namespace="data") == big[:3]
+        with pytest.raises(ObjectNotFound):
+            await store.load("config/missing")
+    assert (tmp_path / "store" / "config" / "main.del").read_bytes() == b"over a pipe"
+    await store.destroy()
+
+
+async def test_reconnect_after_the_server_restarts(tmp_path: Path) -> None:
+    """A call whose connection breaks reconnects and retries until a server answers again."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    uri = (tmp_path / "store").as_uri()
+    store = Store(backend=RestBackend(url, reconnect_wait=0.3, reconnect_tries=30), config=CONFIG)
+    with aiodepot_server_process(uri, port=port):
+        await store.create()
+        await store.open()
+        await store.store("config/a", b"before")
+    # the server is down: start the next call, and bring a server back while it retries
+    pending = asyncio.create_task(store.load("config/a"))
+    await asyncio.sleep(0.5)
+    assert not pending.done()
+    with aiodepot_server_process(uri, port=port):
+        assert await asyncio.wait_for(pending, 30) == b"before"
+        await store.delete("config/a")
+        await store.close()
+        await store.destroy()
+
+
+def test_a_dead_server_is_a_clear_error() -> None:
+    async def main() -> None:
+        backend = RestBackend("http://127.0.0.1:9", reconnect_tries=1, reconnect_wait=0.01, connect_timeout=1)
+        with pytest.raises(ConnectionLost, match=r"127\.0\.0\.1"):
+            await Store(backend=backend).create()
+
+    asyncio.run(main())

@@ -1,0 +1,73 @@
+"""REST servers for the tests: aiodepot's in a background thread or a subprocess, and borgstore's."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from aiodepot.backends.base import Backend
+from aiodepot.server import StoreServer
+
+from . import free_port, start_process, stop_process, wait_for_port
+
+
+class ThreadedServer:
+    """aiodepot's server for one backend, on its own event loop in a daemon thread."""
+
+    def __init__(self, backend: Backend, **options: Any) -> None:
+        self.server = StoreServer(backend, **options)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._runner: web.AppRunner | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-rest-server", daemon=True)
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.server.make_app(), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+@contextmanager
+def aiodepot_server_process(backend_url: str, *args: str, port: int | None = None) -> Iterator[str]:
+    """``python -m aiodepot.server`` on ``port`` (default: a free one); yields its base URL."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "aiodepot.server", "--backend", backend_url, "--port", str(port), *args]
+    process = start_process(command)
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+@contextmanager
+def borgstore_server_process(backend_url: str, *args: str) -> Iterator[str]:
+    """borgstore 0.7's ``borgstore.server.rest`` on a free port; yields its base URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "borgstore.server.rest", "--backend", backend_url, "--port", str(port), *args]
+    process = start_process(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        wait_for_port(port, process=process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
