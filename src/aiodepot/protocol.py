@@ -98,6 +98,8 @@ def error_for_status(status: int, message: str, *, name: str = "") -> StoreError
             return StoreNotOpen(message)
         case HTTPStatus.FORBIDDEN:
             return PermissionDenied(message or name)
+        case HTTPStatus.UNAUTHORIZED:
+            return PermissionDenied("the server refused the credentials (HTTP 401)")
         case HTTPStatus.INSUFFICIENT_STORAGE:
             return QuotaExceeded(message)
         case HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE:

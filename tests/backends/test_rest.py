@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, Store
+from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, PermissionDenied, Store
 from aiodepot.backends import backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
@@ -139,3 +139,17 @@ def test_a_dead_server_is_a_clear_error() -> None:
             await Store(backend=backend).create()
 
     asyncio.run(main())
+
+
+async def test_client_credentials() -> None:
+    with ThreadedServer(MemoryBackend(f"auth-{uuid.uuid4().hex}"), username="borg", password="s3cret") as server:
+        with pytest.raises(PermissionDenied, match="401"):
+            await Store(backend=RestBackend(server.url)).create()
+        with pytest.raises(PermissionDenied):
+            await Store(server.url.replace("http://", "http://borg:wrong@")).create()
+        store = Store(server.url.replace("http://", "http://borg:s3cret@"))
+        await store.create()
+        async with store:
+            await store.store("x", b"authorized")
+            assert await store.load("x") == b"authorized"
+        await store.destroy()

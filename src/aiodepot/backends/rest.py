@@ -10,6 +10,7 @@ SHA-256 in ``X-Content-hash-sha256``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import hashlib
@@ -60,6 +61,29 @@ SSH_ALIVE_COUNT_MAX = 3
 DEFAULT_SERVER_COMMAND = "aiodepot-server-rest"
 
 
+_CHUNK = 1 * MiB
+
+
+class _Slices:
+    """An in-memory body as an async iterator of ``_CHUNK``-sized views (no copies)."""
+
+    __slots__ = ("_position", "_view")
+
+    def __init__(self, data: bytes | memoryview) -> None:
+        self._view = memoryview(data)
+        self._position = 0
+
+    def __aiter__(self) -> _Slices:
+        return self
+
+    async def __anext__(self) -> memoryview:
+        if self._position >= len(self._view):
+            raise StopAsyncIteration
+        piece = self._view[self._position : self._position + _CHUNK]
+        self._position += len(piece)
+        return piece
+
+
 class _FileBody:
     """A request body read from a local file (opened afresh by each attempt, so a retry can resend it)."""
 
@@ -90,9 +114,11 @@ class _HttpTransport:
         self._backend = backend
         connector = aiohttp.TCPConnector(limit=backend.pool_size, ssl=backend.ssl)
         timeout = aiohttp.ClientTimeout(total=None, connect=backend.connect_timeout, sock_read=backend.timeout)
-        auth = aiohttp.BasicAuth(backend.username, backend.password or "") if backend.username else None
+        headers = {"Accept": ACCEPT}
+        if backend.username:
+            headers["Authorization"] = _basic_auth(backend.username, backend.password or "")
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, auth=auth, headers={"Accept": ACCEPT}, auto_decompress=False
+            connector=connector, timeout=timeout, headers=headers, auto_decompress=False
         )
 
     async def request(
@@ -105,6 +131,8 @@ class _HttpTransport:
         data: Any = body
         if isinstance(body, _FileBody):  # aiohttp streams a file object from its executor
             data = await asyncio.to_thread(open, body.path, "rb")
+        elif body is not None and len(body) > _CHUNK:  # one big write would hold the loop: hand it out in slices
+            data = _Slices(body)
         try:
             async with self._session.request(method, url, headers=headers, data=data) as response:
                 payload = await response.read()
@@ -164,7 +192,7 @@ class _StdioTransport:
             backend = self._backend
             lines = [f"{method} {target} HTTP/1.1", "Host: stdio", f"Accept: {ACCEPT}", "Connection: keep-alive"]
             if backend.username:
-                lines.append(f"Authorization: {aiohttp.BasicAuth(backend.username, backend.password or '').encode()}")
+                lines.append(f"Authorization: {_basic_auth(backend.username, backend.password or '')}")
             if isinstance(body, bytes | memoryview):
                 length = len(body)
             lines += [f"{key}: {value}" for key, value in headers.items()]
@@ -234,6 +262,11 @@ async def _read_reply(stdout: asyncio.StreamReader, method: str) -> _Reply:
         else:
             body = await stdout.readexactly(int(headers.get("Content-Length", "0")))
     return _Reply(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
+
+
+def _basic_auth(username: str, password: str) -> str:
+    """The ``Authorization`` header value for HTTP Basic."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
 def _check_name(name: str, *, allow_root: bool = False) -> str:
