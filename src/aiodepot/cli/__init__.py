@@ -6,6 +6,7 @@ import click
 
 from .. import __version__
 from .demo import demo
+from .serve import serve
 
 __all__ = ["main"]
 
@@ -17,3 +18,4 @@ def main() -> None:
 
 
 main.add_command(demo)
+main.add_command(serve)
