@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -73,11 +73,39 @@ BAD_NAMES: list[Any] = [
 ]
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def requires(*features: str) -> Callable[[F], F]:
+    """Mark a test as needing backend features (``overwrite``, ``delete``, ``move``): a backend whose test
+    class sets ``supports_<feature> = False`` skips it, naming the feature."""
+
+    def mark(test: F) -> F:
+        test.required_features = features  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+class _FeatureFlags:
+    """What a backend can do; a subclass turns off what truly cannot apply (e.g. a write-once archive)."""
+
+    supports_overwrite = True
+    supports_delete = True  # delete and rmdir
+    supports_move = True  # move, hence soft delete, undelete and level changes
+
+    @pytest.fixture(autouse=True)
+    def _skip_unsupported(self, request: pytest.FixtureRequest) -> None:
+        for feature in getattr(request.function, "required_features", ()):
+            if not getattr(self, f"supports_{feature}"):
+                pytest.skip(f"the backend does not support {feature} (supports_{feature} = False)")
+
+
 async def names_in(store: Store, namespace: str, *, deleted: bool = False) -> list[str]:
     return [info.name async for info in store.list(namespace, deleted=deleted)]
 
 
-class StoreConformance:
+class StoreConformance(_FeatureFlags):
     """Store semantics, run on each backend."""
 
     @pytest.fixture
@@ -189,6 +217,7 @@ class StoreConformance:
             await store.store("flat/nc", memoryview(b"abcdef")[::2])
         assert await names_in(store, "flat") == []
 
+    @requires("overwrite")
     async def test_overwrite(self, store: Store) -> None:
         await store.store("config/main", b"old value that is longer")
         await store.store("config/main", b"new")
@@ -227,6 +256,7 @@ class StoreConformance:
         with pytest.raises(ObjectNotFound):
             await store.move(name, "data/" + key(405))
 
+    @requires("delete")
     async def test_delete(self, store: Store) -> None:
         await store.store("config/gone", b"x")
         await store.delete("config/gone")
@@ -284,6 +314,7 @@ class StoreConformance:
         with pytest.raises(InvalidName, match="too short"):
             await store.store("data/abc", b"x")
 
+    @requires("overwrite", "move")
     async def test_level_migration(self, store: Store) -> None:
         old = {f"mixed/{key(i)}": f"old{i}".encode() for i in range(10)}
         store.set_levels({**CONFIG, "mixed/": {"levels": [0]}})
@@ -332,6 +363,7 @@ class StoreConformance:
 
     # soft delete -----------------------------------------------------------------------------------------
 
+    @requires("move", "delete")
     async def test_soft_delete_and_undelete(self, store: Store) -> None:
         names = [f"data/{key(i)}" for i in range(5)]
         await store.store_many({n: n.encode() for n in names})
@@ -353,6 +385,7 @@ class StoreConformance:
         with pytest.raises(ObjectNotFound):
             await store.move(names[3], undelete=True)
 
+    @requires("move")
     async def test_rename(self, store: Store) -> None:
         await store.store("config/a", b"A")
         await store.store("config/b", b"B")
@@ -479,6 +512,7 @@ class StoreConformance:
 
     # concurrency -----------------------------------------------------------------------------------------
 
+    @requires("overwrite")
     async def test_concurrent_stores_same_key(self, store: Store) -> None:
         values = [bytes([i]) * (64 * 1024 + i) for i in range(40)]
         await asyncio.gather(*(store.store("flat/contended", v) for v in values))
@@ -494,6 +528,7 @@ class StoreConformance:
 
     # bulk ------------------------------------------------------------------------------------------------
 
+    @requires("delete")
     async def test_bulk_operations(self, store: Store) -> None:
         values = {f"data/{key(i)}": key(i).encode()[: i % 64] for i in range(500)}
         events: list[Progress] = []
@@ -517,6 +552,7 @@ class StoreConformance:
         await store.store_many([("config/x", b"1"), ("config/y", b"2")])  # pairs work too
         assert await store.load_many(["config/x", "config/y"]) == [b"1", b"2"]
 
+    @requires("delete")
     async def test_bulk_counts_every_item(self, store: Store) -> None:
         values = {f"data/{key(i)}": bytes(100) for i in range(300)}
         await store.store_many(values)
@@ -543,6 +579,7 @@ class StoreConformance:
         assert [info.exists for info in infos] == [i % 2 == 0 for i in range(200)]
         assert [info.name for info in infos] == names
 
+    @requires("delete")
     async def test_bulk_first_failure_is_raised_as_itself(self, store: Store) -> None:
         await store.store_many({f"flat/{i:03d}": b"x" for i in range(50)})
         names = [f"flat/{i:03d}" for i in range(50)]
@@ -613,11 +650,8 @@ class StoreConformance:
         await store.destroy()
 
 
-class BackendConformance:
+class BackendConformance(_FeatureFlags):
     """The backend contract, called directly."""
-
-    supports_permissions = True
-    supports_quota = True
 
     @pytest.fixture
     def make_backend(self) -> MakeBackend:
@@ -631,6 +665,7 @@ class BackendConformance:
             yield backend
         await backend.destroy()
 
+    @requires("delete")
     async def test_mkdir_rmdir_info(self, backend: Backend) -> None:
         await backend.mkdir("ns/sub")
         await backend.mkdir("ns/sub")  # exists: fine
@@ -661,6 +696,7 @@ class BackendConformance:
             with pytest.raises(InvalidName):
                 await backend.load(bad)
 
+    @requires("move")
     async def test_move_replaces_and_creates_parents(self, backend: Backend) -> None:
         await backend.store("ns/a", b"A")
         await backend.store("ns/b", b"B")
@@ -709,6 +745,7 @@ class BackendConformance:
             await backend.store_chunks("ns/long", stream(parts), size=100)
         assert [i.name async for i in backend.list("ns")] == ["streamed"]  # nothing half-written
 
+    @requires("overwrite")
     async def test_store_is_atomic_under_concurrent_readers(self, backend: Backend) -> None:
         a, b = b"a" * 500_000, b"b" * 500_000
         await backend.store("ns/x", a)

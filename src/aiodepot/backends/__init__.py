@@ -30,6 +30,13 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
     "https": ("aiodepot.backends.rest:RestBackend", "rest"),
     "rest": ("aiodepot.backends.rest:RestBackend", "rest"),
+    "sqlite": ("aiodepot.backends.sqlite:SQLiteBackend", "sqlite"),
+    "redis": ("aiodepot.backends.redis:RedisBackend", "redis"),
+    "rediss": ("aiodepot.backends.redis:RedisBackend", "redis"),
+    "redis+cluster": ("aiodepot.backends.redis:RedisBackend", "redis"),
+    "rediss+cluster": ("aiodepot.backends.redis:RedisBackend", "redis"),
+    "rclone": ("aiodepot.backends.rclone:RcloneBackend", "rclone"),
+    "zip": ("aiodepot.backends.zip:ZipBackend", None),
 }
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False

@@ -1,0 +1,670 @@
+"""``sqlite:///path.db`` — items as blobs in one SQLite database file.
+
+Each item is one row of the ``items`` table: its name, its parent directory, the value as a blob and the
+time it was stored. Directories are rows of the ``dirs`` table, made by ``mkdir`` and for the parents of
+every stored item, so listing a "directory" returns its immediate children (items and sub-directories),
+sorted, from an index. The database runs in WAL mode: readers never wait for the writer.
+
+Connections:
+
+- **one writer**, an `aiosqlite` connection. Every mutation is one transaction on it, so a reader sees
+  a value whole or not at all; triggers keep the byte count for the quota and refuse an item where a
+  directory is (and the other way round).
+- **a small pool of readers**, plain `sqlite3` connections on the backend's own threads (aiosqlite does
+  not expose SQLite's incremental blob API). A ranged load opens the blob and reads only the asked range,
+  never the whole value, inside one read transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, NoReturn, Self, TypeVar
+from urllib.parse import quote, unquote
+
+import aiosqlite
+
+from .._threads import Offloader
+from ..errors import (
+    BackendError,
+    BackendURLInvalid,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    StoreError,
+    StoreExists,
+    StoreNotFound,
+)
+from ..hashing import check_algorithm
+from ..hashing import new as new_hasher
+from ..items import ItemInfo, StoreValue, validate_value
+from ..names import validate_backend_name
+from .base import Backend, Capabilities
+
+__all__ = ["SQLiteBackend"]
+
+T = TypeVar("T")
+MiB = 1024 * 1024
+FORMAT_VERSION = 1
+_HASH_CHUNK = 1 * MiB
+_IN_CHUNK = 500  # names per "IN (...)" query, well below SQLite's variable limit
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS aiodepot_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT OR IGNORE INTO aiodepot_meta (key, value) VALUES ('format', {FORMAT_VERSION}), ('usage', 0);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    parent TEXT NOT NULL,
+    value BLOB NOT NULL,
+    mtime REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS items_by_parent ON items (parent, name);
+CREATE TABLE IF NOT EXISTS dirs (
+    name TEXT PRIMARY KEY,
+    parent TEXT NOT NULL,
+    mtime REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dirs_by_parent ON dirs (parent, name);
+CREATE TRIGGER IF NOT EXISTS items_not_on_dir_insert BEFORE INSERT ON items
+    WHEN EXISTS (SELECT 1 FROM dirs WHERE name = NEW.name)
+    BEGIN SELECT RAISE(ABORT, 'aiodepot: is a directory'); END;
+CREATE TRIGGER IF NOT EXISTS items_not_on_dir_rename BEFORE UPDATE OF name ON items
+    WHEN EXISTS (SELECT 1 FROM dirs WHERE name = NEW.name)
+    BEGIN SELECT RAISE(ABORT, 'aiodepot: is a directory'); END;
+CREATE TRIGGER IF NOT EXISTS dirs_not_on_item BEFORE INSERT ON dirs
+    WHEN EXISTS (SELECT 1 FROM items WHERE name = NEW.name)
+    BEGIN SELECT RAISE(ABORT, 'aiodepot: not a directory'); END;
+CREATE TRIGGER IF NOT EXISTS usage_insert AFTER INSERT ON items
+    BEGIN UPDATE aiodepot_meta SET value = value + length(NEW.value) WHERE key = 'usage'; END;
+CREATE TRIGGER IF NOT EXISTS usage_update AFTER UPDATE OF value ON items
+    BEGIN UPDATE aiodepot_meta SET value = value + length(NEW.value) - length(OLD.value) WHERE key = 'usage'; END;
+CREATE TRIGGER IF NOT EXISTS usage_delete AFTER DELETE ON items
+    BEGIN UPDATE aiodepot_meta SET value = value - length(OLD.value) WHERE key = 'usage'; END;
+"""
+
+_UPSERT = (
+    "INSERT INTO items (name, parent, value, mtime) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (name) DO UPDATE SET value = excluded.value, mtime = excluded.mtime"
+)
+_ADD_DIR = "INSERT OR IGNORE INTO dirs (name, parent, mtime) VALUES (?, ?, ?)"
+_LIST = (
+    "SELECT name, 1, 0, mtime FROM dirs WHERE parent = ? "
+    "UNION ALL SELECT name, 0, length(value), mtime FROM items WHERE parent = ? ORDER BY 1"
+)
+
+
+def _parent(name: str) -> str:
+    return name.rpartition("/")[0]
+
+
+def _ancestors(name: str) -> list[str]:
+    """The directories above ``name``, outermost first: ``a/b/c`` -> ``["a", "a/b"]``."""
+    parts = name.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _dir_rows(names: Sequence[str], mtime: float, *, include_self: bool = False) -> list[tuple[str, str, float]]:
+    """``dirs`` rows for the parents of ``names`` (each once, parents before children), and for ``names``
+    themselves with ``include_self``."""
+    seen: dict[str, None] = {}
+    for name in names:
+        for directory in _ancestors(name):
+            seen.setdefault(directory)
+        if include_self:
+            seen.setdefault(name)
+    return [(directory, _parent(directory), mtime) for directory in seen]
+
+
+def _translate(exc: sqlite3.Error, name: str) -> NoReturn:
+    """Re-raise a SQLite error as the matching [`StoreError`][aiodepot.errors.StoreError]."""
+    message = str(exc)
+    if "aiodepot: is a directory" in message:
+        raise BackendError(f"{name!r} is a directory") from exc
+    if "aiodepot: not a directory" in message:
+        raise BackendError(f"a parent of {name!r} is an item, not a directory") from exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL:
+        raise QuotaExceeded(f"{name}: {message}") from exc
+    if code in (sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_AUTH):
+        raise PermissionDenied(f"{name}: {message}") from exc
+    raise BackendError(f"{name}: {message}") from exc
+
+
+class _ReaderPool:
+    """Read-only ``sqlite3`` connections, each used by one thread job at a time."""
+
+    def __init__(self, path: str, size: int, timeout: float) -> None:
+        self._uri = f"file:{quote(path)}?mode=ro"
+        self._timeout = timeout
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self.offloader = Offloader(f"aiodepot-sqlite-{os.path.basename(path)}", size)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[sqlite3.Connection]:
+        """Borrow a connection (made on first need) inside an open read transaction."""
+        try:
+            conn = self._idle.get_nowait()
+        except queue.Empty:
+            conn = sqlite3.connect(
+                self._uri, uri=True, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            with self._lock:
+                self._all.append(conn)
+        try:
+            conn.execute("BEGIN")  # one snapshot for every statement of this job
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._idle.put(conn)
+
+    async def run(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` on a pool thread with a borrowed connection."""
+
+        def call() -> T:
+            with self.connection() as conn:
+                return job(conn)
+
+        try:
+            return await self.offloader.run(call)
+        except sqlite3.Error as exc:
+            _translate(exc, name)
+
+    def close_all(self) -> None:
+        """Close every connection (no job may be running)."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+
+
+class SQLiteBackend(Backend):
+    """Items as blobs in one SQLite database file (WAL mode), directories emulated by a table.
+
+    Args:
+        path: the database file, absolute (created by ``create()``, with missing parent directories).
+        permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
+        quota: a byte limit for the sum of all values; the usage is kept in the database by triggers.
+        readers: read connections (and threads) for concurrent loads, infos and listings.
+        timeout: seconds to wait for a lock held by another process before failing.
+        synchronous: SQLite's ``synchronous`` setting for the writer: ``"NORMAL"`` (WAL's usual choice: a
+            commit survives a crash of the process, maybe not a power loss) or ``"FULL"`` (also a power loss).
+    """
+
+    capabilities = Capabilities(
+        batch_ops=True,
+        batch_size=256,
+        server_side_hash=True,
+        server_side_copy=True,
+        preferred_concurrency=64,
+        part_size=8 * MiB,
+    )
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        permissions: str | dict[str, str] | None = None,
+        quota: int | None = None,
+        readers: int = 4,
+        timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        super().__init__(permissions=permissions)
+        path = os.fspath(path)
+        if not os.path.isabs(path):
+            raise BackendURLInvalid(f"the sqlite database path must be absolute: {path!r}")
+        if quota is not None and (not isinstance(quota, int) or quota < 0):
+            raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
+        if readers < 1:
+            raise ValueError(f"readers must be >= 1, got {readers}")
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
+        self.path = os.path.normpath(path)
+        self.quota_limit = quota
+        self.readers = readers
+        self.timeout = timeout
+        self.synchronous = synchronous.upper()
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock: asyncio.Lock | None = None  # made on the running loop by open()
+        self._pool: _ReaderPool | None = None
+        self._files = Offloader(f"aiodepot-sqlite-{os.path.basename(self.path)}-files", 1)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``sqlite:///absolute/path.db`` (percent-encoding allowed); the host part must be empty."""
+        if not url.startswith("sqlite://"):
+            raise BackendURLInvalid(f"not a sqlite: URL: {url!r}")
+        rest = url[len("sqlite://") :]
+        if not rest.startswith("/") or rest == "/":
+            raise BackendURLInvalid(
+                f"sqlite: URLs need an empty host and an absolute path (sqlite:///path.db): {url!r}"
+            )
+        return cls(unquote(rest), **options)
+
+    def __repr__(self) -> str:
+        return f"<SQLiteBackend {self.path!r} {'open' if self.opened else 'closed'}>"
+
+    # connections ---------------------------------------------------------------------------------------
+
+    def _connect(self, mode: str) -> aiosqlite.Connection:
+        return aiosqlite.connect(
+            f"file:{quote(self.path)}?mode={mode}", uri=True, timeout=self.timeout, isolation_level=None
+        )
+
+    def _readers(self) -> _ReaderPool:
+        self._require_open()
+        assert self._pool is not None
+        return self._pool
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any error), one at a time."""
+        self._require_open()
+        writer = self._writer
+        lock = self._write_lock
+        assert writer is not None
+        assert lock is not None
+        async with lock:
+            try:
+                await writer.execute("BEGIN IMMEDIATE")
+                try:
+                    yield writer
+                    await writer.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        await writer.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                _translate(exc, name)
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        """Create the database file with its tables; an existing file that holds items raises ``StoreExists``."""
+        self._require_closed()
+        self.permissions.check("", "wW")
+        await self._files.run(os.makedirs, os.path.dirname(self.path), exist_ok=True)
+        try:
+            async with self._connect("rwc") as db:
+                tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+                if tables and "items" not in tables:
+                    raise StoreExists(f"{self.path} is a SQLite database of something else")
+                if "items" in tables:
+                    rows = await db.execute_fetchall("SELECT 1 FROM items UNION ALL SELECT 1 FROM dirs LIMIT 1")
+                    if list(rows):
+                        raise StoreExists(f"sqlite store is not empty: {self.path}")
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            _translate(exc, self.path)
+
+    async def destroy(self) -> None:
+        """Delete the database file and its WAL files."""
+        self._require_closed()
+        self.permissions.check("", "D")
+
+        def job() -> None:
+            if not os.path.isfile(self.path):
+                raise StoreNotFound(f"sqlite store does not exist: {self.path}")
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+
+        await self._files.run(job)
+        self._files.shutdown()
+
+    async def open(self) -> None:
+        """Connect the writer and check the schema; a missing database raises ``StoreNotFound``."""
+        self._require_closed()
+        if not await self._files.run(os.path.isfile, self.path):
+            raise StoreNotFound(f"sqlite store does not exist: {self.path} (call create())")
+        writer = self._connect("rw")
+        try:
+            await writer
+        except sqlite3.Error as exc:
+            _translate(exc, self.path)
+        try:
+            await writer.execute("PRAGMA journal_mode=WAL")
+            await writer.execute(f"PRAGMA synchronous={self.synchronous}")
+            rows = await writer.execute_fetchall("SELECT value FROM aiodepot_meta WHERE key = 'format'")
+            versions = [row[0] for row in rows]
+            if versions != [FORMAT_VERSION]:
+                raise BackendError(f"{self.path}: unknown store format {versions or 'none'}")
+        except sqlite3.OperationalError as exc:
+            await writer.close()
+            raise StoreNotFound(f"{self.path} is not an aiodepot sqlite store") from exc
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer = writer
+        self._write_lock = asyncio.Lock()
+        self._pool = _ReaderPool(self.path, self.readers, self.timeout)
+        self.opened = True
+
+    async def close(self) -> None:
+        """Close the writer and the read connections."""
+        self._require_open()
+        writer, pool = self._writer, self._pool
+        self._writer = self._pool = None
+        self.opened = False
+        try:
+            if writer is not None:
+                await writer.close()
+        finally:
+            if pool is not None:
+                await pool.offloader.run(pool.close_all)
+                pool.offloader.shutdown()
+            self._files.shutdown()
+
+    # directories ---------------------------------------------------------------------------------------
+
+    async def mkdir(self, name: str) -> None:
+        """Create a directory and its parents."""
+        self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "w")
+        async with self._transaction(name) as db:
+            await db.executemany(_ADD_DIR, _dir_rows([name], time.time(), include_self=True))
+
+    async def rmdir(self, name: str) -> None:
+        """Remove an empty directory."""
+        self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "wD")
+        async with self._transaction(name) as db:
+            rows = await db.execute_fetchall("SELECT 1 FROM dirs WHERE name = ?", (name,))
+            if not list(rows):
+                raise ObjectNotFound(name)
+            children = await db.execute_fetchall(
+                "SELECT 1 FROM dirs WHERE parent = ? UNION ALL SELECT 1 FROM items WHERE parent = ? LIMIT 1",
+                (name, name),
+            )
+            if list(children):
+                raise BackendError(f"directory {name!r} is not empty")
+            await db.execute("DELETE FROM dirs WHERE name = ?", (name,))
+
+    # reading -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _info_sync(conn: sqlite3.Connection, name: str) -> ItemInfo:
+        leaf = name.rpartition("/")[2]
+        if not name:
+            return ItemInfo(leaf, True, 0, True)
+        row = conn.execute("SELECT length(value), mtime FROM items WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return ItemInfo(leaf, True, row[0], False, 0.0, row[1])
+        row = conn.execute("SELECT mtime FROM dirs WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return ItemInfo(leaf, True, 0, True, 0.0, row[0])
+        return ItemInfo(leaf, False, 0, False)
+
+    @staticmethod
+    def _load_sync(conn: sqlite3.Connection, name: str, offset: int, size: int | None) -> bytes:
+        if offset == 0 and size is None:
+            row = conn.execute("SELECT value FROM items WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ObjectNotFound(name)
+            return bytes(row[0])
+        row = conn.execute("SELECT id, length(value) FROM items WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise ObjectNotFound(name)
+        rowid, total = row
+        start = max(total + offset, 0) if offset < 0 else min(offset, total)
+        length = total - start if size is None else min(size, total - start)
+        if length <= 0:
+            return b""
+        with conn.blobopen("items", "value", rowid, readonly=True) as blob:
+            blob.seek(start)
+            return blob.read(length)
+
+    async def info(self, name: str) -> ItemInfo:
+        """Describe an item or directory."""
+        pool = self._readers()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "lr")
+        return await pool.run(name, lambda conn: self._info_sync(conn, name))
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Read a whole value, or a range of it through the incremental blob API."""
+        pool = self._readers()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+        return await pool.run(name, lambda conn: self._load_sync(conn, name, offset, size))
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield a directory's items and sub-directories, sorted by name."""
+        pool = self._readers()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "l")
+
+        def job(conn: sqlite3.Connection) -> builtins.list[ItemInfo]:
+            if name and conn.execute("SELECT 1 FROM dirs WHERE name = ?", (name,)).fetchone() is None:
+                raise ObjectNotFound(name)
+            cut = len(name) + 1 if name else 0
+            return [
+                ItemInfo(path[cut:], True, size, bool(is_dir), 0.0, mtime)
+                for path, is_dir, size, mtime in conn.execute(_LIST, (name, name))
+            ]
+
+        for info in await pool.run(name, job):
+            yield info
+
+    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """Hash the blob on a reader thread, reading it piecewise (no data through the event loop)."""
+        pool = self._readers()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        check_algorithm(algorithm)
+
+        def job(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT id, length(value) FROM items WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise ObjectNotFound(name)
+            hasher = new_hasher(algorithm)
+            if row[1]:
+                with conn.blobopen("items", "value", row[0], readonly=True) as blob:
+                    while chunk := blob.read(_HASH_CHUNK):
+                        hasher.update(chunk)
+            return hasher.hexdigest()
+
+        return await pool.run(name, job)
+
+    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+        """Load many whole values in one reader job."""
+        pool = self._readers()
+        results: builtins.list[bytes | Exception] = []
+        wanted: builtins.list[str] = []
+        for name in names:
+            try:
+                validate_backend_name(name)
+                self.permissions.check(name, "r")
+                wanted.append(name)
+            except StoreError:
+                pass
+
+        def job(conn: sqlite3.Connection) -> dict[str, bytes]:
+            found: dict[str, bytes] = {}
+            for i in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[i : i + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                for row_name, value in conn.execute(f"SELECT name, value FROM items WHERE name IN ({marks})", chunk):
+                    found[row_name] = bytes(value)
+            return found
+
+        found = await pool.run("", job) if wanted else {}
+        for name in names:
+            try:
+                validate_backend_name(name)
+                self.permissions.check(name, "r")
+                value = found.get(name)
+                results.append(value if value is not None else ObjectNotFound(name))
+            except StoreError as exc:
+                results.append(exc)
+        return results
+
+    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+        """Describe many items in one reader job."""
+        pool = self._readers()
+
+        def job(conn: sqlite3.Connection) -> builtins.list[ItemInfo | Exception]:
+            results: builtins.list[ItemInfo | Exception] = []
+            for name in names:
+                try:
+                    validate_backend_name(name, allow_root=True)
+                    self.permissions.check(name, "lr")
+                    results.append(self._info_sync(conn, name))
+                except StoreError as exc:
+                    results.append(exc)
+            return results
+
+        return await pool.run("", job)
+
+    # writing -------------------------------------------------------------------------------------------
+
+    async def _existing_sizes(self, db: aiosqlite.Connection, names: Sequence[str]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for i in range(0, len(names), _IN_CHUNK):
+            chunk = list(names[i : i + _IN_CHUNK])
+            marks = ",".join("?" * len(chunk))
+            rows = await db.execute_fetchall(f"SELECT name, length(value) FROM items WHERE name IN ({marks})", chunk)
+            sizes.update((row[0], row[1]) for row in rows)
+        return sizes
+
+    async def _usage(self, db: aiosqlite.Connection) -> int:
+        rows = list(await db.execute_fetchall("SELECT value FROM aiodepot_meta WHERE key = 'usage'"))
+        return int(rows[0][0]) if rows else 0
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Insert or replace the row of ``name`` (and its parent directories) in one transaction."""
+        self._require_open()
+        data = validate_value(value)
+        validate_backend_name(name)
+        now = time.time()
+        async with self._transaction(name) as db:
+            if self.permissions or self.quota_limit is not None:
+                old = (await self._existing_sizes(db, [name])).get(name)
+                self.permissions.check(name, "wW" if old is None else "W")
+                if self.quota_limit is not None:
+                    self._check_quota(await self._usage(db), len(data) - (old or 0))
+            await db.executemany(_ADD_DIR, _dir_rows([name], now))
+            await db.execute(_UPSERT, (name, _parent(name), data, now))
+
+    def _check_quota(self, usage: int, delta: int) -> None:
+        if self.quota_limit is not None and delta > 0 and usage + delta > self.quota_limit:
+            raise QuotaExceeded(f"quota exceeded: {usage + delta} > {self.quota_limit} bytes")
+
+    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+        """Store many values in one transaction (each item whole or not at all)."""
+        self._require_open()
+        results: builtins.list[Exception | None] = [None] * len(items)
+        checked: builtins.list[tuple[int, str, bytes | memoryview]] = []
+        for index, (name, value) in enumerate(items):
+            try:
+                checked.append((index, validate_backend_name(name), validate_value(value)))
+            except (StoreError, TypeError, ValueError) as exc:
+                results[index] = exc
+        if not checked:
+            return results
+        now = time.time()
+        try:
+            async with self._transaction(checked[0][1]) as db:
+                accepted = checked
+                if self.permissions or self.quota_limit is not None:
+                    old = await self._existing_sizes(db, [name for _, name, _ in checked])
+                    usage = await self._usage(db) if self.quota_limit is not None else 0
+                    accepted = []
+                    for index, name, data in checked:
+                        try:
+                            self.permissions.check(name, "wW" if name not in old else "W")
+                            delta = len(data) - old.get(name, 0)
+                            self._check_quota(usage, delta)
+                        except StoreError as exc:
+                            results[index] = exc
+                            continue
+                        usage += delta
+                        old[name] = len(data)
+                        accepted.append((index, name, data))
+                await db.executemany(_ADD_DIR, _dir_rows([name for _, name, _ in accepted], now))
+                await db.executemany(_UPSERT, [(name, _parent(name), data, now) for _, name, data in accepted])
+        except BackendError:
+            # one item could not go in (e.g. a directory of that name): find it, storing one by one
+            for index, name, data in checked:
+                results[index] = await _outcome(self.store(name, data))
+        return results
+
+    async def delete(self, name: str) -> None:
+        """Delete the row of ``name``."""
+        self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "D")
+        async with self._transaction(name) as db:
+            cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
+            if cursor.rowcount != 1:
+                raise ObjectNotFound(name)
+
+    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+        """Delete many items in one transaction."""
+        self._require_open()
+        results: builtins.list[Exception | None] = [None] * len(names)
+        async with self._transaction("") as db:
+            for index, name in enumerate(names):
+                try:
+                    validate_backend_name(name)
+                    self.permissions.check(name, "D")
+                    cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
+                    if cursor.rowcount != 1:
+                        raise ObjectNotFound(name)
+                except StoreError as exc:
+                    results[index] = exc
+        return results
+
+    async def move(self, src: str, dst: str) -> None:
+        """Rename a row (replacing ``dst``) in one transaction; the value is not copied."""
+        self._require_open()
+        validate_backend_name(src)
+        validate_backend_name(dst)
+        self.permissions.check(src, "D")
+        async with self._transaction(src) as db:
+            sizes = await self._existing_sizes(db, [src, dst])
+            if src not in sizes:
+                raise ObjectNotFound(src)
+            self.permissions.check(dst, "W" if dst in sizes else "wW")
+            if src == dst:
+                return
+            await db.executemany(_ADD_DIR, _dir_rows([dst], time.time()))
+            await db.execute("DELETE FROM items WHERE name = ?", (dst,))
+            await db.execute("UPDATE items SET name = ?, parent = ? WHERE name = ?", (dst, _parent(dst), src))
+
+    async def quota(self) -> dict[str, int]:
+        """The limit and the usage (-1 when no quota is set); the usage is the sum of all value sizes."""
+        pool = self._readers()
+        if self.quota_limit is None:
+            return {"limit": -1, "usage": -1}
+
+        def job(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT value FROM aiodepot_meta WHERE key = 'usage'").fetchone()
+            return int(row[0]) if row else 0
+
+        return {"limit": self.quota_limit, "usage": await pool.run("", job)}
+
+
+async def _outcome(call: Any) -> Exception | None:
+    try:
+        await call
+    except StoreError as exc:
+        return exc
+    return None

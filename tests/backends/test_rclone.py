@@ -1,0 +1,98 @@
+"""The rclone backend against rclone's local remote, through a real ``rclone rcd`` per open store."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from aiodepot import BackendURLInvalid, ObjectNotFound, Store, StoreNotFound
+from aiodepot.backends import backend_from_url
+from aiodepot.backends.rclone import RcloneBackend
+from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.servers.rclone import require_rclone
+
+
+@pytest.fixture(scope="session")
+def rclone() -> str:
+    return require_rclone()
+
+
+class TestRcloneStore(StoreConformance):
+    @pytest.fixture
+    def make_backend(self, rclone: str, tmp_path: Path) -> MakeBackend:
+        return lambda: RcloneBackend(str(tmp_path / "store"), rclone=rclone)
+
+
+class TestRcloneBackend(BackendConformance):
+    @pytest.fixture
+    def make_backend(self, rclone: str, tmp_path: Path) -> MakeBackend:
+        return lambda: RcloneBackend(f":local:{tmp_path / 'store'}", rclone=rclone)  # an on-the-fly remote
+
+
+def test_url_parsing() -> None:
+    for url, remote, fs in (
+        ("rclone:remote:", "remote:", "remote:"),
+        ("rclone:remote:bucket/depot", "remote:bucket/depot", "remote:bucket/depot/"),
+        ("rclone::local:/srv/depot/", ":local:/srv/depot/", ":local:/srv/depot/"),
+        ("rclone:/srv/my%20depot", "/srv/my%20depot", "/srv/my%20depot/"),  # handed to rclone as it is
+    ):
+        backend = backend_from_url(url)
+        assert isinstance(backend, RcloneBackend) and (backend.remote, backend.fs) == (remote, fs)
+    with pytest.raises(BackendURLInvalid):
+        backend_from_url("rclone:")
+
+
+async def test_layout_and_no_temp_files(rclone: str, tmp_path: Path) -> None:
+    base = tmp_path / "store"
+    store = Store(f"rclone:{base}", config=CONFIG, backend_options={"rclone": rclone})
+    await store.create()
+    async with store:
+        await store.store("data/" + key(1), b"one")
+        await store.store("config/main", b"cfg")
+        await store.move("config/main", delete=True)
+        (base / "config" / "half.abc.tmp").write_bytes(b"an upload in progress")
+        assert await store.hash("data/" + key(1), "sha256") == hashlib.sha256(b"one").hexdigest()  # by rclone
+        assert await store.hash("data/" + key(1), "sha512") == hashlib.sha512(b"one").hexdigest()  # read through
+        assert [i.name async for i in store.list("config", deleted=True)] == ["main"]
+        with pytest.raises(ObjectNotFound):
+            await store.hash("data/" + key(2), "md5")
+    k = key(1)
+    assert (base / "data" / k[:2] / k[2:4] / k).read_bytes() == b"one"
+    assert (base / "config" / "main.del").read_bytes() == b"cfg"
+    assert [p.name for p in base.rglob("*.tmp")] == ["half.abc.tmp"]
+    await store.destroy()
+    assert not base.exists()
+
+
+async def test_ranges(rclone: str, tmp_path: Path) -> None:
+    backend = RcloneBackend(str(tmp_path / "r"), rclone=rclone)
+    await backend.create()
+    value = os.urandom(300_000)
+    async with backend:
+        await backend.store("v", value)
+        cases = [(0, None), (5, 10), (-10, None), (-10, 4), (-200_000, 5), (299_990, 100), (400_000, None), (-1, 0)]
+        for offset, size in cases:
+            expected = value[offset:][:size] if size is not None else value[offset:]
+            assert await backend.load("v", offset=offset, size=size) == expected, (offset, size)
+        with pytest.raises(ObjectNotFound):
+            await backend.load("missing", offset=-3, size=2)
+    await backend.destroy()
+
+
+async def test_rcd_is_private_and_stops(rclone: str, tmp_path: Path) -> None:
+    backend = RcloneBackend(str(tmp_path / "p"), rclone=rclone)
+    await backend.create()
+    await backend.open()
+    rcd = backend._rcd
+    assert rcd is not None and rcd.url.startswith("http://127.0.0.1:")
+    async with aiohttp.ClientSession() as anonymous, anonymous.post(rcd.url + "rc/noop", json={}) as response:
+        assert response.status == 401  # user and password are random and needed
+    await backend.close()
+    assert rcd.process.returncode is not None
+    await backend.destroy()
+    with pytest.raises(StoreNotFound):
+        await backend.open()

@@ -1,0 +1,133 @@
+"""The sqlite backend: the conformance suite plus its schema, ranged blob reads and concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from aiodepot import BackendError, BackendURLInvalid, QuotaExceeded, Store, StoreExists, StoreNotFound
+from aiodepot.backends import backend_from_url
+from aiodepot.backends.sqlite import SQLiteBackend
+from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+
+
+class TestSQLiteStore(StoreConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path: Path) -> MakeBackend:
+        return lambda: SQLiteBackend(tmp_path / "store.db")
+
+
+class TestSQLiteBackend(BackendConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path: Path) -> MakeBackend:
+        return lambda: SQLiteBackend(tmp_path / "store.db")
+
+
+def test_url_parsing() -> None:
+    backend = backend_from_url("sqlite:///srv/my%20depot.db")
+    assert isinstance(backend, SQLiteBackend) and backend.path == "/srv/my depot.db"
+    for bad in ("sqlite://host/x.db", "sqlite:relative.db", "sqlite:///", "sqlite://"):
+        with pytest.raises(BackendURLInvalid):
+            backend_from_url(bad)
+    with pytest.raises(ValueError, match="readers"):
+        SQLiteBackend("/x.db", readers=0)
+
+
+async def test_rows_and_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "depot.db"
+    store = Store(f"sqlite://{path}", config=CONFIG)
+    await store.create()
+    async with store:
+        await store.store("data/" + key(1), b"one")
+        await store.store("config/main", b"cfg")
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            rows = db.execute("SELECT name, parent, value FROM items ORDER BY name").fetchall()
+            dirs = [row[0] for row in db.execute("SELECT name FROM dirs ORDER BY name")]
+        db.close()
+    k = key(1)
+    assert rows == [("config/main", "config", b"cfg"), (f"data/{k[:2]}/{k[2:4]}/{k}", f"data/{k[:2]}/{k[2:4]}", b"one")]
+    assert dirs == ["config", "data", f"data/{k[:2]}", f"data/{k[:2]}/{k[2:4]}"]
+    await store.destroy()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_create_refuses_a_foreign_database(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (x)")
+    db.close()
+    with pytest.raises(StoreExists):
+        await SQLiteBackend(path).create()
+    with pytest.raises(StoreNotFound):
+        await SQLiteBackend(path).open()
+    with pytest.raises(StoreNotFound):
+        await SQLiteBackend(tmp_path / "missing.db").open()
+
+
+async def test_ranged_load_reads_only_the_range(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "big.db")
+    await backend.create()
+    value = bytes(range(256)) * (64 * 1024)  # 16 MiB
+    async with backend:
+        await backend.store("big", value)
+        assert await backend.load("big", offset=10_000_001, size=100) == value[10_000_001:10_000_101]
+        assert await backend.load("big", offset=-5) == value[-5:]
+        assert await backend.hash("big", "md5") == hashlib.md5(value).hexdigest()
+    await backend.destroy()
+
+
+async def test_item_and_directory_names_do_not_clash(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "s.db")
+    await backend.create()
+    async with backend:
+        await backend.store("a/b", b"x")
+        with pytest.raises(BackendError, match="directory"):
+            await backend.store("a", b"x")
+        with pytest.raises(BackendError, match="not a directory"):
+            await backend.store("a/b/c", b"x")
+        with pytest.raises(BackendError, match="not empty"):
+            await backend.rmdir("a")
+        results = await backend.store_batch([("ok/1", b"1"), ("a", b"bad"), ("ok/2", b"2")])
+        assert results[0] is None and isinstance(results[1], BackendError) and results[2] is None
+        assert await backend.load("ok/2") == b"2"
+    await backend.destroy()
+
+
+async def test_quota_is_kept_by_triggers(tmp_path: Path) -> None:
+    store = Store(f"sqlite://{tmp_path / 'q.db'}", quota=1000)
+    await store.create()
+    async with store:
+        await store.store("a", b"x" * 600)
+        with pytest.raises(QuotaExceeded):
+            await store.store("b", b"x" * 500)
+        await store.store("a", b"x" * 100)  # an overwrite counts the difference
+        assert await store.quota() == {"limit": 1000, "usage": 100}
+        results = await store.store_many({"b": b"x" * 800, "c": b"x" * 200}, return_exceptions=True)
+        assert results[0] is None and isinstance(results[1], QuotaExceeded)
+        await store.delete("a")
+    async with store:  # the usage persists in the database
+        assert await store.quota() == {"limit": 1000, "usage": 800}
+    await store.destroy()
+
+
+async def test_readers_run_concurrently_with_a_writer(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "c.db", readers=4)
+    await backend.create()
+    async with backend:
+        await backend.store("x", b"a" * 100_000)
+
+        async def read() -> None:
+            for _ in range(50):
+                assert await backend.load("x") in (b"a" * 100_000, b"b" * 100_000)
+
+        async def write() -> None:
+            for i in range(50):
+                await backend.store("x", (b"a" if i % 2 else b"b") * 100_000)
+
+        await asyncio.gather(write(), *(read() for _ in range(4)))
+    await backend.destroy()
