@@ -29,6 +29,7 @@ __all__ = [
     "HASH_ALGORITHM",
     "HASH_HEADER",
     "BadRequest",
+    "BodyTimeout",
     "PayloadTooLarge",
     "error_for_status",
     "make_range_header",
@@ -57,6 +58,10 @@ class PayloadTooLarge(BackendError):
     """The body is larger than the server accepts (HTTP 413)."""
 
 
+class BodyTimeout(BadRequest):
+    """The request body stalled longer than the server waits (HTTP 408)."""
+
+
 _STATUS_OF: tuple[tuple[type[BaseException], HTTPStatus], ...] = (
     (ObjectNotFound, HTTPStatus.NOT_FOUND),
     (StoreNotFound, HTTPStatus.GONE),
@@ -68,6 +73,7 @@ _STATUS_OF: tuple[tuple[type[BaseException], HTTPStatus], ...] = (
     (ReadRangeError, HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE),
     (IntegrityError, HTTPStatus.UNPROCESSABLE_ENTITY),
     (PayloadTooLarge, HTTPStatus.REQUEST_ENTITY_TOO_LARGE),
+    (BodyTimeout, HTTPStatus.REQUEST_TIMEOUT),
     (InvalidName, HTTPStatus.BAD_REQUEST),
     (ValueError, HTTPStatus.BAD_REQUEST),
     (TypeError, HTTPStatus.BAD_REQUEST),

@@ -292,3 +292,62 @@ async def test_error_statuses_on_the_wire(error: Exception, status: int) -> None
         assert got == status
         if isinstance(error, RuntimeError):
             assert body == b"Internal Server Error"
+
+
+def test_a_stalled_body_times_out_and_stores_nothing() -> None:
+    with ThreadedServer(memory(), body_timeout=0.5) as server:
+        raw_exchange(server.port, f"POST /?cmd=create HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT}\r\n\r\n".encode())
+        head = f"POST /ns/slow HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT}\r\nContent-Length: 1000\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head.encode() + b"a little")  # and then nothing more
+            reply = sock.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 408")
+        check = f"HEAD /ns/slow HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(check.encode())
+            assert sock.recv(65536).startswith(b"HTTP/1.1 404")
+
+
+def test_socket_activation(tmp_path: Path) -> None:
+    """systemd hands the server a listening unix socket as fd 3 (LISTEN_FDS=1)."""
+    import os
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "server.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen()
+
+    def as_fd_3() -> None:
+        os.dup2(listener.fileno(), 3)
+
+    command = [
+        sys.executable,
+        "-m",
+        "aiodepot.server",
+        "--backend",
+        (tmp_path / "store").as_uri(),
+        "--socket-activation",
+    ]
+    process = subprocess.Popen(
+        command,
+        preexec_fn=as_fd_3,
+        pass_fds=(listener.fileno(), 3),  # fd 3 too: the child closes every fd not listed after preexec_fn
+        env={**os.environ, "LISTEN_FDS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        request = f"POST /?cmd=create HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT}\r\nConnection: close\r\n\r\n".encode()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(60)  # the connection waits in the socket's backlog until the server is up
+            client.connect(path)
+            client.sendall(request)
+            reply = client.recv(65536)
+        assert reply.startswith(b"HTTP/1.1 200")
+        assert (tmp_path / "store").is_dir()
+    finally:
+        process.terminate()
+        process.wait(10)
+        listener.close()

@@ -30,6 +30,7 @@ from ..protocol import (
     MUST_BE_OPEN,
     MUST_NOT_BE_OPEN,
     BadRequest,
+    BodyTimeout,
     PayloadTooLarge,
     parse_range_header,
     status_for_error,
@@ -333,6 +334,8 @@ class StoreServer:
                 return await request.content.readexactly(size)
         except asyncio.IncompleteReadError as exc:
             raise BadRequest(f"the body ended after {len(exc.partial)} of {size} bytes") from None
+        except TimeoutError:
+            raise BodyTimeout(f"the body stalled for {self.body_timeout} s") from None
 
     async def _body_chunks(
         self, request: web.Request, declared: int | None, expected: str | None
@@ -340,8 +343,11 @@ class StoreServer:
         hasher = hashlib.sha256()
         received = 0
         while True:
-            async with asyncio.timeout(self.body_timeout):
-                chunk = await request.content.readany()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    chunk = await request.content.readany()
+            except TimeoutError:
+                raise BodyTimeout(f"the body stalled for {self.body_timeout} s") from None
             if not chunk:
                 break
             received += len(chunk)
