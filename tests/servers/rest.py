@@ -21,10 +21,14 @@ from . import free_port, start_process, stop_process, wait_for_port
 class ThreadedServer:
     """aiodepot's server for one backend, on its own event loop in a daemon thread."""
 
-    def __init__(self, backend: Backend, **options: Any) -> None:
+    def __init__(self, backend: Backend | None, *, ssl: Any = None, **options: Any) -> None:
         self.server = StoreServer(backend, **options)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.admin_port = free_port()
+        self._ssl = ssl
+        scheme = "https" if ssl is not None else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
+        self.admin_url = f"{scheme}://127.0.0.1:{self.admin_port}"
         self._loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-rest-server", daemon=True)
@@ -37,10 +41,14 @@ class ThreadedServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.server.make_app(), access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
+        self._admin = web.AppRunner(self.server.make_admin_app(), access_log=None)
+        await self._admin.setup()
+        await web.TCPSite(self._admin, "127.0.0.1", self.admin_port, ssl_context=self._ssl).start()
 
     def __exit__(self, *exc: object) -> None:
         if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._admin.cleanup(), self._loop).result(10)
             asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
@@ -51,7 +59,8 @@ class ThreadedServer:
 def aiodepot_server_process(backend_url: str, *args: str, port: int | None = None) -> Iterator[str]:
     """``python -m aiodepot.server`` on ``port`` (default: a free one); yields its base URL."""
     port = port or free_port()
-    command = [sys.executable, "-m", "aiodepot.server", "--backend", backend_url, "--port", str(port), *args]
+    command = [sys.executable, "-m", "aiodepot.server", "--backend", backend_url, "--port", str(port)]
+    command += [*args] if "--username" in args or "--htpasswd" in args else ["--no-auth", *args]
     process = start_process(command)
     try:
         wait_for_port(port, process=process)

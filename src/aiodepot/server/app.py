@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
 import logging
 import re
-import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
@@ -18,8 +16,17 @@ from typing import Any
 from aiohttp import web
 
 from ..backends.base import Backend
-from ..errors import IntegrityError, ObjectNotFound, StoreAlreadyOpen, StoreError, StoreNotOpen
+from ..errors import (
+    IntegrityError,
+    InvalidName,
+    ObjectNotFound,
+    PermissionDenied,
+    StoreAlreadyOpen,
+    StoreError,
+    StoreNotOpen,
+)
 from ..items import validate_sources
+from ..names import DEL_SUFFIX, validate_backend_name
 from ..protocol import (
     ACCEPT,
     ATIME_HEADER,
@@ -35,6 +42,8 @@ from ..protocol import (
     parse_range_header,
     status_for_error,
 )
+from .auth import Authenticator, PasswordAuth
+from .metrics import Metrics
 
 __all__ = ["StoreServer"]
 
@@ -90,41 +99,69 @@ class _Gate:
 
 
 class StoreServer:
-    """Serves one backend over HTTP with borgstore's REST protocol (v1).
+    """Serves stores over HTTP with borgstore's REST protocol (v1): one backend, or one per repository.
 
-    Unlike borgstore's server, requests run concurrently (only ``create`` and ``destroy`` run alone),
-    bodies stream to and from the backend instead of passing through memory whole, a body that is shorter
-    than declared or fails its hash stores nothing, and chunked uploads are accepted.
+    Unlike borgstore's server, requests run concurrently (only ``create`` and ``destroy`` of a store run
+    alone), bodies stream to and from the backend instead of passing through memory whole, a body that is
+    shorter than declared or fails its hash stores nothing, and chunked uploads are accepted.
 
     Args:
-        backend: the backend to serve; the server opens it on the first request and closes it on shutdown.
-        username: with ``password``, require HTTP Basic authentication.
+        backend: the one backend to serve (give this or ``repos``); opened on the first request.
+        repos: serve many stores: ``/<repo>/<item>`` goes to the backend ``repos(repo)`` returns (made on
+            first use; ``repo`` is a valid item name without ``/``).
+        private_repos: with ``repos``, each user reaches only the repository named like the user.
+        username: with ``password``, require HTTP Basic authentication for this one user.
         password: see ``username``.
+        authenticator: instead of ``username``/``password``, any authenticator (e.g. an htpasswd file).
         max_body_size: bodies larger than this many bytes are refused with 413 (None: no limit).
-        body_timeout: seconds a request body may stall before the request fails.
+        body_timeout: seconds a request body may stall before the request fails (408).
         request_timeout: seconds a request may take in all (None: no limit).
+        metrics: where to count requests (see :meth:`make_admin_app`).
     """
 
     def __init__(
         self,
-        backend: Backend,
+        backend: Backend | None = None,
         *,
+        repos: Callable[[str], Backend] | None = None,
+        private_repos: bool = False,
         username: str | None = None,
         password: str | None = None,
+        authenticator: Authenticator | None = None,
         max_body_size: int | None = None,
         body_timeout: float = 60.0,
         request_timeout: float | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        if (backend is None) == (repos is None):
+            raise ValueError("give one backend or a repos factory")
         if bool(username) != bool(password):
             raise ValueError("give both username and password, or neither")
-        self.backend = backend
-        self._credentials = (username.encode(), password.encode()) if username and password else None
+        if username and authenticator is not None:
+            raise ValueError("give username/password or an authenticator, not both")
+        if private_repos and (repos is None or not (username or authenticator)):
+            raise ValueError("private repositories need repos and authentication")
+        if username and password:
+            authenticator = PasswordAuth(username, password)
+        self.authenticator = authenticator
+        self._repos = repos
+        self.private_repos = private_repos
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
         self.request_timeout = request_timeout
-        self._gate = _Gate()
-        self._opening = asyncio.Lock()
-        self._scrub = [str(path) for path in (getattr(backend, "base", None),) if path]
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._handlers: dict[str, _StoreHandler] = {}
+        self._single = self._handler_for(backend) if backend is not None else None
+
+    @property
+    def backend(self) -> Backend:
+        """The backend of a single-store server."""
+        if self._single is None:
+            raise AttributeError("a multi-repository server has one backend per repository")
+        return self._single.backend
+
+    def _handler_for(self, backend: Backend) -> _StoreHandler:
+        return _StoreHandler(backend, max_body_size=self.max_body_size, body_timeout=self.body_timeout)
 
     def make_app(self) -> web.Application:
         """The aiohttp application (one catch-all route; the path is the item name)."""
@@ -133,69 +170,132 @@ class StoreServer:
         app.on_cleanup.append(self._on_cleanup)
         return app
 
+    def make_admin_app(self) -> web.Application:
+        """A second application for operators: ``/metrics`` (Prometheus) and ``/openapi.json``.
+
+        It answers to the same credentials as the store, without the protocol's Accept header.
+        """
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_page)
+        app.router.add_get("/openapi.json", self._openapi_page)
+        return app
+
+    async def _admin_allowed(self, request: web.Request) -> web.Response | None:
+        if (
+            self.authenticator is not None
+            and await self.authenticator.authenticate(request.headers.get("Authorization")) is None
+        ):
+            return _text(HTTPStatus.UNAUTHORIZED, "Unauthorized", headers={"WWW-Authenticate": _REALM})
+        return None
+
+    async def _metrics_page(self, request: web.Request) -> web.Response:
+        refused = await self._admin_allowed(request)
+        if refused is not None:
+            return refused
+        return web.Response(text=self.metrics.render(), content_type="text/plain", charset="utf-8")
+
+    async def _openapi_page(self, request: web.Request) -> web.Response:
+        refused = await self._admin_allowed(request)
+        if refused is not None:
+            return refused
+        from .openapi import document
+
+        return web.json_response(document())
+
     async def _on_cleanup(self, app: web.Application) -> None:
-        async with self._gate.exclusive():
-            if self.backend.opened:
-                await self.backend.close()
+        for handler in [*self._handlers.values(), *([self._single] if self._single else [])]:
+            await handler.close()
 
     # request entry -------------------------------------------------------------------------------------
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Check Accept and authentication, run the operation, translate errors into statuses."""
+        """Check Accept and authentication, run the operation, translate errors; count the request."""
+        started = time.perf_counter()
+        response = await self._answer(request)
+        sent = response.content_length or 0
+        self.metrics.observe(
+            request.method, response.status, time.perf_counter() - started, request.content_length or 0, sent
+        )
+        return response
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         if request.headers.get("Accept") != ACCEPT:
             return _text(HTTPStatus.NOT_ACCEPTABLE, "Not Acceptable: unsupported or missing Accept header")
-        if self._credentials is not None and not self._authorized(request):
-            headers = {"WWW-Authenticate": _REALM}
-            return _text(HTTPStatus.UNAUTHORIZED, "Unauthorized", headers=headers)
+        user = None
+        if self.authenticator is not None:
+            user = await self.authenticator.authenticate(request.headers.get("Authorization"))
+            if user is None:
+                return _text(HTTPStatus.UNAUTHORIZED, "Unauthorized", headers={"WWW-Authenticate": _REALM})
+        scrub: list[str] = []
         try:
+            handler, raw_path = self._route(request.rel_url.raw_path, user)
+            scrub = handler.scrub
             async with asyncio.timeout(self.request_timeout):
-                return await self._dispatch(request)
+                return await handler.dispatch(request, raw_path)
         except TimeoutError:
             return _text(HTTPStatus.SERVICE_UNAVAILABLE, "request timed out")
         except Exception as exc:
-            return self._error(request, exc)
+            return _error(request, exc, scrub)
 
-    def _authorized(self, request: web.Request) -> bool:
-        assert self._credentials is not None
-        scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "basic":
-            return False
-        try:
-            username, sep, password = base64.b64decode(encoded, validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        expected_user, expected_password = self._credentials
-        user_ok = secrets.compare_digest(username, expected_user)
-        password_ok = secrets.compare_digest(password, expected_password)
-        return bool(sep) and user_ok and password_ok
+    def _route(self, raw_path: str, user: str | None) -> tuple[_StoreHandler, str]:
+        if self._single is not None:
+            return self._single, raw_path
+        assert self._repos is not None
+        repo, _, rest = raw_path.lstrip("/").partition("/")
+        if not repo:
+            raise PermissionDenied("name a repository: /<repository>/…")
+        validate_backend_name(repo)
+        if "/" in repo or repo.endswith(DEL_SUFFIX):
+            raise InvalidName(f"not a repository name: {repo!r}")
+        if self.private_repos and repo != user:
+            raise PermissionDenied(f"{user} may only use the repository {user}")
+        handler = self._handlers.get(repo)
+        if handler is None:
+            handler = self._handlers[repo] = self._handler_for(self._repos(repo))
+        return handler, "/" + rest
 
-    def _error(self, request: web.Request, exc: Exception) -> web.Response:
-        status = status_for_error(exc)
-        if isinstance(exc, StoreNotOpen):
-            message = MUST_BE_OPEN
-        elif isinstance(exc, StoreAlreadyOpen):
-            message = MUST_NOT_BE_OPEN
-        elif isinstance(exc, IntegrityError):
-            message = HASH_MISMATCH
-        elif status is HTTPStatus.INTERNAL_SERVER_ERROR and not isinstance(exc, StoreError):
-            logger.exception("%s %s failed", request.method, _printable(request.rel_url.raw_path))
-            message = "Internal Server Error"
-        else:
-            message = self._scrubbed(str(exc))
-            if status is HTTPStatus.INTERNAL_SERVER_ERROR:
-                logger.error("%s %s: %s", request.method, _printable(request.rel_url.raw_path), message)
-        return _text(status, message)
 
-    def _scrubbed(self, message: str) -> str:
-        """The message without the server's paths: a client learns nothing about the filesystem."""
-        for path in self._scrub:
+def _error(request: web.Request, exc: Exception, scrub: list[str]) -> web.Response:
+    status = status_for_error(exc)
+    if isinstance(exc, StoreNotOpen):
+        message = MUST_BE_OPEN
+    elif isinstance(exc, StoreAlreadyOpen):
+        message = MUST_NOT_BE_OPEN
+    elif isinstance(exc, IntegrityError):
+        message = HASH_MISMATCH
+    elif status is HTTPStatus.INTERNAL_SERVER_ERROR and not isinstance(exc, StoreError):
+        logger.exception("%s %s failed", request.method, _printable(request.rel_url.raw_path))
+        message = "Internal Server Error"
+    else:
+        message = str(exc)
+        for path in scrub:
             message = message.replace(path, "[store]")
-        return _ABSOLUTE_PATH.sub("[path]", message)
+        message = _ABSOLUTE_PATH.sub("[path]", message)
+        if status is HTTPStatus.INTERNAL_SERVER_ERROR:
+            logger.error("%s %s: %s", request.method, _printable(request.rel_url.raw_path), message)
+    return _text(status, message)
+
+
+class _StoreHandler:
+    """The operations on one backend: no HTTP checks here, those are the server's."""
+
+    def __init__(self, backend: Backend, *, max_body_size: int | None, body_timeout: float) -> None:
+        self.backend = backend
+        self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
+        self._gate = _Gate()
+        self._opening = asyncio.Lock()
+        self.scrub = [str(path) for path in (getattr(backend, "base", None),) if path]
+
+    async def close(self) -> None:
+        async with self._gate.exclusive():
+            if self.backend.opened:
+                await self.backend.close()
 
     # dispatch --------------------------------------------------------------------------------------------
 
-    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
-        raw_path = request.rel_url.raw_path
+    async def dispatch(self, request: web.Request, raw_path: str) -> web.StreamResponse:
+        """Run the operation ``request`` asks for on the item at ``raw_path`` (relative to this store)."""
         name = raw_path.strip("/")
         cmd = request.query.get("cmd")
         method = request.method

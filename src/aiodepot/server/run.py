@@ -9,16 +9,19 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from ..backends import backend_from_url
 from ..backends.base import Backend
 from ..permissions import resolve_permissions
 from .app import StoreServer
+from .auth import Authenticator, HtpasswdAuth
 
 __all__ = ["backend_for", "main", "serve"]
 
@@ -81,26 +84,66 @@ async def _bridge_stdio(runner: web.AppRunner) -> None:
     stdout_writer.close()
 
 
+class _EscapingAccessLogger(AbstractAccessLogger):
+    """One line per request; control characters escaped, credentials never logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        peer = request.remote or "unix"
+        line = f'{peer} "{request.method} {request.rel_url}" {response.status} {response.body_length} {time:.6f}'
+        agent = request.headers.get("User-Agent", "-")
+        self.logger.info("%s %s", line.encode("unicode_escape").decode(), agent.encode("unicode_escape").decode())
+
+
+def _tls_context(cert: str, key: str) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
+
+
 async def serve(
-    backend: Backend,
+    backend: Backend | None = None,
     *,
+    repos: Callable[[str], Backend] | None = None,
+    private_repos: bool = False,
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
+    unix_socket: str | None = None,
     username: str | None = None,
     password: str | None = None,
+    htpasswd: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
     socket_activation: bool = False,
     stdio: bool = False,
     max_body_size: int | None = None,
     idle_timeout: float = 75.0,
     request_timeout: float | None = None,
+    admin_port: int | None = None,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Serve ``backend`` until cancelled, SIGTERM/SIGINT, or (``stdio``) the end of stdin."""
+    """Serve ``backend`` (or ``repos``) until cancelled, SIGTERM/SIGINT, or (``stdio``) the end of stdin.
+
+    SIGHUP re-reads the htpasswd file.
+    """
+    authenticator: Authenticator | None = HtpasswdAuth(htpasswd) if htpasswd else None
+    if bool(tls_cert) != bool(tls_key):
+        raise ValueError("--tls-cert and --tls-key go together")
+    tls = _tls_context(tls_cert, tls_key) if tls_cert and tls_key else None
     server = StoreServer(
-        backend, username=username, password=password, max_body_size=max_body_size, request_timeout=request_timeout
+        backend,
+        repos=repos,
+        private_repos=private_repos,
+        username=username,
+        password=password,
+        authenticator=authenticator,
+        max_body_size=max_body_size,
+        request_timeout=request_timeout,
     )
-    runner = web.AppRunner(server.make_app(), access_log=None if stdio else logger, keepalive_timeout=idle_timeout)
+    access_log = {} if stdio else {"access_log": logger, "access_log_class": _EscapingAccessLogger}
+    runner = web.AppRunner(server.make_app(), keepalive_timeout=idle_timeout, **access_log)  # type: ignore[arg-type]
     await runner.setup()
+    admin: web.AppRunner | None = None
     try:
         if stdio:
             logger.info("serving on stdin/stdout")
@@ -109,23 +152,46 @@ async def serve(
             await _bridge_stdio(runner)
             return
         if socket_activation:
-            site: web.BaseSite = web.SockSite(runner, _activated_socket())
+            site: web.BaseSite = web.SockSite(runner, _activated_socket(), ssl_context=tls)
+        elif unix_socket:
+            site = web.UnixSite(runner, unix_socket, ssl_context=tls)
         else:
-            site = web.TCPSite(runner, host, port, reuse_address=True)
+            site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=tls)
         await site.start()
-        logger.info("serving %s on %s", type(backend).__name__, site.name)
+        logger.info("serving %s on %s", "repositories" if repos else type(backend).__name__, site.name)
+        if admin_port is not None:
+            admin = web.AppRunner(server.make_admin_app(), access_log=None)
+            await admin.setup()
+            admin_site = web.TCPSite(admin, host, admin_port, reuse_address=True, ssl_context=tls)
+            await admin_site.start()
+            logger.info("metrics and OpenAPI on %s", admin_site.name)
         if ready is not None:
             ready.set()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         with contextlib.ExitStack() as handlers:
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum, action in (
+                (signal.SIGTERM, stop.set),
+                (signal.SIGINT, stop.set),
+                (signal.SIGHUP, _reloader(authenticator)),
+            ):
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                    loop.add_signal_handler(signum, stop.set)
+                    loop.add_signal_handler(signum, action)
                     handlers.callback(loop.remove_signal_handler, signum)
             await stop.wait()
     finally:
+        if admin is not None:
+            await admin.cleanup()
         await runner.cleanup()
+
+
+def _reloader(authenticator: Authenticator | None) -> Callable[[], None]:
+    def reload() -> None:
+        if authenticator is not None:
+            logger.info("SIGHUP: reloading the users")
+            authenticator.reload()
+
+    return reload
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +200,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)")
-    parser.add_argument("--backend", required=True, help="store URL, e.g. file:///srv/depot (or FILE:relative/path)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--backend", help="store URL, e.g. file:///srv/depot (or FILE:relative/path)")
+    where.add_argument(
+        "--repos", help="serve many stores: /<name>/... is the store <URL>/<name>, e.g. file:///srv/repos"
+    )
+    parser.add_argument("--private-repos", action="store_true", help="with --repos: each user reaches only /<user>/")
+    parser.add_argument("--unix-socket", help="listen on this unix socket instead of TCP")
+    parser.add_argument("--htpasswd", help="an htpasswd file with bcrypt hashes (re-read on SIGHUP)")
+    parser.add_argument("--no-auth", action="store_true", help="allow serving TCP without authentication")
+    parser.add_argument("--tls-cert", help="TLS certificate (PEM); TLS 1.2 at least")
+    parser.add_argument("--tls-key", help="TLS private key (PEM)")
+    parser.add_argument("--append-only", action="store_true", help="no overwrite, no delete (permissions lrw)")
+    parser.add_argument("--admin-port", type=int, help="serve /metrics and /openapi.json on this port")
     parser.add_argument("--username", help="HTTP Basic username (with --password)")
     parser.add_argument("--password", help="HTTP Basic password (or AIODEPOT_SERVER_PASSWORD)")
     parser.add_argument("--permissions", help="a permission shortcut (e.g. borgbackup-no-delete) or a JSON object")
@@ -154,19 +232,46 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     password = args.password or os.environ.get("AIODEPOT_SERVER_PASSWORD")
     try:
-        backend = backend_for(args.backend, permissions=args.permissions, quota=args.quota)
+        permissions = args.permissions
+        if args.append_only:
+            if permissions is not None:
+                raise ValueError("--append-only and --permissions exclude each other")
+            permissions = '{"": "lrw"}'
+        backend = repos = None
+        if args.repos:
+            root = args.repos.rstrip("/")
+
+            def repos(name: str) -> Backend:
+                return backend_for(f"{root}/{name}", permissions=permissions, quota=args.quota)
+
+            backend_for(f"{root}/probe", permissions=permissions, quota=args.quota)  # a bad URL fails now
+        else:
+            backend = backend_for(args.backend, permissions=permissions, quota=args.quota)
+        tcp = not (args.stdio or args.socket_activation or args.unix_socket)
+        if tcp and not (args.username or args.htpasswd or args.no_auth):
+            raise ValueError(
+                "refusing to serve TCP without authentication: give --htpasswd or --username/--password, "
+                "or --no-auth to serve everyone who can connect"
+            )
         asyncio.run(
             serve(
                 backend,
+                repos=repos,
+                private_repos=args.private_repos,
                 host=args.host,
                 port=args.port,
+                unix_socket=args.unix_socket,
                 username=args.username,
                 password=password,
+                htpasswd=args.htpasswd,
+                tls_cert=args.tls_cert,
+                tls_key=args.tls_key,
                 socket_activation=args.socket_activation,
                 stdio=args.stdio,
                 max_body_size=args.max_body_size,
                 idle_timeout=args.idle_timeout,
                 request_timeout=args.request_timeout,
+                admin_port=args.admin_port,
             )
         )
     except (ValueError, RuntimeError, OSError) as exc:

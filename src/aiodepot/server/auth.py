@@ -1,0 +1,122 @@
+"""Who may use the server: one fixed user, or the users of an htpasswd file (bcrypt)."""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+
+__all__ = ["Authenticator", "HtpasswdAuth", "PasswordAuth", "parse_basic"]
+
+logger = logging.getLogger("aiodepot.server")
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    """``(username, password)`` from an ``Authorization: Basic …`` header, or None if it is not one."""
+    if not header:
+        return None
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep else None
+
+
+class Authenticator(abc.ABC):
+    """Decides whether a request's credentials are good; knows nothing else of the request."""
+
+    @abc.abstractmethod
+    async def authenticate(self, header: str | None) -> str | None:
+        """The user name for a good ``Authorization`` header, else None."""
+
+    def reload(self) -> None:  # noqa: B027 - most authenticators have nothing to reload
+        """Re-read the credentials (on SIGHUP)."""
+
+
+class PasswordAuth(Authenticator):
+    """One user and password, compared in constant time."""
+
+    def __init__(self, username: str, password: str) -> None:
+        if not username or not password:
+            raise ValueError("a username and a password are both needed")
+        self._username = username.encode()
+        self._password = password.encode()
+
+    async def authenticate(self, header: str | None) -> str | None:
+        """Check the header against the one user."""
+        credentials = parse_basic(header)
+        if credentials is None:
+            return None
+        user_ok = secrets.compare_digest(credentials[0].encode(), self._username)
+        password_ok = secrets.compare_digest(credentials[1].encode(), self._password)
+        return credentials[0] if user_ok and password_ok else None
+
+
+class HtpasswdAuth(Authenticator):
+    """The users of an htpasswd file with bcrypt hashes (``htpasswd -B``), re-read by :meth:`reload`.
+
+    bcrypt is slow on purpose, so a check runs in a thread, and a successful one is remembered (as a keyed
+    hash of the password, never the password) until the file is reloaded.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._hashes: dict[str, bytes] = {}
+        self._verified: dict[str, bytes] = {}
+        self._key = secrets.token_bytes(32)
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the file; a file that cannot be read keeps the users loaded before."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            if not self._hashes:
+                raise ValueError(f"cannot read the htpasswd file: {exc.strerror}") from None
+            logger.error("keeping the old users: cannot read the htpasswd file: %s", exc.strerror)
+            return
+        hashes: dict[str, bytes] = {}
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            user, sep, hashed = line.partition(":")
+            if not sep or not hashed.startswith(("$2y$", "$2b$", "$2a$")):
+                logger.warning("htpasswd line %d: not a user with a bcrypt hash, ignored", number)
+                continue
+            hashes[user] = hashed.encode()
+        self._hashes = hashes
+        self._verified = {}
+        logger.info("loaded %d users from the htpasswd file", len(hashes))
+
+    async def authenticate(self, header: str | None) -> str | None:
+        """Check the header against the file's users."""
+        credentials = parse_basic(header)
+        if credentials is None:
+            return None
+        user, password = credentials
+        hashed = self._hashes.get(user)
+        if hashed is None:
+            return None
+        token = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
+        known = self._verified.get(user)
+        if known is not None:
+            return user if secrets.compare_digest(known, token) else None
+        import bcrypt
+
+        if not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
+            return None
+        if self._hashes.get(user) is hashed:  # not reloaded meanwhile
+            self._verified[user] = token
+        return user
