@@ -27,6 +27,8 @@ __all__ = ["Backend", "Capabilities", "backend_from_url", "register_backend", "r
 _BUILTIN: dict[str, tuple[str, str | None]] = {
     "file": ("aiodepot.backends.posixfs:PosixFSBackend", None),
     "memory": ("aiodepot.backends.memory:MemoryBackend", None),
+    "s3": ("aiodepot.backends.s3:S3Backend", "s3"),
+    "b2": ("aiodepot.backends.s3:S3Backend", "s3"),
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
     "https": ("aiodepot.backends.rest:RestBackend", "rest"),
     "rest": ("aiodepot.backends.rest:RestBackend", "rest"),

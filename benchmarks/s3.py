@@ -1,0 +1,245 @@
+"""S3 on a local moto server: many small values and one big one, aiodepot vs obstore, boto3 and borgstore.
+
+Every contender talks to the same ``python -m moto.server`` on loopback, each in a bucket of its own:
+
+- aiodepot: ``store_many``/``load_many`` (32 in flight); the big value as a multipart upload of 8 MiB parts
+  (8 in flight) and a load of parallel 8 MiB ranges (32 in flight);
+- obstore: the same concurrency (a semaphore around ``put_async``/``get_async``; ``put_async`` with 8 MiB
+  parts, 8 in flight; ``get_range_async`` over 8 MiB ranges, 32 in flight), SHA-256 checksums as aiodepot;
+- boto3: one call after the other (``put_object``/``get_object``; the big value as one PUT and one GET);
+- borgstore: its S3 backend (boto3), one call after the other.
+
+moto is a Python server that closes every connection after one response, so it bounds everybody's
+throughput; the figures compare the clients' overheads under that bound, not S3's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiodepot import Store
+
+from .common import Row, names, timed
+
+MiB = 1024 * 1024
+CONCURRENCY = 32
+PART = 8 * MiB
+UPLOAD_CONCURRENCY = 8
+CONFIG = {"data/": {"levels": [0]}}
+
+
+async def _timed_async(make: Callable[[], Awaitable[object]]) -> float:
+    started = time.perf_counter()
+    await make()
+    return time.perf_counter() - started
+
+
+def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, float]:
+    value = os.urandom(size)
+    items = names(count)
+
+    async def run() -> dict[str, float]:
+        store = Store(
+            server.url(_bucket(), "aiodepot"),
+            config=CONFIG,
+            max_concurrency=CONCURRENCY,
+            backend_options={
+                "create_bucket": True,
+                "max_concurrency": CONCURRENCY,
+                "part_size": PART,
+                "multipart_concurrency": UPLOAD_CONCURRENCY,
+            },
+        )
+        await store.create()
+        async with store:
+            times = {
+                "store": await _timed_async(lambda: store.store_many((name, value) for name in items)),
+                "load": await _timed_async(lambda: store.load_many(items)),
+                "store big": await _timed_async(lambda: store.store("data/big", big)),
+            }
+            started = time.perf_counter()
+            loaded = await store.load("data/big")
+            times["load big"] = time.perf_counter() - started
+            assert loaded == big
+        await store.destroy()
+        return times
+
+    return asyncio.run(run())
+
+
+def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, float] | None:
+    try:
+        import obstore
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    bucket = _bucket()
+    _boto3_client(server).create_bucket(Bucket=bucket)
+    store = S3Store(
+        bucket,
+        endpoint=server.endpoint_url,
+        access_key_id=server.access_key,
+        secret_access_key=server.secret_key,
+        region="us-east-1",
+        virtual_hosted_style_request=False,
+        checksum_algorithm="sha256",
+        client_options={"allow_http": True},
+    )
+    value = os.urandom(size)
+    keys = names(count)
+
+    async def run() -> dict[str, float]:
+        limit = asyncio.Semaphore(CONCURRENCY)
+
+        async def put(key: str) -> None:
+            async with limit:
+                await obstore.put_async(store, key, value)
+
+        async def get(key: str) -> bytes:
+            async with limit:
+                result = await obstore.get_async(store, key)
+                return bytes(await result.bytes_async())
+
+        async def get_range(start: int) -> bytes:
+            async with limit:
+                return bytes(await obstore.get_range_async(store, "data/big", start=start, length=PART))
+
+        times = {
+            "store": await _timed_async(lambda: asyncio.gather(*(put(key) for key in keys))),
+            "load": await _timed_async(lambda: asyncio.gather(*(get(key) for key in keys))),
+            "store big": await _timed_async(
+                lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY)
+            ),
+        }
+        started = time.perf_counter()
+        parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
+        times["load big"] = time.perf_counter() - started
+        assert b"".join(parts) == big
+        return times
+
+    times = asyncio.run(run())
+    _empty_bucket(server, bucket)
+    return times
+
+
+def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, float]:
+    client = _boto3_client(server)
+    bucket = _bucket()
+    client.create_bucket(Bucket=bucket)
+    value = os.urandom(size)
+    keys = names(count)
+
+    def write() -> None:
+        for key in keys:
+            client.put_object(Bucket=bucket, Key=key, Body=value)
+
+    def read() -> None:
+        for key in keys:
+            client.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def write_big() -> None:
+        client.put_object(Bucket=bucket, Key="data/big", Body=big)
+
+    def read_big() -> None:
+        assert client.get_object(Bucket=bucket, Key="data/big")["Body"].read() == big
+
+    times = {"store": timed(write), "load": timed(read), "store big": timed(write_big), "load big": timed(read_big)}
+    _empty_bucket(server, bucket)
+    return times
+
+
+def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, float] | None:
+    try:
+        from borgstore.store import Store as BorgStore
+    except ImportError:
+        return None
+    bucket = _bucket()
+    _boto3_client(server).create_bucket(Bucket=bucket)
+    store = BorgStore(url=server.url(bucket, "borgstore"), config=CONFIG)
+    store.create()
+    value = os.urandom(size)
+    items = names(count)
+    with store:
+
+        def write() -> None:
+            for name in items:
+                store.store(name, value)
+
+        def read() -> None:
+            for name in items:
+                store.load(name)
+
+        def read_big() -> None:
+            assert store.load("data/big") == big
+
+        times = {
+            "store": timed(write),
+            "load": timed(read),
+            "store big": timed(lambda: store.store("data/big", big)),
+            "load big": timed(read_big),
+        }
+    store.destroy()
+    return times
+
+
+def _bucket() -> str:
+    return f"bench-{uuid.uuid4().hex[:16]}"
+
+
+def _boto3_client(server: Any) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=server.endpoint_url,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
+        region_name="us-east-1",
+    )
+
+
+def _empty_bucket(server: Any, bucket: str) -> None:
+    """Delete what a contender left, so the server's memory holds one contender's data at a time."""
+    client = _boto3_client(server)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        keys = [{"Key": entry["Key"]} for entry in page.get("Contents", [])]
+        if keys:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
+    """Run the scenario: one row per contender and operation."""
+    from tests.servers.moto import start_moto_server
+
+    big = os.urandom(big_mib * MiB)
+    server = start_moto_server()
+    try:
+        results: dict[str, dict[str, float]] = {"aiodepot": aiodepot_run(server, count, size, big)}
+        for label, contender in (
+            ("obstore", obstore_run),
+            ("boto3 seq", boto3_sequential),
+            ("borgstore seq", borgstore_sequential),
+        ):
+            times = contender(server, count, size, big)
+            if times is not None:
+                results[label] = times
+    finally:
+        server.stop()
+    small = f"s3 moto {count} x {size // 1024} KiB"
+    large = f"s3 moto 1 x {big_mib} MiB"
+    rows = [
+        Row(small, op, contender, times[op], f"{count / times[op]:,.0f} items/s")
+        for op in ("store", "load")
+        for contender, times in results.items()
+    ]
+    rows += [
+        Row(large, op.removesuffix(" big"), contender, times[op], f"{big_mib / times[op]:,.0f} MiB/s")
+        for op in ("store big", "load big")
+        for contender, times in results.items()
+    ]
+    return rows
