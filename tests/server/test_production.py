@@ -256,3 +256,35 @@ def test_access_log_escapes_control_characters(caplog: pytest.LogCaptureFixture)
     assert "\x1b" not in line
     assert "\\r\\n" in line
     assert "c2VjcmV0" not in line
+
+
+class SlowBackend(MemoryBackend):
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        await __import__("asyncio").sleep(5)
+        return b""
+
+
+async def test_request_timeout() -> None:
+    with ThreadedServer(SlowBackend(uuid.uuid4().hex), request_timeout=0.3) as server:
+        async with aiohttp.ClientSession(headers={"Accept": ACCEPT}) as session:
+            async with session.post(server.url + "/?cmd=create") as response:
+                assert response.status == 200
+            started = time.monotonic()
+            async with session.get(server.url + "/item") as response:
+                assert response.status == 503
+            assert time.monotonic() - started < 3
+
+
+def test_idle_connections_are_closed(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "aiodepot.server", "--backend", (tmp_path / "s").as_uri(), "--port", str(port)]
+    process = start_process([*command, "--no-auth", "--idle-timeout", "0.5"])
+    try:
+        wait_for_port(port, process=process)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST /?cmd=quota HTTP/1.1\r\nHost: x\r\nAccept: {ACCEPT}\r\n\r\n".encode())
+            assert sock.recv(65536).startswith(b"HTTP/1.1")
+            time.sleep(1.5)
+            assert sock.recv(65536) == b""  # the server hung up on the idle keep-alive connection
+    finally:
+        stop_process(process)
