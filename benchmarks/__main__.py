@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import big_file, emulated_latency, posixfs_small, rest, s3, server_load, sync_overhead
+from . import big_file, emulated_latency, posixfs_small, rest, s3, server_load, sftp, sync_overhead
 from .common import Row
 
 SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, int]]] = {
@@ -27,6 +27,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "emulated_latency": (emulated_latency.run, {"count": 1000}, {"count": 100}),
     "big_file": (big_file.run, {"size_mib": 512}, {"size_mib": 64}),
     "sync_overhead": (sync_overhead.run, {"calls": 5000}, {"calls": 500}),
+    "sftp": (sftp.run, {"count": 1000}, {"count": 100}),
     "rest": (rest.run, {"count": 2000}, {"count": 200}),
     "server_load": (server_load.run, {"clients": 32, "operations": 500}, {"clients": 8, "operations": 50}),
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),

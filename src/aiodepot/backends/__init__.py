@@ -27,6 +27,7 @@ __all__ = ["Backend", "Capabilities", "backend_from_url", "register_backend", "r
 _BUILTIN: dict[str, tuple[str, str | None]] = {
     "file": ("aiodepot.backends.posixfs:PosixFSBackend", None),
     "memory": ("aiodepot.backends.memory:MemoryBackend", None),
+    "sftp": ("aiodepot.backends.sftp:SftpBackend", "sftp"),
     "s3": ("aiodepot.backends.s3:S3Backend", "s3"),
     "b2": ("aiodepot.backends.s3:S3Backend", "s3"),
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
