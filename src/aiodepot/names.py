@@ -12,7 +12,10 @@ directory listing yields keys directly and a sorted listing is in key order.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
+import secrets
 
 from .errors import InvalidName
 
@@ -25,6 +28,7 @@ __all__ = [
     "TMP_SUFFIX",
     "nest",
     "split_key",
+    "temp_name",
     "unnest",
     "validate_backend_name",
     "validate_name",
@@ -160,3 +164,22 @@ def unnest(name: str, namespace: str, *, remove_suffix: str | None = None) -> st
     if remove_suffix:
         key = key.removesuffix(remove_suffix)
     return namespace + key
+
+
+# Temp names only need to be unique among concurrent writers (an exclusive create catches the rest): a random
+# tag per process plus a counter, instead of a getrandom() call per stored value.
+_temp_tag = secrets.token_hex(4)
+_temp_counter = itertools.count()
+
+
+def _new_temp_names_after_fork() -> None:
+    global _temp_tag, _temp_counter
+    _temp_tag, _temp_counter = secrets.token_hex(4), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_temp_names_after_fork)
+
+
+def temp_name(path: str) -> str:
+    """A fresh name beside ``path`` for a value being written: ``<path>.<tag>-<n>.tmp``, never listed."""
+    return f"{path}.{_temp_tag}-{next(_temp_counter):x}{TMP_SUFFIX}"

@@ -14,7 +14,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import itertools
 import os
 import secrets
 import shutil
@@ -41,7 +40,7 @@ from ..errors import (
 )
 from ..hashing import check_algorithm, file_digest
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
-from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
+from ..names import HID_SUFFIX, TMP_SUFFIX, temp_name, validate_backend_name
 from .base import Backend, Capabilities, pwrite_all
 
 __all__ = ["PosixFSBackend"]
@@ -53,20 +52,6 @@ QUOTA_FILE = "quota" + HID_SUFFIX
 QUOTA_PERSIST_DELTA = 10 * 1000 * 1000  # persist the usage once it moved by 10 MB ...
 QUOTA_PERSIST_INTERVAL = 300.0  # ... or every 5 minutes
 _NOT_FOUND = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
-
-
-# Temp names only need to be unique among concurrent writers (O_EXCL catches the rest): a random tag per
-# process plus a counter, instead of a getrandom() call per stored value.
-_TEMP_TAG = secrets.token_hex(4)
-_temp_counter = itertools.count()
-
-
-def _reset_temp_names_after_fork() -> None:
-    global _TEMP_TAG, _temp_counter
-    _TEMP_TAG, _temp_counter = secrets.token_hex(4), itertools.count()
-
-
-os.register_at_fork(after_in_child=_reset_temp_names_after_fork)
 
 
 def _raise_translated(exc: OSError, name: str) -> NoReturn:
@@ -296,7 +281,7 @@ class PosixFSBackend(Backend):
     def _write_temp(self, path: str, fill: Callable[[int], object]) -> str:
         """Create a temp file beside ``path`` (and missing directories), let ``fill(fd)`` write it; return
         the temp file's path. With ``fsync`` the data is on disk before this returns."""
-        tmp = f"{path}.{_TEMP_TAG}-{next(_temp_counter):x}{TMP_SUFFIX}"
+        tmp = temp_name(path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o666)

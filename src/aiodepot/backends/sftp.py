@@ -20,13 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import itertools
 import logging
 import os
 import posixpath
 import random
 import re
-import secrets
 import shlex
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -50,7 +48,7 @@ from ..errors import (
     StoreNotOpen,
 )
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import TMP_SUFFIX, validate_backend_name
+from ..names import temp_name, validate_backend_name
 from .base import Backend, Capabilities
 
 __all__ = ["SftpBackend"]
@@ -130,18 +128,6 @@ _URL = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
-
-_TEMP_TAG = secrets.token_hex(3)
-_temp_counter = itertools.count()
-
-
-def _reset_temp_names_after_fork() -> None:
-    global _TEMP_TAG, _temp_counter
-    _TEMP_TAG, _temp_counter = secrets.token_hex(3), itertools.count()
-
-
-os.register_at_fork(after_in_child=_reset_temp_names_after_fork)
-
 
 # errors ----------------------------------------------------------------------------------------------------
 
@@ -558,7 +544,7 @@ class SftpBackend(Backend):
         return self._prefix + name
 
     def _temp_path(self, path: str) -> str:
-        return f"{path}.{_TEMP_TAG}{next(_temp_counter):06x}{TMP_SUFFIX}"
+        return temp_name(path)
 
     async def _is_dir(self, sftp: asyncssh.SFTPClient, path: str) -> bool:
         try:
