@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -97,3 +98,65 @@ def test_error_tree() -> None:
     for name in aiodepot.errors.__all__:
         assert issubclass(getattr(aiodepot.errors, name), aiodepot.StoreError)
     assert str(aiodepot.ObjectNotFound("data/x")) == "data/x"  # not KeyError's quoted repr
+
+
+class RangedMemory(MemoryBackend):
+    """A memory backend that claims parallel range loads pay off, and counts its loads."""
+
+    capabilities = MemoryBackend.capabilities.replace(parallel_ranges=True, part_size=1000)
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.loads: list[tuple[int, int | None]] = []
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        self.loads.append((offset, size))
+        return await super().load(name, offset=offset, size=size)
+
+
+async def test_big_loads_go_as_parallel_ranges() -> None:
+    backend = RangedMemory(uuid.uuid4().hex)
+    store = Store(backend=backend, max_bytes_in_flight=2500)
+    payload = bytes(range(256)) * 40  # 10240 bytes: 11 ranges of 1000
+    await store.create()
+    async with store:
+        await store.store("big", payload)
+        backend.loads.clear()
+        assert await store.load("big") == payload
+        assert sorted(backend.loads) == [(start, 1000) for start in range(0, 10000, 1000)] + [(10000, 240)]
+        assert store.budget.in_flight == 0
+        backend.loads.clear()
+        assert await store.load("big", offset=500, size=3000) == payload[500:3500]
+        assert sorted(backend.loads) == [(500, 1000), (1500, 1000), (2500, 1000)]
+        await store.store("small", b"tiny")
+        backend.loads.clear()
+        assert await store.load("small") == b"tiny"
+        assert backend.loads == [(0, 1000)]  # one request, as a plain load
+        assert await store.load("big", offset=-10) == payload[-10:]  # from the end: one plain request
+        assert await store.load("big", offset=10_000, size=5000) == payload[10_000:]  # short at the end
+    await store.destroy()
+
+
+class ChangingMemory(RangedMemory):
+    """Replaces the value once, between the probe and the other parts of a ranged load."""
+
+    replacement: bytes | None = None
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        if offset > 0 and self.replacement is not None:
+            replacement, self.replacement = self.replacement, None
+            await self.store(name, replacement)
+        return await super().load(name, offset=offset, size=size)
+
+
+async def test_a_value_replaced_during_a_ranged_load_is_loaded_again() -> None:
+    backend = ChangingMemory(uuid.uuid4().hex)
+    store = Store(backend=backend)
+    old, new = b"o" * 5000, b"n" * 6000
+    await store.create()
+    async with store:
+        await store.store("big", old)
+        await asyncio.sleep(0.01)  # a later mtime for the replacement
+        backend.replacement = new
+        assert await store.load("big") == new  # never a mix of the two
+    await store.destroy()

@@ -22,6 +22,7 @@ import builtins
 import contextlib
 import heapq
 import itertools
+import logging
 import os
 import secrets
 import time
@@ -33,7 +34,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 from . import hashing
 from .backends import backend_from_url
 from .backends.base import Backend
-from .errors import InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
@@ -47,6 +48,9 @@ DEFAULT_CONFIG: Mapping[str, Mapping[str, Any]] = {ROOTNS: {"levels": [0]}}
 """Used when no config is given: one flat namespace for the whole store."""
 
 MAX_LEVELS = 4
+RANGED_LOAD_TRIES = 3
+"""How often a big ranged load starts over when the value changes under it."""
+logger = logging.getLogger(__name__)
 _CONFIG_KEYS = frozenset({"levels"})
 
 
@@ -310,15 +314,27 @@ class Store:
     async def _load_ranges(self, nested: str, offset: int, size: int | None, part: int) -> bytes:
         """Load a big value as parallel ``part``-sized ranges into one buffer.
 
-        The first range doubles as a probe: a value that fits in it costs one request, as a plain load.
+        The first range doubles as a probe: a value that fits in it costs one request, as a plain load. The
+        parts are separate requests, so the value's size and mtime are read before and after them; if the
+        value was replaced meanwhile, the load starts over (a few times, then it gives up).
         """
-        async with self.budget.reserve(part):
-            first = await self._call("load", self.backend.load(nested, offset=offset, size=part), len)
-        if len(first) < part:
-            return first
-        end = (await self._call(None, self.backend.info(nested))).size if size is None else offset + size
-        if end <= offset + part:
-            return first
+        for _ in range(RANGED_LOAD_TRIES):
+            async with self.budget.reserve(part):
+                first = await self._call("load", self.backend.load(nested, offset=offset, size=part), len)
+            if len(first) < part:
+                return first
+            before = await self._call(None, self.backend.info(nested))
+            end = before.size if size is None else offset + size
+            if end <= offset + part:
+                return first
+            data = await self._load_rest(nested, offset, end, part, first)
+            after = await self._call(None, self.backend.info(nested))
+            if (after.size, after.mtime) == (before.size, before.mtime):
+                return data
+            logger.warning("%s changed while it was loaded in parts; loading it again", nested)
+        raise BackendError(f"{nested} kept changing while it was loaded in parts")
+
+    async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
         buffer = bytearray(end - offset)
         buffer[:part] = first
         spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
