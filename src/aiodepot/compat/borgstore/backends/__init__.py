@@ -1,0 +1,1 @@
+"""borgstore-shaped synchronous backends, each a thin wrapper around an async aiodepot backend."""

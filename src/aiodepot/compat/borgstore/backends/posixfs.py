@@ -1,0 +1,57 @@
+"""borgstore's ``PosixFS`` backend on [`aiodepot.backends.posixfs`][aiodepot.backends.posixfs] (same on-disk layout)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from ....backends.posixfs import PosixFSBackend
+from ....permissions import Permissions
+from .._portal import construct
+from ._base import AiodepotBackend
+
+__all__ = ["PosixFS", "get_file_backend"]
+
+_FILE_URL = re.compile(r"file://(?P<path>/.*)")
+
+
+def get_file_backend(url: str, permissions: Any = None, quota: int | None = None) -> PosixFS | None:
+    """``file:///absolute/path`` → a PosixFS; other URLs (also ``file://host/…``) → None."""
+    match = _FILE_URL.match(url)
+    if match is None:
+        return None
+    return PosixFS(unquote(match["path"]), permissions=permissions, quota=quota)
+
+
+class PosixFS(AiodepotBackend):
+    """Items as files below the absolute directory ``path``.
+
+    Args:
+        path: the base directory (created with its parents by ``create()``).
+        do_fsync: fsync files and directories (slow, survives power loss).
+        permissions: a permission map ``{"prefix": "lrwWD"}`` (None: everything allowed).
+        quota: a byte limit for the store (None: unlimited).
+    """
+
+    precreate_dirs: bool = False
+
+    def __init__(
+        self, path: Any, *, do_fsync: bool = False, permissions: dict[str, str] | None = None, quota: int | None = None
+    ) -> None:
+        self.base_path = Path(path)
+        self.do_fsync = do_fsync
+        self.quota_limit = quota
+        super().__init__(
+            construct(PosixFSBackend, str(path), fsync=do_fsync, permissions=permissions or None, quota=quota)
+        )
+
+    @property
+    def permissions(self) -> dict[str, str]:
+        """The permission map in force (empty: everything allowed); assigning a new map takes effect at once."""
+        return self.async_backend.permissions.mapping or {}
+
+    @permissions.setter
+    def permissions(self, value: dict[str, str] | None) -> None:
+        self.async_backend.permissions = construct(Permissions, value or None)

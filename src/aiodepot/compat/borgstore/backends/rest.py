@@ -1,0 +1,106 @@
+"""borgstore's ``REST`` client backend on aiodepot's [`aiodepot.backends.rest`][aiodepot.backends.rest]."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from .._portal import construct
+from ._base import AiodepotBackend
+from ._lazy import backend_class
+
+__all__ = ["REST", "get_rest_backend"]
+
+DEFAULT_RECONNECT_TRIES = 3
+DEFAULT_RECONNECT_WAIT = 5.0
+
+_HTTP_URL = re.compile(
+    r"(?P<scheme>https?)://((?P<username>[^:]+):(?P<password>[^@]+)@)?(?P<host>[^:/]+)(:(?P<port>\d+))?(?P<path>/[^?#]*)?"
+)
+
+
+def get_rest_backend(base_url: str) -> REST | None:
+    """``http[s]://[user:pass@]host[:port][/path]`` or ``rest://[user@]host[:port]/path`` → a REST; else None."""
+    if not base_url.startswith(("http:", "https:", "rest:")):
+        return None
+    match = _HTTP_URL.match(base_url)
+    if match is not None:
+        url = f"{match['scheme']}://{match['host']}" + (f":{match['port']}" if match["port"] else "")
+        url += match["path"] or ""
+        username: str | None
+        password: str | None
+        if match["username"] and match["password"]:
+            username, password = unquote(match["username"]), unquote(match["password"])
+        else:
+            username = os.environ.get("BORGSTORE_REST_USERNAME")
+            password = os.environ.get("BORGSTORE_REST_PASSWORD")
+        return REST(url, username=username, password=password)
+    if base_url.startswith("rest:"):
+        rest_type = backend_class("rest", "RestBackend", "rest")
+        async_backend = construct(rest_type.from_url, base_url, server_command="borgstore-server-rest")
+        return REST._wrap(async_backend, base_url="http://stdio-backend", command=async_backend.command)
+    return None
+
+
+class REST(AiodepotBackend):
+    """A client of a borgstore REST v1 server (``borgstore-server-rest`` or ``aiodepot serve``).
+
+    Args:
+        base_url: the server URL (``http://stdio-backend`` together with ``command``).
+        username: HTTP basic auth user.
+        password: HTTP basic auth password.
+        headers: extra request headers (not supported: must be empty).
+        timeout: seconds per request (None: 60).
+        command: run this server command and talk to it over stdin/stdout instead of HTTP.
+        reconnect_tries: how often to retry after the connection was lost.
+        reconnect_wait: seconds between attempts.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: int | None = 30,
+        command: Sequence[str] | None = None,
+        reconnect_tries: int = DEFAULT_RECONNECT_TRIES,
+        reconnect_wait: float = DEFAULT_RECONNECT_WAIT,
+    ) -> None:
+        if headers:
+            raise NotImplementedError("aiodepot's REST backend does not send extra headers (headers=...)")
+        rest_type = backend_class("rest", "RestBackend", "rest")
+        options: dict[str, Any] = {
+            "timeout": float(timeout) if timeout is not None else 60.0,
+            "reconnect_tries": reconnect_tries,
+            "reconnect_wait": reconnect_wait,
+        }
+        if command is not None:
+            async_backend = construct(rest_type, command=list(command), **options)
+        else:
+            async_backend = construct(rest_type, base_url, username=username, password=password, **options)
+        self.base_url = base_url.rstrip("/")
+        self.command = list(command) if command is not None else None
+        self.auth = _basic_auth(username, password)
+        super().__init__(async_backend)
+
+    @classmethod
+    def _wrap(cls, async_backend: Any, *, base_url: str, command: Any) -> REST:
+        self = cls.__new__(cls)
+        self.base_url, self.command, self.auth = base_url, command, None
+        AiodepotBackend.__init__(self, async_backend)
+        return self
+
+
+def _basic_auth(username: str | None, password: str | None) -> Any:
+    """The credentials as borgstore exposes them (``requests``' HTTPBasicAuth, for raw requests), or None."""
+    if not (username and password):
+        return None
+    try:
+        from requests.auth import HTTPBasicAuth
+    except ImportError:  # requests is not needed by aiodepot; a tuple works with it too
+        return (username, password)
+    return HTTPBasicAuth(username, password)

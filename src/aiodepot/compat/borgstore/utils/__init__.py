@@ -1,0 +1,1 @@
+"""Helpers of the borgstore API: key nesting and hashing."""
