@@ -1,21 +1,60 @@
-"""The ``aiodepot`` command line."""
+"""The ``aiodepot`` command line.
+
+Commands live in one module per family: ``items`` (create, cat, get, put, rm, undelete, mv),
+``inspect`` (ls, info, hash, du/stats), ``transfer`` (cp, sync), ``bench``, ``demo`` and ``serve``;
+``common`` holds what they share (store options, errors and exit codes). Errors are reported as one
+line on stderr, never as a traceback: see [`aiodepot.cli.common`][aiodepot.cli.common] for the exit codes.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from .. import __version__
+from ..errors import StoreError
+from .bench import bench
+from .common import EXIT_INTERRUPTED, EXIT_PIPE, is_broken_pipe, silence_stdout, translate_error
 from .demo import demo
+from .inspect import du, hash_, info, ls
+from .items import cat, create, get, mv, put, rm, undelete
 from .serve import serve
+from .transfer import cp, sync
 
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The command group: turns errors into one-line messages and exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they were added: by family, not alphabetically
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+        except (StoreError, OSError) as exc:
+            if is_broken_pipe(exc):
+                silence_stdout()
+                raise click.exceptions.Exit(EXIT_PIPE) from None
+            raise translate_error(exc) from exc
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aiodepot")
 def main() -> None:
-    """aiodepot: an asyncio-native key/value store."""
+    """aiodepot: an asyncio-native key/value store.
+
+    Store commands take a store URL (file:///srv/depot, memory://name, sftp://host/path, s3:…, or a
+    local path), then item names or namespaces as further arguments: aiodepot cat URL data/0123abcd.
+    """
 
 
-main.add_command(demo)
-main.add_command(serve)
+for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):
+    main.add_command(_command)
+main.add_command(du, "stats")
+for _command in (create, bench, demo, serve):
+    main.add_command(_command)

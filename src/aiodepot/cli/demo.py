@@ -88,7 +88,7 @@ async def _run_demo(url: str, count: int, size: int, concurrency: int | None, co
     console.print(f"verified: all {count} values read back intact, listing sorted, concurrency {store.max_concurrency}")
 
 
-@click.command()
+@click.command(short_help="Store and load thousands of objects on a local store, with figures.")
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-n", "--count", default=5000, show_default=True, help="Number of objects.")
 @click.option("-s", "--size", default=4096, show_default=True, help="Size of each object in bytes.")

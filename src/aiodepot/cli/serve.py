@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import click
 
-from ..server import run
-
 __all__ = ["serve"]
 
 
@@ -19,4 +17,6 @@ def serve(ctx: click.Context, backend_url: str) -> None:
     --permissions, --quota, --socket-activation, --stdio, --max-body-size, --idle-timeout,
     --request-timeout, --log-level.
     """
+    from ..server import run  # aiohttp loads only for this command, not for every aiodepot command
+
     run.main(["--backend", backend_url, *ctx.args])
