@@ -148,6 +148,13 @@ class Portal:
         # (concurrent.futures.TimeoutError is the builtin TimeoutError since Python 3.11).
         return future.result()
 
+    def spawn(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Start ``func()`` on the portal's loop without waiting for it (safe from any thread)."""
+        loop = self._loop
+        if loop is None or not self.running:
+            return
+        loop.call_soon_threadsafe(lambda: loop.create_task(func()))
+
     def stop(self) -> None:
         """Stop the loop and join its thread (it starts again on next use)."""
         with self._lock:
@@ -597,8 +604,12 @@ class _BatchIterator(Iterator[ItemInfo]):
             self._owner._run(aclose)
 
     def __del__(self) -> None:
-        if self._source is not None:
+        # Never block in a finalizer: it may run in any thread, even one the portal is starting and
+        # waiting for. Only schedule the close on the portal's loop.
+        source, self._source = self._source, None
+        aclose = getattr(source, "aclose", None)
+        if aclose is not None and self._owner.portal.running:
             try:
-                self.close()
+                self._owner.portal.spawn(aclose)
             except Exception:  # pragma: no cover - interpreter shutdown
                 pass
