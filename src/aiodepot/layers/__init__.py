@@ -1,0 +1,13 @@
+"""Layers: backends that wrap other backends and change one thing about them.
+
+See [`Layer`][aiodepot.layers.base.Layer]; layers compose, e.g.
+``Store(backend=ReadOnly(Prefix(MemoryBackend("x"), "tenant1")))``.
+"""
+
+from __future__ import annotations
+
+from .base import Layer
+from .transforms import Compress, Hmac
+from .views import Prefix, ReadOnly, WriteOnly
+
+__all__ = ["Compress", "Hmac", "Layer", "Prefix", "ReadOnly", "WriteOnly"]

@@ -1,0 +1,166 @@
+"""The layer base class: a [`Backend`][aiodepot.backends.base.Backend] that wraps another one.
+
+A [`Layer`][aiodepot.layers.base.Layer] forwards every method of the backend contract to ``self.inner``
+unchanged, so a subclass overrides only what it changes. Because a layer is itself a backend, layers
+compose: ``Store(backend=ReadOnly(Prefix(MemoryBackend("x"), "tenant1")))``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from typing import Any, Self
+
+from ..backends.base import Backend, Capabilities
+from ..errors import BackendURLInvalid
+from ..items import ItemInfo, Source, StoreValue
+
+__all__ = ["Layer"]
+
+
+class Layer(Backend):
+    """A backend that forwards everything to the backend it wraps.
+
+    Args:
+        inner: the wrapped backend (which may itself be a layer). The layer opens and closes it.
+
+    ``capabilities`` are the inner backend's (a subclass that changes what the data looks like adjusts
+    them); ``opened`` follows the layer's own ``open``/``close``. Permissions are enforced by the inner
+    backend: the layer's own permission map is empty.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__()
+        if not isinstance(inner, Backend):
+            raise TypeError(f"a layer wraps a Backend, not {type(inner).__name__}")
+        self.inner = inner
+        # per instance: the inner backend's, possibly adjusted by the subclass (and replaceable by users)
+        object.__setattr__(self, "capabilities", self._capabilities(inner.capabilities))
+
+    def _capabilities(self, inner: Capabilities) -> Capabilities:
+        """The layer's capabilities, given the inner backend's; a subclass turns off what it loses."""
+        return inner
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """Layers are not opened from URLs: wrap a backend instead."""
+        raise BackendURLInvalid(f"{cls.__name__} is a layer: wrap a backend instead of opening {url!r}")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {'open' if self.opened else 'closed'} over {self.inner!r}>"
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def create(self) -> None:
+        """Create the inner storage."""
+        self._require_closed()
+        await self.inner.create()
+
+    async def destroy(self) -> None:
+        """Destroy the inner storage."""
+        self._require_closed()
+        await self.inner.destroy()
+
+    async def open(self) -> None:
+        """Open the inner backend."""
+        self._require_closed()
+        await self.inner.open()
+        self.opened = True
+
+    async def close(self) -> None:
+        """Close the inner backend."""
+        self._require_open()
+        self.opened = False
+        await self.inner.close()
+
+    # the contract --------------------------------------------------------------------------------------
+
+    async def mkdir(self, name: str) -> None:
+        """Forwarded."""
+        await self.inner.mkdir(name)
+
+    async def rmdir(self, name: str) -> None:
+        """Forwarded."""
+        await self.inner.rmdir(name)
+
+    async def info(self, name: str) -> ItemInfo:
+        """Forwarded."""
+        return await self.inner.info(name)
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Forwarded."""
+        return await self.inner.load(name, offset=offset, size=size)
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Forwarded."""
+        await self.inner.store(name, value)
+
+    async def delete(self, name: str) -> None:
+        """Forwarded."""
+        await self.inner.delete(name)
+
+    async def move(self, src: str, dst: str) -> None:
+        """Forwarded."""
+        await self.inner.move(src, dst)
+
+    def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Forwarded."""
+        return self.inner.list(name)
+
+    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+        """Forwarded."""
+        return await self.inner.load_batch(names)
+
+    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+        """Forwarded."""
+        return await self.inner.store_batch(items)
+
+    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+        """Forwarded."""
+        return await self.inner.delete_batch(names)
+
+    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+        """Forwarded."""
+        return await self.inner.info_batch(names)
+
+    async def quota(self) -> dict[str, int]:
+        """Forwarded."""
+        return await self.inner.quota()
+
+    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """Forwarded."""
+        return await self.inner.hash(name, algorithm)
+
+    async def gather(self, sources: Iterable[Source]) -> bytes:
+        """Forwarded."""
+        return await self.inner.gather(sources)
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """Forwarded."""
+        return await self.inner.defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+
+    def read_chunks(
+        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1024 * 1024
+    ) -> AsyncIterator[bytes]:
+        """Forwarded."""
+        return self.inner.read_chunks(name, offset=offset, size=size, chunk_size=chunk_size)
+
+    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
+        """Forwarded."""
+        await self.inner.read_into(name, fd, offset=offset, size=size)
+
+    async def store_file(self, name: str, path: str, *, size: int) -> None:
+        """Forwarded."""
+        await self.inner.store_file(name, path, size=size)
+
+    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+        """Forwarded."""
+        await self.inner.store_chunks(name, chunks, size=size)
