@@ -503,18 +503,25 @@ class RedisBackend(Backend):
 
     # batches: one pipeline each --------------------------------------------------------------------------
 
+    def _screen(
+        self, names: Sequence[str], letters: str, results: builtins.list[Any], *, allow_root: bool = False
+    ) -> builtins.list[int]:
+        """The indices of the names that are valid and permitted; the others get their error in ``results``."""
+        wanted: builtins.list[int] = []
+        for index, name in enumerate(names):
+            try:
+                validate_backend_name(name, allow_root=allow_root)
+                self.permissions.check(name, letters)
+                wanted.append(index)
+            except StoreError as exc:
+                results[index] = exc
+        return wanted
+
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Load many whole values in one pipeline."""
         client = self._get()
         results: builtins.list[Any] = [None] * len(names)
-        wanted: builtins.list[int] = []
-        for index, name in enumerate(names):
-            try:
-                validate_backend_name(name)
-                self.permissions.check(name, "r")
-                wanted.append(index)
-            except StoreError as exc:
-                results[index] = exc
+        wanted = self._screen(names, "r", results)
         if wanted:
             async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
                 for index in wanted:
@@ -556,14 +563,7 @@ class RedisBackend(Backend):
         """Delete many items in one pipeline."""
         client = self._get()
         results: builtins.list[Exception | None] = [None] * len(names)
-        wanted: builtins.list[int] = []
-        for index, name in enumerate(names):
-            try:
-                validate_backend_name(name)
-                self.permissions.check(name, "D")
-                wanted.append(index)
-            except StoreError as exc:
-                results[index] = exc
+        wanted = self._screen(names, "D", results)
         if wanted:
             async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
                 for index in wanted:
@@ -578,14 +578,7 @@ class RedisBackend(Backend):
         """Describe many items in one pipeline."""
         client = self._get()
         results: builtins.list[Any] = [None] * len(names)
-        wanted: builtins.list[int] = []
-        for index, name in enumerate(names):
-            try:
-                validate_backend_name(name, allow_root=True)
-                self.permissions.check(name, "lr")
-                wanted.append(index)
-            except StoreError as exc:
-                results[index] = exc
+        wanted = self._screen(names, "lr", results, allow_root=True)
         if wanted:
             async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
                 for index in wanted:
