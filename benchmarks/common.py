@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 @dataclasses.dataclass
@@ -28,3 +29,21 @@ def timed(func: Callable[[], object]) -> float:
 def names(count: int, namespace: str = "data") -> list[str]:
     """``count`` realistic 64-hex-digit item names."""
     return [f"{namespace}/{i:064x}" for i in range(count)]
+
+
+def sequential_store_load(store: Any, items: Sequence[str], value: bytes) -> dict[str, float]:
+    """Seconds to store, then load, every item one call after another (how borgstore is used)."""
+    return {
+        "store": timed(lambda: [store.store(name, value) for name in items]),
+        "load": timed(lambda: [store.load(name) for name in items]),
+    }
+
+
+async def bulk_store_load(store: Any, items: Sequence[str], value: bytes) -> dict[str, float]:
+    """Seconds for aiodepot's ``store_many`` of every item, then ``load_many`` of them, on an open Store."""
+    started = time.perf_counter()
+    await store.store_many((name, value) for name in items)
+    stored = time.perf_counter() - started
+    started = time.perf_counter()
+    await store.load_many(items)
+    return {"store": stored, "load": time.perf_counter() - started}

@@ -10,11 +10,10 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
 
 from aiodepot import Store
 
-from .common import Row, names, timed
+from .common import Row, bulk_store_load, names, sequential_store_load
 
 LATENCY = 0.010
 
@@ -32,10 +31,7 @@ def borgstore_sequential(root: str, count: int, value: bytes) -> dict[str, float
     store.create()
     items = names(count)
     with store:
-        return {
-            "store": timed(lambda: [store.store(name, value) for name in items]),
-            "load": timed(lambda: [store.load(name) for name in items]),
-        }
+        return sequential_store_load(store, items, value)
 
 
 def aiodepot_bulk(root: str, count: int, value: bytes) -> dict[str, float]:
@@ -45,12 +41,7 @@ def aiodepot_bulk(root: str, count: int, value: bytes) -> dict[str, float]:
         store = Store(f"file://{root}/aiodepot", config={"data/": {"levels": [1]}}, latency=LATENCY)
         await store.create()
         async with store:
-            started = time.perf_counter()
-            await store.store_many((name, value) for name in items)
-            stored = time.perf_counter() - started
-            started = time.perf_counter()
-            await store.load_many(items)
-            return {"store": stored, "load": time.perf_counter() - started}
+            return await bulk_store_load(store, items, value)
 
     return asyncio.run(run())
 

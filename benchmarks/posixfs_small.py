@@ -13,7 +13,7 @@ import time
 
 from aiodepot import Store
 
-from .common import Row, names, timed
+from .common import Row, bulk_store_load, names, timed
 
 
 def raw_loop(root: str, count: int, size: int) -> dict[str, float]:
@@ -75,16 +75,11 @@ def aiodepot_bulk(root: str, count: int, size: int) -> dict[str, float]:
         store = Store(f"file://{root}/aiodepot", config={"data/": {"levels": [1]}})
         await store.create()
         async with store:
-            started = time.perf_counter()
-            await store.store_many((name, value) for name in items)
-            stored = time.perf_counter() - started
-            started = time.perf_counter()
-            await store.load_many(items)
-            loaded = time.perf_counter() - started
+            result = await bulk_store_load(store, items, value)
             started = time.perf_counter()
             [info async for info in store.list("data")]
-            listed = time.perf_counter() - started
-        return {"store": stored, "load": loaded, "list": listed}
+            result["list"] = time.perf_counter() - started
+        return result
 
     return asyncio.run(run())
 

@@ -10,14 +10,13 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 from aiodepot import Store
 
-from .common import Row, names, timed
+from .common import Row, bulk_store_load, names, sequential_store_load
 
 CONFIG = {"data/": {"levels": [1]}}
 
@@ -27,14 +26,9 @@ def _aiodepot_client(url: str, items: list[str], value: bytes) -> dict[str, floa
         store = Store(url, config=CONFIG)
         await store.create()
         async with store:
-            started = time.perf_counter()
-            await store.store_many((name, value) for name in items)
-            stored = time.perf_counter() - started
-            started = time.perf_counter()
-            await store.load_many(items)
-            loaded = time.perf_counter() - started
+            result = await bulk_store_load(store, items, value)
         await store.destroy()
-        return {"store": stored, "load": loaded}
+        return result
 
     return asyncio.run(run())
 
@@ -45,10 +39,7 @@ def _borgstore_client(url: str, items: list[str], value: bytes) -> dict[str, flo
     store = BorgStore(url=url, config=CONFIG)
     store.create()
     with store:
-        result = {
-            "store": timed(lambda: [store.store(name, value) for name in items]),
-            "load": timed(lambda: [store.load(name) for name in items]),
-        }
+        result = sequential_store_load(store, items, value)
     store.destroy()
     return result
 

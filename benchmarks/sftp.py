@@ -13,7 +13,6 @@ import contextlib
 import multiprocessing
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from tests.servers.sshd import Sshd, sshd
 
 from aiodepot import Store
 
-from .common import Row, names, timed
+from .common import Row, bulk_store_load, names, sequential_store_load
 
 DELAY = 0.005
 CONFIG = {"data/": {"levels": [1]}}
@@ -154,10 +153,7 @@ def borgstore_sequential(url: str, count: int, value: bytes) -> dict[str, float]
     store.create()
     items = names(count)
     with store:
-        return {
-            "store": timed(lambda: [store.store(name, value) for name in items]),
-            "load": timed(lambda: [store.load(name) for name in items]),
-        }
+        return sequential_store_load(store, items, value)
 
 
 def aiodepot_bulk(url: str, count: int, value: bytes) -> dict[str, float]:
@@ -167,12 +163,7 @@ def aiodepot_bulk(url: str, count: int, value: bytes) -> dict[str, float]:
         store = Store(url, config=CONFIG)
         await store.create()
         async with store:
-            started = time.perf_counter()
-            await store.store_many((name, value) for name in items)
-            stored = time.perf_counter() - started
-            started = time.perf_counter()
-            await store.load_many(items)
-            return {"store": stored, "load": time.perf_counter() - started}
+            return await bulk_store_load(store, items, value)
 
     return asyncio.run(run())
 
