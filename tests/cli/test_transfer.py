@@ -90,8 +90,7 @@ def test_cp_in_small_batches_with_a_progress_bar(run: Run, source: str, target: 
 def test_cp_of_big_values_goes_through_a_file(
     run: Run, source: str, target: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "BIG_VALUE", 10)
-    monkeypatch.setattr(transfer, "BATCH_BYTES", 100)
+    monkeypatch.setattr(transfer, "MAX_BYTES_IN_FLIGHT", 20)  # values above 10 bytes go through a file
     assert run("cp", source, target, *LEVELS).exit_code == 0
     assert_same(target, ITEMS)
 
