@@ -28,6 +28,7 @@ from .errors import (
     StoreStateError,
 )
 from .items import ItemInfo, StoreValue
+from .replicate import copy_store, sync_stores
 from .store import Store
 from .sync import Portal, SyncStore
 from .transfer import Progress, ProgressCallback
@@ -61,7 +62,9 @@ __all__ = [
     "StoreValue",
     "SyncStore",
     "__version__",
+    "copy_store",
     "errors",
     "register_backend",
     "registered_schemes",
+    "sync_stores",
 ]

@@ -29,9 +29,9 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
-from . import hashing
+from . import hashing, keygen
 from .backends import backend_from_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
@@ -39,6 +39,9 @@ from .items import ItemInfo, Source, StoreValue, validate_sources, validate_valu
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
 from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
+
+if TYPE_CHECKING:
+    from .mapping import AsyncStoreMapping
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
@@ -952,6 +955,61 @@ class Store:
             return_exceptions=False,
             progress=progress,
         )
+
+    # generated keys and dict-style views ------------------------------------------------------------------
+
+    async def store_new(self, namespace: str, value: StoreValue, *, key: str = "sha256") -> str:
+        """Store ``value`` under a generated key in ``namespace``; return the item's full name.
+
+        ``key`` is a hash algorithm (any hashlib name, or ``"blake3"``): the key is the value's hex digest,
+        and an item already stored under it is trusted to hold the same content and left alone (storing
+        the same content twice stores it once; two writers racing both write identical bytes atomically).
+        ``key="uuid"`` gives a random key (a uuid4 as 32 hex digits). See [`aiodepot.keygen`][aiodepot.keygen].
+        """
+        return (await self.store_many_new(namespace, [value], key=key))[0]
+
+    async def store_many_new(
+        self,
+        namespace: str,
+        values: Iterable[StoreValue],
+        *,
+        key: str = "sha256",
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> builtins.list[str]:
+        """[`store_new`][aiodepot.Store.store_new] for many values at once; the names come back in order.
+
+        Content keys are looked up with one ``info_many`` and only the missing values are stored, once
+        each (a value given twice is stored once), with one ``store_many``.
+        """
+        keygen.check_key_method(key)
+        checked = [validate_value(value) for value in values]
+        validate_namespace(namespace.strip("/") if isinstance(namespace, str) else namespace)
+        self._require_open()
+        if sum(len(value) for value in checked) > keygen.HASH_INLINE_LIMIT:
+            keys = await asyncio.to_thread(lambda: [keygen.key_for(value, key) for value in checked])
+        else:
+            keys = [keygen.key_for(value, key) for value in checked]
+        names = [keygen.full_name(namespace, new_key) for new_key in keys]
+        todo = dict(zip(names, checked, strict=True))  # one store per distinct name
+        if key != keygen.UUID:
+            infos = await self.info_many(todo, max_concurrency=max_concurrency)
+            for info in infos:
+                if info.exists and not info.directory:
+                    del todo[info.name]
+        await self.store_many(todo, max_concurrency=max_concurrency, progress=progress)
+        return names
+
+    def mapping(self, namespace: str = ROOTNS, *, soft_delete: bool = False) -> AsyncStoreMapping:
+        """A dict-like async view of ``namespace``: ``await m.get(key)``, ``await m.set(key, value)``, ``async for``.
+
+        See [`AsyncStoreMapping`][aiodepot.mapping.AsyncStoreMapping]; with ``soft_delete=True`` its
+        ``delete`` soft-deletes.
+        """
+        from .mapping import AsyncStoreMapping
+
+        return AsyncStoreMapping(self, namespace, soft_delete=soft_delete)
+
 
 
 def _check_range(offset: object, size: object) -> None:

@@ -21,15 +21,19 @@ import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Literal, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overload
 
+from . import replicate
 from .backends.base import Backend
 from .items import ItemInfo, Source, StoreValue
 from .names import ROOTNS
 from .store import Store
 from .transfer import ProgressCallback
 
-__all__ = ["Portal", "SyncStore"]
+if TYPE_CHECKING:
+    from .mapping import StoreMapping
+
+__all__ = ["Portal", "SyncStore", "copy_store", "sync_stores"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -558,6 +562,119 @@ class SyncStore:
             progress=progress,
             deleted=deleted,
         )
+
+    # generated keys and dict-style views ------------------------------------------------------------------
+
+    def store_new(self, namespace: str, value: StoreValue, *, key: str = "sha256") -> str:
+        """See [`aiodepot.Store.store_new`][aiodepot.Store.store_new]."""
+        return self._run(self.async_store.store_new, namespace, value, key=key)
+
+    def store_many_new(
+        self,
+        namespace: str,
+        values: Iterable[StoreValue],
+        *,
+        key: str = "sha256",
+        max_concurrency: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> builtins.list[str]:
+        """See [`aiodepot.Store.store_many_new`][aiodepot.Store.store_many_new]."""
+        return self._run(
+            self.async_store.store_many_new,
+            namespace,
+            values,
+            key=key,
+            max_concurrency=max_concurrency,
+            progress=progress,
+        )
+
+    def mapping(self, namespace: str = ROOTNS, *, soft_delete: bool = False) -> StoreMapping:
+        """A ``MutableMapping[str, bytes]`` view of ``namespace``: ``m[key]``, ``key in m``, ``for key in m``.
+
+        See [`StoreMapping`][aiodepot.mapping.StoreMapping]; with ``soft_delete=True``, ``del m[key]``
+        soft-deletes.
+        """
+        from .mapping import StoreMapping
+
+        return StoreMapping(self, namespace, soft_delete=soft_delete)
+
+
+def _shared_portal(src: SyncStore, dst: SyncStore) -> Portal:
+    if src.portal is not dst.portal:
+        raise ValueError("both stores must run on the same Portal (the default one, unless you gave another)")
+    return src.portal
+
+
+def copy_store(
+    src: SyncStore,
+    dst: SyncStore,
+    namespaces: str | Iterable[str] | None = None,
+    *,
+    overwrite: bool = True,
+    include_deleted: bool = False,
+    dry_run: bool = False,
+    max_concurrency: int | None = None,
+    max_bytes_in_flight: int = replicate.DEFAULT_MAX_BYTES_IN_FLIGHT,
+    batch_size: int = replicate.DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    collect_errors: bool = False,
+) -> replicate.Report:
+    """The blocking [`aiodepot.copy_store`][aiodepot.replicate.copy_store], between two SyncStores.
+
+    ``progress`` is called on the portal's thread.
+    """
+    return _shared_portal(src, dst).call_with_timeout(
+        src.timeout,
+        replicate.copy_store,
+        src.async_store,
+        dst.async_store,
+        namespaces,
+        overwrite=overwrite,
+        include_deleted=include_deleted,
+        dry_run=dry_run,
+        max_concurrency=max_concurrency,
+        max_bytes_in_flight=max_bytes_in_flight,
+        batch_size=batch_size,
+        progress=progress,
+        collect_errors=collect_errors,
+    )
+
+
+def sync_stores(
+    src: SyncStore,
+    dst: SyncStore,
+    namespaces: str | Iterable[str] | None = None,
+    *,
+    delete: bool = False,
+    checksum: bool = False,
+    include_deleted: bool = False,
+    dry_run: bool = False,
+    max_concurrency: int | None = None,
+    max_bytes_in_flight: int = replicate.DEFAULT_MAX_BYTES_IN_FLIGHT,
+    batch_size: int = replicate.DEFAULT_BATCH_SIZE,
+    progress: ProgressCallback | None = None,
+    collect_errors: bool = False,
+) -> replicate.Report:
+    """The blocking [`aiodepot.sync_stores`][aiodepot.replicate.sync_stores], between two SyncStores.
+
+    ``progress`` is called on the portal's thread.
+    """
+    return _shared_portal(src, dst).call_with_timeout(
+        src.timeout,
+        replicate.sync_stores,
+        src.async_store,
+        dst.async_store,
+        namespaces,
+        delete=delete,
+        checksum=checksum,
+        include_deleted=include_deleted,
+        dry_run=dry_run,
+        max_concurrency=max_concurrency,
+        max_bytes_in_flight=max_bytes_in_flight,
+        batch_size=batch_size,
+        progress=progress,
+        collect_errors=collect_errors,
+    )
 
 
 class _BatchIterator(Iterator[ItemInfo]):
