@@ -4,6 +4,11 @@ The layout is borgstore's, so either library opens the other's stores: one file 
 path, ``.del`` appended for soft-deleted items, ``quota.hid`` for the persisted quota usage, and temporary
 ``….tmp`` files that are renamed into place, so a reader never sees a half-written value.
 
+A temp file's name says who writes it (``<item>.w<host>-<pid>-<start>-<n>.tmp``: a key for this machine's
+boot and PID namespace, the writer's process id and start time). ``open`` removes the temp files that
+crashed writers left behind: those of processes on this machine that no longer run, and any other temp file
+(another machine's, borgstore's) untouched for `STALE_TEMP_AGE` seconds. A live writer's temp file is kept.
+
 Every operation is one job on the backend's thread pool (open, read and close in one hop); big values
 stream through `aiofiles`.
 """
@@ -14,8 +19,10 @@ import contextlib
 import errno
 import fcntl
 import functools
+import hashlib
+import itertools
 import os
-import secrets
+import re
 import shutil
 import stat
 import threading
@@ -40,10 +47,10 @@ from ..errors import (
 )
 from ..hashing import check_algorithm, file_digest
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
-from ..names import HID_SUFFIX, TMP_SUFFIX, temp_name, validate_backend_name
+from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities, pwrite_all
 
-__all__ = ["PosixFSBackend"]
+__all__ = ["STALE_TEMP_AGE", "PosixFSBackend"]
 
 T = TypeVar("T")
 
@@ -52,6 +59,92 @@ QUOTA_FILE = "quota" + HID_SUFFIX
 QUOTA_PERSIST_DELTA = 10 * 1000 * 1000  # persist the usage once it moved by 10 MB ...
 QUOTA_PERSIST_INTERVAL = 300.0  # ... or every 5 minutes
 _NOT_FOUND = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+STALE_TEMP_AGE = 3600.0
+"""Seconds after its last write a temp file whose writer cannot be checked counts as left behind."""
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks after boot, from ``/proc``); None if it does not run
+    (a zombie runs no more either)."""
+    stat_line = _read_text(f"/proc/{pid}/stat")
+    fields = stat_line.rpartition(")")[2].split()  # the command name in (...) may hold anything
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    try:
+        return int(fields[19])  # field 22 of the line; the pid and the name came before
+    except ValueError:
+        return None
+
+
+def _machine_key() -> str:
+    """8 hex digits naming this boot of this machine and this PID namespace: within one key, a process id
+    and start time name one process, so a writer's liveness can be checked."""
+    try:
+        namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        namespace = ""
+    boot = _read_text("/proc/sys/kernel/random/boot_id").strip()
+    if not boot:  # no /proc: fall back to the machine and its boot time as far as Python sees them
+        boot = f"{os.uname().nodename}-{time.time() - time.monotonic():.0f}"
+    return hashlib.sha256(f"{os.uname().nodename}|{boot}|{namespace}".encode()).hexdigest()[:8]
+
+
+_MACHINE = _machine_key()
+_TEMP_PATTERN = re.compile(r"\.w([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]+" + re.escape(TMP_SUFFIX) + r"\Z")
+_writer: tuple[int, str] = (0, "")
+_temp_counter = itertools.count()
+
+
+def _temp_path(path: str) -> str:
+    """A fresh temp file name beside ``path`` that names its writer (see the module docs)."""
+    global _writer
+    pid = os.getpid()
+    if _writer[0] != pid:  # first use, or a forked child
+        _writer = (pid, f"w{_MACHINE}-{pid}-{_start_time(pid) or 0}")
+    return f"{path}.{_writer[1]}-{next(_temp_counter):x}{TMP_SUFFIX}"
+
+
+def _left_behind(name: str, mtime: float, now: float) -> bool:
+    """Whether the temp file ``name`` (last written at ``mtime``) belongs to no writer any more."""
+    match = _TEMP_PATTERN.search(name)
+    if match is not None and match[1] == _MACHINE:
+        pid, started = int(match[2]), int(match[3])
+        running = _start_time(pid)
+        return running is None or (started != 0 and running != started)
+    return now - mtime > STALE_TEMP_AGE  # another machine's or another program's: only by its age
+
+
+def _remove_left_behind(base: str) -> int:
+    """Remove the temp files below ``base`` that crashed writers left; return how many."""
+    removed = 0
+    now = time.time()
+    pending = [base]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # removed meanwhile
+        for entry in entries:
+            if entry.name.endswith(TMP_SUFFIX):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                    if stat.S_ISREG(st.st_mode) and _left_behind(entry.name, st.st_mtime, now):
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    pass  # renamed into place or removed meanwhile
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(entry.path)
+    return removed
 
 
 def _raise_translated(exc: OSError, name: str) -> NoReturn:
@@ -186,7 +279,7 @@ class _Quota:
                 except ValueError:  # new or damaged file: count what is really there
                     on_disk, delta = self._scan(self.base), 0
                 value = max(on_disk + delta, 0)
-                tmp = f"{self.path}.{secrets.token_hex(6)}{TMP_SUFFIX}"
+                tmp = _temp_path(self.path)
                 tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
                 try:
                     _write_all(tmp_fd, str(value).encode())
@@ -218,6 +311,8 @@ class PosixFSBackend(Backend):
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store, tracked in ``quota.hid``.
         workers: threads for blocking file operations.
+        cleanup: on ``open``, remove the temp files of writers that crashed (see the module docs); the
+            number removed is then in ``temp_files_removed``.
     """
 
     capabilities = Capabilities(
@@ -238,6 +333,7 @@ class PosixFSBackend(Backend):
         permissions: str | dict[str, str] | None = None,
         quota: int | None = None,
         workers: int = 32,
+        cleanup: bool = True,
     ) -> None:
         super().__init__(permissions=permissions)
         base = os.fspath(path)
@@ -248,6 +344,8 @@ class PosixFSBackend(Backend):
         self.base = os.path.normpath(base)
         self.fsync = fsync
         self.quota_limit = quota
+        self.cleanup = cleanup
+        self.temp_files_removed = 0
         self._quota: _Quota | None = None
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
 
@@ -281,7 +379,7 @@ class PosixFSBackend(Backend):
     def _write_temp(self, path: str, fill: Callable[[int], object]) -> str:
         """Create a temp file beside ``path`` (and missing directories), let ``fill(fd)`` write it; return
         the temp file's path. With ``fsync`` the data is on disk before this returns."""
-        tmp = temp_name(path)
+        tmp = _temp_path(path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o666)
@@ -327,6 +425,10 @@ class PosixFSBackend(Backend):
         """Rename a finished temp file into place (and make that durable with ``fsync``)."""
         try:
             os.replace(tmp, path)
+        except FileNotFoundError as exc:
+            if os.path.lexists(tmp):
+                raise
+            raise BackendError(f"{path}: the temp file vanished before it was renamed into place") from exc
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -376,12 +478,15 @@ class PosixFSBackend(Backend):
         self._offloader.shutdown()
 
     async def open(self) -> None:
-        """Start using the store; set up (or drop) quota tracking."""
+        """Start using the store: remove temp files crashed writers left (with ``cleanup``, one walk over
+        the store's directories), set up (or drop) quota tracking."""
         self._require_closed()
 
         def job() -> None:
             if not os.path.isdir(self.base):
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+            if self.cleanup:
+                self.temp_files_removed = _remove_left_behind(self.base)
             if self.quota_limit is None:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.base, QUOTA_FILE))
@@ -677,11 +782,17 @@ class PosixFSBackend(Backend):
         except OSError as exc:
             _raise_translated(exc, name)
         try:
-            if offset:
-                await f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            try:
+                if offset:
+                    await f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            except OSError as exc:
+                _raise_translated(exc, name)
             remaining = size
             while remaining is None or remaining > 0:
-                chunk = await f.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                try:
+                    chunk = await f.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                except OSError as exc:
+                    _raise_translated(exc, name)
                 if not chunk:
                     return
                 if remaining is not None:
@@ -723,7 +834,9 @@ class PosixFSBackend(Backend):
                 if quota is not None:
                     quota.release(delta)
                 raise
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 await self._offloader.run(os.unlink, tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                _raise_translated(exc, name)  # e.g. ENOSPC or EIO from a write: a StoreError like the rest
             raise

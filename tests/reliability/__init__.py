@@ -1,0 +1,1 @@
+"""Reliability: crash consistency, durability, storage and network faults, hostile input."""
