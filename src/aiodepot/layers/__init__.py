@@ -7,7 +7,8 @@ See [`Layer`][aiodepot.layers.base.Layer]; layers compose, e.g.
 from __future__ import annotations
 
 from .base import Layer
+from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
 
-__all__ = ["Compress", "Hmac", "Layer", "Prefix", "ReadOnly", "WriteOnly"]
+__all__ = ["Compress", "Hmac", "Layer", "Mirror", "MirrorError", "Prefix", "ReadOnly", "WriteOnly"]
