@@ -36,6 +36,8 @@ from .backends import backend_from_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from .layers.base import Layer
+from .layers.cache import Cache, CachePolicy
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
 from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
@@ -54,7 +56,7 @@ MAX_LEVELS = 4
 RANGED_LOAD_TRIES = 3
 """How often a big ranged load starts over when the value changes under it."""
 logger = logging.getLogger(__name__)
-_CONFIG_KEYS = frozenset({"levels"})
+_CONFIG_KEYS = frozenset({"levels", "cache", "max_age", "size"})
 
 
 def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
@@ -85,6 +87,27 @@ def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, li
     return sorted(parsed.items(), key=lambda item: len(item[0]), reverse=True)
 
 
+def _parse_cache_config(config: Mapping[str, Mapping[str, Any]]) -> dict[str, CachePolicy]:
+    """The cache policies of a (checked) namespace config: prefix -> policy (``off`` where a namespace sets
+    none, so the longest configured namespace decides); empty if no namespace sets any cache key."""
+    if not any(key in ns_config for ns_config in config.values() for key in ("cache", "max_age", "size")):
+        return {}
+    policies: dict[str, CachePolicy] = {}
+    for namespace, ns_config in config.items():
+        bare = namespace.rstrip("/")
+        policies[bare + "/" if bare else ROOTNS] = CachePolicy.from_config(namespace, ns_config)
+    return policies
+
+
+def _find_cache(backend: Backend) -> Cache | None:
+    """The cache layer in a stack of layers, if there is one."""
+    while isinstance(backend, Layer):
+        if isinstance(backend, Cache):
+            return backend
+        backend = backend.inner
+    return None
+
+
 def _env_float(name: str, scale: float) -> float:
     raw = os.environ.get(name)
     if not raw:
@@ -113,6 +136,10 @@ class Store:
         gather_gap: ``gather`` reads ranges of one item that are at most this many bytes apart as one.
         max_bytes_in_flight: the most bytes that ranged transfers (``load_file``, ``store_file``) hold in
             memory at once, across all calls on this store.
+        cache_url: a store URL for the cache backend of namespaces whose config sets ``"cache"`` (``"off"``,
+            ``"mirror"`` or ``"writethrough"``), ``"max_age"`` (s) and ``"size"`` (bytes); see
+            [`Cache`][aiodepot.layers.cache.Cache]. ``memory://`` keeps the cache in process memory.
+        cache_backend: a cache backend instance instead of ``cache_url``.
     """
 
     def __init__(
@@ -129,6 +156,8 @@ class Store:
         backend_options: Mapping[str, Any] | None = None,
         gather_gap: int = 64 * 1024,
         max_bytes_in_flight: int = 256 * 1024 * 1024,
+        cache_url: str | None = None,
+        cache_backend: Backend | None = None,
     ) -> None:
         if (url is None) == (backend is None):
             raise ValueError("give either a store URL or a backend instance")
@@ -149,8 +178,9 @@ class Store:
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
         self.url = url
-        self.backend = backend
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
+        backend, self._cache = self._with_cache(backend, config or {}, cache_url, cache_backend)
+        self.backend = backend
         self.emulator = Emulator(
             _env_float("BORGSTORE_LATENCY", 1e-6) if latency is None else latency,
             _env_float("BORGSTORE_BANDWIDTH", 1.0) if bandwidth is None else bandwidth,
@@ -166,6 +196,32 @@ class Store:
 
     def __repr__(self) -> str:
         return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
+
+    @staticmethod
+    def _with_cache(
+        backend: Backend,
+        config: Mapping[str, Mapping[str, Any]],
+        cache_url: str | None,
+        cache_backend: Backend | None,
+    ) -> tuple[Backend, Cache | None]:
+        """Wrap ``backend`` in a cache layer if the arguments ask for one; return it and the cache layer."""
+        policies = _parse_cache_config(config)
+        if cache_url is not None and cache_backend is not None:
+            raise ValueError("give either cache_url or cache_backend, not both")
+        existing = _find_cache(backend)
+        if existing is not None:
+            if policies or cache_url is not None or cache_backend is not None:
+                raise ValueError("the backend has a Cache layer already: set its policies there, not in config")
+            return backend, existing
+        if cache_url is not None:
+            cache_backend = backend_from_url(cache_url)
+        if cache_backend is None:
+            caching = sorted(prefix for prefix, policy in policies.items() if policy.caching)
+            if caching:
+                raise ValueError(f"namespaces {caching} use the cache: give cache_url= or cache_backend=")
+            return backend, None
+        layer = Cache(backend, cache_backend, policies)
+        return layer, layer
 
     def __del__(self) -> None:
         if getattr(self, "backend", None) is not None and self.backend.opened:
@@ -184,8 +240,18 @@ class Store:
         return {prefix: list(levels) for prefix, levels in self._levels}
 
     def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
-        """Replace the namespace configuration (e.g. to start a migration to other nesting levels)."""
-        self._levels = _parse_config(config)
+        """Replace the namespace configuration (e.g. to start a migration to other nesting levels).
+
+        Cache keys in ``config`` replace the cache policies too (only while the store is closed); a config
+        without them leaves the cache policies alone.
+        """
+        levels = _parse_config(config)
+        policies = _parse_cache_config(config)
+        if policies:
+            if self._cache is None:
+                raise ValueError("the config sets cache policies but the store has no cache (give cache_url=)")
+            self._cache.set_policies(policies)
+        self._levels = levels
 
     def _levels_for(self, name: str) -> builtins.list[int]:
         for prefix, levels in self._levels:
@@ -715,7 +781,25 @@ class Store:
         ``<op>_time`` sums the duration of all calls; ``<op>_busy_time`` is the wall-clock time with at
         least one call running, so ``<op>_busy_throughput`` is what concurrent callers really got.
         """
-        return self._stats.snapshot()
+        figures = self._stats.snapshot()
+        if self._cache is not None:
+            figures.update(self._cache.stats)
+        return figures
+
+    async def cache_invalidate(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """Drop cached copies: all (``""``), a namespace's (``"data"``) or one item's; return how many.
+
+        The primary storage is not touched. Without a cache this does nothing (and returns 0).
+        """
+        self._require_open()
+        if self._cache is None:
+            return 0
+        if name == ROOTNS:
+            return await self._cache.invalidate(ROOTNS)
+        bare = validate_namespace(name.rstrip("/"))
+        if any(prefix.rstrip("/") == bare for prefix, _ in self._levels) or bare + "/" in self._cache.policies:
+            return await self._cache.invalidate(bare)
+        return await self._cache.invalidate(await self._find(validate_name(name), deleted))
 
     # bulk ------------------------------------------------------------------------------------------------
     #
@@ -1009,7 +1093,6 @@ class Store:
         from .mapping import AsyncStoreMapping
 
         return AsyncStoreMapping(self, namespace, soft_delete=soft_delete)
-
 
 
 def _check_range(offset: object, size: object) -> None:

@@ -240,7 +240,7 @@ class SyncStore:
     ```
 
     Args:
-        url: as for [`Store`][aiodepot.Store], like all arguments up to ``backend_options``.
+        url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``.
         portal: the event loop thread to run on (default: the shared [`Portal.default`][aiodepot.Portal.default]).
         timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none).
     """
@@ -259,6 +259,8 @@ class SyncStore:
         backend_options: Mapping[str, Any] | None = None,
         gather_gap: int = 64 * 1024,
         max_bytes_in_flight: int = 256 * 1024 * 1024,
+        cache_url: str | None = None,
+        cache_backend: Backend | None = None,
         portal: Portal | None = None,
         timeout: float | None = None,
     ) -> None:
@@ -274,6 +276,8 @@ class SyncStore:
             backend_options=backend_options,
             gather_gap=gather_gap,
             max_bytes_in_flight=max_bytes_in_flight,
+            cache_url=cache_url,
+            cache_backend=cache_backend,
         )
         self.portal = portal or Portal.default()
         self.timeout = timeout
@@ -326,6 +330,10 @@ class SyncStore:
     def stats(self) -> dict[str, Any]:
         """See [`aiodepot.Store.stats`][aiodepot.Store.stats]."""
         return self.async_store.stats
+
+    def cache_invalidate(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """See [`aiodepot.Store.cache_invalidate`][aiodepot.Store.cache_invalidate]."""
+        return self._run(self.async_store.cache_invalidate, name, deleted=deleted)
 
     # lifecycle -------------------------------------------------------------------------------------------
 

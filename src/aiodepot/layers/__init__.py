@@ -7,8 +7,23 @@ See [`Layer`][aiodepot.layers.base.Layer]; layers compose, e.g.
 from __future__ import annotations
 
 from .base import Layer
+from .cache import Cache, CacheMode, CachePolicy
+from .crypto import Encrypt
 from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
 
-__all__ = ["Compress", "Hmac", "Layer", "Mirror", "MirrorError", "Prefix", "ReadOnly", "WriteOnly"]
+__all__ = [
+    "Cache",
+    "CacheMode",
+    "CachePolicy",
+    "Compress",
+    "Encrypt",
+    "Hmac",
+    "Layer",
+    "Mirror",
+    "MirrorError",
+    "Prefix",
+    "ReadOnly",
+    "WriteOnly",
+]
