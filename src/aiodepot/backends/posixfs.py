@@ -384,7 +384,7 @@ class PosixFSBackend(Backend):
         try:
             fd = os.open(tmp, flags, 0o666)
         except FileNotFoundError:
-            os.makedirs(os.path.dirname(path), exist_ok=True)
+            self._make_parents(path)
             fd = os.open(tmp, flags, 0o666)
         try:
             try:
@@ -398,6 +398,19 @@ class PosixFSBackend(Backend):
                 os.unlink(tmp)
             raise
         return tmp
+
+    def _make_parents(self, path: str) -> None:
+        """Create the missing directories above ``path``; with ``fsync`` make each new directory entry
+        durable too (an item renamed into a directory that a power loss forgets is lost with it)."""
+        directory = os.path.dirname(path)
+        missing = []
+        while directory != self.base and not os.path.isdir(directory):
+            missing.append(directory)
+            directory = os.path.dirname(directory)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if self.fsync:
+            for created in missing:
+                _fsync_dir(os.path.dirname(created))
 
     def _replace_item(self, name: str, size: int, fill: Callable[[int], object]) -> None:
         """Put a new ``size``-byte value under ``name``: a temp file written by ``fill(fd)``, renamed into
@@ -640,7 +653,7 @@ class PosixFSBackend(Backend):
             try:
                 os.replace(src_path, dst_path)
             except FileNotFoundError:
-                os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+                self._make_parents(dst_path)
                 try:
                     os.replace(src_path, dst_path)
                 except FileNotFoundError:

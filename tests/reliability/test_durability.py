@@ -1,0 +1,147 @@
+"""Durability ordering with ``fsync=True``, seen from the kernel's side: strace records what a child process
+storing through every posixfs write path really asks for.
+
+For each stored item the trace must show, between the child's ``calling`` and ``returned`` marks: the
+temp file's data fsynced while it is open, then the rename of that temp file onto the item, then an fsync
+of the item's directory (opened after the rename). Without the directory fsync a power loss may forget the
+rename; without the file fsync before it, the rename may survive while the data does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiodepot import Store
+from aiodepot.names import TMP_SUFFIX
+from tests.reliability.fsync_writer import CONFIG, NAMES, VALUE
+from tests.servers import require_program
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSCALLS = "openat,write,fsync,fdatasync,rename,renameat,renameat2,close,mkdir,mkdirat"
+_LINE = re.compile(r"(?P<pid>\d+) +(?P<rest>.*)")
+_CALL = re.compile(r"(?P<call>\w+)\((?P<args>.*)\) += (?P<result>-?\d+|\?)(?: (?P<error>\w+) .*)?$")
+_RESUMED = re.compile(r"<\.\.\. (?P<call>\w+) resumed>(?P<args>.*)\) += (?P<result>-?\d+|\?)(?: (?P<error>\w+) .*)?$")
+_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class Event:
+    """One finished system call."""
+
+    index: int
+    call: str
+    args: str
+    result: int
+
+    def strings(self) -> list[str]:
+        return _STRING.findall(self.args)
+
+
+def parse(trace: str) -> list[Event]:
+    """Finished calls in the order they returned (a call strace split in two counts when it is resumed)."""
+    pending: dict[str, str] = {}
+    events: list[Event] = []
+    for line in trace.splitlines():
+        match = _LINE.fullmatch(line)
+        if match is None:
+            continue
+        pid, rest = match["pid"], match["rest"]
+        if rest.endswith("<unfinished ...>"):
+            pending[pid] = rest.removesuffix("<unfinished ...>").rstrip()
+            continue
+        resumed = _RESUMED.match(rest)
+        if resumed is not None:
+            rest = f"{pending.pop(pid, resumed['call'] + '(')}{resumed['args']}) = {resumed['result']}"
+        call = _CALL.match(rest)
+        if call is None or call["result"] == "?":
+            continue
+        events.append(Event(len(events), call["call"], call["args"], int(call["result"])))
+    return events
+
+
+def check_item(events: list[Event], base: Path, name: str) -> list[str]:
+    """The durability steps of one store call, as they happened; AssertionError where one is missing."""
+    start = next(e.index for e in events if e.call == "write" and f"calling {name}" in e.args)
+    end = next(e.index for e in events if e.call == "write" and f"returned {name}" in e.args)
+    window = events[start : end + 1]
+    key = name.rpartition("/")[2]
+    final = str(base / "data" / key[:2] / key)
+    directory = str(base / "data" / key[:2])
+    renames = [e for e in window if e.call.startswith("rename") and e.result == 0 and final in e.strings()[-1:]]
+    assert len(renames) == 1, f"{name}: expected one rename onto {final}, saw {[e.args for e in renames]}"
+    rename = renames[0]
+    temp = next(s for s in rename.strings() if s.endswith(TMP_SUFFIX))
+    assert temp.startswith(final + "."), f"{name}: renamed from {temp}, not from a temp file beside it"
+
+    # which path each descriptor stood for, while it was open
+    open_fds: dict[int, str] = {}
+    file_synced_at = dir_synced_at = None
+    made: dict[str, int] = {}  # directories this call created → when
+    parents_synced: set[str] = set()
+    for event in window:
+        if event.call == "openat" and event.result >= 0:
+            open_fds[event.result] = event.strings()[0]
+        elif event.call in ("mkdir", "mkdirat") and event.result == 0:
+            made[event.strings()[0]] = event.index
+        elif event.call == "close":
+            open_fds.pop(int(event.args.split(",")[0]), None)
+        elif event.call in ("fsync", "fdatasync") and event.result == 0:
+            path = open_fds.get(int(event.args.split(",")[0]))
+            if path == temp and event.index < rename.index and file_synced_at is None:
+                file_synced_at = event.index
+            if path == directory and event.index > rename.index and dir_synced_at is None:
+                dir_synced_at = event.index
+            parents_synced.update(d for d, at in made.items() if at < event.index and str(Path(d).parent) == path)
+    assert file_synced_at is not None, f"{name}: no fsync of {temp} before it was renamed"
+    assert dir_synced_at is not None, f"{name}: no fsync of {directory} after the rename"
+    assert set(made) == parents_synced, f"{name}: created {sorted(made)}, but did not fsync the parent of each"
+    order = sorted([(file_synced_at, "fsync file"), (rename.index, "rename"), (dir_synced_at, "fsync dir")])
+    return [step for _, step in order] + ["returned"]
+
+
+async def test_fsync_orders_file_rename_directory_before_returning(tmp_path: Path) -> None:
+    strace = require_program("strace", apt="strace")
+    base = tmp_path / "store"
+    await Store(f"file://{base}", config=CONFIG).create()
+    log = tmp_path / "trace"
+    command = [strace, "-f", "-qq", "-s", "512", "-e", f"trace={SYSCALLS}", "-o", str(log)]
+    command += [sys.executable, "-m", "tests.reliability.fsync_writer", str(base)]
+    done = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    assert done.stdout.decode().count("returned") == len(NAMES)
+    events = parse(log.read_text(errors="replace"))
+    made = [e.strings()[0] for e in events if e.call in ("mkdir", "mkdirat") and e.result == 0]
+    assert len(made) == len(NAMES) + 1  # data/ and a new directory per item: check_item sees their parents synced
+    for name in NAMES.values():
+        assert check_item(events, base, name) == ["fsync file", "rename", "fsync dir", "returned"], name
+        key = name.rpartition("/")[2]
+        assert (base / "data" / key[:2] / key).read_bytes() == VALUE
+
+
+def test_parse_joins_calls_strace_split_between_threads() -> None:
+    trace = "\n".join(
+        [
+            '101 openat(AT_FDCWD, "/s/x.tmp", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 7',
+            "101 fsync(7 <unfinished ...>",
+            '102 write(1, "other", 5) = 5',
+            "101 <... fsync resumed>) = 0",
+            '101 rename("/s/x.tmp", "/s/x") = 0',
+            "101 fsync(8) = -1 EBADF (Bad file descriptor)",
+            "101 +++ exited with 0 +++",
+        ]
+    )
+    events = parse(trace)
+    assert [(e.call, e.result) for e in events] == [
+        ("openat", 7),
+        ("write", 5),
+        ("fsync", 0),
+        ("rename", 0),
+        ("fsync", -1),
+    ]
+    assert events[0].strings() == ["/s/x.tmp"]
+    assert events[2].args == "7"
