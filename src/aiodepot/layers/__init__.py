@@ -9,7 +9,6 @@ from __future__ import annotations
 from .base import Layer
 from .cache import Cache, CacheMode, CachePolicy
 from .crypto import Encrypt
-from .crypto import Encrypt
 from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
