@@ -130,18 +130,24 @@ def make_range_header(offset: int, size: int | None) -> str | None:
     return f"bytes={offset}-{offset + size - 1}"
 
 
-_RANGE = re.compile(r"bytes=(?:(\d+)-(\d*)|-(\d+))")
+# ASCII digits only ([0-9], not \d, which also matches other scripts' digits that int() would accept);
+# at most 19 of them, so no number is longer than the largest file offset could be.
+_RANGE = re.compile(r"bytes=(?:([0-9]{1,19})-([0-9]{0,19})|-([0-9]{1,19}))")
+MAX_RANGE_POSITION = 2**63 - 1
+"""The largest byte position a ``Range`` header may name (the largest file offset, ``off_t``)."""
 
 
 def parse_range_header(value: str) -> tuple[int, int | None]:
     """Parse ``bytes=a-b``, ``bytes=a-`` or ``bytes=-n`` into ``(offset, size)``; offset < 0 counts from the end.
 
-    Raises ``ValueError`` for anything else (several ranges, other units, b < a).
+    Raises ``ValueError`` for anything else (several ranges, other units, b < a, positions past 2**63 - 1).
     """
-    match = _RANGE.fullmatch(value.strip())
+    match = _RANGE.fullmatch(value.strip(" \t"))
     if match is None:
         raise ValueError(f"unsupported Range header: {value!r}")
     first, last, suffix = match.groups()
+    if max(int(number) for number in (first, last, suffix) if number) > MAX_RANGE_POSITION:
+        raise ValueError(f"invalid Range header (position past {MAX_RANGE_POSITION}): {value!r}")
     if suffix is not None:
         count = int(suffix)
         return (-count, None) if count else (0, 0)

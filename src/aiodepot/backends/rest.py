@@ -517,7 +517,9 @@ class RestBackend(Backend):
         _check_name(name)
         if size is not None and size < 0:
             raise ValueError(f"size must be >= 0 or None, got {size}")
-        if size == 0:
+        if size == 0:  # no request for no bytes, but a missing item is still missing
+            if not (await self.info(name)).exists:
+                raise ObjectNotFound(name)
             return b""
         if offset < 0 and size is not None and -offset - size > 1 * MiB:
             # a small piece far from the end: ask for exactly it rather than the whole tail

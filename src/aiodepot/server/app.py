@@ -387,7 +387,10 @@ class _StoreHandler:
         if offset < 0:  # a suffix: where it starts depends on the size
             offset = max((await self._existing(name)).size + offset, 0)
         probe = LOAD_PROBE if size is None else min(size, LOAD_PROBE)
-        first = await self.backend.load(name, offset=offset, size=probe) if probe else b""
+        if not probe:  # "bytes=-0": no bytes, but only of an item that exists
+            await self._existing(name)
+            return _ok(b"", "application/octet-stream", status=status)
+        first = await self.backend.load(name, offset=offset, size=probe)
         if len(first) < probe or size == len(first):
             return _ok(first, "application/octet-stream", status=status)
         # a big value: stream the rest, never more than one chunk in memory
