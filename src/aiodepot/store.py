@@ -37,7 +37,7 @@ from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .layers.base import Layer
-from .layers.cache import Cache, CachePolicy
+from .layers.cache import SERVED_FROM_CACHE, Cache, CachePolicy
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
 from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
@@ -314,15 +314,23 @@ class Store:
     # plumbing --------------------------------------------------------------------------------------------
 
     async def _call(self, key: str | None, call: Awaitable[T], volume: Callable[[T], int] | int = 0) -> T:
-        """Await one backend call: count it, and stretch it to the emulated latency and bandwidth."""
+        """Await one backend call: count it, and stretch it to the emulated latency and bandwidth.
+
+        A load answered by a cache layer is not stretched: the emulation stands for a far-away primary.
+        """
         started = time.monotonic()
-        result = await call
+        marker = SERVED_FROM_CACHE.set(False)
+        try:
+            result = await call
+        finally:
+            served_from_cache = SERVED_FROM_CACHE.get()
+            SERVED_FROM_CACHE.reset(marker)
         moved = volume(result) if callable(volume) else volume
         if key is not None:
             self._stats.add(f"backend_{key}_calls")
             if moved:
                 self._stats.add(f"backend_{key}_volume", moved)
-        if self.emulator:
+        if self.emulator and not served_from_cache:
             await self.emulator.delay(started, moved)
         return result
 

@@ -43,7 +43,7 @@ def posixfs_pair(tmp_path: Path, policies: dict[str, Any]) -> MakeBackend:
 # the conformance suite -------------------------------------------------------------------------------------
 
 
-class _WritethroughStats:
+class _WritethroughOverrides:
     async def test_stats(self, store: Store) -> None:
         # as the suite's, but the loads are cache hits: the value went into the cache when it was stored
         await store.store("config/a", b"12345")
@@ -55,8 +55,40 @@ class _WritethroughStats:
         assert stats["cache_store_calls"] == 1 and stats["cache_store_volume"] == 5
         assert stats["cache_load_volume"] == 7 and stats["cache_errors"] == 0 and not stats["cache_disabled"]
 
+    async def test_latency_emulation(self, make_store: Callable[..., Store]) -> None:
+        # as the suite's, but the emulated latency stands for the primary: cache hits skip it, misses pay it
+        store = make_store(latency=0.05)
+        await store.create()
+        async with store:
+            await store.store("flat/x", b"x")
+            started = time.monotonic()
+            await store.load("flat/x")
+            assert time.monotonic() - started < 0.05
+            await store.cache_invalidate()
+            started = time.monotonic()
+            await store.load("flat/x")
+            assert time.monotonic() - started >= 0.05
+            await store.cache_invalidate()
+            started = time.monotonic()
+            await store.load_many(["flat/x"] * 20, max_concurrency=20)
+            concurrent = time.monotonic() - started
+            assert 0.05 <= concurrent < 20 * 0.05 / 2  # latency overlaps, it does not add up
+        await store.destroy()
 
-class TestWritethroughMemoryStore(_WritethroughStats, StoreConformance):
+    async def test_bandwidth_emulation_is_shared(self, make_store: Callable[..., Store]) -> None:
+        # as the suite's, with the value evicted first: hits do not cross the emulated link
+        store = make_store(bandwidth=8 * 1_000_000)  # 1 MB/s
+        await store.create()
+        async with store:
+            await store.store("flat/x", b"x" * 50_000)  # 0.05 s on the link
+            await store.cache_invalidate()
+            started = time.monotonic()
+            await store.load_many(["flat/x"] * 4, max_concurrency=4)
+            assert time.monotonic() - started >= 4 * 0.05 * 0.95  # concurrency cannot create bandwidth
+        await store.destroy()
+
+
+class TestWritethroughMemoryStore(_WritethroughOverrides, StoreConformance):
     @pytest.fixture
     def make_backend(self) -> MakeBackend:
         return memory_pair(WRITETHROUGH)
@@ -80,7 +112,7 @@ class TestMirrorMemoryBackend(BackendConformance):
         return memory_pair(MIRROR)
 
 
-class TestWritethroughPosixFSStore(_WritethroughStats, StoreConformance):
+class TestWritethroughPosixFSStore(_WritethroughOverrides, StoreConformance):
     @pytest.fixture
     def make_backend(self, tmp_path: Path) -> MakeBackend:
         return posixfs_pair(tmp_path, WRITETHROUGH)
@@ -104,7 +136,7 @@ class TestMirrorPosixFSBackend(BackendConformance):
         return posixfs_pair(tmp_path, MIRROR)
 
 
-class TestLimitedPosixFSInMemoryStore(_WritethroughStats, StoreConformance):
+class TestLimitedPosixFSInMemoryStore(_WritethroughOverrides, StoreConformance):
     """A posixfs primary with a size- and age-limited in-memory cache (the 1 MiB value is never cached)."""
 
     @pytest.fixture
@@ -621,3 +653,18 @@ async def test_timestamps_of_other_clients_order_the_index(tmp_path: Path) -> No
     async with cache:
         assert await cached_names(cache) == ["data/a", "data/c"]
     await first.destroy()
+
+
+async def test_latency_emulation_applies_to_the_primary_only() -> None:
+    store = Store("memory://" + memory_name(), config=CONFIG, cache_url="memory://", latency=0.05)
+    await store.create()
+    async with store:
+        await store.store(f"data/{K1}", b"v")
+        started = time.monotonic()
+        assert await store.load(f"data/{K1}") == b"v"  # a hit: no emulated round trip
+        assert time.monotonic() - started < 0.05
+        await store.cache_invalidate()
+        started = time.monotonic()
+        assert await store.load(f"data/{K1}") == b"v"  # a miss goes to the "far-away" primary
+        assert time.monotonic() - started >= 0.05
+    await store.destroy()
