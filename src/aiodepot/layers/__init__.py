@@ -9,6 +9,7 @@ from __future__ import annotations
 from .base import Layer
 from .cache import Cache, CacheMode, CachePolicy
 from .crypto import Encrypt
+from .keys import HashedNames, URLEncode
 from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
@@ -19,11 +20,13 @@ __all__ = [
     "CachePolicy",
     "Compress",
     "Encrypt",
+    "HashedNames",
     "Hmac",
     "Layer",
     "Mirror",
     "MirrorError",
     "Prefix",
     "ReadOnly",
+    "URLEncode",
     "WriteOnly",
 ]
