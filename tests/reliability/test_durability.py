@@ -19,7 +19,7 @@ from pathlib import Path
 from aiodepot import Store
 from aiodepot.names import TMP_SUFFIX
 from tests.reliability.fsync_writer import CONFIG, NAMES, VALUE
-from tests.servers import require_program
+from tests.servers import free_port, require_program, start_process, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSCALLS = "openat,write,fsync,fdatasync,rename,renameat,renameat2,close,mkdir,mkdirat"
@@ -64,11 +64,26 @@ def parse(trace: str) -> list[Event]:
     return events
 
 
-def check_item(events: list[Event], base: Path, name: str) -> list[str]:
-    """The durability steps of one store call, as they happened; AssertionError where one is missing."""
+def marked_call(events: list[Event], name: str) -> list[Event]:
+    """The events between the writer's ``calling NAME`` and ``returned NAME`` marks."""
     start = next(e.index for e in events if e.call == "write" and f"calling {name}" in e.args)
     end = next(e.index for e in events if e.call == "write" and f"returned {name}" in e.args)
-    window = events[start : end + 1]
+    return events[start : end + 1]
+
+
+def served_call(events: list[Event], base: Path, name: str) -> list[Event]:
+    """The events from the server's first open of ``name``'s temp file to its answer (the first success
+    status it sends after renaming the temp file onto the item)."""
+    key = name.rpartition("/")[2]
+    start = next(e.index for e in events if e.call == "openat" and f"/{key}.w" in e.args)
+    renamed = next(e.index for e in events[start:] if e.call.startswith("rename") and f"/{key}.w" in e.args)
+    answers = (e for e in events[renamed:] if e.call in ("sendto", "sendmsg", "write") and "HTTP/1.1 200" in e.args)
+    return events[start : next(answers).index + 1]
+
+
+def check_item(window: list[Event], base: Path, name: str) -> list[str]:
+    """The durability steps of one store call (``window``: its events, up to the point where it returned or
+    answered), as they happened; AssertionError where one is missing."""
     key = name.rpartition("/")[2]
     final = str(base / "data" / key[:2] / key)
     directory = str(base / "data" / key[:2])
@@ -118,7 +133,7 @@ async def test_fsync_orders_file_rename_directory_before_returning(tmp_path: Pat
     made = [e.strings()[0] for e in events if e.call in ("mkdir", "mkdirat") and e.result == 0]
     assert len(made) == len(NAMES) + 1  # data/ and a new directory per item: check_item sees their parents synced
     for name in NAMES.values():
-        assert check_item(events, base, name) == ["fsync file", "rename", "fsync dir", "returned"], name
+        assert check_item(marked_call(events, name), base, name) == ["fsync file", "rename", "fsync dir", "returned"]
         key = name.rpartition("/")[2]
         assert (base / "data" / key[:2] / key).read_bytes() == VALUE
 
@@ -145,3 +160,31 @@ def test_parse_joins_calls_strace_split_between_threads() -> None:
     ]
     assert events[0].strings() == ["/s/x.tmp"]
     assert events[2].args == "7"
+
+
+async def test_rest_server_with_fsync_syncs_before_it_answers(tmp_path: Path) -> None:
+    strace = require_program("strace", apt="strace")
+    base = tmp_path / "store"
+    await Store(f"file://{base}", config=CONFIG).create()
+    log = tmp_path / "trace"
+    port = free_port()
+    command = [strace, "-f", "-qq", "-s", "512", "-e", f"trace={SYSCALLS},sendto,sendmsg", "-o", str(log)]
+    command += [sys.executable, "-m", "aiodepot.server", "--backend", f"file://{base}", "--fsync"]
+    command += ["--no-auth", "--port", str(port), "--log-level", "WARNING"]
+    server = start_process(command)
+    try:
+        await asyncio.to_thread(wait_for_port, port, process=server)
+        async with Store(f"http://127.0.0.1:{port}", config=CONFIG) as client:
+            await client.store("data/ee05", VALUE)
+            await client.store("data/ff06", VALUE * 40)  # 1.3 MB
+            await client.store("data/0a07", VALUE * 300)  # 9.4 MiB: over the server's 8 MiB limit, it streams in
+    finally:
+        stop_process(server)
+    events = parse(log.read_text(errors="replace"))
+    for name in ("data/ee05", "data/ff06", "data/0a07"):
+        assert check_item(served_call(events, base, name), base, name) == [
+            "fsync file",
+            "rename",
+            "fsync dir",
+            "returned",
+        ], name

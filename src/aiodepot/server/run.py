@@ -30,12 +30,12 @@ logger = logging.getLogger("aiodepot.server")
 DEFAULT_PORT = 5618
 
 
-def backend_for(url: str, *, permissions: str | None = None, quota: int | None = None) -> Backend:
+def backend_for(url: str, *, permissions: str | None = None, quota: int | None = None, fsync: bool = False) -> Backend:
     """The backend for ``--backend``: a store URL, or ``FILE:path`` (relative, ``~`` allowed) as borgstore's
-    ``rest://`` client sends it."""
+    ``rest://`` client sends it. ``fsync`` makes a file store sync each value before it is acknowledged."""
     if url.startswith("FILE:"):
         url = Path(url[len("FILE:") :]).expanduser().resolve().as_uri()
-    options: dict[str, object] = {}
+    options: dict[str, object] = {"fsync": True} if fsync else {}
     if permissions is not None:
         options["permissions"] = resolve_permissions(permissions)
     if quota is not None:
@@ -43,7 +43,7 @@ def backend_for(url: str, *, permissions: str | None = None, quota: int | None =
     try:
         return backend_from_url(url, **options)
     except TypeError as exc:
-        raise ValueError(f"the backend {url.partition(':')[0]}: takes no permissions or quota") from exc
+        raise ValueError(f"the backend {url.partition(':')[0]}: takes no permissions, quota or fsync") from exc
 
 
 def _activated_socket() -> socket.socket:
@@ -217,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--password", help="HTTP Basic password (or AIODEPOT_SERVER_PASSWORD)")
     parser.add_argument("--permissions", help="a permission shortcut (e.g. borgbackup-no-delete) or a JSON object")
     parser.add_argument("--quota", type=int, help="quota in bytes")
+    parser.add_argument("--fsync", action="store_true", help="file stores: make each store durable before answering")
     parser.add_argument("--socket-activation", action="store_true", help="use the socket systemd passes (fd 3)")
     parser.add_argument("--stdio", action="store_true", help="speak HTTP over stdin/stdout (for rest:// clients)")
     parser.add_argument("--max-body-size", type=int, help="refuse bodies larger than this many bytes with 413")
@@ -242,11 +243,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             root = args.repos.rstrip("/")
 
             def repos(name: str) -> Backend:
-                return backend_for(f"{root}/{name}", permissions=permissions, quota=args.quota)
+                return backend_for(f"{root}/{name}", permissions=permissions, quota=args.quota, fsync=args.fsync)
 
-            backend_for(f"{root}/probe", permissions=permissions, quota=args.quota)  # a bad URL fails now
+            # a bad URL fails now
+            backend_for(f"{root}/probe", permissions=permissions, quota=args.quota, fsync=args.fsync)
         else:
-            backend = backend_for(args.backend, permissions=permissions, quota=args.quota)
+            backend = backend_for(args.backend, permissions=permissions, quota=args.quota, fsync=args.fsync)
         tcp = not (args.stdio or args.socket_activation or args.unix_socket)
         if tcp and not (args.username or args.htpasswd or args.no_auth):
             raise ValueError(
