@@ -17,7 +17,9 @@ nothing is cached, so two views (or two processes) see each other's changes. Ite
 lazy walk of the namespace and its sub-namespaces; ``len()`` walks it too (it costs a listing, not a
 counter). ``items()`` and ``values()`` load in bulk batches; ``update()`` and ``clear()`` store and
 delete in bulk. A key that breaks the name rules raises [`InvalidName`][aiodepot.errors.InvalidName]
-(a ``ValueError``); ``in`` answers False for it, and for anything that is not a str.
+(a ``ValueError``); ``in`` answers False for it, and for anything that is not a str. As in the store
+itself, a key cannot also be the sub-namespace of another (``"a"`` and ``"a/b"``), and in a namespace
+with nesting levels a key must be long enough to nest.
 """
 
 from __future__ import annotations
@@ -107,10 +109,9 @@ class AsyncStoreMapping:
     async def contains(self, key: object) -> bool:
         """True if ``key`` is an item of the namespace (one ``info`` call, no load)."""
         try:
-            name = self.name(key)
-        except (TypeError, InvalidName):
+            info = await self.store.info(self.name(key))
+        except (TypeError, InvalidName):  # not a name, or one this namespace cannot hold (too short to nest)
             return False
-        info = await self.store.info(name)
         return info.exists and not info.directory
 
     async def infos(self, prefix: str = "") -> AsyncIterator[ItemInfo]:
