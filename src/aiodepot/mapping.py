@@ -115,7 +115,7 @@ class AsyncStoreMapping:
         return info.exists and not info.directory
 
     async def infos(self, prefix: str = "") -> AsyncIterator[ItemInfo]:
-        """Yield an [`ItemInfo`][aiodepot.ItemInfo] per key that starts with ``prefix``, sorted.
+        """Yield an [`ItemInfo`][aiodepot.items.ItemInfo] per key that starts with ``prefix``, sorted.
 
         ``info.name`` is the key (the name inside the namespace).
         """

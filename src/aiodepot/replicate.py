@@ -533,7 +533,7 @@ async def apply_plan(
         max_bytes_in_flight: values held in memory at once, about; a value above half of it goes alone
             through a temporary file (in ``tempfile``'s directory: ``TMPDIR``).
         batch_size: items per ``load_many``/``store_many`` batch.
-        progress: called after each item with a [`Progress`][aiodepot.Progress] over the whole plan: items
+        progress: called after each item with a [`Progress`][aiodepot.transfer.Progress] over the whole plan: items
             copied or deleted (failed ones count as done with 0 bytes), bytes copied.
         collect_errors: go on past a failing item and list it in ``report.errors``; then nothing is
             deleted if any copy failed (a destination that missed an update keeps what it had). Without
