@@ -63,10 +63,10 @@ async def main(workdir: Path) -> None:
             try:
                 await store.store("config/main", b"setting=2\n")
             except MirrorError as exc:
-                failed_on = exc.succeeded
+                did_write = exc.succeeded
                 print(f"write_quorum=all: {type(exc).__name__}: {exc}")
                 assert quorum is None
-                assert failed_on == [child]  # the local child got the write, the read-only one did not
+                assert did_write == [child]  # the local child got the write, the read-only one did not
             else:
                 assert quorum == 1
                 assert await store.load("config/main") == b"setting=2\n"

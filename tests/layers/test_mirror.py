@@ -203,6 +203,19 @@ async def test_read_repair() -> None:
     await mirror.close()
 
 
+async def test_repairs_hold_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("aiodepot.layers.mirror._MAX_REPAIR_BYTES", 250)
+    a, b = MemoryBackend(memory_name()), MemoryBackend(memory_name())
+    mirror = await opened(a, b)
+    await b.store_batch([(f"ns/{i}", bytes([i]) * 100) for i in range(5)])
+    await mirror.load_batch([f"ns/{i}" for i in range(5)])
+    assert mirror._repair_bytes == 200  # two values held, three repairs read from b instead
+    await mirror.flush_repairs()
+    assert mirror._repair_bytes == 0 and mirror.stats["repairs"] == 5
+    assert await a.load_batch([f"ns/{i}" for i in range(5)]) == [bytes([i]) * 100 for i in range(5)]
+    await mirror.close()
+
+
 async def test_damaged_copy_is_repaired() -> None:
     from aiodepot.layers import Hmac
 

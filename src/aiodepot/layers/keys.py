@@ -50,9 +50,6 @@ class _Renamed(Layer):
     def _out(self, leaf: str) -> str:
         """The original name of an inner leaf name (one path element)."""
 
-    def _out_path(self, name: str) -> str:
-        return "/".join(self._out(part) for part in name.split("/")) if name else name
-
     async def mkdir(self, name: str) -> None:
         """Mapped and forwarded."""
         await self.inner.mkdir(self._in(name))

@@ -36,6 +36,7 @@ ReadMode = Literal["ordered", "fastest"]
 
 _MAX_PENDING_REPAIRS = 256  # repairs waiting beyond this are dropped (a later read schedules them again)
 _REPAIR_CONCURRENCY = 4
+_MAX_REPAIR_BYTES = 64 * 1024 * 1024  # values held for pending repairs; beyond, repairs re-read from the source
 _TEE_DEPTH = 2  # chunks queued per child while a stream is copied to all children
 
 
@@ -186,7 +187,8 @@ class Mirror(Backend):
         self._locks = _NameLocks()
         self._tickets: dict[str, builtins.list[_RepairTicket]] = {}
         self._repairs: set[asyncio.Task[None]] = set()
-        self._repair_limit = asyncio.Semaphore(_REPAIR_CONCURRENCY)
+        self._repair_limit: asyncio.Semaphore | None = None  # made on the loop that opens the mirror
+        self._repair_bytes = 0
         object.__setattr__(self, "capabilities", _combine([child.capabilities for child in children]))
 
     @classmethod
@@ -244,6 +246,7 @@ class Mirror(Backend):
             await self._everywhere("close", lambda child: child.close(), done)
             self._raise("open", done, failed, same_kind_ok=not done)
         self.down = dict(failed)
+        self._repair_limit = asyncio.Semaphore(_REPAIR_CONCURRENCY)
         for child, exc in failed:
             logger.warning("mirror: child %r is down, left out: %s", child, exc)
         self.opened = True
@@ -381,6 +384,11 @@ class Mirror(Backend):
             self._drop_ticket(name, ticket)
             self.stats["repairs_skipped"] += 1
             return
+        if value is not None:
+            if self._repair_bytes + len(value) > _MAX_REPAIR_BYTES:
+                value = None  # do not pin more memory: the repair streams the item from the source
+            else:
+                self._repair_bytes += len(value)
         task = asyncio.get_running_loop().create_task(
             self._repair(name, ticket, source, builtins.list(targets), value), name=f"mirror-repair {name}"
         )
@@ -390,6 +398,7 @@ class Mirror(Backend):
     async def _repair(
         self, name: str, ticket: _RepairTicket, source: Backend, targets: builtins.list[Backend], value: bytes | None
     ) -> None:
+        assert self._repair_limit is not None
         try:
             async with self._repair_limit, self._locks.hold([name]):
                 if not ticket.valid:
@@ -409,6 +418,8 @@ class Mirror(Backend):
                         self.stats["repairs"] += 1
         finally:
             self._drop_ticket(name, ticket)
+            if value is not None:
+                self._repair_bytes -= len(value)
 
     async def _first(
         self,
