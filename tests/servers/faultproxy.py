@@ -370,6 +370,7 @@ class FaultProxy:
         self.fault: FaultSource = fault or Fault.none()
         self.port = 0
         self._planned: deque[Fault] = deque()
+        self._shots: int | None = None
         self._lock = threading.Lock()
         self._figures = dict.fromkeys(
             ("accepted", "open", "closed", "bytes_up", "bytes_down", "resets", "stalls", "flips", "upstream_failures"),
@@ -442,6 +443,15 @@ class FaultProxy:
     def _count(self, figure: str, amount: int = 1) -> None:
         with self._lock:
             self._figures[figure] += amount
+            if figure not in ("resets", "stalls", "flips") or self._shots is None:
+                return
+            self._shots -= 1
+            if self._shots > 0:
+                return
+            self._shots = None
+            self.fault = Fault.none()
+        for connection in self._connections:  # on the proxy's loop: the pump that fired called this
+            connection.set_fault(Fault.none())
 
     # control ---------------------------------------------------------------------------------------------
 
@@ -451,17 +461,35 @@ class FaultProxy:
             self._planned.extend(faults)
 
     def switch(self, fault: FaultSource) -> None:
-        """Set ``fault`` for new connections and for the open ones (their offsets count from now)."""
-        self.fault = fault
+        """Set ``fault`` for new connections and for the open ones (their offsets count from now).
+
+        It takes effect before it returns (it waits a moment for the proxy's loop).
+        """
+        self._set(fault, None)
+
+    def _set(self, fault: FaultSource, shots: int | None) -> None:
         with self._lock:
+            self.fault = fault
             self._planned.clear()
+            self._shots = shots
         assert self._loop is not None
 
-        def apply() -> None:
+        async def apply() -> None:
             for connection in self._connections:
                 connection.set_fault(fault if isinstance(fault, Fault) else fault(-1))
 
-        self._loop.call_soon_threadsafe(apply)
+        self._run(apply())
+
+    def arm(self, fault: Fault, times: int | None = 1) -> None:
+        """Like [`switch`][], but only until the fault has fired ``times`` times (None: for good); then
+        every connection, new or open, passes data through again. A reset, a stall or a flip fires."""
+        if times is not None and times < 1:
+            raise ValueError(f"times must be >= 1 or None, got {times}")
+        self._set(fault, times)
+
+    def disarm(self) -> None:
+        """Pass everything through again, on new and open connections."""
+        self.switch(Fault.none())
 
     def release(self) -> None:
         """End every stall now (the open connections go on forwarding)."""

@@ -133,7 +133,6 @@ async def test_reset_after_k_bytes(proxy: FaultProxy, direction: str, after: int
 
 async def test_flip_one_bit(proxy: FaultProxy, opened: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
     proxy.switch(Fault.flip(100_001, "down", bit=3))
-    await asyncio.sleep(0.05)  # switch() takes effect on the proxy's loop
     reader, writer = opened
     async with asyncio.timeout(10):
         echoed = await exchange(writer, reader, PAYLOAD)
@@ -207,7 +206,6 @@ async def test_a_client_that_gives_up_on_a_stall_frees_the_connection(proxy: Fau
 
 async def test_trickle(proxy: FaultProxy, opened: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
     proxy.switch(Fault.trickle(chunk=100, interval=0.01, direction="down"))
-    await asyncio.sleep(0.05)
     reader, writer = opened
     started = time.monotonic()
     async with asyncio.timeout(10):
@@ -254,6 +252,28 @@ async def test_cut_and_unreachable_target(proxy: FaultProxy, echo: EchoServer) -
     figures = await proxy.wait_idle(5)
     assert figures.upstream_failures == 1
     assert figures.open == 0
+
+
+async def test_armed_fault_fires_once_then_disarms(
+    proxy: FaultProxy, opened: tuple[asyncio.StreamReader, asyncio.StreamWriter]
+) -> None:
+    reader, writer = opened
+    async with asyncio.timeout(10):
+        assert await exchange(writer, reader, b"warm") == b"warm"
+        proxy.arm(Fault.flip(2, "down"), times=1)  # the open connection counts from here
+        assert await exchange(writer, reader, b"\x00" * 4) == b"\x00\x00\x01\x00"
+        assert await exchange(writer, reader, b"\x00" * 4) == b"\x00" * 4  # fired once: disarmed
+        other_reader, other_writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        assert await exchange(other_writer, other_reader, b"\x00" * 4) == b"\x00" * 4
+        other_writer.close()
+        proxy.arm(Fault.flip(0, "up"), times=None)
+        assert await exchange(writer, reader, b"\x00") == b"\x01"
+        assert await exchange(writer, reader, b"\x00") == b"\x00"  # offset 0 has passed on this one
+        proxy.disarm()
+        assert await exchange(writer, reader, b"\x00") == b"\x00"
+    assert proxy.counters().flips == 2
+    with pytest.raises(ValueError, match="times"):
+        proxy.arm(Fault.none(), times=0)
 
 
 def test_from_plain_threads(proxy: FaultProxy) -> None:
