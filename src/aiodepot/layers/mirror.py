@@ -648,11 +648,12 @@ class Mirror(Backend):
                 assert chosen is not None
                 yield chosen
                 advance = [i for i in active if heads[i] is not None and heads[i].name == smallest]  # type: ignore[union-attr]
-                nexts = await asyncio.gather(*(_next_or(streams[i]) for i in advance))
-                for i, info in zip(advance, nexts, strict=True):
-                    heads[i] = info
+                for i in advance:  # one after the other: listings are buffered, a task per step costs more
+                    heads[i] = await _next_or(streams[i])
         finally:
-            await asyncio.gather(*(_aclose(stream) for stream in streams), return_exceptions=True)
+            for stream in streams:
+                with contextlib.suppress(Exception):
+                    await _aclose(stream)
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Each value from the first child that has it (children asked batch-wise); missing copies are
