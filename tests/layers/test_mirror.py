@@ -339,6 +339,42 @@ async def test_streams_reach_every_child_and_a_failing_source_stores_nothing() -
     await mirror.close()
 
 
+class SlowReader(Layer):
+    """A test layer whose store_chunks takes its chunks slowly and notes how many it has taken."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.taken = 0
+
+    async def store_chunks(self, name: str, chunks: object, *, size: int | None = None) -> None:  # type: ignore[override]
+        async def slowly() -> AsyncIterator[bytes]:
+            async for chunk in chunks:  # type: ignore[attr-defined]
+                self.taken += 1
+                await asyncio.sleep(0.002)
+                yield chunk
+
+        await super().store_chunks(name, slowly(), size=size)
+
+
+async def test_streams_are_not_buffered_ahead_of_the_slowest_child() -> None:
+    slow = SlowReader(MemoryBackend(memory_name()))
+    mirror = await opened(MemoryBackend(memory_name()), slow)
+    produced = 0
+    lead = 0
+
+    async def stream() -> AsyncIterator[bytes]:
+        nonlocal produced, lead
+        for _ in range(100):
+            produced += 1
+            lead = max(lead, produced - slow.taken)
+            yield b"x" * 1000
+
+    await mirror.store_chunks("ns/paced", stream(), size=100_000)
+    assert slow.taken == 100
+    assert lead <= 4  # the queue depth (2), the chunk in hand and the one being produced
+    await mirror.close()
+
+
 async def test_store_over_a_mirror_with_quota_and_hash() -> None:
     mirror = Mirror([MemoryBackend(memory_name()), MemoryBackend(memory_name())], read="fastest")
     store = Store(backend=mirror, config=CONFIG)
