@@ -78,6 +78,7 @@ async def verify(base: Path, acks_path: Path, tally: Tally) -> None:
     async with Store(backend=backend, config=CONFIG):
         assert backend.temp_files_removed == len(leftovers)
     assert temp_files(base) == []
+    assert not [p for p in base.iterdir() if p.name.startswith("session.")]  # the dead sessions' too
     tally.kills += 1
     tally.acked = len(acks)
     tally.listed = len(listed)
@@ -287,12 +288,47 @@ async def test_cleanup_rules_for_other_writers(tmp_path: Path) -> None:
     stale = time.time() - posixfs.STALE_TEMP_AGE - 60
     for path in (borgstore_old, other_machine_old):
         os.utime(path, (stale, stale))
-    keep = PosixFSBackend(tmp_path, cleanup=False)
-    async with Store(backend=keep):
-        assert keep.temp_files_removed == 0
+    assert await open_and_count(tmp_path) == 0  # no session crashed: open walks nothing
     assert len(temp_files(tmp_path)) == 6
-    assert await open_and_count(tmp_path) == 3
+    backend = PosixFSBackend(tmp_path)
+    async with Store(backend=backend):
+        assert await backend.remove_temp_files() == 3  # the walk on demand applies the rules
     assert sorted(map(str, temp_files(tmp_path))) == sorted([me, other_machine, borgstore_fresh])
+
+
+def sessions(base: Path) -> list[str]:
+    return sorted(p.name for p in base.iterdir() if p.name.startswith("session."))
+
+
+async def test_a_crashed_session_makes_the_next_open_walk(tmp_path: Path) -> None:
+    from aiodepot.backends import posixfs
+
+    await make_store(tmp_path)
+    (tmp_path / "d").mkdir()
+    command = [sys.executable, "-c", "import os; print(os.getpid())"]
+    child = await asyncio.to_thread(subprocess.run, command, capture_output=True, check=True)
+    dead_pid = int(child.stdout)  # reaped: no process has this pid (or a later start time if it is reused)
+    dead = f"w{posixfs._MACHINE}-{dead_pid}-1-0"
+    (tmp_path / "d" / f"x.{dead}.tmp").write_bytes(b"half")
+    # a live session of this process, and one on another machine that wrote a minute ago: both kept
+    live = PosixFSBackend(tmp_path)
+    await live.open()
+    foreign = tmp_path / f"session.w{'0' * 8}-1-1-0.hid"
+    foreign.touch()
+    try:
+        assert len(sessions(tmp_path)) == 2
+        assert await open_and_count(tmp_path) == 0
+        (tmp_path / f"session.{dead}.hid").touch()  # the dead writer's session
+        assert await open_and_count(tmp_path) == 1
+        assert temp_files(tmp_path) == []
+        assert sessions(tmp_path) == sorted([foreign.name, Path(live._session or "").name])
+        stale = time.time() - posixfs.STALE_TEMP_AGE - 60
+        os.utime(foreign, (stale, stale))  # silent for longer than STALE_TEMP_AGE: counts as crashed
+        assert await open_and_count(tmp_path) == 0
+        assert sessions(tmp_path) == [Path(live._session or "").name]
+    finally:
+        await live.close()
+    assert sessions(tmp_path) == []  # close removes the registration
 
 
 async def test_commit_after_the_temp_file_was_removed_is_a_clear_error(tmp_path: Path) -> None:

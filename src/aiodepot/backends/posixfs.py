@@ -5,9 +5,12 @@ path, ``.del`` appended for soft-deleted items, ``quota.hid`` for the persisted 
 ``….tmp`` files that are renamed into place, so a reader never sees a half-written value.
 
 A temp file's name says who writes it (``<item>.w<host>-<pid>-<start>-<n>.tmp``: a key for this machine's
-boot and PID namespace, the writer's process id and start time). ``open`` removes the temp files that
-crashed writers left behind: those of processes on this machine that no longer run, and any other temp file
-(another machine's, borgstore's) untouched for `STALE_TEMP_AGE` seconds. A live writer's temp file is kept.
+boot and PID namespace, the writer's process id and start time), and each open backend registers its
+session in an empty ``session.w<host>-<pid>-<start>-<n>.hid`` file at the top, removed by ``close``. A
+session whose registration outlives it crashed: the next ``open`` finds that registration (one directory
+read), then walks the store and removes the temp files crashed writers left behind: those of processes on
+this machine that no longer run, and any other temp file (another machine's, borgstore's) untouched for
+`STALE_TEMP_AGE` seconds. A live writer's temp file is kept. Without a crashed session ``open`` walks nothing.
 
 Every operation is one job on the backend's thread pool (open, read and close in one hop); big values
 stream through `aiofiles`.
@@ -18,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import hashlib
 import itertools
 import os
@@ -98,28 +100,59 @@ def _machine_key() -> str:
 
 
 _MACHINE = _machine_key()
-_TEMP_PATTERN = re.compile(r"\.w([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]+" + re.escape(TMP_SUFFIX) + r"\Z")
+_WRITER = r"w([0-9a-f]{8})-(\d+)-(\d+)-[0-9a-f]+"
+_TEMP_PATTERN = re.compile(r"\." + _WRITER + re.escape(TMP_SUFFIX) + r"\Z")
+_SESSION_PREFIX = "session."
+_SESSION_PATTERN = re.compile(re.escape(_SESSION_PREFIX) + _WRITER + re.escape(HID_SUFFIX))
 _writer: tuple[int, str] = (0, "")
-_temp_counter = itertools.count()
+_counter = itertools.count()
 
 
-def _temp_path(path: str) -> str:
-    """A fresh temp file name beside ``path`` that names its writer (see the module docs)."""
+def _writer_name() -> str:
+    """``w<machine>-<pid>-<start>-<n>``: this process, and a number no other name of it had."""
     global _writer
     pid = os.getpid()
     if _writer[0] != pid:  # first use, or a forked child
         _writer = (pid, f"w{_MACHINE}-{pid}-{_start_time(pid) or 0}")
-    return f"{path}.{_writer[1]}-{next(_temp_counter):x}{TMP_SUFFIX}"
+    return f"{_writer[1]}-{next(_counter):x}"
 
 
-def _left_behind(name: str, mtime: float, now: float) -> bool:
-    """Whether the temp file ``name`` (last written at ``mtime``) belongs to no writer any more."""
-    match = _TEMP_PATTERN.search(name)
+def _temp_path(path: str) -> str:
+    """A fresh temp file name beside ``path`` that names its writer (see the module docs)."""
+    return f"{path}.{_writer_name()}{TMP_SUFFIX}"
+
+
+def _gone(match: re.Match[str] | None, mtime: float, now: float) -> bool:
+    """Whether the writer a name matched (None: a name that names none) runs no more; one that cannot be
+    checked (another machine's, another program's) counts as gone once untouched for `STALE_TEMP_AGE`."""
     if match is not None and match[1] == _MACHINE:
         pid, started = int(match[2]), int(match[3])
         running = _start_time(pid)
         return running is None or (started != 0 and running != started)
-    return now - mtime > STALE_TEMP_AGE  # another machine's or another program's: only by its age
+    return now - mtime > STALE_TEMP_AGE
+
+
+def _left_behind(name: str, mtime: float, now: float) -> bool:
+    """Whether the temp file ``name`` (last written at ``mtime``) belongs to no writer any more."""
+    return _gone(_TEMP_PATTERN.search(name), mtime, now)
+
+
+def _dead_sessions(base: str) -> list[str]:
+    """The session registrations at the top of ``base`` whose sessions ended without ``close``."""
+    now = time.time()
+    dead = []
+    with os.scandir(base) as entries:
+        for entry in entries:
+            match = _SESSION_PATTERN.fullmatch(entry.name)
+            if match is None:
+                continue
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            if _gone(match, mtime, now):
+                dead.append(entry.path)
+    return dead
 
 
 def _remove_left_behind(base: str) -> int:
@@ -311,8 +344,8 @@ class PosixFSBackend(Backend):
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store, tracked in ``quota.hid``.
         workers: threads for blocking file operations.
-        cleanup: on ``open``, remove the temp files of writers that crashed (see the module docs); the
-            number removed is then in ``temp_files_removed``.
+        cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
+            module docs); the number removed is then in ``temp_files_removed``.
     """
 
     capabilities = Capabilities(
@@ -346,6 +379,8 @@ class PosixFSBackend(Backend):
         self.quota_limit = quota
         self.cleanup = cleanup
         self.temp_files_removed = 0
+        self._session: str | None = None
+        self._session_touched = 0.0
         self._quota: _Quota | None = None
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
 
@@ -379,6 +414,7 @@ class PosixFSBackend(Backend):
     def _write_temp(self, path: str, fill: Callable[[int], object]) -> str:
         """Create a temp file beside ``path`` (and missing directories), let ``fill(fd)`` write it; return
         the temp file's path. With ``fsync`` the data is on disk before this returns."""
+        self._touch_session()
         tmp = _temp_path(path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
@@ -491,15 +527,20 @@ class PosixFSBackend(Backend):
         self._offloader.shutdown()
 
     async def open(self) -> None:
-        """Start using the store: remove temp files crashed writers left (with ``cleanup``, one walk over
-        the store's directories), set up (or drop) quota tracking."""
+        """Start using the store: register the session; if an earlier one crashed (and ``cleanup``), walk
+        the store and remove the temp files crashed writers left; set up (or drop) quota tracking."""
         self._require_closed()
 
         def job() -> None:
             if not os.path.isdir(self.base):
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
             if self.cleanup:
-                self.temp_files_removed = _remove_left_behind(self.base)
+                dead = _dead_sessions(self.base)
+                self.temp_files_removed = _remove_left_behind(self.base) if dead else 0
+                for path in dead:  # only now: a crash during the walk leaves them for the next open
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            self._register()
             if self.quota_limit is None:
                 with contextlib.suppress(OSError):
                     os.unlink(os.path.join(self.base, QUOTA_FILE))
@@ -514,12 +555,55 @@ class PosixFSBackend(Backend):
         """Persist the quota usage and release the thread pool."""
         self._require_open()
         quota, self._quota = self._quota, None
+        session, self._session = self._session, None
         self.opened = False
+
+        def job() -> None:
+            try:
+                if quota is not None:
+                    quota.flush(force=True)
+            finally:
+                if session is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(session)
+
         try:
-            if quota is not None:
-                await self._run("", functools.partial(quota.flush, force=True))
+            await self._run("", job)
         finally:
             self._offloader.shutdown()
+
+    async def remove_temp_files(self) -> int:
+        """Walk the whole store now and remove the temp files that no live writer owns (the rules ``open``
+        applies after a crash, see the module docs); return how many. For stores that borgstore or another
+        program wrote to: their crashes leave no session registration behind."""
+        self._require_open()
+        removed: int = await self._run("", _remove_left_behind, self.base)
+        return removed
+
+    def _register(self) -> None:
+        """Create this session's registration (a store we cannot write to gets none: it gets no temp
+        files either)."""
+        path = os.path.join(self.base, f"{_SESSION_PREFIX}{_writer_name()}{HID_SUFFIX}")
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        except OSError:
+            return
+        self._session = path
+        self._session_touched = time.monotonic()
+
+    def _touch_session(self) -> None:
+        """Keep the registration fresh for other machines (they judge it by its age), and bring it back
+        if another machine took this session for a crashed one."""
+        if self._session is None or time.monotonic() - self._session_touched < STALE_TEMP_AGE / 4:
+            return
+        self._session_touched = time.monotonic()
+        try:
+            os.utime(self._session)
+        except FileNotFoundError:
+            with contextlib.suppress(OSError):
+                os.close(os.open(self._session, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
+        except OSError:
+            pass
 
     # items ---------------------------------------------------------------------------------------------
 
