@@ -39,6 +39,7 @@ from .._threads import Offloader
 from ..errors import (
     BackendError,
     BackendURLInvalid,
+    InvalidName,
     ObjectNotFound,
     PermissionDenied,
     QuotaExceeded,
@@ -182,8 +183,14 @@ def _remove_left_behind(base: str) -> int:
 
 def _raise_translated(exc: OSError, name: str) -> NoReturn:
     """Re-raise an OS error as the matching [`StoreError`][aiodepot.errors.StoreError], keeping it as the cause."""
+    if isinstance(exc, StoreError):  # PermissionDenied is a PermissionError too: already translated
+        raise exc
     if isinstance(exc, _NOT_FOUND):
         raise ObjectNotFound(name) from exc
+    if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link
+        raise PermissionDenied(f"{name}: is a symbolic link, which the store does not follow") from exc
+    if isinstance(exc, FileExistsError):
+        raise InvalidName(f"{name}: another kind of entry is in the way") from exc
     if isinstance(exc, PermissionError):
         raise PermissionDenied(f"{name}: {exc.strerror}") from exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -191,8 +198,34 @@ def _raise_translated(exc: OSError, name: str) -> NoReturn:
     raise BackendError(f"{name}: {exc.strerror or exc}") from exc
 
 
+# The store never follows a symbolic link (borgstore's layout has none; one planted inside the store could
+# lead a read or write out of it). Items are opened with O_NOFOLLOW (a link as the last element is refused
+# for free), and the kernel says where an opened file or directory really is (one readlink of
+# /proc/self/fd/N): anywhere but its own path below the base means a link on the way. Writes, removals and
+# renames check their directory so before they touch it.
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_PATH = getattr(os, "O_PATH", os.O_RDONLY | os.O_NONBLOCK)  # O_PATH: no access check, no FIFO open
+
+
+def _real_path(fd: int, path: str) -> str:
+    """Where the open file ``fd`` (opened as ``path``) really is, all symbolic links resolved."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # no /proc: ask the file system, which is slower and can race
+        return os.path.realpath(path)
+
+
+_MAX_POSITION = 2**63 - 1
+_LARGE_READ = 64 * MiB
+
+
 def _pread_exact(fd: int, size: int, offset: int) -> bytes:
     """Read ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
+    if size > _LARGE_READ:  # pread allocates what it is asked for: never more than the file can give
+        size = max(min(size, os.fstat(fd).st_size - offset), 0)
+    if offset >= _MAX_POSITION or not size:
+        return b""
+    size = min(size, _MAX_POSITION - offset)  # offset + size past off_t is EINVAL
     data = os.pread(fd, size, offset)
     if len(data) == size or not data:
         return data
@@ -375,6 +408,7 @@ class PosixFSBackend(Backend):
         if quota is not None and (not isinstance(quota, int) or quota < 0):
             raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
         self.base = os.path.normpath(base)
+        self._real_base = os.path.realpath(self.base)
         self.fsync = fsync
         self.quota_limit = quota
         self.cleanup = cleanup
@@ -403,6 +437,48 @@ class PosixFSBackend(Backend):
         validate_backend_name(name)
         return os.path.join(self.base, name)
 
+    def _confine(self, fd: int, path: str) -> None:
+        """Refuse an open file or directory that is not where its path says (reached through a symbolic link)."""
+        real = _real_path(fd, path).removesuffix(" (deleted)")  # replaced meanwhile: still the same place
+        relative = path[len(self.base) :].lstrip("/")
+        if real != (os.path.join(self._real_base, relative) if relative else self._real_base):
+            name = os.path.relpath(path, self.base)
+            raise PermissionDenied(f"{name}: reached through a symbolic link, which the store does not follow")
+
+    def _open_item(self, path: str) -> int:
+        """Open an item for reading: never through a symbolic link, never outside the base."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW)
+        try:
+            self._confine(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _lstat(self, path: str) -> os.stat_result:
+        """Stat an entry without following a symbolic link, refusing one that leads out of the store."""
+        fd = os.open(path, _O_PATH | os.O_CLOEXEC | _O_NOFOLLOW)
+        try:
+            self._confine(fd, path)
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
+        if stat.S_ISLNK(st.st_mode):
+            raise PermissionDenied(
+                f"{os.path.relpath(path, self.base)}: is a symbolic link, which the store does not follow"
+            )
+        return st
+
+    def _check_dir(self, directory: str) -> None:
+        """Refuse to work in ``directory`` if it is not below the base (FileNotFoundError if it is missing)."""
+        if directory == self.base:
+            return
+        fd = os.open(directory, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._confine(fd, directory)
+        finally:
+            os.close(fd)
+
     async def _run(self, name: str, job: Any, *args: Any) -> Any:
         try:
             return await self._offloader.run(job, *args)
@@ -418,10 +494,13 @@ class PosixFSBackend(Backend):
         tmp = _temp_path(path)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
-            fd = os.open(tmp, flags, 0o666)
+            self._check_dir(os.path.dirname(path))
         except FileNotFoundError:
             self._make_parents(path)
-            fd = os.open(tmp, flags, 0o666)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(path).st_mode):  # a symbolic link in the item's place: refused, not replaced
+                raise PermissionDenied(f"{os.path.relpath(path, self.base)}: is a symbolic link")
+        fd = os.open(tmp, flags, 0o666)
         try:
             try:
                 fill(fd)
@@ -443,6 +522,7 @@ class PosixFSBackend(Backend):
         while directory != self.base and not os.path.isdir(directory):
             missing.append(directory)
             directory = os.path.dirname(directory)
+        self._check_dir(directory)  # the directories are made below one that is inside the store
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if self.fsync:
             for created in missing:
@@ -487,7 +567,7 @@ class PosixFSBackend(Backend):
 
     def _existing_size(self, path: str) -> int | None:
         try:
-            st = os.stat(path)
+            st = self._lstat(path)
         except _NOT_FOUND:
             return None
         if stat.S_ISDIR(st.st_mode):
@@ -534,6 +614,7 @@ class PosixFSBackend(Backend):
         def job() -> None:
             if not os.path.isdir(self.base):
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+            self._real_base = os.path.realpath(self.base)
             if self.cleanup:
                 dead = _dead_sessions(self.base)
                 self.temp_files_removed = _remove_left_behind(self.base) if dead else 0
@@ -612,14 +693,25 @@ class PosixFSBackend(Backend):
         self._require_open()
         path = self._path(name)
         self.permissions.check(name, "w")
-        await self._run(name, os.makedirs, path, 0o777, True)
+
+        def job() -> None:
+            if not os.path.isdir(path):
+                self._make_parents(os.path.join(path, "entry"))
+            self._check_dir(path)
+
+        await self._run(name, job)
 
     async def rmdir(self, name: str) -> None:
         """Remove an empty directory."""
         self._require_open()
         path = self._path(name)
         self.permissions.check(name, "wD")
-        await self._run(name, os.rmdir, path)
+
+        def job() -> None:
+            self._check_dir(os.path.dirname(path))
+            os.rmdir(path)
+
+        await self._run(name, job)
 
     # Each item operation is one sync function (validation, permission check and I/O in one thread hop);
     # the async methods run one of them, the batch methods run many in one job.
@@ -629,14 +721,14 @@ class PosixFSBackend(Backend):
         self.permissions.check(name, "lr")
         basename = name.rpartition("/")[2]
         try:
-            return _item_info(basename, os.stat(path))
+            return _item_info(basename, self._lstat(path) if name else os.stat(path))
         except (FileNotFoundError, NotADirectoryError):
             return ItemInfo(name=basename, exists=False, size=0, directory=False)
 
     def _load_sync(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
         path = self._path(name)
         self.permissions.check(name, "r")
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = self._open_item(path)
         try:
             if offset < 0 or size is None:
                 total = os.fstat(fd).st_size
@@ -732,8 +824,9 @@ class PosixFSBackend(Backend):
         def job() -> None:
             replaced = self._existing_size(dst_path)
             self.permissions.check(dst, "wW" if replaced is None else "W")
-            if not os.path.lexists(src_path):
-                raise ObjectNotFound(src)
+            self._lstat(src_path)  # missing: ObjectNotFound; a symbolic link or outside the store: refused
+            with contextlib.suppress(FileNotFoundError):
+                self._check_dir(os.path.dirname(dst_path))  # a missing one is made by _make_parents, checked
             try:
                 os.replace(src_path, dst_path)
             except FileNotFoundError:
@@ -758,13 +851,20 @@ class PosixFSBackend(Backend):
 
         def job() -> list[ItemInfo]:
             infos = []
-            with os.scandir(path) as entries:
-                for entry in entries:
-                    try:
-                        validate_backend_name(entry.name)
-                        infos.append(_item_info(entry.name, entry.stat()))
-                    except (StoreError, FileNotFoundError):
-                        continue  # not ours, still being written, or gone meanwhile
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                self._confine(fd, path)
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        try:
+                            validate_backend_name(entry.name)
+                            if entry.is_symlink():
+                                continue  # not ours: the store never makes links, and never follows them
+                            infos.append(_item_info(entry.name, entry.stat(follow_symlinks=False)))
+                        except (StoreError, FileNotFoundError):
+                            continue  # not ours, still being written, or gone meanwhile
+            finally:
+                os.close(fd)
             infos.sort(key=lambda info: info.name)
             return infos
 
@@ -780,7 +880,7 @@ class PosixFSBackend(Backend):
         check_algorithm(algorithm)
 
         def job() -> str:
-            with open(path, "rb") as f:
+            with open(self._open_item(path), "rb") as f:
                 return file_digest(f, algorithm)
 
         digest: str = await self._run(name, job)
@@ -805,7 +905,7 @@ class PosixFSBackend(Backend):
                         continue
                     fd = fds.get(name)
                     if fd is None:
-                        fd = fds[name] = os.open(paths[name], os.O_RDONLY | os.O_CLOEXEC)
+                        fd = fds[name] = self._open_item(paths[name])
                     start = offset if offset >= 0 else max(os.fstat(fd).st_size + offset, 0)
                     data = _pread_exact(fd, size, start)
                     if len(data) != size:
@@ -836,7 +936,7 @@ class PosixFSBackend(Backend):
         def job() -> None:
             path = self._path(name)
             self.permissions.check(name, "r")
-            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            src = self._open_item(path)
             try:
                 _copy_range(src, fd, offset, size)
             finally:
@@ -874,10 +974,14 @@ class PosixFSBackend(Backend):
         self.permissions.check(name, "r")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        fd = await self._run(name, self._open_item, path)
         try:
-            f = await aiofiles.open(path, "rb", buffering=0, executor=self._offloader.executor)
-        except OSError as exc:
-            _raise_translated(exc, name)
+            f = await aiofiles.open(fd, "rb", buffering=0, executor=self._offloader.executor)
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                _raise_translated(exc, name)
+            raise
         try:
             try:
                 if offset:
