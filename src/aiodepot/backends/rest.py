@@ -62,26 +62,85 @@ DEFAULT_SERVER_COMMAND = "aiodepot-server-rest"
 
 
 _CHUNK = 1 * MiB
+_SMALL_BODY = 64 * 1024  # request bodies up to this size go out in one write (any send buffer takes them)
+_INLINE_HASH = 256 * 1024  # reply bodies up to this size are hashed on the event loop, bigger ones in a thread
+
+
+class _SendWatch:
+    """A deadline for sending a request body: each piece must leave within ``seconds`` of the one before.
+
+    aiohttp's read timeout only covers the reply; without this, a server (or a link) that stops taking the
+    body would hold the request on a full send buffer for ever.
+    """
+
+    __slots__ = ("_deadline", "_loop", "seconds", "sending")
+
+    def __init__(self, deadline: asyncio.Timeout, seconds: float) -> None:
+        self._deadline = deadline
+        self._loop = asyncio.get_running_loop()
+        self.seconds = seconds
+        self.sending = False
+
+    def progress(self) -> None:
+        """A piece is going out (so the one before it has left): the clock starts again."""
+        self.sending = True
+        self._deadline.reschedule(self._loop.time() + self.seconds)
+
+    def done(self) -> None:
+        """The body has left; the reply's read timeout takes over."""
+        self.sending = False
+        self._deadline.reschedule(None)
 
 
 class _Slices:
     """An in-memory body as an async iterator of ``_CHUNK``-sized views (no copies)."""
 
-    __slots__ = ("_position", "_view")
+    __slots__ = ("_position", "_view", "_watch")
 
-    def __init__(self, data: bytes | memoryview) -> None:
+    def __init__(self, data: bytes | memoryview, watch: _SendWatch) -> None:
         self._view = memoryview(data)
         self._position = 0
+        self._watch = watch
 
     def __aiter__(self) -> _Slices:
         return self
 
     async def __anext__(self) -> memoryview:
         if self._position >= len(self._view):
+            self._watch.done()
             raise StopAsyncIteration
+        self._watch.progress()
         piece = self._view[self._position : self._position + _CHUNK]
         self._position += len(piece)
         return piece
+
+
+class _FileSlices:
+    """A file body as an async iterator of ``_CHUNK``-sized pieces, read in a thread."""
+
+    __slots__ = ("_file", "_path", "_watch")
+
+    def __init__(self, path: str, watch: _SendWatch) -> None:
+        self._path = path
+        self._file: Any = None
+        self._watch = watch
+
+    def __aiter__(self) -> _FileSlices:
+        return self
+
+    async def __anext__(self) -> bytes:
+        self._watch.progress()
+        if self._file is None:
+            self._file = await asyncio.to_thread(open, self._path, "rb")
+        piece: bytes = await asyncio.to_thread(self._file.read, _CHUNK)
+        if not piece:
+            self._watch.done()
+            raise StopAsyncIteration
+        return piece
+
+    async def close(self) -> None:
+        if self._file is not None:
+            await asyncio.to_thread(self._file.close)
 
 
 class _FileBody:
@@ -120,6 +179,10 @@ class _HttpTransport:
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=timeout, headers=headers, auto_decompress=False
         )
+        # aiohttp quietly resends an idempotent request once when a kept-alive connection breaks; the
+        # backend retries itself and must know it did (a DELETE answered 404 on a resend is done, not
+        # missing). aiohttp's own test client turns the resend off the same way.
+        self._session._retry_connection = False
 
     async def request(
         self, method: str, target: str, headers: dict[str, str], body: Body, length: int | None
@@ -128,20 +191,31 @@ class _HttpTransport:
         url = yarl.URL(self._backend.base_url + target, encoded=True)
         if length is not None:
             headers = {**headers, "Content-Length": str(length)}
-        data: Any = body
-        if isinstance(body, _FileBody):  # aiohttp streams a file object from its executor
-            data = await asyncio.to_thread(open, body.path, "rb")
-        elif body is not None and len(body) > _CHUNK:  # one big write would hold the loop: hand it out in slices
-            data = _Slices(body)
         try:
-            async with self._session.request(method, url, headers=headers, data=data) as response:
-                payload = await response.read()
-                return _Reply(response.status, response.reason or "", response.headers, payload)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            async with asyncio.timeout(None) as deadline:
+                watch = _SendWatch(deadline, self._backend.timeout)
+                data: Any = body
+                if isinstance(body, _FileBody):
+                    data = _FileSlices(body.path, watch)
+                elif body is not None and len(body) > _SMALL_BODY:  # in slices: one big write would hold the loop
+                    data = _Slices(body, watch)
+                try:
+                    async with self._session.request(method, url, headers=headers, data=data) as response:
+                        payload = await response.read()
+                        return _Reply(response.status, response.reason or "", response.headers, payload)
+                finally:
+                    if isinstance(data, _FileSlices):
+                        await data.close()
+        except TimeoutError as exc:
+            if watch.sending:
+                raise ConnectionLost(
+                    f"{method} {target}: the request body stalled (nothing sent for {watch.seconds} s)"
+                ) from exc
+            raise ConnectionLost(f"{method} {target}: {exc or f'timed out after {self._backend.timeout} s'}") from exc
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
             raise ConnectionLost(f"{method} {target}: {exc or type(exc).__name__}") from exc
-        finally:
-            if isinstance(body, _FileBody):
-                await asyncio.to_thread(data.close)
+        except aiohttp.ClientResponseError as exc:  # not an HTTP reply: garbled on the way
+            raise ConnectionLost(f"{method} {target}: unreadable reply ({exc.message})") from exc
 
     async def close(self) -> None:
         await self._session.close()
@@ -262,6 +336,23 @@ async def _read_reply(stdout: asyncio.StreamReader, method: str) -> _Reply:
         else:
             body = await stdout.readexactly(int(headers.get("Content-Length", "0")))
     return _Reply(int(parts[1]), parts[2] if len(parts) > 2 else "", headers, body)
+
+
+async def _check_digest(reply: _Reply, method: str, target: str) -> None:
+    """Check a reply body against the SHA-256 the server sent with it (aiodepot's server sends one with
+    every body it has whole; borgstore's sends none, and then there is nothing to check)."""
+    expected = reply.headers.get(HASH_HEADER)
+    if expected is None:
+        return
+    body = reply.body
+    if len(body) > _INLINE_HASH:
+        actual = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+    else:
+        actual = hashlib.sha256(body).hexdigest()
+    if actual != expected.strip().lower():
+        raise IntegrityError(
+            f"{method} {target}: the reply's {len(body)} bytes do not match its {HASH_HEADER} (corrupted on the way)"
+        )
 
 
 def _basic_auth(username: str, password: str) -> str:
@@ -425,14 +516,21 @@ class RestBackend(Backend):
             while True:
                 try:
                     reply = await transport.request(method, target, dict(headers or {}), body, length)
-                except ConnectionLost:
+                    if reply.status in ok:
+                        await _check_digest(reply, method, target)
+                except (ConnectionLost, IntegrityError):
+                    # the connection broke or the reply came garbled: a new connection, the same request
                     if attempt >= self.reconnect_tries:
                         raise
                     attempt += 1
-                    logger.warning("%s %s: connection lost, retry %d/%d", method, target, attempt, self.reconnect_tries)
+                    logger.warning(
+                        "%s %s: connection lost or reply garbled, retry %d/%d",
+                        method,
+                        target,
+                        attempt,
+                        self.reconnect_tries,
+                    )
                     await asyncio.sleep(self.reconnect_wait)
-                    if not temporary:
-                        transport = await self._reconnect(transport)
                     continue
                 if reply.status in ok:
                     return reply
@@ -442,12 +540,6 @@ class RestBackend(Backend):
         finally:
             if temporary:
                 await transport.close()
-
-    async def _reconnect(self, old: _HttpTransport | _StdioTransport) -> _HttpTransport | _StdioTransport:
-        with contextlib.suppress(Exception):
-            await old.close()
-        self._transport = self._new_transport()
-        return self._transport
 
     # lifecycle -------------------------------------------------------------------------------------------
 

@@ -52,8 +52,11 @@ logger = logging.getLogger("aiodepot.server")
 MiB = 1024 * 1024
 SMALL_BODY = 8 * MiB
 """Bodies up to this size are read whole; bigger ones stream to the backend."""
-LOAD_PROBE = 4 * MiB
-"""A GET first loads up to this much; a value that is bigger streams out in chunks."""
+LOAD_PROBE = 8 * MiB
+"""A GET first loads up to this much; a value that is bigger streams out in chunks. It matches the REST
+client's part size, so every part of a big load comes whole, with the SHA-256 of its body."""
+INLINE_HASH = 256 * 1024
+"""Response bodies up to this size are hashed on the event loop; bigger ones in a thread."""
 JSON_BODY_LIMIT = 64 * MiB
 _NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)*[^\s'\"/]+")
@@ -378,7 +381,8 @@ class _StoreHandler:
             }
             async for info in self.backend.list(name)
         ]
-        return _ok(json.dumps(entries).encode(), "application/json")
+        listing = json.dumps(entries).encode()
+        return _ok(listing, "application/json", digest=await _sha256(listing))
 
     async def _load(self, request: web.Request, name: str) -> web.StreamResponse:
         range_header = request.headers.get("Range")
@@ -392,7 +396,7 @@ class _StoreHandler:
             return _ok(b"", "application/octet-stream", status=status)
         first = await self.backend.load(name, offset=offset, size=probe)
         if len(first) < probe or size == len(first):
-            return _ok(first, "application/octet-stream", status=status)
+            return _ok(first, "application/octet-stream", status=status, digest=await _sha256(first))
         # a big value: stream the rest, never more than one chunk in memory
         total = (await self._existing(name)).size
         end = total if size is None else min(offset + size, total)
@@ -505,7 +509,8 @@ class _StoreHandler:
 
     async def _gather(self, request: web.Request, name: str) -> web.Response:
         sources = validate_sources(await self._json_body(request))
-        return _ok(await self.backend.gather(sources), "application/octet-stream")
+        gathered = await self.backend.gather(sources)
+        return _ok(gathered, "application/octet-stream", digest=await _sha256(gathered))
 
     async def _defrag(self, request: web.Request, name: str) -> web.Response:
         query = request.query
@@ -523,8 +528,22 @@ class _StoreHandler:
         return _ok(result.encode("ascii"), "text/plain")
 
 
-def _ok(body: bytes = b"", content_type: str | None = None, *, status: int = HTTPStatus.OK) -> web.Response:
-    return web.Response(status=status, body=body, content_type=content_type, headers=_NO_CACHE)
+def _ok(
+    body: bytes = b"", content_type: str | None = None, *, status: int = HTTPStatus.OK, digest: str | None = None
+) -> web.Response:
+    """A success; a body travels with its SHA-256 in ``X-Content-hash-sha256`` (clients that know the
+    header check it, as the server checks it on stores; borgstore's client ignores it)."""
+    headers = _NO_CACHE
+    if body:
+        headers = {**_NO_CACHE, HASH_HEADER: digest or hashlib.sha256(body).hexdigest()}
+    return web.Response(status=status, body=body, content_type=content_type, headers=headers)
+
+
+async def _sha256(body: bytes) -> str:
+    """The hex SHA-256 of a response body (hashlib releases the GIL: big bodies go to a thread)."""
+    if len(body) <= INLINE_HASH:
+        return hashlib.sha256(body).hexdigest()
+    return await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
 
 
 def _text(status: int, message: str, *, headers: dict[str, str] | None = None) -> web.Response:

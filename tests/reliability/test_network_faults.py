@@ -1,0 +1,501 @@
+"""Network faults between the network backends and real servers (issue 11, item 3).
+
+A [`FaultProxy`][tests.servers.faultproxy.FaultProxy] sits between each client and its server on
+loopback — ``rest`` → aiodepot's server, ``s3`` → moto's server, ``sftp`` → OpenSSH's sshd — and resets,
+stalls, trickles or flips bits of the traffic while a Store stores, loads (whole, ranged and big values in
+parallel parts), describes, lists and deletes. What must hold:
+
+- a reset at any byte offset, either direction: the operation succeeds within the retry budget and the
+  data on the server is intact;
+- a stall: the operation is retried after the configured timeout and succeeds; a connection that stays
+  stalled ends in a clear ``ConnectionLost`` within the retry budget, never a hang;
+- a trickle: everything completes;
+- a flipped bit server → client: never wrong bytes (a retry brings the right ones, or ``IntegrityError``);
+  client → server on a store: the stored value is never corrupt;
+- after many aborted connections, file descriptors and proxied connections are back at their baseline.
+
+Timeouts are a second or two here, so every operation is bounded by ``asyncio.timeout`` well below the
+test timeout. The default run is bounded; ``-m slow`` runs the full counts (1000 aborted connections).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from aiodepot import Store
+from aiodepot.backends.base import Backend
+from aiodepot.backends.memory import MemoryBackend
+from aiodepot.backends.rest import RestBackend
+from aiodepot.errors import StoreError
+from tests.servers import require_module
+from tests.servers.faultproxy import Direction, Fault, FaultProxy
+from tests.servers.moto import MotoServer, start_moto_server
+from tests.servers.rest import ThreadedServer
+from tests.servers.sshd import Sshd, sshd
+
+MiB = 1024 * 1024
+TIMEOUT = 1.0
+"""Seconds a read (rest, s3) or a round of requests (sftp) may stall before the connection counts as dead."""
+RETRIES = 3
+"""Retries after a lost connection (4 attempts in all)."""
+OP_BOUND = 30.0
+"""No operation may take longer, whatever the fault (the worst case is a few attempts that all time out)."""
+CONFIG = {"data/": {"levels": [0]}}
+SMALL = 40_000
+BIG = 9 * MiB  # more than one 8 MiB part: parallel ranged loads, multipart uploads on s3, a streamed body on rest
+BACKENDS = ["rest", "s3", "sftp"]
+DIRECTIONS: tuple[Direction, ...] = ("up", "down")
+ABORTED_DEFAULT = 100
+ABORTED_SLOW = 1000
+
+
+def fds() -> int:
+    """Open file descriptors of this process."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+# servers and rigs -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_server() -> Iterator[MotoServer]:
+    require_module("moto.server", pip="moto[server]")
+    server = start_moto_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def openssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    with sshd(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@dataclasses.dataclass
+class Rig:
+    """A backend kind behind a fault proxy: stores through the proxy, and straight to the server."""
+
+    kind: str
+    proxy: FaultProxy
+    upstream: int
+    make: Callable[[int], Backend]
+    """A fresh backend for this test's store, talking to the given port."""
+
+    def store(self) -> Store:
+        """A store through the proxy."""
+        return Store(backend=self.make(self.proxy.port), config=CONFIG)
+
+    def direct(self) -> Store:
+        """The same store, straight to the server (to check what the server holds)."""
+        return Store(backend=self.make(self.upstream), config=CONFIG)
+
+
+@contextlib.contextmanager
+def _server_for(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[int, Callable[[int], Backend]]]:
+    if kind == "rest":
+        with ThreadedServer(MemoryBackend(f"faults-{uuid.uuid4().hex}")) as server:
+
+            def rest(port: int) -> Backend:
+                return RestBackend(
+                    f"http://127.0.0.1:{port}",
+                    timeout=TIMEOUT,
+                    connect_timeout=TIMEOUT,
+                    reconnect_tries=RETRIES,
+                    reconnect_wait=0.01,
+                )
+
+            yield server.port, rest
+    elif kind == "s3":
+        from aiodepot.backends.s3 import S3Backend
+
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        bucket = f"faults-{uuid.uuid4().hex[:16]}"
+
+        def s3(port: int) -> Backend:
+            return S3Backend.from_url(
+                f"s3:{moto.access_key}:{moto.secret_key}@http://127.0.0.1:{port}/{bucket}/depot",
+                create_bucket=True,
+                connect_timeout=TIMEOUT,
+                read_timeout=TIMEOUT,
+                max_attempts=RETRIES + 1,
+            )
+
+        yield moto.port, s3
+    else:
+        from aiodepot.backends.sftp import SftpBackend
+
+        server: Sshd = request.getfixturevalue("openssh")
+        known_hosts = tmp_path / "known_hosts"
+        path = tmp_path / "store"
+
+        def sftp(port: int) -> Backend:
+            known_hosts.write_text(f"[127.0.0.1]:{port} {server.host_key_line}\n")
+            return SftpBackend.from_url(
+                server.url(path, port=port),
+                **server.options(
+                    known_hosts=str(known_hosts),
+                    timeout=TIMEOUT,
+                    connect_timeout=TIMEOUT,
+                    retries=RETRIES,
+                    retry_wait=0.01,
+                    keepalive_interval=0.5,
+                    keepalive_count_max=2,
+                ),
+            )
+
+        yield server.port, sftp
+
+
+@pytest.fixture(params=BACKENDS)
+async def rig(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Rig]:
+    with _server_for(request.param, request, tmp_path) as (upstream, make), FaultProxy(upstream) as proxy:
+        rig = Rig(request.param, proxy, upstream, make)
+        direct = rig.direct()
+        await direct.create()
+        yield rig
+
+
+# the workload -----------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Outcomes:
+    """What the operations under a fault came to, by kind (for the assertions and the report)."""
+
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    errors: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+def value(seed: int, size: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+Op = Callable[[Store], Awaitable[None]]
+
+
+class Workload:
+    """The operations, each with its own items, and what the server must hold after each of them."""
+
+    def __init__(self, *, big: bool = True) -> None:
+        self.small = value(1, SMALL)
+        self.other = value(2, SMALL)
+        self.big = value(3, BIG) if big else b""
+        self.ops: dict[str, Op] = {
+            "store": self.store,
+            "load": self.load,
+            "ranged load": self.ranged_load,
+            "info": self.info,
+            "list": self.list,
+            "delete": self.delete,
+        }
+        if big:
+            self.ops |= {"big store": self.big_store, "big load": self.big_load}
+        self.expected: dict[str, tuple[bytes, ...]] = {}
+
+    async def prepare(self, store: Store) -> None:
+        """The items the loads read (stored without faults)."""
+        await store.store("data/fixed", self.small)
+        # a listing of some size, so that a flipped bit can land in its body
+        await store.store_many({f"data/item-{i:03d}": b"x" for i in range(60)})
+        if self.big:
+            await store.store("data/bigfixed", self.big)
+
+    async def store(self, store: Store) -> None:
+        self.expected["data/written"] = (self.small, self.other)  # the old value, or the new one
+        await store.store("data/written", self.other)
+        self.expected["data/written"] = (self.other,)
+        await store.store("data/written", self.small)
+        self.expected["data/written"] = (self.small,)
+
+    async def load(self, store: Store) -> None:
+        assert await store.load("data/fixed") == self.small
+
+    async def ranged_load(self, store: Store) -> None:
+        assert await store.load("data/fixed", offset=1000, size=20_000) == self.small[1000:21_000]
+        assert await store.load("data/fixed", offset=-3000) == self.small[-3000:]
+
+    async def info(self, store: Store) -> None:
+        info = await store.info("data/fixed")
+        assert (info.exists, info.size) == (True, SMALL)
+
+    async def list(self, store: Store) -> None:
+        names = [item.name async for item in store.list("data")]
+        assert "fixed" in names
+
+    async def delete(self, store: Store) -> None:
+        await store.store("data/scratch", b"scratch")
+        await store.delete("data/scratch")
+        assert not (await store.info("data/scratch")).exists
+
+    async def big_store(self, store: Store) -> None:
+        self.expected["data/bigwritten"] = (b"", self.big)  # nothing yet, or the whole value
+        await store.store("data/bigwritten", self.big)
+        self.expected["data/bigwritten"] = (self.big,)
+
+    async def big_load(self, store: Store) -> None:
+        data = await store.load("data/bigfixed")
+        assert len(data) == BIG
+        assert data == self.big
+
+    async def check_server(self, direct: Store) -> None:
+        """What the server holds: the loads' items unchanged, each written item old or new, never torn."""
+        assert await direct.load("data/fixed") == self.small
+        if self.big:
+            assert await direct.load("data/bigfixed") == self.big
+        for name, allowed in self.expected.items():
+            try:
+                held = await direct.load(name)
+            except KeyError:
+                held = b""
+            assert held in allowed, f"{name} holds {len(held)} bytes that are none of the expected values"
+
+
+async def run(op: Op, store: Store, outcomes: Outcomes, *, bound: float = OP_BOUND) -> float:
+    """Run ``op`` under a deadline; record how it ended; return the seconds it took."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(bound):
+            await op(store)
+        outcomes.add("ok")
+    except StoreError as exc:
+        outcomes.add(type(exc).__name__)
+        outcomes.errors.append(f"{type(exc).__name__}: {exc}")
+    return time.monotonic() - started
+
+
+@contextlib.asynccontextmanager
+async def opened(rig: Rig, workload: Workload) -> AsyncIterator[Store]:
+    async with rig.direct() as direct:
+        await workload.prepare(direct)
+    async with rig.store() as store:
+        yield store
+    rig.proxy.disarm()
+    async with rig.direct() as direct:
+        await workload.check_server(direct)
+
+
+# resets -------------------------------------------------------------------------------------------------------
+
+RESET_OFFSETS = [0, 1, 200, 5000, 100_000, 3 * MiB]
+
+
+async def test_resets_at_any_offset_are_retried(rig: Rig) -> None:
+    """One RST per operation, at a range of byte offsets in each direction: every operation succeeds."""
+    workload = Workload()
+    outcomes = Outcomes()
+    fired: dict[tuple[str, str], int] = {}
+    async with opened(rig, workload) as store:
+        for name, op in workload.ops.items():
+            for direction in DIRECTIONS:
+                for after in RESET_OFFSETS:
+                    if after > 2 * SMALL and not name.startswith("big"):
+                        continue  # past the end of a small operation's traffic
+                    before = rig.proxy.counters().resets
+                    rig.proxy.arm(Fault.reset(after, direction))
+                    await run(op, store, outcomes)
+                    rig.proxy.disarm()
+                    fired[name, direction] = fired.get((name, direction), 0) + rig.proxy.counters().resets - before
+    assert outcomes.errors == []
+    # every operation met resets in both directions (the big offsets lie past the end of the small ones)
+    assert min(fired.values()) >= 2, fired
+
+
+# stalls -------------------------------------------------------------------------------------------------------
+
+
+async def test_a_stall_times_out_and_the_retry_succeeds(rig: Rig) -> None:
+    """A connection that stalls (forever) once: the operation gives up on it after the timeout and retries."""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    slowest = 0.0
+    async with opened(rig, workload) as store:
+        for name in ("store", "load", "list", "info"):
+            for direction in DIRECTIONS:
+                rig.proxy.arm(Fault.stall(after=100, direction=direction))
+                slowest = max(slowest, await run(workload.ops[name], store, outcomes))
+                rig.proxy.disarm()
+    assert outcomes.errors == []
+    # a stall costs a timeout (or a keepalive's verdict) and a reconnect, not more
+    assert slowest < 2 * TIMEOUT + 4, f"an operation took {slowest:.1f} s after one stall"
+
+
+async def test_a_connection_that_stays_stalled_raises_in_time(rig: Rig) -> None:
+    """Every connection stalls: ConnectionLost once the retries are spent — within the budget, not a hang."""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    budget = (RETRIES + 1) * 3 * TIMEOUT + 3  # each attempt: connect (and log in), then a timed-out read
+    async with opened(rig, workload) as store:
+        for name in ("load", "store"):
+            rig.proxy.arm(Fault.stall(after=0, direction="down"), times=None)
+            took = await run(workload.ops[name], store, outcomes)
+            rig.proxy.disarm()
+            rig.proxy.release()
+            assert took < budget, f"{name} took {took:.1f} s under a stall (budget {budget:.1f} s)"
+    assert outcomes.counts == {"ConnectionLost": 2}, outcomes.errors
+    for error in outcomes.errors:
+        assert "data/" in error or "connection" in error.lower(), f"the error does not say what failed: {error}"
+
+
+async def test_a_stalled_upload_raises_in_time(rig: Rig) -> None:
+    """The server stops reading a big upload: the client must not wait for ever on a full send buffer."""
+    workload = Workload()
+    outcomes = Outcomes()
+    budget = (RETRIES + 1) * 3 * TIMEOUT + 5
+    async with opened(rig, workload) as store:
+        rig.proxy.arm(Fault.stall(after=1 * MiB, direction="up"), times=None)
+        took = await run(workload.big_store, store, outcomes)
+        rig.proxy.disarm()
+        rig.proxy.release()
+        workload.expected["data/bigwritten"] = (b"", workload.big)
+    assert took < budget, f"the upload took {took:.1f} s under a stall (budget {budget:.1f} s)"
+    assert outcomes.counts == {"ConnectionLost": 1}, outcomes.errors
+
+
+# trickle ------------------------------------------------------------------------------------------------------
+
+
+async def test_trickle_completes(rig: Rig) -> None:
+    """A slow link (a few KiB per few milliseconds, both ways): every operation completes."""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    async with opened(rig, workload) as store:
+        for direction in DIRECTIONS:
+            rig.proxy.arm(Fault.trickle(chunk=4096, interval=0.002, direction=direction), times=None)
+            for op in workload.ops.values():
+                await run(op, store, outcomes)
+            rig.proxy.disarm()
+    assert outcomes.errors == []
+
+
+# bit flips ----------------------------------------------------------------------------------------------------
+
+# Offsets inside the bytes of each operation's replies (past the HTTP and SSH headers)
+FLIP_OFFSETS = {
+    "load": [3000, 25_000],
+    "ranged load": [3000, 15_000],
+    "list": [1500, 3000],
+    "big load": [2 * MiB + 5, 7 * MiB],
+    "store": [3000, 25_000],
+    "big store": [2 * MiB + 5],
+}
+# What each backend can check on a load: S3 sends a checksum only with whole objects (a range, or a part
+# of a big value loaded in parallel ranges, comes without one); aiodepot's server sends the SHA-256 of
+# every body it sends whole; SSH checks every packet.
+FLIP_LOADS = {
+    "rest": ("load", "ranged load", "list", "big load"),
+    "s3": ("load",),
+    "sftp": ("load", "ranged load", "list", "big load"),
+}
+
+
+async def test_flipped_bits_on_loads_never_give_wrong_bytes(rig: Rig) -> None:
+    """A flipped bit server → client: the load retries (right bytes) or raises IntegrityError."""
+    workload = Workload()
+    outcomes = Outcomes()
+    fired = 0
+    async with opened(rig, workload) as store:
+        for name in FLIP_LOADS[rig.kind]:
+            for after in FLIP_OFFSETS[name]:
+                for bit in (0, 5):
+                    before = rig.proxy.counters().flips
+                    rig.proxy.arm(Fault.flip(after, "down", bit=bit))
+                    await run(workload.ops[name], store, outcomes)  # a wrong byte fails its assertion
+                    rig.proxy.disarm()
+                    fired += rig.proxy.counters().flips - before
+    assert set(outcomes.counts) <= {"ok", "IntegrityError"}, outcomes.errors
+    assert fired == sum(outcomes.counts.values()), "every operation should have met its flipped bit"
+
+
+FLIP_STORES = {"rest": ("store", "big store"), "s3": ("store", "big store"), "sftp": ("store", "big store")}
+
+
+async def test_flipped_bits_on_stores_never_corrupt_the_value(rig: Rig) -> None:
+    """A flipped bit client → server: the server refuses the body (and the client sends it again), or the
+    store fails with IntegrityError; what the server holds is never corrupt (checked at the end)."""
+    workload = Workload()
+    outcomes = Outcomes()
+    fired = 0
+    async with opened(rig, workload) as store:
+        for name in FLIP_STORES[rig.kind]:
+            for after in FLIP_OFFSETS[name]:
+                before = rig.proxy.counters().flips
+                rig.proxy.arm(Fault.flip(after, "up", bit=3))
+                await run(workload.ops[name], store, outcomes)
+                rig.proxy.disarm()
+                fired += rig.proxy.counters().flips - before
+    assert set(outcomes.counts) <= {"ok", "IntegrityError"}, outcomes.errors
+    assert fired == sum(outcomes.counts.values())
+
+
+# resources ----------------------------------------------------------------------------------------------------
+
+
+async def abort_many(rig: Rig, count: int, seed: int) -> Outcomes:
+    """Reset ``count`` connections at random offsets in the middle of random operations, closing and
+    reopening the store every 25 of them; check that descriptors and connections return to the baseline."""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    rng = random.Random(seed)
+    names = list(workload.ops)
+    async with rig.direct() as direct:
+        await workload.prepare(direct)
+    async with rig.store() as store:  # a first round opens what stays open (thread pools, loaded modules)
+        for op in workload.ops.values():
+            await run(op, store, outcomes)
+    await rig.proxy.wait_idle(5)
+    gc.collect()
+    baseline = fds()
+    while rig.proxy.counters().resets < count:
+        async with rig.store() as store:
+            for _ in range(25):
+                rig.proxy.arm(Fault.reset(rng.randrange(0, 2 * SMALL), rng.choice(DIRECTIONS)))
+                await run(workload.ops[rng.choice(names)], store, outcomes)
+        rig.proxy.disarm()
+    figures = await rig.proxy.wait_idle(10)
+    gc.collect()
+    await asyncio.sleep(0.1)  # the last closes go through the loop
+    assert figures.open == 0, f"{figures.open} connections to the proxy stayed open"
+    assert fds() == baseline, f"{fds() - baseline} file descriptors more than before {figures.resets} resets"
+    assert outcomes.errors == []
+    async with rig.direct() as direct:
+        await workload.check_server(direct)
+    return outcomes
+
+
+async def test_aborted_connections_leave_nothing_open(rig: Rig) -> None:
+    await abort_many(rig, ABORTED_DEFAULT, seed=11)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_aborted_connections_leave_nothing_open_full(rig: Rig) -> None:
+    await abort_many(rig, ABORTED_SLOW, seed=12)
+
+
+async def test_unreachable_server_is_a_clear_error(rig: Rig) -> None:
+    """Nothing behind the proxy answers any more: ConnectionLost (not a hang, not a raw library error)."""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    async with opened(rig, workload) as store:
+        rig.proxy.arm(Fault.reset(0, "down"), times=None)
+        rig.proxy.cut()
+        took = await run(workload.load, store, outcomes)
+        rig.proxy.disarm()
+    assert outcomes.counts == {"ConnectionLost": 1}, outcomes.errors
+    assert took < (RETRIES + 1) * 3 * TIMEOUT + 3
