@@ -29,6 +29,7 @@ from urllib.parse import quote
 import pytest
 
 from aiodepot import InvalidName, PermissionDenied, SyncStore
+from aiodepot.backends import posixfs
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.protocol import ACCEPT, HASH_HEADER
 from tests.servers.rest import ThreadedServer
@@ -64,8 +65,17 @@ class Layout:
     outside: Path
 
 
+@pytest.fixture(params=["native", "readlink"])
+def confinement(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """posixfs's way of refusing links: openat2 where the kernel has it ("native"), and the fallback that
+    checks where /proc/self/fd says an opened file is (forced with "readlink")."""
+    if request.param == "readlink":
+        monkeypatch.setattr(posixfs, "_openat2", None)
+    return str(request.param)
+
+
 @pytest.fixture
-def layout(tmp_path: Path) -> Layout:
+def layout(tmp_path: Path, confinement: str) -> Layout:
     parent = tmp_path / "parent"
     store = parent / "store"
     outside = parent / "outside"
@@ -448,12 +458,13 @@ async def test_hostile_requests_stay_inside_the_store(layout: Layout, server: Th
 # the backend itself ----------------------------------------------------------------------------------------
 
 
-async def test_posixfs_follows_no_planted_symlink(layout: Layout, tmp_path: Path) -> None:
+async def test_posixfs_follows_no_planted_symlink(layout: Layout, tmp_path: Path, confinement: str) -> None:
     """Every posixfs operation through a planted link is refused with PermissionDenied (403 on the wire)
     and touches nothing outside; a link that stays inside the store is refused the same way."""
     before = snapshot(layout)
     backend = PosixFSBackend(layout.store)
     await backend.open()
+    assert (backend._base_dir is not None) == (posixfs._openat2 is not None), confinement
     try:
         local = tmp_path / "local"
         local.write_bytes(b"local file")
@@ -515,7 +526,7 @@ async def _drain(stream: AsyncIterator[Any]) -> list[Any]:
     return [item async for item in stream]
 
 
-def test_posixfs_base_may_itself_be_a_symlink(tmp_path: Path) -> None:
+def test_posixfs_base_may_itself_be_a_symlink(tmp_path: Path, confinement: str) -> None:
     """The base path is the operator's choice: a base reached through a link works as any other."""
     real = tmp_path / "real-store"
     real.mkdir()

@@ -19,14 +19,17 @@ stream through `aiofiles`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import hashlib
 import itertools
 import os
+import platform
 import re
 import shutil
 import stat
+import sys
 import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
@@ -199,12 +202,72 @@ def _raise_translated(exc: OSError, name: str) -> NoReturn:
 
 
 # The store never follows a symbolic link (borgstore's layout has none; one planted inside the store could
-# lead a read or write out of it). Items are opened with O_NOFOLLOW (a link as the last element is refused
-# for free), and the kernel says where an opened file or directory really is (one readlink of
-# /proc/self/fd/N): anywhere but its own path below the base means a link on the way. Writes, removals and
-# renames check their directory so before they touch it.
+# lead a read or write out of it). On Linux 5.6+ every item and directory is opened with openat2(2) below
+# the base directory and RESOLVE_NO_SYMLINKS: the kernel refuses a link anywhere on the way, in the same
+# system call. Elsewhere items are opened with O_NOFOLLOW (a link as the last element is refused for free)
+# and the kernel says where an opened file really is (a readlink of /proc/self/fd/N): anywhere but its own
+# path below the base means a link on the way. Writes, removals and renames check their directory so
+# before they touch it.
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_PATH = getattr(os, "O_PATH", os.O_RDONLY | os.O_NONBLOCK)  # O_PATH: no access check, no FIFO open
+_SYS_OPENAT2 = 437  # the same number on every architecture that got the unified numbers (all but these:)
+_OPENAT2_MACHINES = frozenset({"x86_64", "aarch64", "arm64", "i686", "i386", "armv7l", "riscv64", "ppc64le", "s390x"})
+_RESOLVE_NO_SYMLINKS_BENEATH = 0x04 | 0x08
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _find_openat2() -> Callable[[int, str, int], int] | None:
+    """``openat2(dirfd, path, flags)`` that refuses symbolic links and escapes from ``dirfd``, or None where
+    the kernel (or a seccomp filter) does not have it."""
+    if sys.platform != "linux" or platform.machine() not in _OPENAT2_MACHINES:
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    hows: dict[int, _OpenHow] = {}
+
+    def openat2(dirfd: int, path: str, flags: int) -> int:
+        how = hows.get(flags)
+        if how is None:
+            how = hows[flags] = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS_BENEATH)
+        fd: int = syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), path)
+        return fd
+
+    try:
+        root = os.open("/", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(openat2(root, ".", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+        finally:
+            os.close(root)
+    except OSError:  # ENOSYS (before 5.6) or EPERM (a seccomp filter that does not know it)
+        return None
+    return openat2
+
+
+_openat2 = _find_openat2()
+
+
+class _BaseDir:
+    """An open handle on the base directory for openat2; closed when the last user lets go of it (a job
+    still running after ``close()`` keeps it, so its number is never reused under it)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
 
 
 def _real_path(fd: int, path: str) -> str:
@@ -409,6 +472,7 @@ class PosixFSBackend(Backend):
             raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
         self.base = os.path.normpath(base)
         self._real_base = os.path.realpath(self.base)
+        self._base_dir: _BaseDir | None = None
         self.fsync = fsync
         self.quota_limit = quota
         self.cleanup = cleanup
@@ -445,9 +509,13 @@ class PosixFSBackend(Backend):
             name = os.path.relpath(path, self.base)
             raise PermissionDenied(f"{name}: reached through a symbolic link, which the store does not follow")
 
-    def _open_item(self, path: str) -> int:
-        """Open an item for reading: never through a symbolic link, never outside the base."""
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW)
+    def _open_below(self, path: str, flags: int) -> int:
+        """Open ``path`` (the base or below it) with ``flags``, refusing a symbolic link on the way."""
+        base = self._base_dir  # held for the call: close() may drop it meanwhile
+        if base is not None:
+            assert _openat2 is not None
+            return _openat2(base.fd, path[len(self.base) :].lstrip("/") or ".", flags)
+        fd = os.open(path, flags)
         try:
             self._confine(fd, path)
         except BaseException:
@@ -455,11 +523,14 @@ class PosixFSBackend(Backend):
             raise
         return fd
 
+    def _open_item(self, path: str) -> int:
+        """Open an item for reading: never through a symbolic link, never outside the base."""
+        return self._open_below(path, os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW)
+
     def _lstat(self, path: str) -> os.stat_result:
         """Stat an entry without following a symbolic link, refusing one that leads out of the store."""
-        fd = os.open(path, _O_PATH | os.O_CLOEXEC | _O_NOFOLLOW)
+        fd = self._open_below(path, _O_PATH | os.O_CLOEXEC | _O_NOFOLLOW)
         try:
-            self._confine(fd, path)
             st = os.fstat(fd)
         finally:
             os.close(fd)
@@ -473,11 +544,7 @@ class PosixFSBackend(Backend):
         """Refuse to work in ``directory`` if it is not below the base (FileNotFoundError if it is missing)."""
         if directory == self.base:
             return
-        fd = os.open(directory, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            self._confine(fd, directory)
-        finally:
-            os.close(fd)
+        os.close(self._open_below(directory, _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
 
     async def _run(self, name: str, job: Any, *args: Any) -> Any:
         try:
@@ -615,6 +682,7 @@ class PosixFSBackend(Backend):
             if not os.path.isdir(self.base):
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
             self._real_base = os.path.realpath(self.base)
+            self._base_dir = _BaseDir(self.base) if _openat2 is not None else None
             if self.cleanup:
                 dead = _dead_sessions(self.base)
                 self.temp_files_removed = _remove_left_behind(self.base) if dead else 0
@@ -638,6 +706,7 @@ class PosixFSBackend(Backend):
         quota, self._quota = self._quota, None
         session, self._session = self._session, None
         self.opened = False
+        self._base_dir = None
 
         def job() -> None:
             try:
@@ -851,9 +920,8 @@ class PosixFSBackend(Backend):
 
         def job() -> list[ItemInfo]:
             infos = []
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = self._open_below(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             try:
-                self._confine(fd, path)
                 with os.scandir(fd) as entries:
                     for entry in entries:
                         try:
