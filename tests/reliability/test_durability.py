@@ -22,11 +22,14 @@ from tests.reliability.fsync_writer import CONFIG, NAMES, VALUE
 from tests.servers import free_port, require_program, start_process, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
-SYSCALLS = "openat,write,fsync,fdatasync,rename,renameat,renameat2,close,mkdir,mkdirat"
+SYSCALLS = "openat,openat2,write,fsync,fdatasync,rename,renameat,renameat2,close,mkdir,mkdirat"
 _LINE = re.compile(r"(?P<pid>\d+) +(?P<rest>.*)")
-_CALL = re.compile(r"(?P<call>\w+)\((?P<args>.*)\) += (?P<result>-?\d+|\?)(?: (?P<error>\w+) .*)?$")
-_RESUMED = re.compile(r"<\.\.\. (?P<call>\w+) resumed>(?P<args>.*)\) += (?P<result>-?\d+|\?)(?: (?P<error>\w+) .*)?$")
+_RESULT = r" += (?P<result>-?\d+|\?)(?:<[^>]*>)?(?: (?P<error>\w+) .*)?$"  # -y adds <path> to a new fd
+_CALL = re.compile(r"(?P<call>\w+)\((?P<args>.*)\)" + _RESULT)
+_RESUMED = re.compile(r"<\.\.\. (?P<call>\w+) resumed>(?P<args>.*)\)" + _RESULT)
 _STRING = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_FD_PATH = re.compile(r"\d+<([^>]*)>")
+_AT_PATH = re.compile(r'(?:\w+<([^>]*)>, )?"((?:[^"\\]|\\.)*)"')
 
 
 @dataclass
@@ -40,6 +43,18 @@ class Event:
 
     def strings(self) -> list[str]:
         return _STRING.findall(self.args)
+
+    def fd_path(self) -> str | None:
+        """The path strace (``-y``) shows for the call's first argument, a descriptor."""
+        match = _FD_PATH.match(self.args)
+        return match[1].removesuffix(" (deleted)") if match else None
+
+    def paths(self) -> list[str]:
+        """The path arguments, absolute: a name relative to a directory descriptor is joined to its path."""
+        paths = []
+        for directory, name in _AT_PATH.findall(self.args):
+            paths.append(name if name.startswith("/") or not directory else f"{directory}/{name}")
+        return paths
 
 
 def parse(trace: str) -> list[Event]:
@@ -75,8 +90,8 @@ def served_call(events: list[Event], base: Path, name: str) -> list[Event]:
     """The events from the server's first open of ``name``'s temp file to its answer (the first success
     status it sends after renaming the temp file onto the item)."""
     key = name.rpartition("/")[2]
-    start = next(e.index for e in events if e.call == "openat" and f"/{key}.w" in e.args)
-    renamed = next(e.index for e in events[start:] if e.call.startswith("rename") and f"/{key}.w" in e.args)
+    start = next(e.index for e in events if e.call in ("openat", "openat2") and f"{key}.w" in e.args)
+    renamed = next(e.index for e in events[start:] if e.call.startswith("rename") and f"{key}.w" in e.args)
     answers = (e for e in events[renamed:] if e.call in ("sendto", "sendmsg", "write") and "HTTP/1.1 200" in e.args)
     return events[start : next(answers).index + 1]
 
@@ -87,26 +102,20 @@ def check_item(window: list[Event], base: Path, name: str) -> list[str]:
     key = name.rpartition("/")[2]
     final = str(base / "data" / key[:2] / key)
     directory = str(base / "data" / key[:2])
-    renames = [e for e in window if e.call.startswith("rename") and e.result == 0 and final in e.strings()[-1:]]
+    renames = [e for e in window if e.call.startswith("rename") and e.result == 0 and e.paths()[-1:] == [final]]
     assert len(renames) == 1, f"{name}: expected one rename onto {final}, saw {[e.args for e in renames]}"
     rename = renames[0]
-    temp = next(s for s in rename.strings() if s.endswith(TMP_SUFFIX))
-    assert temp.startswith(final + "."), f"{name}: renamed from {temp}, not from a temp file beside it"
+    temp = rename.paths()[0]
+    assert temp.startswith(final + ".") and temp.endswith(TMP_SUFFIX), f"{name}: renamed from {temp}"
 
-    # which path each descriptor stood for, while it was open
-    open_fds: dict[int, str] = {}
     file_synced_at = dir_synced_at = None
     made: dict[str, int] = {}  # directories this call created → when
     parents_synced: set[str] = set()
     for event in window:
-        if event.call == "openat" and event.result >= 0:
-            open_fds[event.result] = event.strings()[0]
-        elif event.call in ("mkdir", "mkdirat") and event.result == 0:
-            made[event.strings()[0]] = event.index
-        elif event.call == "close":
-            open_fds.pop(int(event.args.split(",")[0]), None)
+        if event.call in ("mkdir", "mkdirat") and event.result == 0:
+            made[event.paths()[0]] = event.index
         elif event.call in ("fsync", "fdatasync") and event.result == 0:
-            path = open_fds.get(int(event.args.split(",")[0]))
+            path = event.fd_path()  # what the descriptor stood for when it was synced
             if path == temp and event.index < rename.index and file_synced_at is None:
                 file_synced_at = event.index
             if path == directory and event.index > rename.index and dir_synced_at is None:
@@ -124,7 +133,7 @@ async def test_fsync_orders_file_rename_directory_before_returning(tmp_path: Pat
     base = tmp_path / "store"
     await Store(f"file://{base}", config=CONFIG).create()
     log = tmp_path / "trace"
-    command = [strace, "-f", "-qq", "-s", "512", "-e", f"trace={SYSCALLS}", "-o", str(log)]
+    command = [strace, "-f", "-qq", "-y", "-s", "512", "-e", f"trace={SYSCALLS}", "-o", str(log)]
     command += [sys.executable, "-m", "tests.reliability.fsync_writer", str(base)]
     done = await asyncio.to_thread(subprocess.run, command, cwd=ROOT, capture_output=True, timeout=120)
     assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
@@ -141,11 +150,12 @@ async def test_fsync_orders_file_rename_directory_before_returning(tmp_path: Pat
 def test_parse_joins_calls_strace_split_between_threads() -> None:
     trace = "\n".join(
         [
-            '101 openat(AT_FDCWD, "/s/x.tmp", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 7',
-            "101 fsync(7 <unfinished ...>",
-            '102 write(1, "other", 5) = 5',
+            '101 openat(AT_FDCWD</s>, "/s/x.tmp", O_WRONLY|O_CREAT|O_EXCL|O_CLOEXEC, 0666) = 7</s/x.tmp>',
+            "101 fsync(7</s/x.tmp> <unfinished ...>",
+            '102 write(1<pipe:[9]>, "other", 5) = 5',
             "101 <... fsync resumed>) = 0",
-            '101 rename("/s/x.tmp", "/s/x") = 0',
+            '101 renameat2(5</s/d>, "y.tmp", 5</s/d>, "y", 0) = 0',
+            '101 mkdirat(AT_FDCWD</s>, "e", 0777) = 0',
             "101 fsync(8) = -1 EBADF (Bad file descriptor)",
             "101 +++ exited with 0 +++",
         ]
@@ -155,11 +165,15 @@ def test_parse_joins_calls_strace_split_between_threads() -> None:
         ("openat", 7),
         ("write", 5),
         ("fsync", 0),
-        ("rename", 0),
+        ("renameat2", 0),
+        ("mkdirat", 0),
         ("fsync", -1),
     ]
-    assert events[0].strings() == ["/s/x.tmp"]
-    assert events[2].args == "7"
+    assert events[0].paths() == ["/s/x.tmp"]
+    assert events[2].fd_path() == "/s/x.tmp"
+    assert events[3].paths() == ["/s/d/y.tmp", "/s/d/y"]
+    assert events[4].paths() == ["/s/e"]
+    assert events[5].fd_path() is None
 
 
 async def test_rest_server_with_fsync_syncs_before_it_answers(tmp_path: Path) -> None:
@@ -168,7 +182,7 @@ async def test_rest_server_with_fsync_syncs_before_it_answers(tmp_path: Path) ->
     await Store(f"file://{base}", config=CONFIG).create()
     log = tmp_path / "trace"
     port = free_port()
-    command = [strace, "-f", "-qq", "-s", "512", "-e", f"trace={SYSCALLS},sendto,sendmsg", "-o", str(log)]
+    command = [strace, "-f", "-qq", "-y", "-s", "512", "-e", f"trace={SYSCALLS},sendto,sendmsg", "-o", str(log)]
     command += [sys.executable, "-m", "aiodepot.server", "--backend", f"file://{base}", "--fsync"]
     command += ["--no-auth", "--port", str(port), "--log-level", "WARNING"]
     server = start_process(command)
