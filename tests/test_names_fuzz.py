@@ -27,8 +27,11 @@ from aiodepot.names import (
 )
 
 BOUNDED = 1500
-FULL = 50_000
-COUNTS = [pytest.param(BOUNDED, id="bounded"), pytest.param(FULL, id="full", marks=pytest.mark.slow)]
+FULL = 30_000
+COUNTS = [
+    pytest.param(BOUNDED, id="bounded"),
+    pytest.param(FULL, id="full", marks=[pytest.mark.slow, pytest.mark.timeout(1800)]),
+]
 
 ALLOWED_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - set(string.ascii_uppercase) - {"\\"}
 """Printable ASCII without the blank, uppercase letters and the backslash."""

@@ -255,7 +255,7 @@ class StoreModel(RuleBasedStateMachine):
 BOUNDED_EXAMPLES = {"memory": 40, "posixfs": 30, "sftp": 12, "s3": 8, "rest": 15}
 BOUNDED_STEPS = {"memory": 50, "posixfs": 40, "sftp": 30, "s3": 20, "rest": 30}
 FULL_EXAMPLES = 250
-FULL_STEPS = 60
+FULL_STEPS = 50
 BACKENDS = ["memory", "posixfs", "sftp", "s3", "rest"]
 
 
@@ -350,6 +350,7 @@ def test_store_follows_the_model(kind: str, request: pytest.FixtureRequest, tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_store_follows_the_model_full(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     run_model(kind, request, tmp_path, examples=FULL_EXAMPLES, steps=FULL_STEPS)
