@@ -24,8 +24,10 @@ import dataclasses
 import hashlib
 import heapq
 import itertools
+import logging
 import math
 import os
+import random
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
@@ -37,6 +39,7 @@ import aiohttp
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from aiobotocore.session import AioSession  # type: ignore[import-untyped]
 from botocore import exceptions as boto_errors  # type: ignore[import-untyped]
+from botocore import handlers as botocore_handlers
 
 from .._threads import Offloader
 from ..errors import (
@@ -58,6 +61,8 @@ from ..transfer import run_bounded
 from .base import Backend, Capabilities, pwrite_all
 
 __all__ = ["S3Backend"]
+
+logger = logging.getLogger(__name__)
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -184,6 +189,22 @@ def _prepare(data: bytes | memoryview, checksum: Checksum) -> tuple[bytes, dict[
     return bytes(data), _checksum_args(data, checksum)
 
 
+def _md5_hex(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def _stored_other_bytes(response: Mapping[str, Any], md5_hex: str) -> bool:
+    """True when the ETag of a PUT or part says the service stored other bytes than those sent.
+
+    The ETag is the MD5 of the stored bytes unless the object is encrypted with SSE-KMS or SSE-C; then (and
+    for anything that does not look like an MD5) it says nothing.
+    """
+    if response.get("SSECustomerAlgorithm") or response.get("ServerSideEncryption", "AES256") != "AES256":
+        return False
+    etag = str(response.get("ETag", "")).strip('"').lower()
+    return len(etag) == 32 and all(c in "0123456789abcdef" for c in etag) and etag != md5_hex
+
+
 def _read_part(fd: int, offset: int, size: int, checksum: Checksum) -> tuple[bytes, dict[str, str]]:
     """Read ``size`` bytes at ``offset`` of a local file and checksum them (one thread job)."""
     data = os.pread(fd, size, offset)
@@ -238,15 +259,19 @@ class _Multipart:
 
     async def send(self, number: int, body: bytes, checksum: Mapping[str, str]) -> None:
         """Upload part ``number`` (1-based); the service checks it against ``checksum``."""
-        with _Translated(self.name):
-            response = await self.backend._client.upload_part(
-                Bucket=self.backend.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=body,
-                **checksum,
-            )
+
+        async def upload_part() -> Any:
+            with _Translated(self.name):
+                return await self.backend._client.upload_part(
+                    Bucket=self.backend.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=body,
+                    **checksum,
+                )
+
+        response = await self.backend._verified(self.name, f"part {number}", body, upload_part)
         part = {"PartNumber": number, "ETag": response["ETag"]}
         if "ChecksumSHA256" in checksum:
             part["ChecksumSHA256"] = checksum["ChecksumSHA256"]
@@ -343,6 +368,11 @@ class S3Backend(Backend):
         read_timeout: seconds to wait for data on a connection.
         addressing_style: ``"path"``, ``"virtual"`` or ``"auto"`` (default: ``"path"`` with an
             ``endpoint_url``, which every S3-compatible service understands; else ``"auto"``).
+        verify_etag: compare the ETag the service returns for each PUT and part with the MD5 of the bytes
+            sent (unless SSE-KMS or SSE-C is in use, the ETag is the MD5 of the bytes stored). A mismatch
+            means the bytes were damaged on the way and the service did not check the checksum (not every
+            S3-compatible service does); the PUT or part is sent once more, then ``IntegrityError``. Turn it
+            off for a service whose ETags are not MD5s.
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
     """
 
@@ -380,6 +410,7 @@ class S3Backend(Backend):
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         addressing_style: Literal["path", "virtual", "auto"] | None = None,
+        verify_etag: bool = True,
         permissions: str | dict[str, str] | None = None,
     ) -> None:
         super().__init__(permissions=permissions)
@@ -417,6 +448,8 @@ class S3Backend(Backend):
             region = match.group(1) if match else None
         self.region = region
         self.create_bucket = create_bucket
+        self.max_attempts = max_attempts
+        self.verify_etag = verify_etag
         self.checksum: Checksum = checksum or ("md5" if b2 else "sha256")
         changes: dict[str, int] = {}
         if max_concurrency is not None:
@@ -497,6 +530,9 @@ class S3Backend(Backend):
             _shared_loader = loader
         core.register_component("data_loader", _shared_loader)
         core.get_scoped_config()
+        # botocore asks for "100 Continue" before a PUT's body, and aiohttp waits for it with no timeout: a
+        # server or link that never answers would hold the upload for ever. The body goes out at once.
+        core.unregister("before-call.s3", botocore_handlers.add_expect_header)
         if self.b2:
             core.register("before-sign.s3", _content_md5_instead_of_crc32)
         return aioboto3.Session(
@@ -704,7 +740,26 @@ class S3Backend(Backend):
 
     async def _get(self, name: str, key: str, range_header: str | None, *, limit: int | None = None) -> bytes:
         """GET the object or a range of it; past the end is empty. A whole object is checked against the
-        checksum the service stored with it. ``limit`` stops reading after that many bytes."""
+        checksum the service stored with it. ``limit`` stops reading after that many bytes.
+
+        botocore retries a request until its reply begins; a connection lost while the body streams in, or
+        a body that fails its checksum on the way, is fetched again here (``max_attempts`` in all).
+        """
+        attempt = 1
+        while True:
+            began: list[bool] = []
+            try:
+                return await self._get_once(name, key, range_header, limit=limit, began=began)
+            except (ConnectionLost, IntegrityError) as exc:
+                if not began or attempt >= self.max_attempts:  # before the body, botocore has retried
+                    raise
+                logger.warning("s3 GET %s: %s; attempt %d of %d", name, exc, attempt + 1, self.max_attempts)
+                await asyncio.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
+                attempt += 1
+
+    async def _get_once(
+        self, name: str, key: str, range_header: str | None, *, limit: int | None, began: list[bool]
+    ) -> bytes:
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
         if range_header is not None:
             request["Range"] = range_header
@@ -717,6 +772,7 @@ class S3Backend(Backend):
                 if _error_code(exc) == "InvalidRange":  # the range starts at or past the end
                     return b""
                 raise
+            began.append(True)
             body = response["Body"]
             try:
                 if limit is None or response["ContentLength"] <= limit:
@@ -801,14 +857,42 @@ class S3Backend(Backend):
         self, name: str, key: str, body: bytes, checksum: Mapping[str, str], *, if_none_match: bool = False
     ) -> bool:
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
-        try:
+
+        async def put() -> Any:
             with _Translated(name):
-                await self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **checksum, **extra)
+                return await self._client.put_object(Bucket=self.bucket, Key=key, Body=body, **checksum, **extra)
+
+        try:
+            await self._verified(name, "PUT", body, put)
         except BackendError as exc:
             if if_none_match and _is_precondition_failure(exc.__cause__):
                 return False
             raise
         return True
+
+    async def _verified(self, name: str, what: str, body: bytes, send: Callable[[], Awaitable[Any]]) -> Any:
+        """``send()`` a PUT or part of ``body``; with ``verify_etag``, check that the service stored those
+        bytes (its ETag), and send them once more if it did not. Returns the service's response."""
+        if not self.verify_etag:
+            return await send()
+        md5 = asyncio.ensure_future(self._md5(body))  # hashed while the bytes travel
+        try:
+            for attempt in (1, 2):
+                response = await send()
+                expected = await md5
+                if not _stored_other_bytes(response, expected):
+                    return response
+                if attempt == 1:
+                    logger.warning("s3 %s %s: the service stored other bytes than were sent; sending again", name, what)
+            raise IntegrityError(
+                f"{name}: {what}: the service stored other bytes than were sent, twice (ETag {response.get('ETag')} "
+                f"is not the MD5 {expected} of the data; verify_etag=False if this service's ETags are not MD5s)"
+            )
+        finally:
+            md5.cancel()
+
+    async def _md5(self, body: bytes) -> str:
+        return _md5_hex(body) if len(body) < _OFFLOAD_AT else await self._offloader.run(_md5_hex, body)
 
     def _part_size_for(self, size: int) -> int:
         """The part size for a ``size``-byte upload: the configured one, grown to need at most 10,000 parts."""
