@@ -192,6 +192,57 @@ class StoreModel(RuleBasedStateMachine):
         self.check_listing("data", deleted=False)
         self.check_listing("data", deleted=True)
 
+    # the same rules on a name the model has (drawn from it), so hits are as common as misses ----------------
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def load_present(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.live)), label="name")
+        self.load(name, data.draw(offsets, label="offset"), data.draw(sizes, label="size"), False)
+
+    @precondition(lambda self: self.deleted)
+    @rule(data=st.data())
+    def load_deleted_present(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.deleted)), label="name")
+        self.load(name, data.draw(offsets, label="offset"), data.draw(sizes, label="size"), True)
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def modify_present(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.live)), label="name")
+        action = data.draw(st.sampled_from(["rename", "soft_delete", "delete", "hash", "info"]), label="action")
+        if action == "rename":
+            self.rename(name, data.draw(names, label="new_name"))
+        elif action == "soft_delete":
+            self.soft_delete(name)
+        elif action == "delete":
+            self.delete(name, False)
+        elif action == "hash":
+            self.hash(name)
+        else:
+            self.info(name, False)
+
+    @precondition(lambda self: self.deleted)
+    @rule(data=st.data())
+    def modify_deleted_present(self, data: st.DataObject) -> None:
+        name = data.draw(st.sampled_from(sorted(self.deleted)), label="name")
+        action = data.draw(st.sampled_from(["undelete", "delete", "info"]), label="action")
+        if action == "undelete":
+            self.undelete(name)
+        elif action == "delete":
+            self.delete(name, True)
+        else:
+            self.info(name, True)
+
+    @precondition(
+        lambda self: len(self.levels["data"]) > 1 and any(n.startswith("data/") for n in [*self.live, *self.deleted])
+    )
+    @rule(data=st.data())
+    def migrate_present(self, data: st.DataObject) -> None:
+        choices = [(n, False) for n in sorted(self.live)] + [(n, True) for n in sorted(self.deleted)]
+        name, deleted = data.draw(st.sampled_from([c for c in choices if c[0].startswith("data/")]), label="item")
+        self.migrate_one(name, deleted)
+
     # reads -----------------------------------------------------------------------------------------------
 
     @rule(name=names, offset=offsets, size=sizes, deleted=st.booleans())
@@ -252,8 +303,8 @@ class StoreModel(RuleBasedStateMachine):
 
 # backends ----------------------------------------------------------------------------------------------------
 
-BOUNDED_EXAMPLES = {"memory": 40, "posixfs": 30, "sftp": 12, "s3": 8, "rest": 15}
-BOUNDED_STEPS = {"memory": 50, "posixfs": 40, "sftp": 30, "s3": 20, "rest": 30}
+BOUNDED_EXAMPLES = {"memory": 50, "posixfs": 30, "sftp": 15, "s3": 12, "rest": 20}
+BOUNDED_STEPS = {"memory": 50, "posixfs": 40, "sftp": 30, "s3": 25, "rest": 30}
 FULL_EXAMPLES = 250
 FULL_STEPS = 50
 BACKENDS = ["memory", "posixfs", "sftp", "s3", "rest"]
