@@ -33,7 +33,7 @@ from aiodepot import (
     StoreNotFound,
 )
 from aiodepot.backends import backend_from_url
-from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _translate
+from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _stored_other_bytes, _translate
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port, require_module
 from tests.servers.moto import MotoServer, start_moto_server
@@ -564,3 +564,18 @@ async def test_permissions_are_enforced(moto_server: MotoServer) -> None:
         await appender.store("data/new", b"n")
         with pytest.raises(PermissionDenied):
             await appender.store("data/a", b"overwrite")
+
+
+def test_etag_tells_when_the_service_stored_other_bytes() -> None:
+    """The ETag of a PUT or part is the MD5 of the stored bytes, except under SSE-KMS and SSE-C."""
+    md5 = hashlib.md5(b"data").hexdigest()
+    other = hashlib.md5(b"dat4").hexdigest()
+    assert not _stored_other_bytes({"ETag": f'"{md5}"'}, md5)
+    assert not _stored_other_bytes({"ETag": f'"{md5.upper()}"', "ServerSideEncryption": "AES256"}, md5)
+    assert _stored_other_bytes({"ETag": f'"{other}"'}, md5)
+    assert _stored_other_bytes({"ETag": other, "ServerSideEncryption": "AES256"}, md5)
+    # encrypted with a key, or not an MD5 at all: the ETag says nothing
+    assert not _stored_other_bytes({"ETag": f'"{other}"', "ServerSideEncryption": "aws:kms"}, md5)
+    assert not _stored_other_bytes({"ETag": f'"{other}"', "SSECustomerAlgorithm": "AES256"}, md5)
+    assert not _stored_other_bytes({"ETag": f'"{other}-2"'}, md5)
+    assert not _stored_other_bytes({}, md5)

@@ -37,7 +37,7 @@ from aiodepot import Store
 from aiodepot.backends.base import Backend
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
-from aiodepot.errors import StoreError
+from aiodepot.errors import IntegrityError, StoreError
 from tests.servers import require_module
 from tests.servers.faultproxy import Direction, Fault, FaultProxy
 from tests.servers.moto import MotoServer, start_moto_server
@@ -402,6 +402,21 @@ async def test_trickle_completes(rig: Rig) -> None:
     assert outcomes.errors == []
 
 
+@pytest.mark.parametrize("rig", ["rest", "s3"], indirect=True)
+async def test_a_slow_link_is_not_a_stalled_one(rig: Rig) -> None:
+    """Bytes that keep coming, if slowly, never time out on rest and s3, whose timeouts bound each read:
+    a load takes more than twice the timeout here and completes. (sftp's timeout bounds a round of requests — up
+    to ``part_size`` bytes —, so a link slower than ``part_size / timeout`` needs a longer timeout.)"""
+    workload = Workload(big=False)
+    outcomes = Outcomes()
+    async with opened(rig, workload) as store:
+        rig.proxy.arm(Fault.trickle(chunk=2048, interval=0.125, direction="down"), times=None)
+        took = await run(workload.load, store, outcomes)
+        rig.proxy.disarm()
+    assert outcomes.errors == []
+    assert took > 2 * TIMEOUT
+
+
 # bit flips ----------------------------------------------------------------------------------------------------
 
 # Offsets inside the bytes of each operation's replies (past the HTTP and SSH headers)
@@ -462,6 +477,28 @@ async def test_flipped_bits_on_stores_never_corrupt_the_value(rig: Rig) -> None:
     assert fired == sum(outcomes.counts.values())
 
 
+@pytest.mark.parametrize("rig", ["s3"], indirect=True)
+async def test_s3_etag_check_catches_what_moto_lets_through(rig: Rig) -> None:
+    """moto does not check the checksum of an upload: without the ETag check a flipped bit is stored (and
+    only a checksummed whole load notices); with it, the PUT is sent again and the value is right."""
+    from aiodepot.backends.s3 import S3Backend
+
+    data = value(7, SMALL)
+    for verify in (False, True):
+        backend = rig.make(rig.proxy.port)
+        assert isinstance(backend, S3Backend)
+        backend.verify_etag = verify
+        async with Store(backend=backend, config=CONFIG) as store:
+            rig.proxy.arm(Fault.flip(20_000, "up", bit=1))
+            await store.store(f"data/etag-{str(verify).lower()}", data)
+            rig.proxy.disarm()
+    async with rig.direct() as direct:
+        with pytest.raises(IntegrityError):
+            await direct.load("data/etag-false")
+        assert await direct.load("data/etag-true") == data
+    assert rig.proxy.counters().flips == 2
+
+
 # resources ----------------------------------------------------------------------------------------------------
 
 
@@ -494,6 +531,7 @@ async def abort_many(rig: Rig, count: int, seed: int) -> Outcomes:
     assert outcomes.errors == []
     async with rig.direct() as direct:
         await workload.check_server(direct)
+    print(f"{rig.kind}: {figures.resets} resets in {figures.accepted} connections, {outcomes.counts}, {baseline} fds")
     return outcomes
 
 
