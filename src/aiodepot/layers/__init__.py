@@ -6,7 +6,7 @@ See [`Layer`][aiodepot.layers.base.Layer]; layers compose, e.g.
 
 from __future__ import annotations
 
-from .base import Layer
+from .base import Layer, RenamingLayer
 from .cache import Cache, CacheMode, CachePolicy
 from .crypto import Encrypt
 from .keys import HashedNames, URLEncode
@@ -27,6 +27,7 @@ __all__ = [
     "MirrorError",
     "Prefix",
     "ReadOnly",
+    "RenamingLayer",
     "URLEncode",
     "WriteOnly",
 ]

@@ -7,6 +7,7 @@ compose: ``Store(backend=ReadOnly(Prefix(MemoryBackend("x"), "tenant1")))``.
 
 from __future__ import annotations
 
+import abc
 import builtins
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, Self
@@ -15,7 +16,7 @@ from ..backends.base import Backend, Capabilities
 from ..errors import BackendURLInvalid
 from ..items import ItemInfo, Source, StoreValue
 
-__all__ = ["Layer"]
+__all__ = ["Layer", "RenamingLayer"]
 
 
 class Layer(Backend):
@@ -164,3 +165,120 @@ class Layer(Backend):
     async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
         """Forwarded."""
         await self.inner.store_chunks(name, chunks, size=size)
+
+
+class RenamingLayer(Layer):
+    """A layer that changes names, not values: a subclass says how a name maps to the inner backend's
+    (``_in``) and how an inner leaf name maps back (``_out``); every method of the contract maps and forwards.
+
+    Listings are collected and sorted by the original names, since a mapping need not keep the order; a
+    subclass whose mapping keeps it overrides ``list`` to stream. ``defrag`` runs here (gather, then store
+    through this layer) so a content-hash target is named in the original namespace.
+    """
+
+    @abc.abstractmethod
+    def _in(self, name: str, *, allow_root: bool = False) -> str:
+        """The inner name of ``name`` (validated)."""
+
+    @abc.abstractmethod
+    def _out(self, leaf: str) -> str:
+        """The original name of an inner leaf name (one path element)."""
+
+    async def mkdir(self, name: str) -> None:
+        """Mapped and forwarded."""
+        await self.inner.mkdir(self._in(name))
+
+    async def rmdir(self, name: str) -> None:
+        """Mapped and forwarded."""
+        await self.inner.rmdir(self._in(name))
+
+    async def info(self, name: str) -> ItemInfo:
+        """Mapped and forwarded, under the original name."""
+        info = await self.inner.info(self._in(name, allow_root=True))
+        return info.with_name(name.rpartition("/")[2])
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Mapped and forwarded."""
+        return await self.inner.load(self._in(name), offset=offset, size=size)
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Mapped and forwarded."""
+        await self.inner.store(self._in(name), value)
+
+    async def delete(self, name: str) -> None:
+        """Mapped and forwarded."""
+        await self.inner.delete(self._in(name))
+
+    async def move(self, src: str, dst: str) -> None:
+        """Mapped and forwarded."""
+        await self.inner.move(self._in(src), self._in(dst))
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """The inner listing under the original names, sorted by them."""
+        entries = [
+            info.with_name(self._out(info.name)) async for info in self.inner.list(self._in(name, allow_root=True))
+        ]
+        entries.sort(key=lambda info: info.name)
+        for info in entries:
+            yield info
+
+    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+        """Mapped and forwarded."""
+        return await self.inner.load_batch([self._in(name) for name in names])
+
+    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+        """Mapped and forwarded."""
+        return await self.inner.store_batch([(self._in(name), value) for name, value in items])
+
+    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+        """Mapped and forwarded."""
+        return await self.inner.delete_batch([self._in(name) for name in names])
+
+    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+        """Mapped and forwarded, under the original names."""
+        infos = await self.inner.info_batch([self._in(name) for name in names])
+        return [
+            info if isinstance(info, Exception) else info.with_name(name.rpartition("/")[2])
+            for name, info in zip(names, infos, strict=True)
+        ]
+
+    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+        """Mapped and forwarded."""
+        return await self.inner.hash(self._in(name), algorithm)
+
+    async def gather(self, sources: Iterable[Source]) -> bytes:
+        """Mapped and forwarded."""
+        return await self.inner.gather([(self._in(name), offset, size) for name, offset, size in sources])
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        levels: int = 0,
+    ) -> str:
+        """Generic (gather, then store through this layer): a content-hash target is named by the original
+        namespace, not the mapped one."""
+        return await Backend.defrag(
+            self, sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels
+        )
+
+    def read_chunks(
+        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1024 * 1024
+    ) -> AsyncIterator[bytes]:
+        """Mapped and forwarded."""
+        return self.inner.read_chunks(self._in(name), offset=offset, size=size, chunk_size=chunk_size)
+
+    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
+        """Mapped and forwarded."""
+        await self.inner.read_into(self._in(name), fd, offset=offset, size=size)
+
+    async def store_file(self, name: str, path: str, *, size: int) -> None:
+        """Mapped and forwarded."""
+        await self.inner.store_file(self._in(name), path, size=size)
+
+    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+        """Mapped and forwarded."""
+        await self.inner.store_chunks(self._in(name), chunks, size=size)

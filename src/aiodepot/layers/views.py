@@ -12,7 +12,7 @@ from ..backends.base import Backend
 from ..errors import PermissionDenied, StoreExists, StoreNotFound
 from ..items import ItemInfo, Source, StoreValue
 from ..names import validate_backend_name
-from .base import Layer
+from .base import Layer, RenamingLayer
 
 __all__ = ["Prefix", "ReadOnly", "WriteOnly"]
 
@@ -131,7 +131,7 @@ class WriteOnly(Layer):
         self._refuse(f"load {name!r}")
 
 
-class Prefix(Layer):
+class Prefix(RenamingLayer):
     """One directory of the inner store, seen as a store of its own.
 
     Args:
@@ -217,68 +217,15 @@ class Prefix(Layer):
             raise StoreNotFound(f"prefix {self.prefix!r} does not exist (call create())")
         self.opened = True
 
-    # items ---------------------------------------------------------------------------------------------
-
-    async def mkdir(self, name: str) -> None:
-        """Mapped and forwarded."""
-        await self.inner.mkdir(self._in(name))
-
-    async def rmdir(self, name: str) -> None:
-        """Mapped and forwarded."""
-        await self.inner.rmdir(self._in(name))
-
-    async def info(self, name: str) -> ItemInfo:
-        """Mapped and forwarded; the root is named ``""``."""
-        info = await self.inner.info(self._in(name, allow_root=True))
-        return info if name else info.with_name("")
-
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
-        """Mapped and forwarded."""
-        return await self.inner.load(self._in(name), offset=offset, size=size)
-
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Mapped and forwarded."""
-        await self.inner.store(self._in(name), value)
-
-    async def delete(self, name: str) -> None:
-        """Mapped and forwarded."""
-        await self.inner.delete(self._in(name))
-
-    async def move(self, src: str, dst: str) -> None:
-        """Mapped and forwarded."""
-        await self.inner.move(self._in(src), self._in(dst))
+    # items (mapped and forwarded by RenamingLayer) ----------------------------------------------------------
 
     def list(self, name: str) -> AsyncIterator[ItemInfo]:
-        """Mapped and forwarded (entries are leaf names, so they need no mapping back)."""
+        """Mapped and forwarded as a stream (entries are leaf names, so they need no mapping back)."""
         return self.inner.list(self._in(name, allow_root=True))
-
-    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
-        """Mapped and forwarded."""
-        return await self.inner.load_batch([self._in(name) for name in names])
-
-    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
-        """Mapped and forwarded."""
-        return await self.inner.store_batch([(self._in(name), value) for name, value in items])
-
-    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
-        """Mapped and forwarded."""
-        return await self.inner.delete_batch([self._in(name) for name in names])
-
-    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
-        """Mapped and forwarded."""
-        return await self.inner.info_batch([self._in(name) for name in names])
 
     async def quota(self) -> dict[str, int]:
         """The inner store's quota (shared by all prefixes)."""
         return await self.inner.quota()
-
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
-        """Mapped and forwarded."""
-        return await self.inner.hash(self._in(name), algorithm)
-
-    async def gather(self, sources: Iterable[Source]) -> bytes:
-        """Mapped and forwarded."""
-        return await self.inner.gather([(self._in(name), offset, size) for name, offset, size in sources])
 
     async def defrag(
         self,
@@ -300,21 +247,3 @@ class Prefix(Layer):
             levels=levels,
         )
         return self._out(result)
-
-    def read_chunks(
-        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1024 * 1024
-    ) -> AsyncIterator[bytes]:
-        """Mapped and forwarded."""
-        return self.inner.read_chunks(self._in(name), offset=offset, size=size, chunk_size=chunk_size)
-
-    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
-        """Mapped and forwarded."""
-        await self.inner.read_into(self._in(name), fd, offset=offset, size=size)
-
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
-        """Mapped and forwarded."""
-        await self.inner.store_file(self._in(name), path, size=size)
-
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
-        """Mapped and forwarded."""
-        await self.inner.store_chunks(self._in(name), chunks, size=size)
