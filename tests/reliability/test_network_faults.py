@@ -314,25 +314,42 @@ async def opened(rig: Rig, workload: Workload) -> AsyncIterator[Store]:
 RESET_OFFSETS = [0, 1, 200, 5000, 100_000, 3 * MiB]
 
 
-async def test_resets_at_any_offset_are_retried(rig: Rig) -> None:
-    """One RST per operation, at a range of byte offsets in each direction: every operation succeeds."""
+def reset_plan(name: str, rng: random.Random | None) -> list[tuple[int, Direction]]:
+    """The resets an operation meets: the fixed grid, plus 40 random ones in the full run."""
+    limit = 12 * MiB if name.startswith("big") else 2 * SMALL  # past the end of the operation's traffic
+    plan = [(after, direction) for direction in DIRECTIONS for after in RESET_OFFSETS if after <= limit]
+    if rng is not None:
+        plan += [(rng.randrange(0, limit), rng.choice(DIRECTIONS)) for _ in range(40)]
+    return plan
+
+
+async def resets(rig: Rig, rng: random.Random | None) -> None:
     workload = Workload()
     outcomes = Outcomes()
     fired: dict[tuple[str, str], int] = {}
     async with opened(rig, workload) as store:
         for name, op in workload.ops.items():
-            for direction in DIRECTIONS:
-                for after in RESET_OFFSETS:
-                    if after > 2 * SMALL and not name.startswith("big"):
-                        continue  # past the end of a small operation's traffic
-                    before = rig.proxy.counters().resets
-                    rig.proxy.arm(Fault.reset(after, direction))
-                    await run(op, store, outcomes)
-                    rig.proxy.disarm()
-                    fired[name, direction] = fired.get((name, direction), 0) + rig.proxy.counters().resets - before
+            for after, direction in reset_plan(name, rng):
+                before = rig.proxy.counters().resets
+                rig.proxy.arm(Fault.reset(after, direction))
+                await run(op, store, outcomes)
+                rig.proxy.disarm()
+                fired[name, direction] = fired.get((name, direction), 0) + rig.proxy.counters().resets - before
+    print(f"\n{rig.kind} resets: {sum(fired.values())} fired in {sum(outcomes.counts.values())} operations")
     assert outcomes.errors == []
     # every operation met resets in both directions (the big offsets lie past the end of the small ones)
     assert min(fired.values()) >= 2, fired
+
+
+async def test_resets_at_any_offset_are_retried(rig: Rig) -> None:
+    """One RST per operation, at a range of byte offsets in each direction: every operation succeeds."""
+    await resets(rig, None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_resets_at_any_offset_are_retried_full(rig: Rig) -> None:
+    await resets(rig, random.Random(21))
 
 
 # stalls -------------------------------------------------------------------------------------------------------
@@ -349,6 +366,7 @@ async def test_a_stall_times_out_and_the_retry_succeeds(rig: Rig) -> None:
                 rig.proxy.arm(Fault.stall(after=100, direction=direction))
                 slowest = max(slowest, await run(workload.ops[name], store, outcomes))
                 rig.proxy.disarm()
+    print(f"\n{rig.kind} stall once: slowest operation {slowest:.2f} s, {outcomes.counts}")
     assert outcomes.errors == []
     # a stall costs a timeout (or a keepalive's verdict) and a reconnect, not more
     assert slowest < 2 * TIMEOUT + 4, f"an operation took {slowest:.1f} s after one stall"
@@ -365,6 +383,7 @@ async def test_a_connection_that_stays_stalled_raises_in_time(rig: Rig) -> None:
             took = await run(workload.ops[name], store, outcomes)
             rig.proxy.disarm()
             rig.proxy.release()
+            print(f"\n{rig.kind} stalled for good: {name} gave up after {took:.2f} s")
             assert took < budget, f"{name} took {took:.1f} s under a stall (budget {budget:.1f} s)"
     assert outcomes.counts == {"ConnectionLost": 2}, outcomes.errors
     for error in outcomes.errors:
@@ -382,6 +401,7 @@ async def test_a_stalled_upload_raises_in_time(rig: Rig) -> None:
         rig.proxy.disarm()
         rig.proxy.release()
         workload.expected["data/bigwritten"] = (b"", workload.big)
+    print(f"\n{rig.kind} stalled upload: gave up after {took:.2f} s")
     assert took < budget, f"the upload took {took:.1f} s under a stall (budget {budget:.1f} s)"
     assert outcomes.counts == {"ConnectionLost": 1}, outcomes.errors
 
@@ -426,7 +446,7 @@ FLIP_OFFSETS = {
     "list": [1500, 3000],
     "big load": [2 * MiB + 5, 7 * MiB],
     "store": [3000, 25_000],
-    "big store": [2 * MiB + 5],
+    "big store": [2 * MiB + 5, 7 * MiB],
 }
 # What each backend can check on a load: S3 sends a checksum only with whole objects (a range, or a part
 # of a big value loaded in parallel ranges, comes without one); aiodepot's server sends the SHA-256 of
@@ -438,43 +458,86 @@ FLIP_LOADS = {
 }
 
 
-async def test_flipped_bits_on_loads_never_give_wrong_bytes(rig: Rig) -> None:
-    """A flipped bit server → client: the load retries (right bytes) or raises IntegrityError."""
+# Where a random flip may land, by operation: inside the value bytes of its replies or requests. Headers
+# and paths are left out: without TLS nothing protects them (on S3, a damaged signed header is refused as
+# a bad signature; over REST, a damaged path would name another item). A big store's span ends inside its
+# first part, before the request that completes an S3 multipart upload.
+FLIP_SPANS = {
+    "load": (1500, 39_000),
+    "ranged load": (1500, 22_000),
+    "list": (1000, 5000),
+    "big load": (1000, BIG - 1000),
+    "store": (2500, 39_000),
+    "big store": (4000, 8 * MiB - 4000),
+}
+
+
+def flip_plan(name: str, rng: random.Random | None) -> list[tuple[int, int]]:
+    """(offset, bit) of the flips an operation meets: fixed ones, plus 30 random ones in the full run."""
+    plan = [(after, bit) for after in FLIP_OFFSETS[name] for bit in (0, 5)]
+    if rng is not None:
+        plan += [(rng.randrange(*FLIP_SPANS[name]), rng.randrange(8)) for _ in range(30)]
+    return plan
+
+
+async def flips_on_loads(rig: Rig, rng: random.Random | None) -> None:
     workload = Workload()
     outcomes = Outcomes()
     fired = 0
     async with opened(rig, workload) as store:
         for name in FLIP_LOADS[rig.kind]:
-            for after in FLIP_OFFSETS[name]:
-                for bit in (0, 5):
-                    before = rig.proxy.counters().flips
-                    rig.proxy.arm(Fault.flip(after, "down", bit=bit))
-                    await run(workload.ops[name], store, outcomes)  # a wrong byte fails its assertion
-                    rig.proxy.disarm()
-                    fired += rig.proxy.counters().flips - before
+            for after, bit in flip_plan(name, rng):
+                before = rig.proxy.counters().flips
+                rig.proxy.arm(Fault.flip(after, "down", bit=bit))
+                await run(workload.ops[name], store, outcomes)  # a wrong byte fails its assertion
+                rig.proxy.disarm()
+                fired += rig.proxy.counters().flips - before
+    print(f"\n{rig.kind} flips on loads: {fired} fired, {outcomes.counts}")
     assert set(outcomes.counts) <= {"ok", "IntegrityError"}, outcomes.errors
     assert fired == sum(outcomes.counts.values()), "every operation should have met its flipped bit"
+
+
+async def test_flipped_bits_on_loads_never_give_wrong_bytes(rig: Rig) -> None:
+    """A flipped bit server → client: the load retries (right bytes) or raises IntegrityError."""
+    await flips_on_loads(rig, None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_flipped_bits_on_loads_never_give_wrong_bytes_full(rig: Rig) -> None:
+    await flips_on_loads(rig, random.Random(22))
 
 
 FLIP_STORES = {"rest": ("store", "big store"), "s3": ("store", "big store"), "sftp": ("store", "big store")}
 
 
-async def test_flipped_bits_on_stores_never_corrupt_the_value(rig: Rig) -> None:
-    """A flipped bit client → server: the server refuses the body (and the client sends it again), or the
-    store fails with IntegrityError; what the server holds is never corrupt (checked at the end)."""
+async def flips_on_stores(rig: Rig, rng: random.Random | None) -> None:
     workload = Workload()
     outcomes = Outcomes()
     fired = 0
     async with opened(rig, workload) as store:
         for name in FLIP_STORES[rig.kind]:
-            for after in FLIP_OFFSETS[name]:
+            for after, bit in flip_plan(name, rng):
                 before = rig.proxy.counters().flips
-                rig.proxy.arm(Fault.flip(after, "up", bit=3))
+                rig.proxy.arm(Fault.flip(after, "up", bit=bit))
                 await run(workload.big_store_once if name == "big store" else workload.store_once, store, outcomes)
                 rig.proxy.disarm()
                 fired += rig.proxy.counters().flips - before
+    print(f"\n{rig.kind} flips on stores: {fired} fired, {outcomes.counts}")
     assert set(outcomes.counts) <= {"ok", "IntegrityError"}, outcomes.errors
     assert fired == sum(outcomes.counts.values())
+
+
+async def test_flipped_bits_on_stores_never_corrupt_the_value(rig: Rig) -> None:
+    """A flipped bit client → server: the server refuses the body (and the client sends it again), or the
+    store fails with IntegrityError; what the server holds is never corrupt (checked at the end)."""
+    await flips_on_stores(rig, None)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+async def test_flipped_bits_on_stores_never_corrupt_the_value_full(rig: Rig) -> None:
+    await flips_on_stores(rig, random.Random(23))
 
 
 @pytest.mark.parametrize("rig", ["s3"], indirect=True)

@@ -8,8 +8,8 @@ in the test's own loop can all use it. What happens to a connection is a [`Fault
 - ``Fault.reset(after=k, direction=…)`` — forward ``k`` bytes in that direction, then reset both sides
   (``SO_LINGER`` 0, so the peers see a TCP RST, not a clean close);
 - ``Fault.stall(after=k, seconds=t)`` — forward ``k`` bytes, then forward nothing for ``t`` seconds
-  (``None``: until [`FaultProxy.release`][], or until the sending side closes or either side resets);
-  the sockets stay open;
+  (``None``: until [`FaultProxy.release`][], or until the waiting side closes or either side resets);
+  the sockets stay open, and a close by the sending side is held back too;
 - ``Fault.trickle(chunk=n, interval=s)`` — forward ``n`` bytes per ``s`` seconds;
 - ``Fault.flip(at=k, bit=b)`` — invert bit ``b`` of the byte at offset ``k`` of that direction.
 
@@ -217,8 +217,6 @@ class _Pipe:
                     proxy._count("stalls")
                     self.stalled = True
                     try:
-                        if self.eof:  # the peer is done sending, and gave up on this connection
-                            self.connection.ended.set()
                         await self.connection.stall(fault.seconds)
                     finally:
                         self.stalled = False
@@ -304,8 +302,7 @@ class _Connection:
         pipe = self.up if side is self.client else self.down
         pipe.eof = True
         pipe.ready.set()
-        if pipe.stalled:  # the peer gave up on a stalled connection: no one waits for the rest
-            self.ended.set()
+        self._gave_up(side)
 
     def lost(self, side: _Side, exc: Exception | None) -> None:
         pipe = self.up if side is self.client else self.down
@@ -315,7 +312,14 @@ class _Connection:
             return
         pipe.eof = True
         pipe.ready.set()
-        if pipe.stalled:
+        self._gave_up(side)
+
+    def _gave_up(self, side: _Side) -> None:
+        """``side`` closed. A stall holds back what ``side`` sent, its end included (a dead link would
+        not deliver it either), but if ``side`` was the one waiting for a stalled direction, nobody
+        waits any more: the connection ends."""
+        waiting_for = self.down if side is self.client else self.up
+        if waiting_for.stalled:
             self.ended.set()
 
     async def reset(self) -> None:

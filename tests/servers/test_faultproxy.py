@@ -189,19 +189,36 @@ async def test_stall_forever_until_released(proxy: FaultProxy) -> None:
 
 
 async def test_a_client_that_gives_up_on_a_stall_frees_the_connection(proxy: FaultProxy) -> None:
-    proxy.fault = Fault.stall(after=0, direction="up")
+    proxy.fault = Fault.stall(after=0, direction="down")
     for _ in range(5):
-        _, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        writer.write(b"x" * 100)
-        await writer.drain()
-        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        async with asyncio.timeout(5):
+            writer.write(b"x" * 100)
+            await writer.drain()
+            with pytest.raises(TimeoutError):  # the echo is held back
+                async with asyncio.timeout(0.1):
+                    await reader.read(1)
+        writer.close()  # the client, who waits, gives up
         await writer.wait_closed()
-    async with asyncio.timeout(5):  # the proxy accepts on its own loop, maybe after the clients closed
-        while proxy.counters().accepted < 5:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
     figures = await proxy.wait_idle(5)
-    assert figures.open == 0
-    assert figures.stalls == 5
+    assert (figures.accepted, figures.open, figures.stalls) == (5, 0, 5)
+
+
+async def test_a_stall_holds_back_the_senders_close(proxy: FaultProxy) -> None:
+    """The client sends and closes while its direction is stalled: the server sees neither until release."""
+    proxy.fault = Fault.stall(after=0, direction="up")
+    reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+    writer.write(b"hello")
+    writer.write_eof()
+    await asyncio.sleep(0.3)
+    assert proxy.counters().open == 1
+    assert proxy.counters().bytes_up == 0
+    proxy.release()
+    async with asyncio.timeout(5):
+        assert await reader.read() == b"hello"  # the echo, then the server's close
+    writer.close()
+    figures = await proxy.wait_idle(5)
+    assert (figures.open, figures.bytes_up, figures.bytes_down) == (0, 5, 5)
 
 
 async def test_trickle(proxy: FaultProxy, opened: tuple[asyncio.StreamReader, asyncio.StreamWriter]) -> None:
