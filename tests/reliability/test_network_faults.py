@@ -322,12 +322,27 @@ async def opened(rig: Rig, workload: Workload) -> AsyncIterator[Store]:
 RESET_OFFSETS = [0, 1, 200, 5000, 100_000, 3 * MiB]
 
 
+# About how many bytes each operation sends (up) and receives (down): random resets land inside them
+TRAFFIC: dict[str, dict[str, int]] = {
+    "store": {"up": 2 * SMALL, "down": 300},
+    "load": {"up": 150, "down": SMALL},
+    "ranged load": {"up": 300, "down": 23_000},
+    "info": {"up": 150, "down": 250},
+    "list": {"up": 150, "down": 5000},
+    "delete": {"up": 400, "down": 500},
+    "big store": {"up": BIG, "down": 300},
+    "big load": {"up": 300, "down": BIG},
+}
+
+
 def reset_plan(name: str, rng: random.Random | None) -> list[tuple[int, Direction]]:
-    """The resets an operation meets: the fixed grid, plus 40 random ones in the full run."""
+    """The resets an operation meets: the fixed grid, plus 40 random ones inside its traffic in the full run."""
     limit = 12 * MiB if name.startswith("big") else 2 * SMALL  # past the end of the operation's traffic
     plan = [(after, direction) for direction in DIRECTIONS for after in RESET_OFFSETS if after <= limit]
     if rng is not None:
-        plan += [(rng.randrange(0, limit), rng.choice(DIRECTIONS)) for _ in range(40)]
+        for _ in range(40):
+            direction = rng.choice(DIRECTIONS)
+            plan.append((rng.randrange(0, TRAFFIC[name][direction]), direction))
     return plan
 
 

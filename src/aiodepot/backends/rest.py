@@ -519,7 +519,8 @@ class RestBackend(Backend):
                     if reply.status in ok:
                         await _check_digest(reply, method, target)
                 except (ConnectionLost, IntegrityError):
-                    # the connection broke or the reply came garbled: a new connection, the same request
+                    # the connection broke, or the reply came damaged: the same request once more (aiohttp
+                    # has dropped a broken connection; a rest:// server process is restarted)
                     if attempt >= self.reconnect_tries:
                         raise
                     attempt += 1
