@@ -481,12 +481,10 @@ class Store:
         self._require_open()
         started = self._stats.begin("move")
         try:
-            if delete:
-                src = await self._find(name, False)
-                dst = src + DEL_SUFFIX
-            elif undelete:
-                src = await self._find(name, True)
-                dst = src.removesuffix(DEL_SUFFIX)
+            if delete or undelete:
+                src = await self._find(name, undelete)
+                dst = src + DEL_SUFFIX if delete else src.removesuffix(DEL_SUFFIX)  # the same level, as borgstore
+                dst = await self._other_form(name, dst, deleted=delete)
             elif change_level:
                 src = await self._find(name, deleted)
                 dst = nest(name, self._levels_for(name)[-1], add_suffix=DEL_SUFFIX if deleted else None)
@@ -500,6 +498,21 @@ class Store:
             await self._call(None, self.backend.move(src, dst))
         finally:
             self._stats.end("move", started)
+
+    async def _other_form(self, name: str, dst: str, *, deleted: bool) -> str:
+        """Where a soft delete (``deleted``) or undelete of ``name`` must land: ``dst``, unless the namespace
+        is between levels and the other form of the item is at another one. That copy is replaced, or it
+        would come back once this one is gone."""
+        levels = self._levels_for(name)
+        if len(levels) == 1:
+            return dst
+        others = [nest(name, level, add_suffix=DEL_SUFFIX if deleted else None) for level in levels]
+        others = [other for other in others if other != dst]
+        infos = await asyncio.gather(*(self._call(None, self.backend.info(other)) for other in others))
+        for other, info in zip(others, infos, strict=True):
+            if info.exists and not info.directory:
+                return other
+        return dst
 
     async def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
         """Return the hex digest of the value (any `hashlib` algorithm, or ``"blake3"``)."""

@@ -398,6 +398,8 @@ def header_requests() -> list[Request]:
 
 
 async def test_hostile_requests_stay_inside_the_store(layout: Layout, server: ThreadedServer) -> None:
+    """Every hostile request gets its 4xx (or the exact status listed), no answer carries a byte from outside
+    the store, nothing outside changes, and the server keeps serving."""
     before = snapshot(layout)
     port = server.port
     control = await send(port, Request(b"GET", b"/data/real", allowed=(200,)))
