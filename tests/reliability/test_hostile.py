@@ -92,7 +92,14 @@ def layout(tmp_path: Path, confinement: str) -> Layout:
     (store / "data" / "dangling").symlink_to(outside / "created-by-server")
     (store / "data" / "evildir").symlink_to(outside)
     (store / "evil").symlink_to(outside)
-    (store / "rootlink").symlink_to("/")
+    # an absolute link to a stand-in for "/": never the real root, so a regression cannot write over the
+    # test machine's /etc/passwd (it did once, as root, before posixfs refused links)
+    fakeroot = parent / "fakeroot"
+    (fakeroot / "etc").mkdir(parents=True)
+    (fakeroot / "tmp").mkdir()
+    (fakeroot / "etc" / "passwd").write_bytes(SECRET + b"-passwd")
+    (fakeroot / "etc" / "hostname").write_bytes(SECRET + b"-hostname")
+    (store / "rootlink").symlink_to(fakeroot.resolve())
     (store / "up").symlink_to("..")
     return Layout(parent, store, secret, outside)
 
@@ -471,7 +478,7 @@ async def test_posixfs_follows_no_planted_symlink(layout: Layout, tmp_path: Path
         local = tmp_path / "local"
         local.write_bytes(b"local file")
         through = ["data/link", "data/dangling", "evil/secret2.txt", "data/evildir/sub/deep.txt", "up/secret.txt"]
-        through += ["up/store/data/real", "rootlink" + str(layout.secret)]
+        through += ["up/store/data/real", "rootlink/etc/passwd"]
         for name in through:
             for call in (
                 backend.load(name),
