@@ -230,13 +230,16 @@ def _find_openat2() -> Callable[[int, str, int], int] | None:
         return None
     syscall.restype = ctypes.c_long
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-    hows: dict[int, _OpenHow] = {}
+    # per flags: the open_how structure (kept alive here) and its address; an int converts fastest
+    hows: dict[int, tuple[_OpenHow, int]] = {}
+    how_size = ctypes.sizeof(_OpenHow)
 
     def openat2(dirfd: int, path: str, flags: int) -> int:
-        how = hows.get(flags)
-        if how is None:
-            how = hows[flags] = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS_BENEATH)
-        fd: int = syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), ctypes.byref(how), ctypes.sizeof(how))
+        entry = hows.get(flags)
+        if entry is None:
+            how = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS_BENEATH)
+            entry = hows[flags] = (how, ctypes.addressof(how))
+        fd: int = syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), entry[1], how_size)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err), path)
