@@ -165,6 +165,46 @@ def _same_store(src_url: str, dst_url: str) -> None:
         raise CliError(f"source and destination are the same store: {display_url(src_url)}", 2)
 
 
+def _run(
+    src_url: str,
+    dst_url: str,
+    namespaces: tuple[str, ...],
+    options: StoreOptions,
+    dst_options: StoreOptions,
+    *,
+    sync: bool,
+    delete: bool,
+    checksum: bool,
+    dry_run: bool,
+    batch_size: int,
+    progress: bool | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """What ``cp`` and ``sync`` share: run the transfer, warn about strays, print the summary."""
+    _same_store(src_url, dst_url)
+    summary, strays = asyncio.run(
+        _execute(
+            src_url,
+            dst_url,
+            top_namespaces(namespaces),
+            options,
+            dst_options,
+            sync=sync,
+            delete=delete,
+            checksum=checksum,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            progress=wants_progress(progress),
+            quiet=quiet,
+            as_json=as_json,
+        )
+    )
+    warn_strays(strays)
+    if as_json or not quiet:
+        click.echo(summary)
+
+
 @click.command(short_help="Copy items from one store to another.")
 @url_argument("src_url", "SRC")
 @url_argument("dst_url", "DST")
@@ -189,27 +229,21 @@ def cp(
     Items keep their names; items at DST are replaced. A NAMESPACE may also name a single item. DST is
     created if it does not exist. Give --dst-levels to write DST with other nesting than SRC.
     """
-    _same_store(src_url, dst_url)
-    summary, strays = asyncio.run(
-        _execute(
-            src_url,
-            dst_url,
-            top_namespaces(namespaces),
-            options,
-            dst_options,
-            sync=False,
-            delete=False,
-            checksum=False,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            progress=wants_progress(progress),
-            quiet=quiet,
-            as_json=as_json,
-        )
+    _run(
+        src_url,
+        dst_url,
+        namespaces,
+        options,
+        dst_options,
+        sync=False,
+        delete=False,
+        checksum=False,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        progress=progress,
+        quiet=quiet,
+        as_json=as_json,
     )
-    warn_strays(strays)
-    if as_json or not quiet:
-        click.echo(summary)
 
 
 @click.command(short_help="Make one store like another.")
@@ -241,24 +275,18 @@ def sync(
     --delete, removes the items SRC does not have. Soft-deleted items are left alone. DST is created
     if it does not exist.
     """
-    _same_store(src_url, dst_url)
-    summary, strays = asyncio.run(
-        _execute(
-            src_url,
-            dst_url,
-            top_namespaces(namespaces),
-            options,
-            dst_options,
-            sync=True,
-            delete=delete,
-            checksum=checksum,
-            dry_run=dry_run,
-            batch_size=batch_size,
-            progress=wants_progress(progress),
-            quiet=quiet,
-            as_json=as_json,
-        )
+    _run(
+        src_url,
+        dst_url,
+        namespaces,
+        options,
+        dst_options,
+        sync=True,
+        delete=delete,
+        checksum=checksum,
+        dry_run=dry_run,
+        batch_size=batch_size,
+        progress=progress,
+        quiet=quiet,
+        as_json=as_json,
     )
-    warn_strays(strays)
-    if as_json or not quiet:
-        click.echo(summary)
