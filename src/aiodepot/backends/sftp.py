@@ -484,6 +484,22 @@ class SftpBackend(Backend):
             log.warning("sftp: accepting the unknown host key %s of %s:%d", key.get_fingerprint(), host, port)
         return pinned == key
 
+    async def _run_gone_is_done(self, name: str, op: Callable[[_Link], Awaitable[None]]) -> None:
+        """``_run`` for an operation that removes its source (delete, rmdir, move): a retry that finds the
+        source gone means the try before it did the work and the connection broke before the answer."""
+        tries = 0
+
+        async def attempt(link: _Link) -> None:
+            nonlocal tries
+            tries += 1
+            try:
+                await op(link)
+            except asyncssh.SFTPError as exc:
+                if not (tries > 1 and _is_not_found(exc)):
+                    raise
+
+        await self._run(name, attempt)
+
     async def _run(
         self, name: str, op: Callable[[_Link], Awaitable[T]], *, may_retry: Callable[[], bool] | None = None
     ) -> T:
@@ -719,19 +735,12 @@ class SftpBackend(Backend):
         self._require_open()
         path = self._path(name)
         self.permissions.check(name, "wD")
-        tries = 0
 
         async def op(link: _Link) -> None:
-            nonlocal tries
-            tries += 1
-            try:
-                async with self._round():
-                    await link.sftp.rmdir(path)
-            except asyncssh.SFTPError as exc:
-                if not (tries > 1 and _is_not_found(exc)):  # a retry finding it gone: the first try did it
-                    raise
+            async with self._round():
+                await link.sftp.rmdir(path)
 
-        await self._run(name, op)
+        await self._run_gone_is_done(name, op)
 
     # items -----------------------------------------------------------------------------------------------
 
@@ -1001,19 +1010,12 @@ class SftpBackend(Backend):
         self._require_open()
         path = self._path(name)
         self.permissions.check(name, "D")
-        tries = 0
 
         async def op(link: _Link) -> None:
-            nonlocal tries
-            tries += 1
-            try:
-                async with self._round():
-                    await link.sftp.remove(path)
-            except asyncssh.SFTPError as exc:
-                if not (tries > 1 and _is_not_found(exc)):  # a retry finding it gone: the first try did it
-                    raise
+            async with self._round():
+                await link.sftp.remove(path)
 
-        await self._run(name, op)
+        await self._run_gone_is_done(name, op)
 
     async def move(self, src: str, dst: str) -> None:
         """Rename an item on the server (replacing the destination), creating directories as needed."""
@@ -1021,26 +1023,19 @@ class SftpBackend(Backend):
         src_path, dst_path = self._path(src), self._path(dst)
         self.permissions.check(src, "D")
         await self._check_write(dst, dst_path)
-        tries = 0
 
         async def op(link: _Link) -> None:
-            nonlocal tries
-            tries += 1
             sftp = link.sftp
-            try:
-                async with self._round():
-                    try:
-                        await self._rename_over(sftp, src_path, dst_path)
-                    except asyncssh.SFTPError as exc:
-                        if not _is_not_found(exc) or await self._stat(link, src_path) is None:
-                            raise
-                        await self._makedirs(sftp, posixpath.dirname(dst_path))  # the target directory is missing
-                        await self._rename_over(sftp, src_path, dst_path)
-            except asyncssh.SFTPError as exc:
-                if not (tries > 1 and _is_not_found(exc)):  # a retry finding it gone: the first try did it
-                    raise
+            async with self._round():
+                try:
+                    await self._rename_over(sftp, src_path, dst_path)
+                except asyncssh.SFTPError as exc:
+                    if not _is_not_found(exc) or await self._stat(link, src_path) is None:
+                        raise
+                    await self._makedirs(sftp, posixpath.dirname(dst_path))  # the target directory is missing
+                    await self._rename_over(sftp, src_path, dst_path)
 
-        await self._run(src, op)
+        await self._run_gone_is_done(src, op)
 
     async def list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield a directory's entries sorted by name; temp and foreign files are skipped."""
