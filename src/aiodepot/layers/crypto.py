@@ -150,7 +150,9 @@ class Encrypt(_Transform):
         sealed: bytes = cipher.encrypt(_nonce(index, last), data, header)
         return sealed
 
-    def _open(self, name: str, cipher: Any, header: bytes, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
+    def _unseal(
+        self, name: str, cipher: Any, header: bytes, index: int, sealed: bytes | memoryview, last: bool
+    ) -> bytes:
         try:
             data: bytes = cipher.decrypt(_nonce(index, last), sealed, header)
         except self._invalid_tag:
@@ -184,7 +186,7 @@ class Encrypt(_Transform):
         if ends and not pieces:
             raise IntegrityError(f"{name}: the encrypted value has no segments")
         return b"".join(
-            self._open(name, cipher, header, first + i, piece, ends and i == len(pieces) - 1)
+            self._unseal(name, cipher, header, first + i, piece, ends and i == len(pieces) - 1)
             for i, piece in enumerate(pieces)
         )
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from ...backends.base import Backend, Capabilities
 from ...items import ItemInfo, Source, StoreValue
+from ...layers.base import Wrapper
 from .backends._base import AiodepotBackend
 from .backends.errors import translate
 
@@ -25,7 +26,7 @@ _LIST_STEP = 100
 """Entries of a sync ``list`` generator pulled per worker-thread job."""
 
 
-class SyncBackendBridge(Backend):
+class SyncBackendBridge(Wrapper):
     """An aiodepot backend over a borgstore-style sync backend object ``sync_backend``."""
 
     capabilities = Capabilities(preferred_concurrency=8)
