@@ -215,21 +215,21 @@ class Backend(abc.ABC):
         self.opened = False
         await self._close()
 
+    @abc.abstractmethod
     async def _create(self) -> None:
         """Initialize empty storage (the backend is closed; ``""`` may be written)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _destroy(self) -> None:
         """Remove the storage (the backend is closed; ``""`` may be deleted)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _open(self) -> None:
         """Connect; a missing storage raises ``StoreNotFound``. ``opened`` is set after it returns."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _close(self) -> None:
         """Release the resources (``opened`` is already False)."""
-        raise NotImplementedError
 
     # the contract: items -----------------------------------------------------------------------------
 
@@ -305,37 +305,37 @@ class Backend(abc.ABC):
         finally:
             await _aclose(entries)
 
+    @abc.abstractmethod
     async def _mkdir(self, name: str) -> None:
         """Create directory ``name`` and its parents."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _rmdir(self, name: str) -> None:
         """Remove the empty directory ``name`` (missing: ``ObjectNotFound``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _info(self, name: str) -> ItemInfo:
         """Describe ``name`` (``""``: the root); a missing one is ``ItemInfo.missing(leaf)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read ``size`` bytes (None: to the end, never negative) from ``offset`` (negative: from the end)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write ``value`` atomically (``replace=False``: refuse an existing item, see the class docs)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _delete(self, name: str) -> None:
         """Remove the item ``name`` (missing: ``ObjectNotFound``)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename ``src`` to ``dst`` (``replace=False``: refuse an existing ``dst``, see the class docs)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield the entries of directory ``name`` sorted by name (missing: ``ObjectNotFound``)."""
-        raise NotImplementedError
 
     # the contract: batches ---------------------------------------------------------------------------
 

@@ -207,7 +207,7 @@ class Encrypt(_Transform):
         results: builtins.list[ItemInfo | Exception] = []
         for name, info in zip(names, await self.inner.info_batch(names), strict=True):
             fixed = info if isinstance(info, Exception) else await self._fix_info(name, info)
-            results.append(fixed if fixed is not None else ItemInfo(info.name, False, 0, False))  # type: ignore[union-attr]
+            results.append(fixed if fixed is not None else ItemInfo.missing(info.name))  # type: ignore[union-attr]
         return results
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:

@@ -510,7 +510,7 @@ class Mirror(Wrapper):
         try:
             info, _, _ = await self._first(name, lambda child: child.info(name), found=lambda i: i.exists)
         except ObjectNotFound:
-            return ItemInfo(_leaf(name), False, 0, False)
+            return ItemInfo.missing(_leaf(name))
         return info
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
@@ -689,7 +689,7 @@ class Mirror(Wrapper):
             names, lambda child, subset: child.info_batch(subset), lambda info: info.exists
         )
         return [
-            ItemInfo(_leaf(name), False, 0, False) if isinstance(result, ObjectNotFound) else result
+            ItemInfo.missing(_leaf(name)) if isinstance(result, ObjectNotFound) else result
             for name, result in zip(names, results, strict=True)
         ]
 

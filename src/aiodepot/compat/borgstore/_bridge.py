@@ -83,6 +83,21 @@ class SyncBackendBridge(Wrapper):
             return await getattr(native, method)(*args, **kwargs)
         return await self._sync(method, *args, **kwargs)
 
+    # the lifecycle hooks (the public methods below do without the template's state checks: the wrapped
+    # object keeps its own state)
+
+    async def _create(self) -> None:
+        await self._do("create")
+
+    async def _destroy(self) -> None:
+        await self._do("destroy")
+
+    async def _open(self) -> None:
+        await self._do("open")
+
+    async def _close(self) -> None:
+        await self._do("close")
+
     async def create(self) -> None:
         """Initialize the storage."""
         await self._do("create")
