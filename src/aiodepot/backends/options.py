@@ -171,7 +171,7 @@ class Limits:
         """A copy with ``threads`` threads."""
         return self.replace(threads=threads)
 
-    def or_defaults(self, defaults: Limits) -> Self:
+    def or_defaults(self, defaults: Limits) -> Limits:
         """This, with each ``None`` field taken from ``defaults``."""
         return _fill(self, defaults)
 
@@ -209,7 +209,7 @@ class Timeouts:
         """A copy with the read timeout ``read``."""
         return self.replace(read=read)
 
-    def or_defaults(self, defaults: Timeouts) -> Self:
+    def or_defaults(self, defaults: Timeouts) -> Timeouts:
         """This, with each ``None`` field taken from ``defaults``."""
         return _fill(self, defaults)
 
