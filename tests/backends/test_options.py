@@ -216,3 +216,15 @@ def test_legacy_keywords_warn_name_the_new_spelling_and_still_work() -> None:
 def test_an_unknown_keyword_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
         legacy_options("Thing", {"colour": 1}, {}, retry=RetryPolicy(), limits=Limits(), timeouts=Timeouts())
+
+
+async def test_on_retry_may_be_a_coroutine_function() -> None:
+    op = Flaky(1)
+    awaited: list[int] = []
+
+    async def drop_connection(exc: BaseException, attempt: int, wait: float) -> None:
+        await asyncio.sleep(0)
+        awaited.append(attempt)
+
+    assert await RetryPolicy(backoff=0.0).run(op, retryable=lost, on_retry=drop_connection) == "ok"
+    assert awaited == [2]

@@ -134,9 +134,8 @@ def _server_for(
             return S3Backend.from_url(
                 f"s3:{moto.access_key}:{moto.secret_key}@http://127.0.0.1:{port}/{bucket}/depot",
                 create_bucket=True,
-                connect_timeout=TIMEOUT,
-                read_timeout=TIMEOUT,
-                max_attempts=RETRIES + 1,
+                timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                retry=S3Backend.default_retry.with_attempts(RETRIES + 1),
             )
 
         yield moto.port, s3

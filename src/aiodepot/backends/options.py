@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import random
 import time
 import warnings
@@ -31,7 +32,8 @@ T = TypeVar("T")
 Retryable = Callable[[BaseException], bool]
 """Whether an error is worth another attempt (each backend knows its own)."""
 OnRetry = Callable[[BaseException, int, float], object]
-"""Called before each wait with the error, the number of the attempt to come (2, 3, …) and the wait."""
+"""Called before each wait with the error, the number of the attempt to come (2, 3, …) and the wait; it
+may return an awaitable (a coroutine function), which is awaited."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -133,8 +135,9 @@ class RetryPolicy:
                 if self.budget is not None and time.monotonic() - started + wait > self.budget:
                     raise
                 attempt += 1
-                if on_retry is not None:
-                    on_retry(exc, attempt, wait)
+                reaction = None if on_retry is None else on_retry(exc, attempt, wait)
+            if inspect.isawaitable(reaction):
+                await reaction
             await asyncio.sleep(wait)
 
 
