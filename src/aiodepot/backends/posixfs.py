@@ -55,6 +55,7 @@ from ..hashing import check_algorithm, file_digest
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities, pwrite_all
+from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["STALE_TEMP_AGE", "PosixFSBackend"]
 
@@ -442,7 +443,7 @@ class PosixFSBackend(Backend):
             acknowledged store survives a power loss (much slower).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store, tracked in ``quota.hid``.
-        workers: threads for blocking file operations.
+        limits: ``threads``: threads for blocking file operations (default 32).
         cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
             module docs); the number removed is then in ``temp_files_removed``.
     """
@@ -464,10 +465,19 @@ class PosixFSBackend(Backend):
         fsync: bool = False,
         permissions: str | dict[str, str] | None = None,
         quota: int | None = None,
-        workers: int = 32,
+        limits: Limits | None = None,
         cleanup: bool = True,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
+        _, self.limits, _ = legacy_options(
+            "PosixFSBackend",
+            deprecated,
+            {"workers": ("limits", "threads", None)},
+            retry=RetryPolicy(attempts=1),
+            limits=(limits or Limits()).or_defaults(Limits(threads=32)),
+            timeouts=Timeouts(),
+        )
         base = os.fspath(path)
         if not os.path.isabs(base):
             raise BackendURLInvalid(f"the posixfs path must be absolute: {base!r}")
@@ -483,7 +493,7 @@ class PosixFSBackend(Backend):
         self._session: str | None = None
         self._session_touched = 0.0
         self._quota: _Quota | None = None
-        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
+        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
