@@ -36,13 +36,14 @@ from .backends import backend_from_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
-from .layers.base import Layer
-from .layers.cache import SERVED_FROM_CACHE, Cache, CachePolicy
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
-from .stats import Emulator, Stats
+from .stack import build_stack, cache_policies
+from .stats import Stats
 from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
 
 if TYPE_CHECKING:
+    from .emulation import Emulator
+    from .layers.cache import Cache
     from .mapping import AsyncStoreMapping
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
@@ -85,37 +86,6 @@ def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, li
             raise ValueError(f"namespace {bare!r} is configured twice")
         parsed[prefix] = list(levels)
     return sorted(parsed.items(), key=lambda item: len(item[0]), reverse=True)
-
-
-def _parse_cache_config(config: Mapping[str, Mapping[str, Any]]) -> dict[str, CachePolicy]:
-    """The cache policies of a (checked) namespace config: prefix -> policy (``off`` where a namespace sets
-    none, so the longest configured namespace decides); empty if no namespace sets any cache key."""
-    if not any(key in ns_config for ns_config in config.values() for key in ("cache", "max_age", "size")):
-        return {}
-    policies: dict[str, CachePolicy] = {}
-    for namespace, ns_config in config.items():
-        bare = namespace.rstrip("/")
-        policies[bare + "/" if bare else ROOTNS] = CachePolicy.from_config(namespace, ns_config)
-    return policies
-
-
-def _find_cache(backend: Backend) -> Cache | None:
-    """The cache layer in a stack of layers, if there is one."""
-    while isinstance(backend, Layer):
-        if isinstance(backend, Cache):
-            return backend
-        backend = backend.inner
-    return None
-
-
-def _env_float(name: str, scale: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return 0.0
-    try:
-        return float(raw) * scale
-    except ValueError:
-        raise ValueError(f"environment variable {name} must be a number, got {raw!r}") from None
 
 
 class Store:
@@ -179,12 +149,22 @@ class Store:
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
         self.url = url
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
-        backend, self._cache = self._with_cache(backend, config or {}, cache_url, cache_backend)
-        self.backend = backend
-        self.emulator = Emulator(
-            _env_float("BORGSTORE_LATENCY", 1e-6) if latency is None else latency,
-            _env_float("BORGSTORE_BANDWIDTH", 1.0) if bandwidth is None else bandwidth,
+        self._stats = Stats()
+        stack = build_stack(
+            backend,
+            self._stats,
+            config=config or {},
+            cache_url=cache_url,
+            cache_backend=cache_backend,
+            latency=latency,
+            bandwidth=bandwidth,
         )
+        self.backend: Backend = stack.backend
+        """The backend (or layer stack) the store runs on; a cache layer the store made is part of it."""
+        self._calls = stack.calls  # the top of the layer stack: every backend call goes here
+        self._cache: Cache | None = stack.cache
+        self.emulator: Emulator = stack.emulator
+        """The latency/bandwidth emulation in force (false when off)."""
         if max_concurrency is not None and max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
         self.max_concurrency = max_concurrency or backend.capabilities.preferred_concurrency
@@ -192,36 +172,9 @@ class Store:
             raise ValueError(f"gather_gap must be >= 0, got {gather_gap}")
         self.gather_gap = gather_gap
         self.budget = ByteBudget(max_bytes_in_flight)
-        self._stats = Stats()
 
     def __repr__(self) -> str:
         return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
-
-    @staticmethod
-    def _with_cache(
-        backend: Backend,
-        config: Mapping[str, Mapping[str, Any]],
-        cache_url: str | None,
-        cache_backend: Backend | None,
-    ) -> tuple[Backend, Cache | None]:
-        """Wrap ``backend`` in a cache layer if the arguments ask for one; return it and the cache layer."""
-        policies = _parse_cache_config(config)
-        if cache_url is not None and cache_backend is not None:
-            raise ValueError("give either cache_url or cache_backend, not both")
-        existing = _find_cache(backend)
-        if existing is not None:
-            if policies or cache_url is not None or cache_backend is not None:
-                raise ValueError("the backend has a Cache layer already: set its policies there, not in config")
-            return backend, existing
-        if cache_url is not None:
-            cache_backend = backend_from_url(cache_url)
-        if cache_backend is None:
-            caching = sorted(prefix for prefix, policy in policies.items() if policy.caching)
-            if caching:
-                raise ValueError(f"namespaces {caching} use the cache: give cache_url= or cache_backend=")
-            return backend, None
-        layer = Cache(backend, cache_backend, policies)
-        return layer, layer
 
     def __del__(self) -> None:
         if getattr(self, "backend", None) is not None and self.backend.opened:
@@ -246,7 +199,7 @@ class Store:
         without them leaves the cache policies alone.
         """
         levels = _parse_config(config)
-        policies = _parse_cache_config(config)
+        policies = cache_policies(config)
         if policies:
             if self._cache is None:
                 raise ValueError("the config sets cache policies but the store has no cache (give cache_url=)")
@@ -270,7 +223,7 @@ class Store:
         """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy]."""
         if self.backend.opened:
             raise StoreAlreadyOpen("create() needs a closed store")
-        await self.backend.create()
+        await self._calls.create()
 
     async def create_levels(self) -> None:
         """Create every nesting directory in advance (saves a mkdir on first store, costs time now)."""
@@ -286,21 +239,21 @@ class Store:
             for i in range(256**level):
                 key = i.to_bytes(level, "big").hex()
                 names.append(nest(f"{prefix}{key}", level).rpartition("/")[0])
-        await run_bounded(names, self.backend.mkdir, max_concurrency=self.max_concurrency)
+        await run_bounded(names, self._calls.mkdir, max_concurrency=self.max_concurrency)
 
     async def destroy(self) -> None:
         """Remove the storage and everything in it."""
         if self.backend.opened:
             raise StoreAlreadyOpen("destroy() needs a closed store")
-        await self.backend.destroy()
+        await self._calls.destroy()
 
     async def open(self) -> None:
         """Start using the store."""
-        await self.backend.open()
+        await self._calls.open()
 
     async def close(self) -> None:
         """Stop using the store and release its resources."""
-        await self.backend.close()
+        await self._calls.close()
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -313,27 +266,6 @@ class Store:
 
     # plumbing --------------------------------------------------------------------------------------------
 
-    async def _call(self, key: str | None, call: Awaitable[T], volume: Callable[[T], int] | int = 0) -> T:
-        """Await one backend call: count it, and stretch it to the emulated latency and bandwidth.
-
-        A load answered by a cache layer is not stretched: the emulation stands for a far-away primary.
-        """
-        started = time.monotonic()
-        marker = SERVED_FROM_CACHE.set(False)
-        try:
-            result = await call
-        finally:
-            served_from_cache = SERVED_FROM_CACHE.get()
-            SERVED_FROM_CACHE.reset(marker)
-        moved = volume(result) if callable(volume) else volume
-        if key is not None:
-            self._stats.add(f"backend_{key}_calls")
-            if moved:
-                self._stats.add(f"backend_{key}_volume", moved)
-        if self.emulator and not served_from_cache:
-            await self.emulator.delay(started, moved)
-        return result
-
     async def find(self, name: str, *, deleted: bool = False) -> str:
         """Return the backend name of item ``name``: where it is, or where a new one would go."""
         return await self._find(validate_name(name), deleted)
@@ -345,7 +277,7 @@ class Store:
             return nest(name, levels[0], add_suffix=suffix)
         self._require_open()
         candidates = [nest(name, level, add_suffix=suffix) for level in levels]
-        infos = await asyncio.gather(*(self._call(None, self.backend.info(c)) for c in candidates))
+        infos = await asyncio.gather(*(self._calls.info(c) for c in candidates))
         for candidate, info in zip(candidates, infos, strict=True):
             if info.exists and not info.directory:
                 return candidate
@@ -360,7 +292,7 @@ class Store:
         started = self._stats.begin("info")
         try:
             nested = await self._find(name, deleted)
-            info = await self._call(None, self.backend.info(nested))
+            info = await self._calls.info(nested)
         finally:
             self._stats.end("info", started)
         return info.with_name(name)
@@ -383,7 +315,7 @@ class Store:
             if self.backend.capabilities.parallel_ranges and offset >= 0 and (size is None or size > part):
                 data = await self._load_ranges(nested, offset, size, part)
             else:
-                data = await self._call("load", self.backend.load(nested, offset=offset, size=size), len)
+                data = await self._calls.load(nested, offset=offset, size=size)
         finally:
             self._stats.end("load", started, len(data))
         return data
@@ -397,15 +329,15 @@ class Store:
         """
         for _ in range(RANGED_LOAD_TRIES):
             async with self.budget.reserve(part):
-                first = await self._call("load", self.backend.load(nested, offset=offset, size=part), len)
+                first = await self._calls.load(nested, offset=offset, size=part)
             if len(first) < part:
                 return first
-            before = await self._call(None, self.backend.info(nested))
+            before = await self._calls.info(nested)
             end = before.size if size is None else offset + size
             if end <= offset + part:
                 return first
             data = await self._load_rest(nested, offset, end, part, first)
-            after = await self._call(None, self.backend.info(nested))
+            after = await self._calls.info(nested)
             if (after.size, after.mtime) == (before.size, before.mtime):
                 return data
             logger.warning("%s changed while it was loaded in parts; loading it again", nested)
@@ -421,7 +353,7 @@ class Store:
             nonlocal short_at
             start, length = span
             async with self.budget.reserve(length):
-                data = await self._call("load", self.backend.load(nested, offset=start, size=length), len)
+                data = await self._calls.load(nested, offset=start, size=length)
                 buffer[start - offset : start - offset + len(data)] = data
             if len(data) < length:
                 short_at = min(short_at, start + len(data))
@@ -441,7 +373,7 @@ class Store:
         size = 0
         try:
             nested = await self._find(name, False)
-            await self._call("store", self.backend.store(nested, data), len(data))
+            await self._calls.store(nested, data)
             size = len(data)
         finally:
             self._stats.end("store", started, size)
@@ -453,7 +385,7 @@ class Store:
         started = self._stats.begin("delete")
         try:
             nested = await self._find(name, deleted)
-            await self._call("delete", self.backend.delete(nested))
+            await self._calls.delete(nested)
         finally:
             self._stats.end("delete", started)
 
@@ -492,10 +424,10 @@ class Store:
                 assert new_name is not None
                 src, dst = await asyncio.gather(self._find(name, deleted), self._find(new_name, deleted))
             if src == dst:
-                if not (await self._call(None, self.backend.info(src))).exists:
+                if not (await self._calls.info(src)).exists:
                     raise ObjectNotFound(name)
                 return
-            await self._call(None, self.backend.move(src, dst))
+            await self._calls.move(src, dst)
         finally:
             self._stats.end("move", started)
 
@@ -508,7 +440,7 @@ class Store:
             return dst
         others = [nest(name, level, add_suffix=DEL_SUFFIX if deleted else None) for level in levels]
         others = [other for other in others if other != dst]
-        infos = await asyncio.gather(*(self._call(None, self.backend.info(other)) for other in others))
+        infos = await asyncio.gather(*(self._calls.info(other) for other in others))
         for other, info in zip(others, infos, strict=True):
             if info.exists and not info.directory:
                 return other
@@ -522,7 +454,7 @@ class Store:
         started = self._stats.begin("hash")
         try:
             nested = await self._find(name, deleted)
-            return await self._call(None, self.backend.hash(nested, algorithm))
+            return await self._calls.hash(nested, algorithm)
         finally:
             self._stats.end("hash", started)
 
@@ -555,9 +487,7 @@ class Store:
 
     async def _list_dir(self, path: str) -> AsyncIterator[ItemInfo]:
         """One backend directory listing; its backend time is added to ``list_time``."""
-        listing = self.backend.list(path).__aiter__()
-        if self.emulator.latency:
-            await asyncio.sleep(self.emulator.latency)  # one round trip per listing, not per entry
+        listing = self._calls.list(path).__aiter__()
         while True:
             started = time.perf_counter_ns()
             try:
@@ -643,7 +573,7 @@ class Store:
         try:
             if mapped:
                 plan = plan_ranges(mapped, self.gather_gap)
-                fetched = await self._call("gather", self.backend.gather(plan.reads), len)
+                fetched = await self._calls.gather(plan.reads)
                 blobs, position = [], 0
                 view = memoryview(fetched)
                 for _, _, size in plan.reads:
@@ -684,15 +614,8 @@ class Store:
         levels = self._levels_for(prefix + "key")[-1]  # the levels of any key in that namespace
         started = self._stats.begin("defrag")
         try:
-            result = await self._call(
-                None,
-                self.backend.defrag(
-                    mapped,
-                    target=nested_target,
-                    algorithm=algorithm,
-                    namespace=prefix.rstrip("/"),
-                    levels=levels,
-                ),
+            result = await self._calls.defrag(
+                mapped, target=nested_target, algorithm=algorithm, namespace=prefix.rstrip("/"), levels=levels
             )
         finally:
             self._stats.end("defrag", started)
@@ -722,7 +645,7 @@ class Store:
         size = 0
         try:
             nested = await self._find(name, deleted)
-            info = await self._call(None, self.backend.info(nested))
+            info = await self._calls.info(nested)
             if not info.exists or info.directory:
                 raise ObjectNotFound(name)
             part = self.backend.capabilities.part_size
@@ -736,9 +659,7 @@ class Store:
                     async def copy(span: tuple[int, int]) -> None:
                         offset, length = span
                         async with self.budget.reserve(length):
-                            await self._call(
-                                "load", self.backend.read_into(nested, fd, offset=offset, size=length), length
-                            )
+                            await self._calls.read_into(nested, fd, offset=offset, size=length)
 
                     await run_bounded(
                         ranges,
@@ -780,7 +701,7 @@ class Store:
             st = await asyncio.to_thread(os.stat, source)
             nested = await self._find(name, False)
             async with self.budget.reserve(min(st.st_size, self.backend.capabilities.part_size)):
-                await self._call("store", self.backend.store_file(nested, source, size=st.st_size), st.st_size)
+                await self._calls.store_file(nested, source, size=st.st_size)
             size = st.st_size
             if progress is not None:
                 await ProgressTracker(progress, 1, size).step(size)
@@ -793,7 +714,7 @@ class Store:
     async def quota(self) -> dict[str, int]:
         """Return ``{"limit": bytes, "usage": bytes}``; -1 where no quota is set."""
         self._require_open()
-        return await self.backend.quota()
+        return await self._calls.quota()
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -879,7 +800,6 @@ class Store:
 
         async def run_chunk(indices: range) -> builtins.list[Any]:
             started = self._stats.begin(op)
-            sent = time.monotonic()
             volume = 0
             try:
                 outcomes = await batch(indices, [nested[i] for i in indices])
@@ -887,8 +807,6 @@ class Store:
                     0 if isinstance(outcome, Exception) or bytes_of is None else bytes_of(index, outcome)
                     for index, outcome in zip(indices, outcomes, strict=True)
                 ]
-                if self.emulator:  # each item is its own emulated round trip; they overlap as parallel calls
-                    await asyncio.gather(*(self.emulator.delay(sent, nbytes) for nbytes in moved))
                 for outcome, nbytes in zip(outcomes, moved, strict=True):
                     if isinstance(outcome, Exception):
                         if not return_exceptions:
@@ -899,9 +817,6 @@ class Store:
                     await tracker.step(nbytes)
             finally:
                 self._stats.end(op, started, volume, calls=len(indices))
-                self._stats.add(f"backend_{op}_calls", len(indices))
-                if volume:
-                    self._stats.add(f"backend_{op}_volume", volume)
             return outcomes
 
         parts = await run_bounded(chunks, run_chunk, max_concurrency=max(1, limit // size))
@@ -949,7 +864,7 @@ class Store:
             return await self.load(checked[index], deleted=deleted)
 
         async def batch(_: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
-            return await self.backend.load_batch(nested)
+            return await self._calls.load_batch(nested)
 
         return await self._run_many(
             "load",
@@ -983,7 +898,7 @@ class Store:
             await self.store(*checked[index])
 
         async def batch(indices: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
-            return await self.backend.store_batch(
+            return await self._calls.store_batch(
                 [(name, checked[index][1]) for index, name in zip(indices, nested, strict=True)]
             )
 
@@ -1016,7 +931,7 @@ class Store:
             await self.delete(checked[index], deleted=deleted)
 
         async def batch(_: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
-            return await self.backend.delete_batch(nested)
+            return await self._calls.delete_batch(nested)
 
         return await self._run_many(
             "delete",
@@ -1044,7 +959,7 @@ class Store:
             return await self.info(checked[index], deleted=deleted)
 
         async def batch(indices: Sequence[int], nested: builtins.list[str]) -> builtins.list[Any]:
-            infos = await self.backend.info_batch(nested)
+            infos = await self._calls.info_batch(nested)
             return [
                 info.with_name(checked[index]) if isinstance(info, ItemInfo) else info
                 for index, info in zip(indices, infos, strict=True)
