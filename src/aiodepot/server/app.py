@@ -476,6 +476,8 @@ class _StoreHandler:
         name = validate_backend_name(path.strip("/"), allow_root=True)
         cmd = request.query.get("cmd")
         method = request.method
+        if cmd in ("create", "destroy") and name:  # a whole store is made or removed at its root only
+            raise BadRequest(f"{cmd} applies to the store, not to an item: send it to /")
         if method == "POST" and cmd == "create":
             async with self._gate.exclusive():
                 if self.backend.opened:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 
 from ..backends import backend_from_url
@@ -22,7 +22,7 @@ from ..backends.base import Backend
 from ..backends.memory import MemoryBackend
 from ..backends.posixfs import PosixFSBackend
 from ..permissions import resolve_permissions
-from .app import MAX_GATHER_SIZE, MAX_OPEN_REPOS, StoreServer, validate_repository_name
+from .app import MAX_GATHER_SIZE, MAX_OPEN_REPOS, SERVER_HEADER, StoreServer, validate_repository_name
 from .auth import Authenticator, HtpasswdAuth
 
 __all__ = ["backend_for", "main", "repositories_below", "serve"]
@@ -165,6 +165,9 @@ async def serve(
 
     SIGHUP re-reads the htpasswd file.
     """
+    # aiohttp's own answers (a malformed request line, a bad header) skip the app's hooks and name the Python
+    # and aiohttp versions in their Server header: the process that serves names none
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
     authenticator: Authenticator | None = HtpasswdAuth(htpasswd) if htpasswd else None
     if bool(tls_cert) != bool(tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
