@@ -32,7 +32,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import unquote
 
@@ -195,6 +195,10 @@ def _raise_translated(exc: OSError, name: str) -> NoReturn:
         raise PermissionDenied(f"{name}: is a symbolic link, which the store does not follow") from exc
     if isinstance(exc, FileExistsError):
         raise InvalidName(f"{name}: another kind of entry is in the way") from exc
+    if exc.errno == errno.ENOTEMPTY:
+        raise InvalidName(f"{name}: the directory is not empty") from exc
+    if exc.errno == errno.EINVAL:  # e.g. a directory moved into itself
+        raise InvalidName(f"{name}: {exc.strerror}") from exc
     if isinstance(exc, PermissionError):
         raise PermissionDenied(f"{name}: {exc.strerror}") from exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -334,6 +338,21 @@ def _write_all(fd: int, value: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def _link_new(tmp: str, path: str) -> None:
+    """Put the file ``tmp`` at ``path`` unless something is there (FileExistsError), then drop ``tmp``."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        # no hard links here: the caller's path lock still makes the check and the rename one step
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path) from exc
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -351,6 +370,43 @@ def _item_info(name: str, st: os.stat_result) -> ItemInfo:
         atime=st.st_atime,
         mtime=st.st_mtime,
     )
+
+
+class _PathLocks:
+    """A thread lock per path being committed: writers of one path in this process run their "what is
+    there now?" check (permissions, quota) and their commit one after the other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, *paths: str) -> Iterator[None]:
+        """Hold the locks of ``paths`` (sorted, so two holders never wait for each other)."""
+        with contextlib.ExitStack() as stack:
+            for path in sorted(set(paths)):
+                stack.enter_context(self._one(path))
+            yield
+
+    @contextlib.contextmanager
+    def _one(self, path: str) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._held.get(path) or (threading.Lock(), 0)
+            self._held[path] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._held[path]
+                if users == 1:
+                    del self._held[path]
+                else:
+                    self._held[path] = (lock, users - 1)
+
+
+_COMMIT_LOCKS = _PathLocks()
+"""Shared by every backend in the process: two backends on one directory lock the same paths."""
 
 
 class _Quota:
@@ -616,24 +672,54 @@ class PosixFSBackend(Backend):
         if quota is None and not self.permissions:
             self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
             return
-        old_size = self._existing_size(path)
-        self.permissions.check(name, "wW" if old_size is None else "W")
-        delta = size - (old_size or 0)
-        if quota is not None:
-            quota.reserve(delta)
-        try:
-            self._commit(self._write_temp(path, fill), path)
-        except BaseException:
+        with _COMMIT_LOCKS.hold(path):  # the check and the commit as one, for every writer of this path
+            old_size = self._existing_size(path)
+            self.permissions.check(name, "wW" if old_size is None else "W")
+            delta = size - (old_size or 0)
             if quota is not None:
-                quota.release(delta)
-            raise
+                quota.reserve(delta)
+            try:
+                self._commit(self._write_temp(path, fill), path, replace=self.permissions.allows(name, "W"))
+            except BaseException:
+                if quota is not None:
+                    quota.release(delta)
+                raise
         if quota is not None:
             quota.flush()
 
-    def _commit(self, tmp: str, path: str) -> None:
-        """Rename a finished temp file into place (and make that durable with ``fsync``)."""
+    def _settle_and_commit(
+        self, name: str, tmp: str, path: str, size: int, reserved: int, quota: _Quota | None
+    ) -> None:
+        """Commit a streamed temp file of ``size`` bytes for which ``reserved`` bytes of quota are held:
+        under the path's lock, count what it replaces now, settle the quota and commit. If this raises, the
+        caller still holds (and releases) ``reserved``."""
+        with _COMMIT_LOCKS.hold(path):
+            old_size = self._existing_size(path)
+            self.permissions.check(name, "wW" if old_size is None else "W")
+            extra = size - (old_size or 0) - reserved
+            if quota is not None:
+                quota.reserve(extra)
+            try:
+                self._commit(tmp, path, replace=self.permissions.allows(name, "W"))
+            except BaseException:
+                if quota is not None:
+                    quota.release(extra)
+                raise
+        if quota is not None:
+            quota.flush()
+
+    def _commit(self, tmp: str, path: str, *, replace: bool = True) -> None:
+        """Rename a finished temp file into place (and make that durable with ``fsync``). Without
+        ``replace`` the commit fails if ``path`` exists, atomically: a hard link cannot replace an entry."""
         try:
-            os.replace(tmp, path)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
+        except FileExistsError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise PermissionDenied(f"{os.path.relpath(path, self.base)}: exists, and may not be overwritten") from exc
         except FileNotFoundError as exc:
             if os.path.lexists(tmp):
                 raise
@@ -710,7 +796,11 @@ class PosixFSBackend(Backend):
                 self._quota = _Quota(self.base, self.quota_limit)
                 self._quota.flush(force=True)
 
-        await self._run("", job)
+        try:
+            await self._run("", job)
+        except BaseException:
+            self._offloader.shutdown()  # a store that is not there keeps no thread
+            raise
         self.opened = True
 
     async def close(self) -> None:
@@ -829,10 +919,11 @@ class PosixFSBackend(Backend):
         path = self._path(name)
         self.permissions.check(name, "D")
         quota = self._quota
-        size = self._existing_size(path)
-        if size is None:
-            raise FileNotFoundError(errno.ENOENT, "no such item", path)
-        os.unlink(path)
+        with _COMMIT_LOCKS.hold(path):
+            size = self._existing_size(path)
+            if size is None:
+                raise FileNotFoundError(errno.ENOENT, "no such item", path)
+            os.unlink(path)
         if quota is not None:
             quota.reserve(-size)
             quota.flush()
@@ -904,6 +995,13 @@ class PosixFSBackend(Backend):
         quota = self._quota
 
         def job() -> None:
+            with _COMMIT_LOCKS.hold(src_path, dst_path):
+                replaced = locked_move()
+            if quota is not None and replaced:
+                quota.reserve(-replaced)
+                quota.flush()
+
+        def locked_move() -> int | None:
             replaced = self._existing_size(dst_path)
             self.permissions.check(dst, "wW" if replaced is None else "W")
             self._lstat(src_path)  # missing: ObjectNotFound; a symbolic link or outside the store: refused
@@ -919,9 +1017,7 @@ class PosixFSBackend(Backend):
                     raise ObjectNotFound(src) from None
             if self.fsync:
                 _fsync_dir(os.path.dirname(dst_path))
-            if quota is not None and replaced:
-                quota.reserve(-replaced)
-                quota.flush()
+            return replaced
 
         await self._run(src, job)
 
@@ -1090,11 +1186,22 @@ class PosixFSBackend(Backend):
         quota = self._quota
         old_size = await self._run(name, self._existing_size, path)
         self.permissions.check(name, "wW" if old_size is None else "W")
+        # Quota: what the value replaces (as seen now) is credit; bytes past it are reserved before they
+        # land (all of a declared size at once), and the commit settles against what it really replaces.
+        credit = old_size or 0
+        reserved = 0
+        if quota is not None and size is not None and size > credit:
+            quota.reserve(size - credit)
+            reserved = size - credit
         tmp = await self._run(name, self._write_temp, path, lambda fd: None)
         try:
             written = 0
             async with aiofiles.open(tmp, "wb", buffering=0, executor=self._offloader.executor) as f:
                 async for chunk in chunks:
+                    if quota is not None and written + len(chunk) - credit > reserved:
+                        more = written + len(chunk) - credit - reserved
+                        quota.reserve(more)
+                        reserved += more
                     view = memoryview(chunk)
                     while view:
                         n = await f.write(view)
@@ -1107,16 +1214,10 @@ class PosixFSBackend(Backend):
                     await self._run(name, os.fsync, f.fileno())
             if size is not None and written != size:
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
-            delta = written - (old_size or 0)
-            if quota is not None:
-                quota.reserve(delta)
-            try:
-                await self._run(name, self._commit, tmp, path)
-            except BaseException:
-                if quota is not None:
-                    quota.release(delta)
-                raise
+            await self._run(name, self._settle_and_commit, name, tmp, path, written, reserved, quota)
         except BaseException as exc:
+            if quota is not None and reserved:
+                quota.release(reserved)
             with contextlib.suppress(OSError):
                 await self._offloader.run(os.unlink, tmp)
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):

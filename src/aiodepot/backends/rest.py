@@ -528,7 +528,7 @@ class RestBackend(Backend):
         With ``gone_is_done`` (delete, move), a 404 on a retry counts as success: the first attempt most
         likely did the work and only its reply was lost.
         """
-        target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@%") + ("/" if listing and name else "")
+        target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@") + ("/" if listing and name else "")
         if listing and not name:
             target = "/"
         if query:
