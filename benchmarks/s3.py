@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiodepot import Store
+from aiodepot import Limits, Store
 
 from .common import Row, names, timed
 
@@ -50,9 +50,8 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, fl
             max_concurrency=CONCURRENCY,
             backend_options={
                 "create_bucket": True,
-                "max_concurrency": CONCURRENCY,
+                "limits": Limits(connections=CONCURRENCY, parts=UPLOAD_CONCURRENCY),
                 "part_size": PART,
-                "multipart_concurrency": UPLOAD_CONCURRENCY,
             },
         )
         await store.create()

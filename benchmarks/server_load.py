@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from aiodepot import ObjectNotFound, Store
+from aiodepot import Limits, ObjectNotFound, RetryPolicy, Store
 from aiodepot.backends.rest import RestBackend
 
 from .common import Row
@@ -22,7 +22,7 @@ from .common import Row
 
 async def _client(url: str, number: int, operations: int, latencies: dict[str, list[float]], errors: list[str]) -> None:
     rng = random.Random(number)
-    store = Store(backend=RestBackend(url, pool_size=4, reconnect_tries=0))
+    store = Store(backend=RestBackend(url, limits=Limits(connections=4), retry=RetryPolicy(attempts=1)))
     mine: list[str] = []
     async with store:
         for i in range(operations):

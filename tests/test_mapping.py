@@ -199,9 +199,9 @@ def test_soft_delete_option(sync_store: SyncStore) -> None:
 
 
 def test_iteration_is_lazy(sync_store: SyncStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiodepot import sync as sync_module
+    from aiodepot.blocking_iter import BlockingIterator
 
-    monkeypatch.setattr(sync_module._BatchIterator, "BATCH", 3)
+    monkeypatch.setattr(BlockingIterator, "BATCH", 3)
     data = sync_store.mapping("data")
     data.update({f"{i:02d}aa": b"v" for i in range(10)})  # each key in a nesting directory of its own
     keys = iter(data)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import errors
 from .backends import register_backend, registered_schemes
 from .backends.base import Backend, Capabilities
+from .backends.options import Limits, RetryPolicy, Timeouts
 from .errors import (
     BackendError,
     BackendURLInvalid,
@@ -44,6 +45,7 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "ItemInfo",
+    "Limits",
     "MissingDependency",
     "ObjectNotFound",
     "PermissionDenied",
@@ -52,6 +54,7 @@ __all__ = [
     "ProgressCallback",
     "QuotaExceeded",
     "ReadRangeError",
+    "RetryPolicy",
     "Store",
     "StoreAlreadyOpen",
     "StoreError",
@@ -61,6 +64,7 @@ __all__ = [
     "StoreStateError",
     "StoreValue",
     "SyncStore",
+    "Timeouts",
     "__version__",
     "copy_store",
     "errors",

@@ -29,6 +29,7 @@ import itertools
 from collections.abc import AsyncIterator, ItemsView, Iterable, Iterator, KeysView, Mapping, MutableMapping, ValuesView
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .blocking_iter import BlockingIterator
 from .errors import InvalidName, ObjectNotFound
 from .items import ItemInfo, StoreValue, validate_value
 from .names import ROOTNS, validate_name, validate_namespace
@@ -249,9 +250,7 @@ class StoreMapping(MutableMapping[str, bytes]):
         return self.sync_store._run(self.view.count)
 
     def _infos(self, prefix: str) -> Iterator[ItemInfo]:
-        from .sync import _BatchIterator
-
-        return _BatchIterator(self.sync_store, self.view.infos(prefix))
+        return BlockingIterator(self.sync_store.portal, self.view.infos(prefix), timeout=self.sync_store.timeout)
 
     def keys(self, prefix: str = "") -> _Keys:
         """The keys, or those that start with ``prefix``: a live, lazily listed view."""

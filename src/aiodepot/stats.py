@@ -1,11 +1,15 @@
-"""Operation statistics and the latency/bandwidth emulator."""
+"""Operation statistics: what a Store counts, with borgstore's keys.
+
+(`Emulator` lives in [`aiodepot.emulation`][aiodepot.emulation]; it is importable from here, too.)
+"""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from typing import Any
+
+from .emulation import Emulator
 
 __all__ = ["Emulator", "Stats"]
 
@@ -77,39 +81,3 @@ class Stats:
         for key in ("errors", "load_calls", "store_calls", "delete_calls", "load_volume", "store_volume"):
             result[f"cache_{key}"] = counts.get(f"cache_{key}", 0)
         return result
-
-
-class Emulator:
-    """Makes a fast backend behave like a slow, far-away one.
-
-    Each backend call takes at least ``latency`` seconds. Its bytes cross one shared link of ``bandwidth``
-    bits per second: concurrent calls queue for the link, as they would on a real network, so parallelism
-    hides latency but cannot create bandwidth.
-    """
-
-    __slots__ = ("_bytes_per_second", "_link_free_at", "latency")
-
-    def __init__(self, latency: float = 0.0, bandwidth: float = 0.0) -> None:
-        if latency < 0 or bandwidth < 0:
-            raise ValueError("latency and bandwidth must be >= 0")
-        self.latency = latency
-        self._bytes_per_second = bandwidth / 8
-        self._link_free_at = 0.0
-
-    @property
-    def bandwidth(self) -> float:
-        """The emulated link's speed in bits per second (0: unlimited)."""
-        return self._bytes_per_second * 8
-
-    def __bool__(self) -> bool:
-        return bool(self.latency or self._bytes_per_second)
-
-    async def delay(self, started: float, volume: int) -> None:
-        """Sleep for what a call started at ``started`` (``time.monotonic()``) moving ``volume`` bytes lacks."""
-        done = started
-        if self._bytes_per_second and volume:
-            begin = max(started, self._link_free_at)
-            done = self._link_free_at = begin + volume / self._bytes_per_second
-        remaining = done + self.latency - time.monotonic()
-        if remaining > 0:
-            await asyncio.sleep(remaining)

@@ -19,12 +19,13 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overload
 
 from . import replicate
 from .backends.base import Backend
+from .blocking_iter import BlockingIterator
 from .items import ItemInfo, Source, StoreValue
 from .names import ROOTNS
 from .store import Store
@@ -415,7 +416,7 @@ class SyncStore:
 
     def list(self, name: str = ROOTNS, *, deleted: bool = False) -> Iterator[ItemInfo]:
         """See [`aiodepot.Store.list`][aiodepot.Store.list]; returns an iterator that fetches items in batches."""
-        return _BatchIterator(self, self.async_store.list(name, deleted=deleted))
+        return BlockingIterator(self.portal, self.async_store.list(name, deleted=deleted), timeout=self.timeout)
 
     def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """See [`aiodepot.Store.gather`][aiodepot.Store.gather]."""
@@ -683,58 +684,3 @@ def sync_stores(
         progress=progress,
         collect_errors=collect_errors,
     )
-
-
-class _BatchIterator(Iterator[ItemInfo]):
-    """Pulls an async iterator through the portal a batch at a time (one thread hop per batch)."""
-
-    BATCH = 1000
-
-    def __init__(self, owner: SyncStore, source: AsyncIterator[ItemInfo]) -> None:
-        self._owner = owner
-        self._source: AsyncIterator[ItemInfo] | None = source
-        self._buffer: list[ItemInfo] = []
-        self._position = 0
-
-    def __iter__(self) -> Self:
-        return self
-
-    async def _fetch(self) -> list[ItemInfo]:
-        assert self._source is not None
-        batch: list[ItemInfo] = []
-        async for info in self._source:
-            batch.append(info)
-            if len(batch) >= self.BATCH:
-                break
-        return batch
-
-    def __next__(self) -> ItemInfo:
-        if self._position >= len(self._buffer):
-            if self._source is None:
-                raise StopIteration
-            self._buffer, self._position = self._owner._run(self._fetch), 0
-            if not self._buffer:
-                self._source = None
-                raise StopIteration
-        info = self._buffer[self._position]
-        self._position += 1
-        return info
-
-    def close(self) -> None:
-        """Stop listing early and release the async iterator."""
-        source, self._source = self._source, None
-        self._buffer, self._position = [], 0
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None and self._owner.portal.running:
-            self._owner._run(aclose)
-
-    def __del__(self) -> None:
-        # Never block in a finalizer: it may run in any thread, even one the portal is starting and
-        # waiting for. Only schedule the close on the portal's loop.
-        source, self._source = self._source, None
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None and self._owner.portal.running:
-            try:
-                self._owner.portal.spawn(aclose)
-            except Exception:  # pragma: no cover - interpreter shutdown
-                pass

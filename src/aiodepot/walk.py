@@ -20,10 +20,13 @@ import dataclasses
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
 
 from .errors import ObjectNotFound
 from .names import DEL_SUFFIX, ROOTNS, validate_namespace
-from .store import Store
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = ["Entry", "top_namespaces", "walk"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aiodepot import BackendURLInvalid, Store, StoreError, StoreExists
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.posixfs import PosixFSBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 
@@ -119,3 +119,10 @@ async def test_fsync_option_orders_file_then_rename_then_directory(
 def test_unknown_backend_option(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not take"):
         Store(f"file://{tmp_path}", backend_options={"nonsense": 1})
+
+
+def test_the_old_workers_option_warns_and_still_works(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match=r"workers=…\) is deprecated.*Limits\(threads=3\)"):
+        backend = PosixFSBackend(tmp_path / "store", workers=3)
+    assert backend.limits.threads == 3
+    assert PosixFSBackend(tmp_path / "store", limits=Limits(threads=5)).limits.threads == 5

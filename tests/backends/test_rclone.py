@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from aiodepot import BackendURLInvalid, ObjectNotFound, Store, StoreNotFound
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, Timeouts, backend_from_url
 from aiodepot.backends.rclone import RcloneBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers.rclone import require_rclone
@@ -96,3 +96,16 @@ async def test_rcd_is_private_and_stops(rclone: str, tmp_path: Path) -> None:
     await backend.destroy()
     with pytest.raises(StoreNotFound):
         await backend.open()
+
+
+def test_the_old_option_names_warn_and_still_work(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match=r"connections=…\) is deprecated.*Limits\(connections=4\)"):
+        backend = RcloneBackend(str(tmp_path), connections=4)
+    assert backend.limits.connections == backend.connections == 4
+    with pytest.warns(DeprecationWarning, match=r"timeout=…\) is deprecated.*Timeouts\(connect=5\.0\)"):
+        backend = RcloneBackend(str(tmp_path), timeout=5.0)
+    assert backend.timeouts.connect == backend.timeout == 5.0
+    backend = RcloneBackend(str(tmp_path), limits=Limits(connections=2), timeouts=Timeouts(connect=3.0))
+    assert (backend.connections, backend.timeout) == (2, 3.0)
+    with pytest.raises(ValueError, match="connections"):
+        RcloneBackend(str(tmp_path), limits=Limits(connections=0))

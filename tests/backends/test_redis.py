@@ -11,7 +11,7 @@ import redis
 from redis.crc import key_slot
 
 from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, Store, StoreExists, StoreNotFound
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, RetryPolicy, backend_from_url
 from aiodepot.backends.redis import RedisBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port
@@ -168,3 +168,29 @@ def test_cluster_keys_share_one_slot(redis_cluster_url: str) -> None:
     backend = RedisBackend.from_url(f"{redis_cluster_url}/0/slot")
     keys = [backend._key(name).encode() for name in ("a", "data/01/x", "zz/top")] + [backend._dir_key("data").encode()]
     assert len({key_slot(k) for k in keys}) == 1  # different keys in one hash slot, thanks to the {prefix} tag
+
+
+def test_the_old_option_names_warn_and_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match=r"max_connections=…\) is deprecated.*Limits\(connections=8\)"):
+        backend = RedisBackend(max_connections=8)
+    assert backend.limits.connections == backend.max_connections == 8
+    with pytest.raises(ValueError, match="connections"):
+        RedisBackend(limits=Limits(connections=0))
+
+
+async def test_a_killed_connection_is_retried_with_the_policy(redis_url: str) -> None:
+    """With ``retry``, a command whose connection was killed goes out again on a new one; without, it fails."""
+    location = f"{redis_url}/0/test/{uuid.uuid4().hex}"
+    admin = redis.Redis.from_url(redis_url)
+    retrying = RedisBackend.from_url(location, retry=RetryPolicy(attempts=3, backoff=0.01))
+    await retrying.create()
+    plain = RedisBackend.from_url(location)
+    async with retrying, plain:
+        await retrying.store("x", b"value")
+        await plain.store("y", b"other")
+        admin.client_kill_filter(_type="normal", skipme=True)  # every connection of both backends
+        assert await retrying.load("x") == b"value"
+        with pytest.raises(ConnectionLost):
+            await plain.load("y")
+    admin.close()
+    await retrying.destroy()

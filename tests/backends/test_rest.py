@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, PermissionDenied, Store
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
@@ -29,13 +29,13 @@ def threaded_server() -> Iterator[ThreadedServer]:
 class TestRestStore(StoreConformance):
     @pytest.fixture
     def make_backend(self, threaded_server: ThreadedServer) -> MakeBackend:
-        return lambda: RestBackend(threaded_server.url, reconnect_wait=0.01)
+        return lambda: RestBackend(threaded_server.url, retry=RestBackend.default_retry.with_backoff(0.01))
 
 
 class TestRestBackend(BackendConformance):
     @pytest.fixture
     def make_backend(self, threaded_server: ThreadedServer) -> MakeBackend:
-        return lambda: RestBackend(threaded_server.url, reconnect_wait=0.01)
+        return lambda: RestBackend(threaded_server.url, retry=RestBackend.default_retry.with_backoff(0.01))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ class TestRestSubprocessStore(StoreConformance):
 
     @pytest.fixture
     def make_backend(self, server_process: str) -> MakeBackend:
-        return lambda: RestBackend(server_process, reconnect_wait=0.01)
+        return lambda: RestBackend(server_process, retry=RestBackend.default_retry.with_backoff(0.01))
 
 
 def test_url_forms() -> None:
@@ -116,7 +116,7 @@ async def test_reconnect_after_the_server_restarts(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     uri = (tmp_path / "store").as_uri()
-    store = Store(backend=RestBackend(url, reconnect_wait=0.3, reconnect_tries=30), config=CONFIG)
+    store = Store(backend=RestBackend(url, retry=RetryPolicy(attempts=31, backoff=0.3, multiplier=1.0)), config=CONFIG)
     with aiodepot_server_process(uri, port=port):
         await store.create()
         await store.open()
@@ -134,7 +134,9 @@ async def test_reconnect_after_the_server_restarts(tmp_path: Path) -> None:
 
 def test_a_dead_server_is_a_clear_error() -> None:
     async def main() -> None:
-        backend = RestBackend("http://127.0.0.1:9", reconnect_tries=1, reconnect_wait=0.01, connect_timeout=1)
+        backend = RestBackend(
+            "http://127.0.0.1:9", retry=RetryPolicy(attempts=2, backoff=0.01), timeouts=Timeouts(connect=1.0)
+        )
         with pytest.raises(ConnectionLost, match=r"127\.0\.0\.1"):
             await Store(backend=backend).create()
 
@@ -153,3 +155,20 @@ async def test_client_credentials() -> None:
             await store.store("x", b"authorized")
             assert await store.load("x") == b"authorized"
         await store.destroy()
+
+
+def test_the_old_option_names_warn_and_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match=r"reconnect_tries=…\) is deprecated.*RetryPolicy\(attempts=1\)"):
+        backend = RestBackend("http://127.0.0.1:9", reconnect_tries=0)
+    assert backend.retry == RestBackend.default_retry.with_attempts(1)
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
+        backend = RestBackend.from_url(
+            "http://127.0.0.1:9/x", reconnect_wait=0.5, pool_size=4, timeout=7.0, connect_timeout=2.0
+        )
+    assert len(caught) == 4
+    assert backend.retry.backoff == 0.5
+    assert backend.limits.connections == 4
+    assert backend.timeouts == Timeouts(connect=2.0, read=7.0)
+    assert backend.timeout == 7.0
+    with pytest.raises(ValueError, match="connections"):
+        RestBackend("http://127.0.0.1:9", limits=Limits(connections=0))

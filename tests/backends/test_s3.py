@@ -32,7 +32,7 @@ from aiodepot import (
     StoreExists,
     StoreNotFound,
 )
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _stored_other_bytes, _translate
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port, require_module
@@ -162,7 +162,7 @@ def test_url_forms() -> None:
 
 
 def test_options_shape_the_store() -> None:
-    store = Store("s3:/bucket/path", backend_options={"max_concurrency": 48, "part_size": 16 * MiB})
+    store = Store("s3:/bucket/path", backend_options={"limits": Limits(connections=48), "part_size": 16 * MiB})
     assert store.max_concurrency == 48
     backend = store.backend
     assert isinstance(backend, S3Backend)
@@ -175,6 +175,28 @@ def test_options_shape_the_store() -> None:
         S3Backend("bucket", "path", multipart_threshold=MiB)  # below S3's part minimum
     with pytest.raises(ValueError):
         S3Backend("bucket", "path", checksum="crc64")  # type: ignore[arg-type]
+
+
+def test_the_old_option_names_warn_and_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match=r"max_concurrency=…\) is deprecated.*Limits\(connections=12\)"):
+        backend = S3Backend("bucket", "path", max_concurrency=12)
+    assert backend.capabilities.preferred_concurrency == backend.limits.connections == 12
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
+        backend = S3Backend.from_url(
+            "s3:/bucket/path",
+            multipart_concurrency=3,
+            max_attempts=2,
+            connect_timeout=1.0,
+            read_timeout=2.0,
+        )
+    assert len(caught) == 4
+    assert backend.limits == Limits(connections=32, threads=4, parts=3)
+    assert backend.retry == S3Backend.default_retry.with_attempts(2)
+    assert backend.timeouts == Timeouts(connect=1.0, read=2.0)
+    assert backend._config.retries == {"mode": "standard", "total_max_attempts": 2}
+    assert (backend._config.connect_timeout, backend._config.read_timeout) == (1.0, 2.0)
+    with pytest.raises(ValueError, match="parts"):
+        S3Backend("bucket", "path", limits=Limits(parts=0))
 
 
 def test_part_size_keeps_within_10000_parts() -> None:
@@ -215,8 +237,8 @@ async def test_credentials_from_environment_and_profile(
         await S3Backend.from_url(f"s3:nosuchprofile@{endpoint}/{bucket}/env").open()
 
 
-async def test_one_pool_per_backend_sized_by_max_concurrency(backend_at: Any) -> None:
-    backend = await backend_at(max_concurrency=12, max_attempts=7)
+async def test_one_pool_per_backend_sized_by_its_connections(backend_at: Any) -> None:
+    backend = await backend_at(limits=Limits(connections=12), retry=RetryPolicy(attempts=7))
     client = backend._client
     assert client.meta.config.max_pool_connections == 12
     assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 7}
@@ -329,7 +351,7 @@ async def test_pagination_over_more_than_1000_keys(backend_at: Any) -> None:
 
 
 async def test_multipart_upload_with_5_mib_parts(backend_at: Any, moto_server: MotoServer, tmp_path: Path) -> None:
-    backend = await backend_at(part_size=PART, multipart_concurrency=3)
+    backend = await backend_at(part_size=PART, limits=Limits(parts=3))
     value = os.urandom(2 * PART + 12345)
     await backend.store("big/value", memoryview(bytearray(value)))
 
@@ -506,12 +528,12 @@ async def test_errors_keep_their_cause(backend_at: Any) -> None:
         await backend.load("ns/missing")
     assert isinstance(missing.value.__cause__, ClientError)
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    unreachable = S3Backend.from_url(f"s3:k:s@{endpoint}/bucket/path", max_attempts=1)
+    unreachable = S3Backend.from_url(f"s3:k:s@{endpoint}/bucket/path", retry=RetryPolicy(attempts=1))
     with pytest.raises(ConnectionLost) as lost:
         await unreachable.open()
     assert isinstance(lost.value.__cause__, EndpointConnectionError)
     assert isinstance(lost.value, ConnectionError)
-    anonymous = S3Backend("bucket", "path", endpoint_url=endpoint, max_attempts=1)
+    anonymous = S3Backend("bucket", "path", endpoint_url=endpoint, retry=RetryPolicy(attempts=1))
     with pytest.MonkeyPatch.context() as patch:
         for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
             patch.delenv(variable, raising=False)

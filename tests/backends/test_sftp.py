@@ -25,7 +25,7 @@ from aiodepot import (
     Store,
     SyncStore,
 )
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, Timeouts, backend_from_url
 from aiodepot.errors import BackendError
 from aiodepot.transfer import Progress
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
@@ -42,7 +42,13 @@ from aiodepot.backends.sftp import SftpBackend
 from tests.servers.sshd import AsyncsshServer, Sshd, asyncssh_server, sshd
 
 # fast failure detection for the tests that cut connections
-QUICK = {"retry_wait": 0.02, "keepalive_interval": 0.2, "keepalive_count_max": 2, "timeout": 5.0}
+QUICK_RETRY = SftpBackend.default_retry.with_backoff(0.02)
+QUICK = {
+    "retry": QUICK_RETRY,
+    "keepalive_interval": 0.2,
+    "keepalive_count_max": 2,
+    "timeouts": Timeouts(read=5.0),
+}
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +142,24 @@ def test_url_forms() -> None:
         with pytest.raises(BackendURLInvalid):
             SftpBackend.from_url(bad)
     with pytest.raises(ValueError, match="connections"):
-        SftpBackend("host", "path", connections=0)
+        SftpBackend("host", "path", limits=Limits(connections=0))
+
+
+def test_the_old_option_names_warn_and_still_work() -> None:
+    with pytest.warns(DeprecationWarning, match=r"retries=…\) is deprecated.*RetryPolicy\(attempts=6\)"):
+        backend = SftpBackend("host", "path", retries=5)
+    assert backend.retry.attempts == 6
+    with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
+        backend = SftpBackend.from_url(
+            "sftp://host/path", connections=3, timeout=7.0, connect_timeout=2.0, retry_wait=0.5
+        )
+    assert len(caught) == 4
+    assert backend.limits.connections == 3
+    assert backend.timeouts == Timeouts(connect=2.0, read=7.0, pool=None)
+    assert backend.timeout == 7.0
+    assert backend.retry == SftpBackend.default_retry.with_backoff(0.5)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'colour'"):
+        SftpBackend("host", "path", colour=1)
 
 
 # SSH configuration, host keys, authentication -------------------------------------------------------------
@@ -229,7 +252,8 @@ async def test_authentication_failure(openssh: Sshd, tmp_path: Path) -> None:
 
 
 async def test_nothing_listening_raises_connection_lost_within_the_budget(tmp_path: Path, openssh: Sshd) -> None:
-    backend = SftpBackend.from_url(openssh.url(tmp_path / "store", port=1), **openssh.options(**QUICK, retries=2))
+    options = openssh.options(**{**QUICK, "retry": QUICK_RETRY.with_attempts(3)})
+    backend = SftpBackend.from_url(openssh.url(tmp_path / "store", port=1), **options)
     started = time.monotonic()
     with pytest.raises(ConnectionLost) as caught:
         await backend.open()
@@ -317,7 +341,7 @@ async def test_hash_where_the_server_runs_no_commands(inprocess: AsyncsshServer)
 
 
 async def test_pool_of_connections_and_parallel_ranges(openssh: Sshd, tmp_path: Path) -> None:
-    backend = SftpBackend.from_url(openssh.url(tmp_path / "store"), **openssh.options(connections=3))
+    backend = SftpBackend.from_url(openssh.url(tmp_path / "store"), **openssh.options(limits=Limits(connections=3)))
     backend.capabilities = backend.capabilities.replace(part_size=100_000)
     store = Store(backend=backend, config=CONFIG)
     value = os.urandom(1_000_003)
@@ -431,7 +455,7 @@ async def test_server_sessions_killed_during_a_big_upload(own_sshd: Sshd, tmp_pa
 async def test_dead_peer_never_hangs_a_call(own_sshd: Sshd, tmp_path: Path, detected_by: str) -> None:
     options = dict(QUICK)
     if detected_by == "timeout":
-        options.update(keepalive_interval=0, timeout=0.5)
+        options.update(keepalive_interval=0, timeouts=Timeouts(read=0.5))
     backend = SftpBackend.from_url(own_sshd.url(tmp_path / "store"), **own_sshd.options(**options))
     await backend.create()
     async with backend:
@@ -445,7 +469,9 @@ async def test_dead_peer_never_hangs_a_call(own_sshd: Sshd, tmp_path: Path, dete
 
 
 async def test_retry_budget_ends_in_connection_lost(own_sshd: Sshd, tmp_path: Path) -> None:
-    options = own_sshd.options(**QUICK, retries=2, connect_timeout=0.3)
+    options = own_sshd.options(
+        **{**QUICK, "retry": QUICK_RETRY.with_attempts(3), "timeouts": Timeouts(connect=0.3, read=5.0)}
+    )
     backend = SftpBackend.from_url(own_sshd.url(tmp_path / "store"), **options)
     await backend.create()
     async with backend:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from aiodepot import BackendError, BackendURLInvalid, QuotaExceeded, Store, StoreExists, StoreNotFound
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.sqlite import SQLiteBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 
@@ -33,8 +33,10 @@ def test_url_parsing() -> None:
     for bad in ("sqlite://host/x.db", "sqlite:relative.db", "sqlite:///", "sqlite://"):
         with pytest.raises(BackendURLInvalid):
             backend_from_url(bad)
-    with pytest.raises(ValueError, match="readers"):
-        SQLiteBackend("/x.db", readers=0)
+    with pytest.raises(ValueError, match="threads"):
+        SQLiteBackend("/x.db", limits=Limits(threads=0))
+    with pytest.warns(DeprecationWarning, match=r"readers=…\) is deprecated.*Limits\(threads=2\)"):
+        assert SQLiteBackend("/x.db", readers=2).readers == 2
 
 
 async def test_rows_and_wal_mode(tmp_path: Path) -> None:
@@ -116,7 +118,7 @@ async def test_quota_is_kept_by_triggers(tmp_path: Path) -> None:
 
 
 async def test_readers_run_concurrently_with_a_writer(tmp_path: Path) -> None:
-    backend = SQLiteBackend(tmp_path / "c.db", readers=4)
+    backend = SQLiteBackend(tmp_path / "c.db", limits=Limits(threads=4))
     await backend.create()
     async with backend:
         await backend.store("x", b"a" * 100_000)

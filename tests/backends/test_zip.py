@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aiodepot import BackendError, BackendURLInvalid, ObjectNotFound, Store, StoreExists
-from aiodepot.backends import backend_from_url
+from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.zip import WriteOnce, ZipBackend
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 
@@ -141,3 +141,10 @@ async def test_store_file_streams_into_a_member(tmp_path: Path) -> None:
         assert await store.load("flat/big", offset=-7) == payload[-7:]
         assert await store.load_file("flat/big", tmp_path / "out.bin") == len(payload)
     assert (tmp_path / "out.bin").read_bytes() == payload
+
+
+def test_the_old_workers_option_warns_and_still_works(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning, match=r"workers=…\) is deprecated.*Limits\(threads=3\)"):
+        backend = ZipBackend(tmp_path / "a.zip", workers=3)
+    assert backend.limits.threads == 3
+    assert ZipBackend(tmp_path / "a.zip", limits=Limits(threads=5)).limits.threads == 5

@@ -80,10 +80,11 @@ class _WritethroughOverrides:
         store = make_store(bandwidth=8 * 1_000_000)  # 1 MB/s
         await store.create()
         async with store:
-            await store.store("flat/x", b"x" * 50_000)  # 0.05 s on the link
+            names = [f"flat/x{i}" for i in range(4)]  # distinct: concurrent loads of one name share one read
+            await store.store_many({name: b"x" * 50_000 for name in names})  # 0.05 s each on the link
             await store.cache_invalidate()
             started = time.monotonic()
-            await store.load_many(["flat/x"] * 4, max_concurrency=4)
+            await store.load_many(names, max_concurrency=4)
             assert time.monotonic() - started >= 4 * 0.05 * 0.95  # concurrency cannot create bandwidth
         await store.destroy()
 

@@ -125,12 +125,13 @@ def rest_server() -> Iterator[ThreadedServer]:
 
 
 async def test_names_rest_refuses_travel_url_encoded(rest_server: ThreadedServer) -> None:
-    plain = Store(backend=RestBackend(rest_server.url, reconnect_wait=0.01), config=CONFIG)
+    quick = RestBackend.default_retry.with_backoff(0.01)
+    plain = Store(backend=RestBackend(rest_server.url, retry=quick), config=CONFIG)
     await plain.create()
     async with plain:
         with pytest.raises(InvalidName, match="REST"):
             await plain.store("flat/what?#", b"x")
-    encoded = Store(backend=URLEncode(RestBackend(rest_server.url, reconnect_wait=0.01)), config=CONFIG)
+    encoded = Store(backend=URLEncode(RestBackend(rest_server.url, retry=quick)), config=CONFIG)
     async with encoded:
         for name in ("flat/what?#", "flat/a#b", "flat/q?"):
             await encoded.store(name, name.encode())

@@ -9,9 +9,10 @@ method and command, bad ``Range``, hash and ``Content-Length`` headers, bad quer
 
 What must hold: no byte from outside the store in any answer, nothing outside the store changed (files,
 their mtimes, the directories' mtimes, no new entries), and only 4xx answers (501 for methods the protocol
-does not have, as borgstore's server) — never 2xx for a refused request, never another 5xx. Names that
-are valid once taken literally (the protocol does not percent-decode paths: ``%2e%2e`` is three
-characters of a name) must land inside the store under exactly that name.
+does not have, as borgstore's server) — never 2xx for a refused request, never another 5xx. The server
+percent-decodes a path exactly once and checks the decoded name (``%2e%2e`` is ``..``, refused); what is
+left of a double encoding (``%252e`` decodes to ``%2e``) is literal characters of a valid name, which must
+land inside the store under exactly that name.
 """
 
 from __future__ import annotations
@@ -169,7 +170,7 @@ def refused_paths(layout: Layout) -> list[bytes]:
         b"/../",
         b"/data/..",
         b"/..%2fsecret.txt",
-        b"/%2E%2E/secret.txt",  # percent-encodings are literal: uppercase makes it an invalid name
+        b"/%2E%2E/secret.txt",  # percent-decoded once: ".." in any case
         b"/..%2f..%2fsecret.txt",
         b"/data%2f..%2f..%2fsecret.txt",
         b"/%2e%2e%2f..%2fsecret.txt/..",
@@ -234,35 +235,48 @@ def refused_paths(layout: Layout) -> list[bytes]:
         b"/up/store/data/real",
         b"/up",
     ]
-    return traversal + bad_names + through_symlinks
+    return traversal + bad_names + through_symlinks + decoded_refused_paths()
 
 
 def literal_paths(layout: Layout) -> list[tuple[bytes, str]]:
-    """Paths that look hostile but are valid names taken literally: (raw path, the name in the store)."""
+    """Paths that look hostile but are valid names once percent-decoded (once): (raw path, the name in the
+    store). What is left of a double encoding is literal characters of a name, never decoded again."""
     secret = str(layout.secret)
-    pairs = [
-        "%2e%2e/secret.txt",
-        "%2e%2e%2fsecret.txt",
-        "%252e%252e%252fsecret.txt",
-        "%25252e%25252e/secret.txt",
-        "%c0%ae%c0%ae/secret.txt",
-        "%c0%ae%c0%ae%c0%afsecret.txt",
-        "%e0%80%ae%e0%80%ae/secret.txt",
-        "%u002e%u002e/secret.txt",
-        "%ef%bc%8e%ef%bc%8e/secret.txt",
-        "data/x%00",
-        "data/real%00.txt",
-        "%00",
-        "data/a%20b",
-        "%5c..%5csecret.txt".replace("..", "%2e%2e"),
-        "%2f" + secret.lstrip("/"),
-        secret.lstrip("/"),  # "//abs/path" strips to a relative name
+    return [
+        (b"/%252e%252e%252fsecret.txt", "%2e%2e%2fsecret.txt"),
+        (b"/%25252e%25252e/secret.txt", "%252e%252e/secret.txt"),
+        (b"/%u002e%u002e/secret.txt", "%u002e%u002e/secret.txt"),
+        (b"/%252e%252e/secret.txt", "%2e%2e/secret.txt"),
+        (b"/%255c..%255csecret.txt".replace(b"..", b"%252e%252e"), "%5c%2e%2e%5csecret.txt"),
+        (b"/%2f" + quote(secret.lstrip("/")).encode(), secret.lstrip("/")),
+        (b"//" + secret.lstrip("/").encode(), secret.lstrip("/")),  # "//abs/path" strips to a relative name
+        (b"/data/%72eal2", "data/real2"),
     ]
-    found = []
-    for name in pairs:
-        raw = b"//" + name.encode() if name == secret.lstrip("/") else b"/" + name.encode()
-        found.append((raw, name))
-    return found
+
+
+def decoded_refused_paths() -> list[bytes]:
+    """Paths that decode (once) to names the store refuses: traversal, overlong UTF-8, NUL, blanks."""
+    return [
+        b"/%2e%2e/secret.txt",
+        b"/%2e%2e%2fsecret.txt",
+        b"/%2e%2e%2f%2e%2e%2fsecret.txt",
+        b"/data%2f%2e%2e%2f%2e%2e%2fsecret.txt",
+        b"/%c0%ae%c0%ae/secret.txt",
+        b"/%c0%ae%c0%ae%c0%afsecret.txt",
+        b"/%e0%80%ae%e0%80%ae/secret.txt",
+        b"/%ef%bc%8e%ef%bc%8e/secret.txt",
+        b"/data/x%00",
+        b"/data/real%00.txt",
+        b"/%00",
+        b"/data/a%20b",
+        b"/%5c%2e%2e%5csecret.txt",
+        b"/data/%2e",
+        b"/data/%2e%2e",
+        b"/data/%2f%2e%2e",
+        b"/data/real%2etmp",
+        b"/quota%2ehid",
+        b"/data/%52eal",
+    ]
 
 
 def refused_requests(layout: Layout) -> list[Request]:

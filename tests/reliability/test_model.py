@@ -386,7 +386,9 @@ def factory_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> St
     server: ThreadedServer = request.getfixturevalue("rest_server")
 
     def rest(config: dict[str, Any]) -> tuple[SyncStore, Callable[[], None]]:
-        backend = RestBackend(f"{server.url}/{uuid.uuid4().hex[:16]}", reconnect_wait=0.01)
+        backend = RestBackend(
+            f"{server.url}/{uuid.uuid4().hex[:16]}", retry=RestBackend.default_retry.with_backoff(0.01)
+        )
         return SyncStore(backend=backend, config=config), nothing
 
     return rest

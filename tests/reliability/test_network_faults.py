@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import Store
+from aiodepot import RetryPolicy, Store, Timeouts
 from aiodepot.backends.base import Backend
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
@@ -119,10 +119,8 @@ def _server_for(
             def rest(port: int) -> Backend:
                 return RestBackend(
                     f"http://127.0.0.1:{port}",
-                    timeout=TIMEOUT,
-                    connect_timeout=TIMEOUT,
-                    reconnect_tries=RETRIES,
-                    reconnect_wait=0.01,
+                    timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                    retry=RetryPolicy(attempts=RETRIES + 1, backoff=0.01, multiplier=1.0),
                 )
 
             yield rest_server.port, rest
@@ -136,9 +134,8 @@ def _server_for(
             return S3Backend.from_url(
                 f"s3:{moto.access_key}:{moto.secret_key}@http://127.0.0.1:{port}/{bucket}/depot",
                 create_bucket=True,
-                connect_timeout=TIMEOUT,
-                read_timeout=TIMEOUT,
-                max_attempts=RETRIES + 1,
+                timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                retry=S3Backend.default_retry.with_attempts(RETRIES + 1),
             )
 
         yield moto.port, s3
@@ -158,10 +155,8 @@ def _server_for(
                 sshd_server.url(path, port=port),
                 **sshd_server.options(
                     known_hosts=str(known_hosts),
-                    timeout=TIMEOUT,
-                    connect_timeout=TIMEOUT,
-                    retries=RETRIES,
-                    retry_wait=0.01,
+                    timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                    retry=SftpBackend.default_retry.replace(attempts=RETRIES + 1, backoff=0.01),
                     keepalive_interval=0.5,
                     keepalive_count_max=2,
                 ),

@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aiodepot import ObjectNotFound, QuotaExceeded, Store
+from aiodepot import ObjectNotFound, QuotaExceeded, RetryPolicy, Store
 from aiodepot.backends.rest import RestBackend
 from aiodepot.errors import BackendError
 from aiodepot.names import TMP_SUFFIX
@@ -132,7 +132,7 @@ async def test_rest_server_under_enospc_and_eio(tmp_path: Path) -> None:
     server = FaultyServer(base, tmp_path / "fiu")
     big = bytes(range(256)) * (40 * 4096)  # 10 MiB: over the server's 8 MiB limit, so the body streams in
     with server.running():
-        client = Store(backend=RestBackend(server.url, reconnect_tries=0))
+        client = Store(backend=RestBackend(server.url, retry=RetryPolicy(attempts=1)))
         await client.create()
         async with client:
             await client.store("kept", b"stored before the faults")

@@ -21,7 +21,7 @@ import bcrypt
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from aiodepot import PermissionDenied, Store
+from aiodepot import PermissionDenied, RetryPolicy, Store
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
 from aiodepot.protocol import ACCEPT
@@ -43,7 +43,7 @@ def repos_in_memory() -> object:
 
 
 async def roundtrip(url: str, **options: object) -> bytes:
-    store = Store(backend=RestBackend(url, reconnect_tries=0, **options))  # type: ignore[arg-type]
+    store = Store(backend=RestBackend(url, retry=RetryPolicy(attempts=1), **options))  # type: ignore[arg-type]
     await store.create()
     async with store:
         await store.store("item", url.encode())

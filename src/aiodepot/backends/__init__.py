@@ -20,8 +20,18 @@ from typing import Any
 
 from ..errors import BackendURLInvalid, MissingDependency
 from .base import Backend, Capabilities
+from .options import Limits, RetryPolicy, Timeouts
 
-__all__ = ["Backend", "Capabilities", "backend_from_url", "register_backend", "registered_schemes"]
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "Limits",
+    "RetryPolicy",
+    "Timeouts",
+    "backend_from_url",
+    "register_backend",
+    "registered_schemes",
+]
 
 # scheme -> ("module:Class", extra that provides its dependencies, or None)
 _BUILTIN: dict[str, tuple[str, str | None]] = {

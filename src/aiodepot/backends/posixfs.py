@@ -32,7 +32,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import unquote
 
@@ -55,6 +55,7 @@ from ..hashing import check_algorithm, file_digest
 from ..items import ItemInfo, Source
 from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities, pwrite_all
+from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["STALE_TEMP_AGE", "PosixFSBackend"]
 
@@ -194,6 +195,10 @@ def _raise_translated(exc: OSError, name: str) -> NoReturn:
         raise PermissionDenied(f"{name}: is a symbolic link, which the store does not follow") from exc
     if isinstance(exc, FileExistsError):
         raise InvalidName(f"{name}: another kind of entry is in the way") from exc
+    if exc.errno == errno.ENOTEMPTY:
+        raise InvalidName(f"{name}: the directory is not empty") from exc
+    if exc.errno == errno.EINVAL:  # e.g. a directory moved into itself
+        raise InvalidName(f"{name}: {exc.strerror}") from exc
     if isinstance(exc, PermissionError):
         raise PermissionDenied(f"{name}: {exc.strerror}") from exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -333,6 +338,21 @@ def _write_all(fd: int, value: bytes | memoryview) -> None:
         view = view[written:]
 
 
+def _link_new(tmp: str, path: str) -> None:
+    """Put the file ``tmp`` at ``path`` unless something is there (FileExistsError), then drop ``tmp``."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        # no hard links here: the caller's path lock still makes the check and the rename one step
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path) from exc
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -350,6 +370,43 @@ def _item_info(name: str, st: os.stat_result) -> ItemInfo:
         atime=st.st_atime,
         mtime=st.st_mtime,
     )
+
+
+class _PathLocks:
+    """A thread lock per path being committed: writers of one path in this process run their "what is
+    there now?" check (permissions, quota) and their commit one after the other."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[threading.Lock, int]] = {}
+
+    @contextlib.contextmanager
+    def hold(self, *paths: str) -> Iterator[None]:
+        """Hold the locks of ``paths`` (sorted, so two holders never wait for each other)."""
+        with contextlib.ExitStack() as stack:
+            for path in sorted(set(paths)):
+                stack.enter_context(self._one(path))
+            yield
+
+    @contextlib.contextmanager
+    def _one(self, path: str) -> Iterator[None]:
+        with self._lock:
+            lock, users = self._held.get(path) or (threading.Lock(), 0)
+            self._held[path] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._lock:
+                lock, users = self._held[path]
+                if users == 1:
+                    del self._held[path]
+                else:
+                    self._held[path] = (lock, users - 1)
+
+
+_COMMIT_LOCKS = _PathLocks()
+"""Shared by every backend in the process: two backends on one directory lock the same paths."""
 
 
 class _Quota:
@@ -442,7 +499,7 @@ class PosixFSBackend(Backend):
             acknowledged store survives a power loss (much slower).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the whole store, tracked in ``quota.hid``.
-        workers: threads for blocking file operations.
+        limits: ``threads``: threads for blocking file operations (default 32).
         cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
             module docs); the number removed is then in ``temp_files_removed``.
     """
@@ -464,10 +521,19 @@ class PosixFSBackend(Backend):
         fsync: bool = False,
         permissions: str | dict[str, str] | None = None,
         quota: int | None = None,
-        workers: int = 32,
+        limits: Limits | None = None,
         cleanup: bool = True,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
+        _, self.limits, _ = legacy_options(
+            "PosixFSBackend",
+            deprecated,
+            {"workers": ("limits", "threads", None)},
+            retry=RetryPolicy(attempts=1),
+            limits=(limits or Limits()).or_defaults(Limits(threads=32)),
+            timeouts=Timeouts(),
+        )
         base = os.fspath(path)
         if not os.path.isabs(base):
             raise BackendURLInvalid(f"the posixfs path must be absolute: {base!r}")
@@ -483,7 +549,7 @@ class PosixFSBackend(Backend):
         self._session: str | None = None
         self._session_touched = 0.0
         self._quota: _Quota | None = None
-        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", workers)
+        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -605,25 +671,56 @@ class PosixFSBackend(Backend):
         if quota is None and replace:
             self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
             return
-        old_size = self._existing_size(path)
-        if old_size is not None and not replace:
-            self._refuse_replace(name)
-        delta = size - (old_size or 0)
-        if quota is not None:
-            quota.reserve(delta)
-        try:
-            self._commit(self._write_temp(path, fill), path)
-        except BaseException:
+        with _COMMIT_LOCKS.hold(path):  # the check and the commit as one, for every writer of this path
+            old_size = self._existing_size(path)
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
+            delta = size - (old_size or 0)
             if quota is not None:
-                quota.release(delta)
-            raise
+                quota.reserve(delta)
+            try:
+                self._commit(self._write_temp(path, fill), path, replace=replace)
+            except BaseException:
+                if quota is not None:
+                    quota.release(delta)
+                raise
         if quota is not None:
             quota.flush()
 
-    def _commit(self, tmp: str, path: str) -> None:
-        """Rename a finished temp file into place (and make that durable with ``fsync``)."""
+    def _settle_and_commit(
+        self, name: str, tmp: str, path: str, size: int, reserved: int, quota: _Quota | None, replace: bool
+    ) -> None:
+        """Commit a streamed temp file of ``size`` bytes for which ``reserved`` bytes of quota are held:
+        under the path's lock, count what it replaces now, settle the quota and commit. If this raises, the
+        caller still holds (and releases) ``reserved``."""
+        with _COMMIT_LOCKS.hold(path):
+            old_size = self._existing_size(path)
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
+            extra = size - (old_size or 0) - reserved
+            if quota is not None:
+                quota.reserve(extra)
+            try:
+                self._commit(tmp, path, replace=replace)
+            except BaseException:
+                if quota is not None:
+                    quota.release(extra)
+                raise
+        if quota is not None:
+            quota.flush()
+
+    def _commit(self, tmp: str, path: str, *, replace: bool = True) -> None:
+        """Rename a finished temp file into place (and make that durable with ``fsync``). Without
+        ``replace`` the commit fails if ``path`` exists, atomically: a hard link cannot replace an entry."""
         try:
-            os.replace(tmp, path)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                _link_new(tmp, path)
+        except FileExistsError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise PermissionDenied(f"{os.path.relpath(path, self.base)}: exists, and may not be overwritten") from exc
         except FileNotFoundError as exc:
             if os.path.lexists(tmp):
                 raise
@@ -695,7 +792,11 @@ class PosixFSBackend(Backend):
                 self._quota = _Quota(self.base, self.quota_limit)
                 self._quota.flush(force=True)
 
-        await self._run("", job)
+        try:
+            await self._run("", job)
+        except BaseException:
+            self._offloader.shutdown()  # a store that is not there keeps no thread
+            raise
 
     async def _close(self) -> None:
         """Persist the quota usage and release the thread pool."""
@@ -802,10 +903,11 @@ class PosixFSBackend(Backend):
     def _delete_sync(self, name: str) -> None:
         path = self._path(name)
         quota = self._quota
-        size = self._existing_size(path)
-        if size is None:
-            raise FileNotFoundError(errno.ENOENT, "no such item", path)
-        os.unlink(path)
+        with _COMMIT_LOCKS.hold(path):
+            size = self._existing_size(path)
+            if size is None:
+                raise FileNotFoundError(errno.ENOENT, "no such item", path)
+            os.unlink(path)
         if quota is not None:
             quota.reserve(-size)
             quota.flush()
@@ -862,6 +964,13 @@ class PosixFSBackend(Backend):
         quota = self._quota
 
         def job() -> None:
+            with _COMMIT_LOCKS.hold(src_path, dst_path):
+                replaced = locked_move()
+            if quota is not None and replaced:
+                quota.reserve(-replaced)
+                quota.flush()
+
+        def locked_move() -> int | None:
             replaced = self._existing_size(dst_path)
             if replaced is not None and not replace:
                 self._refuse_replace(dst)
@@ -878,9 +987,7 @@ class PosixFSBackend(Backend):
                     raise ObjectNotFound(src) from None
             if self.fsync:
                 _fsync_dir(os.path.dirname(dst_path))
-            if quota is not None and replaced:
-                quota.reserve(-replaced)
-                quota.flush()
+            return replaced
 
         await self._run(src, job)
 
@@ -1031,11 +1138,22 @@ class PosixFSBackend(Backend):
         old_size = await self._run(name, self._existing_size, path)
         if old_size is not None and not replace:
             self._refuse_replace(name)
+        # Quota: what the value replaces (as seen now) is credit; bytes past it are reserved before they
+        # land (all of a declared size at once), and the commit settles against what it really replaces.
+        credit = old_size or 0
+        reserved = 0
+        if quota is not None and size is not None and size > credit:
+            quota.reserve(size - credit)
+            reserved = size - credit
         tmp = await self._run(name, self._write_temp, path, lambda fd: None)
         try:
             written = 0
             async with aiofiles.open(tmp, "wb", buffering=0, executor=self._offloader.executor) as f:
                 async for chunk in chunks:
+                    if quota is not None and written + len(chunk) - credit > reserved:
+                        more = written + len(chunk) - credit - reserved
+                        quota.reserve(more)
+                        reserved += more
                     view = memoryview(chunk)
                     while view:
                         n = await f.write(view)
@@ -1048,16 +1166,10 @@ class PosixFSBackend(Backend):
                     await self._run(name, os.fsync, f.fileno())
             if size is not None and written != size:
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
-            delta = written - (old_size or 0)
-            if quota is not None:
-                quota.reserve(delta)
-            try:
-                await self._run(name, self._commit, tmp, path)
-            except BaseException:
-                if quota is not None:
-                    quota.release(delta)
-                raise
+            await self._run(name, self._settle_and_commit, name, tmp, path, written, reserved, quota, replace)
         except BaseException as exc:
+            if quota is not None and reserved:
+                quota.release(reserved)
             with contextlib.suppress(OSError):
                 await self._offloader.run(os.unlink, tmp)
             if isinstance(exc, OSError) and not isinstance(exc, StoreError):

@@ -30,7 +30,7 @@ import socket
 import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from datetime import datetime
-from typing import Any, NoReturn, Self
+from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import quote
 
 import aiohttp
@@ -49,6 +49,7 @@ from ..hashing import check_algorithm
 from ..items import ItemInfo
 from ..names import TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["RcloneBackend"]
 
@@ -57,7 +58,13 @@ HOST = "127.0.0.1"
 _START_TRIES = 3
 _RCLONE_HASHES = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "blake3": "blake3", "crc32": "crc32"}
 _LIST_OPTIONS = {"recurse": False, "noModTime": True, "noMimeType": True}
-_NOT_FOUND_RETRIES = (0.005, 0.015, 0.03)  # the gap of rclone's delete-then-move replace of an item
+_REPLACE_GAP = RetryPolicy(attempts=4, backoff=0.005, multiplier=3.0, cap=0.03, jitter=0.0)
+"""Looks again for an item caught in the gap of rclone's delete-then-move replace (after 5, 15, 30 ms)."""
+_RENAMED: dict[str, Rename] = {
+    "connections": ("limits", "connections", None),
+    "timeout": ("timeouts", "connect", None),
+}
+"""The keywords before ``limits=``/``timeouts=`` (deprecated)."""
 
 
 def _raise_rc_error(status: int, body: Any, what: str) -> NoReturn:
@@ -160,9 +167,14 @@ class RcloneBackend(Backend):
             ``/local/path``.
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         rclone: the rclone program (default: ``$RCLONE_BINARY`` or ``rclone`` on the PATH).
-        connections: HTTP connections to rclone (the operations in flight at once).
-        timeout: seconds to wait for rclone to start, and for each connection.
+        limits: ``connections``: HTTP connections to rclone, the operations in flight at once (default 32).
+        timeouts: ``connect``: seconds to wait for rclone to start, and for each connection (default 30).
     """
+
+    default_limits: ClassVar[Limits] = Limits(connections=32)
+    """The limits that ``limits=`` leaves ``None``."""
+    default_timeouts: ClassVar[Timeouts] = Timeouts(connect=30.0)
+    """The timeouts that ``timeouts=`` leaves ``None``."""
 
     capabilities = Capabilities(
         server_side_copy=True,
@@ -178,19 +190,28 @@ class RcloneBackend(Backend):
         *,
         permissions: str | dict[str, str] | None = None,
         rclone: str | None = None,
-        connections: int = 32,
-        timeout: float = 30.0,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
         if not remote or any(c in remote for c in "\r\n\0"):
             raise BackendURLInvalid(f"not an rclone remote: {remote!r}")
-        if connections < 1:
-            raise ValueError(f"connections must be >= 1, got {connections}")
+        _, self.limits, self.timeouts = legacy_options(
+            "RcloneBackend",
+            deprecated,
+            _RENAMED,
+            retry=_REPLACE_GAP,
+            limits=(limits or Limits()).or_defaults(self.default_limits),
+            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        )
         self.remote = remote
         self.fs = remote if remote.endswith((":", "/")) else remote + "/"
         self.rclone = rclone or os.environ.get("RCLONE_BINARY", "rclone")
-        self.connections = connections
-        self.timeout = timeout
+        assert self.limits.connections is not None  # the defaults fill them
+        assert self.timeouts.connect is not None
+        self.connections: int = self.limits.connections
+        self.timeout: float = self.timeouts.connect
         self._rcd: _Rcd | None = None
         self._hashes: frozenset[str] = frozenset()
         self._bucket_based = False
@@ -347,18 +368,22 @@ class RcloneBackend(Backend):
         if offset or size is not None:
             byte_range = f"bytes={offset}-" + ("" if size is None else str(offset + size - 1))
         headers = {"Range": byte_range} if byte_range else {}
-        for delay in (*_NOT_FOUND_RETRIES, None):
-            try:
-                data = await self._get_range(rcd, name, headers, offset, size)
-            except (ObjectNotFound, _CutShort):
-                if delay is None or self._bucket_based:
-                    raise
-                await asyncio.sleep(delay)  # maybe caught between rclone's delete and move: look again
-                continue
-            return data
-        raise AssertionError("unreachable")
+        return await self._get_range(rcd, name, headers, offset, size)
 
     async def _get_range(self, rcd: _Rcd, name: str, headers: dict[str, str], offset: int, size: int | None) -> bytes:
+        """GET a range; an item missing or cut short may be caught between rclone's delete and move of a
+        replace (not on bucket-based remotes): look again a few times."""
+
+        def in_the_gap(exc: BaseException) -> bool:
+            return isinstance(exc, ObjectNotFound | _CutShort) and not self._bucket_based
+
+        return await _REPLACE_GAP.run(
+            lambda: self._get_range_once(rcd, name, headers, offset, size), retryable=in_the_gap
+        )
+
+    async def _get_range_once(
+        self, rcd: _Rcd, name: str, headers: dict[str, str], offset: int, size: int | None
+    ) -> bytes:
         with self._translated(name):
             async with rcd.session.get(self._object_url(rcd, name), headers=headers) as response:
                 if response.status == 416:  # the range starts past the end

@@ -23,13 +23,15 @@ import builtins
 import contextlib
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any, NoReturn, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
 import redis.exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from ..errors import (
     BackendError,
@@ -45,6 +47,7 @@ from ..errors import (
 from ..items import ItemInfo, StoreValue, validate_value
 from ..names import validate_backend_name
 from .base import Backend, Capabilities
+from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["RedisBackend"]
 
@@ -113,6 +116,38 @@ def _translated(name: str) -> Iterator[None]:
         _translate(exc, name)
 
 
+class _PolicyRetry(Retry):
+    """redis-py's retry hook (a command whose connection broke), run by the shared RetryPolicy."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        super().__init__(NoBackoff(), policy.retries)
+        self.policy = policy
+
+    async def call_with_retry(  # redis-py >= 5.1 passes the last two
+        self,
+        do: Callable[[], Awaitable[Any]],
+        fail: Callable[..., Awaitable[Any]],
+        is_retryable: Callable[[Exception], bool] | None = None,
+        with_failure_count: bool = False,
+    ) -> Any:
+        failures = 0
+
+        def retryable(exc: BaseException) -> bool:
+            return isinstance(exc, self._supported_errors) and (is_retryable is None or is_retryable(exc))
+
+        async def attempt() -> Any:
+            nonlocal failures
+            try:
+                return await do()
+            except Exception as exc:
+                if retryable(exc):  # redis-py drops the connection after each such failure
+                    failures += 1
+                    await (fail(exc, failures) if with_failure_count else fail(exc))
+                raise
+
+        return await self.policy.run(attempt, retryable=retryable)
+
+
 def _decode(raw: bytes, name: str) -> tuple[float, bytes]:
     if len(raw) < _HEADER.size:
         raise BackendError(f"{name}: not an aiodepot item (shorter than its header)")
@@ -134,8 +169,19 @@ class RedisBackend(Backend):
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         default_ttl: seconds after which every stored item expires (None: never); a ``move`` keeps the
             item's expiry.
-        max_connections: the size of the connection pool (callers beyond it wait for a connection).
+        retry: how a command whose connection broke or timed out is sent again (default ``default_retry``:
+            once, no retry; a ``move`` sent again after it was done raises ``ObjectNotFound``).
+        limits: ``connections``: the size of the connection pool (callers beyond it wait for a
+            connection; default 64).
+        timeouts: ``connect``, ``read`` (for a reply) and ``pool`` (for a free connection); default: none.
     """
+
+    default_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=1, backoff=0.01, cap=1.0)
+    """The retry policy without ``retry=``."""
+    default_limits: ClassVar[Limits] = Limits(connections=64)
+    """The limits that ``limits=`` leaves ``None``."""
+    default_timeouts: ClassVar[Timeouts] = Timeouts()
+    """The timeouts that ``timeouts=`` leaves ``None`` (none: wait as long as it takes)."""
 
     capabilities = Capabilities(
         batch_ops=True,
@@ -158,7 +204,10 @@ class RedisBackend(Backend):
         password: str | None = None,
         permissions: str | dict[str, str] | None = None,
         default_ttl: float | None = None,
-        max_connections: int = 64,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
         if not prefix or not prefix.isascii() or any(c in "{}" or not c.isprintable() or c.isspace() for c in prefix):
@@ -169,13 +218,20 @@ class RedisBackend(Backend):
             raise BackendURLInvalid(f"a Redis Cluster has only database 0, not {db}")
         if default_ttl is not None and default_ttl <= 0:
             raise ValueError(f"default_ttl must be > 0 seconds or None, got {default_ttl!r}")
-        if max_connections < 1:
-            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        self.retry, self.limits, self.timeouts = legacy_options(
+            "RedisBackend",
+            deprecated,
+            {"max_connections": ("limits", "connections", None)},
+            retry=retry or self.default_retry,
+            limits=(limits or Limits()).or_defaults(self.default_limits),
+            timeouts=timeouts or self.default_timeouts,
+        )
+        assert self.limits.connections is not None  # the default fills it
         self.host, self.port, self.db, self.prefix = host, port, db, prefix
         self.cluster, self.tls = cluster, tls
         self.username, self.password = username, password
         self.default_ttl = default_ttl
-        self.max_connections = max_connections
+        self.max_connections: int = self.limits.connections
         self._base = "{" + prefix + "}/"
         self._client: aioredis.Redis | RedisCluster | None = None
         self._load_range: Any = None
@@ -229,6 +285,16 @@ class RedisBackend(Backend):
         return self._base + name + "/" if name else self._base
 
     def _make_client(self) -> aioredis.Redis | RedisCluster:
+        options: dict[str, Any] = {
+            option: seconds
+            for option, seconds in (
+                ("socket_connect_timeout", self.timeouts.connect),
+                ("socket_timeout", self.timeouts.read),
+            )
+            if seconds is not None  # else redis-py's own default (none; 5 s on a cluster)
+        }
+        if self.retry.attempts > 1:
+            options["retry"] = _PolicyRetry(self.retry)
         if self.cluster:
             return RedisCluster(
                 host=self.host,
@@ -237,6 +303,7 @@ class RedisBackend(Backend):
                 password=self.password,
                 ssl=self.tls,
                 max_connections=self.max_connections,
+                **options,
             )
         kwargs: dict[str, Any] = {
             "host": self.host,
@@ -245,7 +312,8 @@ class RedisBackend(Backend):
             "username": self.username,
             "password": self.password,
             "max_connections": self.max_connections,
-            "timeout": None,
+            "timeout": self.timeouts.pool,
+            **options,
         }
         if self.tls:
             kwargs["connection_class"] = aioredis.SSLConnection

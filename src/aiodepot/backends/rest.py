@@ -21,7 +21,7 @@ import re
 import shlex
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import quote, unquote, urlencode
 
 import aiofiles
@@ -50,6 +50,7 @@ from ..protocol import (
     make_range_header,
 )
 from .base import Backend, Capabilities
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["RestBackend"]
 
@@ -171,8 +172,8 @@ class _HttpTransport:
 
     def __init__(self, backend: RestBackend) -> None:
         self._backend = backend
-        connector = aiohttp.TCPConnector(limit=backend.pool_size, ssl=backend.ssl)
-        timeout = aiohttp.ClientTimeout(total=None, connect=backend.connect_timeout, sock_read=backend.timeout)
+        connector = aiohttp.TCPConnector(limit=backend.limits.connections or 0, ssl=backend.ssl)
+        timeout = aiohttp.ClientTimeout(total=None, connect=backend.timeouts.connect, sock_read=backend.timeout)
         headers = {"Accept": ACCEPT}
         if backend.username:
             headers["Authorization"] = _basic_auth(backend.username, backend.password or "")
@@ -355,6 +356,21 @@ async def _check_digest(reply: _Reply, method: str, target: str) -> None:
         )
 
 
+def _transient(exc: BaseException) -> bool:
+    """A lost connection or a damaged reply: the same request may well succeed."""
+    return isinstance(exc, ConnectionLost | IntegrityError)
+
+
+_RENAMED: dict[str, Rename] = {
+    "timeout": ("timeouts", "read", None),
+    "connect_timeout": ("timeouts", "connect", None),
+    "reconnect_tries": ("retry", "attempts", lambda tries: tries + 1),
+    "reconnect_wait": ("retry", "backoff", None),
+    "pool_size": ("limits", "connections", None),
+}
+"""The keywords before ``retry=``/``limits=``/``timeouts=`` (deprecated)."""
+
+
 def _basic_auth(username: str, password: str) -> str:
     """The ``Authorization`` header value for HTTP Basic."""
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
@@ -401,13 +417,20 @@ class RestBackend(Backend):
         username: HTTP Basic credentials (else ``BORGSTORE_REST_USERNAME``/``BORGSTORE_REST_PASSWORD``).
         password: see ``username``.
         command: instead of ``base_url``, a server command line that speaks HTTP on stdin/stdout.
-        timeout: seconds to wait for a reply to start arriving.
-        connect_timeout: seconds to wait for a TCP connection.
-        reconnect_tries: after a lost connection, how many times to reconnect and retry.
-        reconnect_wait: seconds between those tries.
-        pool_size: keep-alive connections (HTTP) — and requests in flight.
+        retry: how a request whose connection broke, or whose reply came damaged, is sent again
+            (default ``default_retry``: 4 attempts, 5 s apart).
+        limits: ``connections``: keep-alive connections (HTTP) — and requests in flight (default 32).
+        timeouts: ``connect``: seconds to wait for a TCP connection (default 10); ``read``: seconds to
+            wait for a reply to start arriving (default 60).
         ssl: an ``ssl.SSLContext``, or False to skip certificate checks (HTTPS only).
     """
+
+    default_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=4, backoff=5.0, multiplier=1.0, jitter=0.0)
+    """The retry policy without ``retry=``."""
+    default_limits: ClassVar[Limits] = Limits(connections=32)
+    """The limits that ``limits=`` leaves ``None``."""
+    default_timeouts: ClassVar[Timeouts] = Timeouts(connect=10.0, read=60.0)
+    """The timeouts that ``timeouts=`` leaves ``None``."""
 
     capabilities = Capabilities(
         server_side_hash=True,
@@ -425,27 +448,30 @@ class RestBackend(Backend):
         username: str | None = None,
         password: str | None = None,
         command: Sequence[str] | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        reconnect_tries: int = 3,
-        reconnect_wait: float = 5.0,
-        pool_size: int = 32,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
         ssl: Any = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__()
         if (base_url is None) == (command is None):
             raise ValueError("give the server's base_url or a server command, not both")
-        if reconnect_tries < 0 or reconnect_wait < 0 or pool_size < 1:
-            raise ValueError("reconnect_tries/reconnect_wait must be >= 0 and pool_size >= 1")
+        self.retry, self.limits, self.timeouts = legacy_options(
+            "RestBackend",
+            deprecated,
+            _RENAMED,
+            retry=retry or self.default_retry,
+            limits=(limits or Limits()).or_defaults(self.default_limits),
+            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        )
         self.base_url = base_url.rstrip("/") if base_url is not None else None
         self.command = list(command) if command is not None else None
         self.username = username or os.environ.get("BORGSTORE_REST_USERNAME") or None
         self.password = password or os.environ.get("BORGSTORE_REST_PASSWORD") or None
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        self.reconnect_tries = reconnect_tries
-        self.reconnect_wait = reconnect_wait
-        self.pool_size = pool_size
+        assert self.timeouts.read is not None  # the default fills it
+        self.timeout: float = self.timeouts.read
+        """Seconds to wait for a reply to start arriving (``timeouts.read``)."""
         self.ssl = ssl
         self._transport: _HttpTransport | _StdioTransport | None = None
 
@@ -502,7 +528,7 @@ class RestBackend(Backend):
         With ``gone_is_done`` (delete, move), a 404 on a retry counts as success: the first attempt most
         likely did the work and only its reply was lost.
         """
-        target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@%") + ("/" if listing and name else "")
+        target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@") + ("/" if listing and name else "")
         if listing and not name:
             target = "/"
         if query:
@@ -511,36 +537,33 @@ class RestBackend(Backend):
         temporary = transport is None  # create/destroy run while the backend is closed
         if transport is None:
             transport = self._new_transport()
+        tries = 0
+
+        async def attempt() -> _Reply:
+            nonlocal tries
+            tries += 1
+            reply = await transport.request(method, target, dict(headers or {}), body, length)
+            if reply.status in ok:
+                await _check_digest(reply, method, target)
+            return reply
+
+        def on_retry(exc: BaseException, number: int, wait: float) -> None:
+            # the connection broke, or the reply came damaged: the same request once more (aiohttp has
+            # dropped a broken connection; a rest:// server process is restarted)
+            logger.warning(
+                "%s %s: connection lost or reply garbled, retry %d/%d", method, target, number - 1, self.retry.retries
+            )
+
         try:
-            attempt = 0
-            while True:
-                try:
-                    reply = await transport.request(method, target, dict(headers or {}), body, length)
-                    if reply.status in ok:
-                        await _check_digest(reply, method, target)
-                except (ConnectionLost, IntegrityError):
-                    # the connection broke, or the reply came damaged: the same request once more (aiohttp
-                    # has dropped a broken connection; a rest:// server process is restarted)
-                    if attempt >= self.reconnect_tries:
-                        raise
-                    attempt += 1
-                    logger.warning(
-                        "%s %s: connection lost or reply garbled, retry %d/%d",
-                        method,
-                        target,
-                        attempt,
-                        self.reconnect_tries,
-                    )
-                    await asyncio.sleep(self.reconnect_wait)
-                    continue
-                if reply.status in ok:
-                    return reply
-                if gone_is_done and attempt and reply.status == 404:
-                    return reply
-                raise error_for_status(reply.status, reply.text.strip(), name=name)
+            reply = await self.retry.run(attempt, retryable=_transient, on_retry=on_retry)
         finally:
             if temporary:
                 await transport.close()
+        if reply.status in ok:
+            return reply
+        if gone_is_done and tries > 1 and reply.status == 404:
+            return reply
+        raise error_for_status(reply.status, reply.text.strip(), name=name)
 
     # lifecycle -------------------------------------------------------------------------------------------
 

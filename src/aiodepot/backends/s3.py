@@ -27,11 +27,10 @@ import itertools
 import logging
 import math
 import os
-import random
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 from urllib.parse import unquote
 
 import aioboto3  # type: ignore[import-untyped]
@@ -59,6 +58,7 @@ from ..items import ItemInfo, StoreValue, validate_value
 from ..names import validate_backend_name
 from ..transfer import run_bounded
 from .base import Backend, Capabilities, pwrite_all
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["S3Backend"]
 
@@ -120,6 +120,16 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     ConnectionError,
 )
+
+
+_RENAMED: dict[str, Rename] = {
+    "max_concurrency": ("limits", "connections", None),
+    "multipart_concurrency": ("limits", "parts", None),
+    "max_attempts": ("retry", "attempts", None),
+    "connect_timeout": ("timeouts", "connect", None),
+    "read_timeout": ("timeouts", "read", None),
+}
+"""The keywords before ``retry=``/``limits=``/``timeouts=`` (deprecated)."""
 
 
 def _error_code(exc: object) -> str:
@@ -355,17 +365,19 @@ class S3Backend(Backend):
         create_bucket: let ``create()`` create the bucket if it does not exist.
         checksum: ``"sha256"`` (default; verified by the service on upload and by this backend on whole
             loads) or ``"md5"`` (Content-MD5, checked on upload only; the default on B2).
-        max_concurrency: connections in the pool, and the store's default for bulk calls (default 32).
+        retry: ``attempts`` bounds the tries of every request, the first included: botocore retries
+            throttling, 5xx and connection errors until a reply begins (with its own backoff, see
+            ``retry_mode``); a GET whose body breaks off or fails its checksum is fetched again with this
+            policy's backoff (default ``default_retry``: 5 attempts, waits from 0.1 s doubling up to 2 s).
+        limits: ``connections``: the pool, and the store's default for bulk calls (default 32); ``parts``:
+            parts of one upload in flight (memory: this many parts; default 8); ``threads``: for hashing
+            and reading files (default: ``max(4, parts)``).
+        timeouts: ``connect`` (default 10 s) and ``read`` (for data on a connection, default 60 s).
         part_size: range size of parallel loads and multipart parts (at least 5 MiB for parts; default 8 MiB).
         multipart_threshold: values bigger than this are uploaded in parts (default: ``part_size``).
-        multipart_concurrency: parts of one upload in flight (memory: this many parts; default 8).
         copy_threshold: ``move`` copies bigger objects part by part (default 5 GiB, S3's limit for one copy).
         list_page_size: keys per listing request (S3 returns at most 1000).
-        max_attempts: tries per request, the first included; throttling, 5xx and connection errors are
-            retried with exponential backoff and jitter.
         retry_mode: botocore's retry mode, ``"standard"`` or ``"adaptive"`` (client-side rate limiting).
-        connect_timeout: seconds to wait for a connection.
-        read_timeout: seconds to wait for data on a connection.
         addressing_style: ``"path"``, ``"virtual"`` or ``"auto"`` (default: ``"path"`` with an
             ``endpoint_url``, which every S3-compatible service understands; else ``"auto"``).
         verify_etag: compare the ETag the service returns for each PUT and part with the MD5 of the bytes
@@ -375,6 +387,13 @@ class S3Backend(Backend):
             off for a service whose ETags are not MD5s.
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
     """
+
+    default_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=5, backoff=0.1, multiplier=2.0, cap=2.0, jitter=0.5)
+    """The retry policy without ``retry=``."""
+    default_limits: ClassVar[Limits] = Limits(connections=32, parts=8)
+    """The limits that ``limits=`` leaves ``None``."""
+    default_timeouts: ClassVar[Timeouts] = Timeouts(connect=10.0, read=60.0)
+    """The timeouts that ``timeouts=`` leaves ``None``."""
 
     capabilities = Capabilities(
         ranged_reads=True,
@@ -399,19 +418,18 @@ class S3Backend(Backend):
         b2: bool = False,
         create_bucket: bool = False,
         checksum: Checksum | None = None,
-        max_concurrency: int | None = None,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
         part_size: int | None = None,
         multipart_threshold: int | None = None,
-        multipart_concurrency: int = 8,
         copy_threshold: int = MAX_PART_SIZE,
         list_page_size: int = 1000,
-        max_attempts: int = 5,
         retry_mode: Literal["standard", "adaptive"] = "standard",
-        connect_timeout: float = 10.0,
-        read_timeout: float = 60.0,
         addressing_style: Literal["path", "virtual", "auto"] | None = None,
         verify_etag: bool = True,
         permissions: str | dict[str, str] | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
         if not bucket or "/" in bucket:
@@ -426,13 +444,10 @@ class S3Backend(Backend):
         if checksum not in (None, "sha256", "md5"):
             raise ValueError(f"checksum must be 'sha256' or 'md5', got {checksum!r}")
         for option, value, least in (
-            ("max_concurrency", max_concurrency, 1),
             ("part_size", part_size, 1),
             ("multipart_threshold", multipart_threshold, MIN_PART_SIZE),
-            ("multipart_concurrency", multipart_concurrency, 1),
             ("copy_threshold", copy_threshold, MIN_PART_SIZE),
             ("list_page_size", list_page_size, 1),
-            ("max_attempts", max_attempts, 1),
         ):
             if value is not None and (not isinstance(value, int) or value < least):
                 raise ValueError(f"{option} must be an int >= {least}, got {value!r}")
@@ -448,26 +463,33 @@ class S3Backend(Backend):
             region = match.group(1) if match else None
         self.region = region
         self.create_bucket = create_bucket
-        self.max_attempts = max_attempts
         self.verify_etag = verify_etag
         self.checksum: Checksum = checksum or ("md5" if b2 else "sha256")
-        changes: dict[str, int] = {}
-        if max_concurrency is not None:
-            changes["preferred_concurrency"] = max_concurrency
-        if part_size is not None:
-            changes["part_size"] = part_size
-        if changes:  # the Store takes its defaults from this instance's capabilities
-            self.capabilities = self.capabilities.replace(**changes)
-        self.max_concurrency = self.capabilities.preferred_concurrency
+        self.retry, limits, self.timeouts = legacy_options(
+            "S3Backend",
+            deprecated,
+            _RENAMED,
+            retry=retry or self.default_retry,
+            limits=(limits or Limits()).or_defaults(self.default_limits),
+            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        )
+        assert limits.connections is not None  # the defaults fill them
+        assert limits.parts is not None
+        self.limits = limits.or_defaults(Limits(threads=max(4, limits.parts)))
+        # the Store takes its defaults from this instance's capabilities
+        self.capabilities = self.capabilities.replace(
+            preferred_concurrency=limits.connections, part_size=part_size or type(self).capabilities.part_size
+        )
+        self.max_concurrency = limits.connections
         self.multipart_threshold = multipart_threshold or max(self.capabilities.part_size, MIN_PART_SIZE)
-        self.multipart_concurrency = multipart_concurrency
+        self.multipart_concurrency = limits.parts
         self.copy_threshold = copy_threshold
         self.list_page_size = list_page_size
         self._config = AioConfig(
-            max_pool_connections=max(self.max_concurrency, multipart_concurrency),
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            max_pool_connections=max(self.max_concurrency, self.multipart_concurrency),
+            connect_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.read,
+            retries={"mode": retry_mode, "total_max_attempts": self.retry.attempts},
             tcp_keepalive=True,
             # The checksums are ours (set on each request, see _checksum_args); botocore only checks the
             # ones the service returns when a GET asks for them (ChecksumMode).
@@ -478,7 +500,7 @@ class S3Backend(Backend):
         self._session: Any = None
         self._client: Any = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._offloader = Offloader(f"aiodepot-s3-{bucket}", max(4, multipart_concurrency))
+        self._offloader = Offloader(f"aiodepot-s3-{bucket}", self.limits.threads or 4)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -724,19 +746,21 @@ class S3Backend(Backend):
         checksum the service stored with it. ``limit`` stops reading after that many bytes.
 
         botocore retries a request until its reply begins; a connection lost while the body streams in, or
-        a body that fails its checksum on the way, is fetched again here (``max_attempts`` in all).
+        a body that fails its checksum on the way, is fetched again here (``retry.attempts`` in all).
         """
-        attempt = 1
-        while True:
-            began: list[bool] = []
-            try:
-                return await self._get_once(name, key, range_header, limit=limit, began=began)
-            except (ConnectionLost, IntegrityError) as exc:
-                if not began or attempt >= self.max_attempts:  # before the body, botocore has retried
-                    raise
-                logger.warning("s3 GET %s: %s; attempt %d of %d", name, exc, attempt + 1, self.max_attempts)
-                await asyncio.sleep(min(0.05 * 2**attempt, 2.0) * random.uniform(0.5, 1.0))
-                attempt += 1
+        began: list[bool] = []
+
+        async def attempt() -> bytes:
+            began.clear()
+            return await self._get_once(name, key, range_header, limit=limit, began=began)
+
+        def retryable(exc: BaseException) -> bool:  # before the body, botocore has retried
+            return bool(began) and isinstance(exc, ConnectionLost | IntegrityError)
+
+        def on_retry(exc: BaseException, number: int, wait: float) -> None:
+            logger.warning("s3 GET %s: %s; attempt %d of %d", name, exc, number, self.retry.attempts)
+
+        return await self.retry.run(attempt, retryable=retryable, on_retry=on_retry)
 
     async def _get_once(
         self, name: str, key: str, range_header: str | None, *, limit: int | None, began: list[bool]

@@ -23,12 +23,11 @@ import errno
 import logging
 import os
 import posixpath
-import random
 import re
 import shlex
 import socket
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any, NoReturn, Self, TypeVar, cast
+from typing import Any, ClassVar, NoReturn, Self, TypeVar, cast
 from urllib.parse import unquote
 
 import aiofiles
@@ -50,6 +49,7 @@ from ..errors import (
 from ..items import ItemInfo
 from ..names import temp_name, validate_backend_name
 from .base import Backend, Capabilities
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["SftpBackend"]
 
@@ -128,6 +128,15 @@ _URL = re.compile(
     """,
     re.VERBOSE | re.DOTALL,
 )
+
+_RENAMED: dict[str, Rename] = {
+    "connections": ("limits", "connections", None),
+    "timeout": ("timeouts", "read", None),
+    "connect_timeout": ("timeouts", "connect", None),
+    "retries": ("retry", "attempts", lambda retries: retries + 1),
+    "retry_wait": ("retry", "backoff", None),
+}
+"""The keywords before ``retry=``/``limits=``/``timeouts=`` (deprecated)."""
 
 # errors ----------------------------------------------------------------------------------------------------
 
@@ -332,18 +341,25 @@ class SftpBackend(Backend):
         accept_unknown_host: accept a host that known_hosts does not list (a listed host must still
             match); its key is remembered for the reconnects of this backend.
         client_keys: private key file(s) to log in with (default: ``IdentityFile``, agent, ``~/.ssh/id_*``).
-        connections: SSH connections in the pool; each carries many requests at once.
-        timeout: seconds a round of requests may take before the connection counts as dead.
-        connect_timeout: seconds to connect and log in.
+        retry: how an operation that lost its connection is run again on a new one (default
+            ``default_retry``: 4 attempts, waits from 1 s doubling up to 30 s).
+        limits: ``connections``: SSH connections in the pool (default 1); each carries many requests at once.
+        timeouts: ``connect``: seconds to connect and log in (default 30); ``read``: seconds a round of
+            requests may take before the connection counts as dead (default 120).
         keepalive_interval: seconds between keepalives on a quiet connection (0: none).
         keepalive_count_max: unanswered keepalives after which the connection counts as dead.
-        retries: how often an operation that lost its connection is run again on a new one.
-        retry_wait: seconds before the first retry; doubled for each further one.
         remote_hash_min_size: values at least this big are hashed on the server by running
             ``sha256sum`` & co. over SSH, where the server allows it; None: always stream the value.
         ssh_options: further keyword arguments for [`asyncssh.connect`](https://asyncssh.readthedocs.io/en/latest/api.html#asyncssh.connect).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
     """
+
+    default_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=4, backoff=1.0, multiplier=2.0, cap=30.0, jitter=0.5)
+    """The retry policy without ``retry=``."""
+    default_limits: ClassVar[Limits] = Limits(connections=1)
+    """The limits that ``limits=`` leaves ``None``."""
+    default_timeouts: ClassVar[Timeouts] = Timeouts(connect=30.0, read=120.0)
+    """The timeouts that ``timeouts=`` leaves ``None``."""
 
     capabilities = Capabilities(
         server_side_copy=True,  # move is a rename on the server
@@ -362,26 +378,30 @@ class SftpBackend(Backend):
         known_hosts: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
         accept_unknown_host: bool = False,
         client_keys: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
-        connections: int = 1,
-        timeout: float = 120.0,
-        connect_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        limits: Limits | None = None,
+        timeouts: Timeouts | None = None,
         keepalive_interval: float = 15.0,
         keepalive_count_max: int = 3,
-        retries: int = 3,
-        retry_wait: float = 1.0,
         remote_hash_min_size: int | None = REMOTE_HASH_MIN_SIZE,
         ssh_options: Mapping[str, Any] | None = None,
         permissions: str | Mapping[str, str] | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
         if not host:
             raise BackendURLInvalid("the sftp backend needs a host")
         if not path:
             raise BackendURLInvalid("the sftp backend needs a path")
-        if connections < 1:
-            raise ValueError(f"connections must be >= 1, got {connections}")
-        if retries < 0 or retry_wait < 0 or timeout <= 0 or connect_timeout <= 0:
-            raise ValueError("retries and retry_wait must be >= 0, timeout and connect_timeout > 0")
+        self.retry, limits, timeouts = legacy_options(
+            "SftpBackend",
+            deprecated,
+            _RENAMED,
+            retry=retry or self.default_retry,
+            limits=(limits or Limits()).or_defaults(self.default_limits),
+            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        )
+        self.limits, self.timeouts = limits, timeouts
         self.host = host
         self.path = path if path == "/" else path.rstrip("/")
         self._prefix = "/" if self.path == "/" else self.path + "/"
@@ -390,15 +410,14 @@ class SftpBackend(Backend):
         self.known_hosts = None if known_hosts is None else _paths(known_hosts)
         self.accept_unknown_host = accept_unknown_host
         self.client_keys = None if client_keys is None else _paths(client_keys)
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        assert timeouts.read is not None  # the default fills it
+        self.timeout: float = timeouts.read
+        """Seconds a round of requests may take (``timeouts.read``)."""
         self.keepalive_interval = keepalive_interval
         self.keepalive_count_max = keepalive_count_max
-        self.retries = retries
-        self.retry_wait = retry_wait
         self.remote_hash_min_size = remote_hash_min_size
         self.ssh_options = dict(ssh_options or {})
-        self._pool = _Pool(self._connect, connections)
+        self._pool = _Pool(self._connect, limits.connections or 1)
         self._known_db: asyncssh.SSHKnownHosts | None = None
         self._pinned_keys: dict[tuple[str, int], asyncssh.SSHKey] = {}
         self._posix_rename = True  # until the server says otherwise
@@ -441,8 +460,8 @@ class SftpBackend(Backend):
 
     async def _connect(self) -> _Link:
         options: dict[str, Any] = {
-            "connect_timeout": self.connect_timeout,
-            "login_timeout": self.connect_timeout,
+            "connect_timeout": self.timeouts.connect,
+            "login_timeout": self.timeouts.connect,
             "keepalive_interval": self.keepalive_interval,
             "keepalive_count_max": self.keepalive_count_max,
             "window": DEFAULT_WINDOW,
@@ -510,44 +529,44 @@ class SftpBackend(Backend):
         """
         self._after_fork()
         was_open = self.opened
-        attempt = 0
-        while True:
+        lost: list[BaseException] = []
+
+        async def attempt() -> T:
+            if lost and was_open and not self.opened:
+                raise StoreNotOpen("the sftp backend was closed while an operation waited to retry") from lost[0]
+            link = await self._pool.acquire()
             try:
-                link = await self._pool.acquire()
-            except StoreError:
-                raise
+                return await op(link)
             except Exception as exc:
-                if not _is_lost(exc):
-                    _raise_translated(exc, name)
-                lost: BaseException = exc
-            else:
-                try:
-                    return await op(link)
-                except StoreError:
-                    raise
-                except Exception as exc:
-                    if not _is_lost(exc):
-                        _raise_translated(exc, name)
+                if _is_lost(exc) and not isinstance(exc, StoreError):
                     self._pool.discard(link)
-                    lost = exc
-                finally:
-                    self._pool.release(link)
-            attempt += 1
-            if attempt > self.retries or (may_retry is not None and not may_retry()):
-                raise ConnectionLost(f"sftp {self.host}: {name or '/'}: connection lost: {lost!r}") from lost
-            wait = min(self.retry_wait * 2 ** (attempt - 1), 30.0) * random.uniform(0.75, 1.25)
+                raise
+            finally:
+                self._pool.release(link)
+
+        def retryable(exc: BaseException) -> bool:
+            return _is_lost(exc) and not isinstance(exc, StoreError) and (may_retry is None or may_retry())
+
+        def on_retry(exc: BaseException, number: int, wait: float) -> None:
+            lost[:] = [exc]
             log.info(
                 "sftp %s: %s: connection lost (%r); retry %d of %d in %.2f s",
                 self.host,
                 name or "/",
-                lost,
-                attempt,
-                self.retries,
+                exc,
+                number - 1,
+                self.retry.retries,
                 wait,
             )
-            await asyncio.sleep(wait)
-            if was_open and not self.opened:
-                raise StoreNotOpen("the sftp backend was closed while an operation waited to retry") from lost
+
+        try:
+            return await self.retry.run(attempt, retryable=retryable, on_retry=on_retry)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if _is_lost(exc):
+                raise ConnectionLost(f"sftp {self.host}: {name or '/'}: connection lost: {exc!r}") from exc
+            _raise_translated(exc, name)
 
     def _round(self) -> asyncio.Timeout:
         """The deadline for one round of requests: past it, the connection counts as dead."""
@@ -1173,7 +1192,7 @@ class SftpBackend(Backend):
                     if not _is_lost(exc):
                         _raise_translated(exc, name)
                     losses += 1
-                    if losses > self.retries:
+                    if losses > self.retry.retries:
                         raise ConnectionLost(f"{name}: connection lost while streaming: {exc!r}") from exc
                     log.warning("sftp %s: %s: connection lost while streaming (%r)", self.host, name, exc)
                     if reading_on is not None:

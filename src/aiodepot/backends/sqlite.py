@@ -46,6 +46,7 @@ from ..hashing import check_algorithm
 from ..hashing import new as new_hasher
 from ..items import ItemInfo
 from .base import Backend, Capabilities
+from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["SQLiteBackend"]
 
@@ -195,7 +196,8 @@ class SQLiteBackend(Backend):
         path: the database file, absolute (created by ``create()``, with missing parent directories).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         quota: a byte limit for the sum of all values; the usage is kept in the database by triggers.
-        readers: read connections (and threads) for concurrent loads, infos and listings.
+        limits: ``threads``: read connections (each with its thread) for concurrent loads, infos and
+            listings (default 4).
         timeout: seconds to wait for a lock held by another process before failing.
         synchronous: SQLite's ``synchronous`` setting for the writer: ``"NORMAL"`` (WAL's usual choice: a
             commit survives a crash of the process, maybe not a power loss) or ``"FULL"`` (also a power loss).
@@ -216,9 +218,10 @@ class SQLiteBackend(Backend):
         *,
         permissions: str | dict[str, str] | None = None,
         quota: int | None = None,
-        readers: int = 4,
+        limits: Limits | None = None,
         timeout: float = 30.0,
         synchronous: str = "NORMAL",
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
         path = os.fspath(path)
@@ -226,13 +229,19 @@ class SQLiteBackend(Backend):
             raise BackendURLInvalid(f"the sqlite database path must be absolute: {path!r}")
         if quota is not None and (not isinstance(quota, int) or quota < 0):
             raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
-        if readers < 1:
-            raise ValueError(f"readers must be >= 1, got {readers}")
+        _, self.limits, _ = legacy_options(
+            "SQLiteBackend",
+            deprecated,
+            {"readers": ("limits", "threads", None)},
+            retry=RetryPolicy(attempts=1),
+            limits=(limits or Limits()).or_defaults(Limits(threads=4)),
+            timeouts=Timeouts(),
+        )
         if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {synchronous!r}")
         self.path = os.path.normpath(path)
         self.quota_limit = quota
-        self.readers = readers
+        self.readers: int = self.limits.threads or 4
         self.timeout = timeout
         self.synchronous = synchronous.upper()
         self._writer: aiosqlite.Connection | None = None

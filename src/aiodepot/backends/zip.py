@@ -40,6 +40,7 @@ from ..errors import (
 from ..items import ItemInfo
 from ..names import validate_backend_name
 from .base import Backend, Capabilities
+from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["ZipBackend"]
 
@@ -108,7 +109,7 @@ class ZipBackend(Backend):
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
         compression: ``"stored"`` (default: ranged loads read only the range) or ``"deflated"`` (smaller;
             a ranged load decompresses the member from its start).
-        workers: threads for reads (writes go one at a time).
+        limits: ``threads``: threads for reads (writes go one at a time; default 4).
     """
 
     capabilities = Capabilities(
@@ -128,9 +129,18 @@ class ZipBackend(Backend):
         *,
         permissions: str | dict[str, str] | None = None,
         compression: str = "stored",
-        workers: int = 4,
+        limits: Limits | None = None,
+        **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
+        _, self.limits, _ = legacy_options(
+            "ZipBackend",
+            deprecated,
+            {"workers": ("limits", "threads", None)},
+            retry=RetryPolicy(attempts=1),
+            limits=(limits or Limits()).or_defaults(Limits(threads=4)),
+            timeouts=Timeouts(),
+        )
         path = os.fspath(path)
         if not os.path.isabs(path):
             raise BackendURLInvalid(f"the zip archive path must be absolute: {path!r}")
@@ -143,7 +153,7 @@ class ZipBackend(Backend):
         self._readonly = False
         self._index = _Index()
         self._lock = threading.Lock()
-        self._offloader = Offloader(f"aiodepot-zip-{os.path.basename(self.path)}", workers)
+        self._offloader = Offloader(f"aiodepot-zip-{os.path.basename(self.path)}", self.limits.threads or 4)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:

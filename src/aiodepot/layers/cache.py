@@ -27,7 +27,6 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from typing import Any
 
 from ..backends.base import Backend, Capabilities
@@ -35,17 +34,13 @@ from ..errors import ObjectNotFound, ReadRangeError, StoreError, StoreExists, St
 from ..items import ItemInfo, Source, StoreValue, validate_value
 from .base import Layer
 
-__all__ = ["CACHE_RESCAN_DIVISOR", "SERVED_FROM_CACHE", "Cache", "CacheMode", "CachePolicy"]
+__all__ = ["CACHE_RESCAN_DIVISOR", "Cache", "CacheMode", "CachePolicy"]
 
 logger = logging.getLogger(__name__)
 
 CACHE_RESCAN_DIVISOR = 4
 """A ``size``-limited namespace is rescanned (in the background) after this layer put ``size / 4`` bytes in:
 other clients sharing the cache backend add and evict items, too."""
-
-SERVED_FROM_CACHE: ContextVar[bool] = ContextVar("aiodepot_served_from_cache", default=False)
-"""Set to True in the calling task by a ``load`` that the cache answered, so the Store's latency and
-bandwidth emulation (which stands for a far-away primary, as in borgstore) skips that call."""
 
 
 class CacheMode(enum.Enum):
@@ -639,7 +634,6 @@ class Cache(Layer):
         if self.policy_for(name).mode is CacheMode.WRITETHROUGH:
             cached = await self._cache_load(name, offset, size)
             if cached is not None:
-                SERVED_FROM_CACHE.set(True)
                 return cached
         whole = await self._load_whole(name)
         start = max(len(whole) + offset, 0) if offset < 0 else offset

@@ -30,7 +30,7 @@ from typing import Any
 from ..backends.base import Backend, Capabilities
 from ..errors import IntegrityError, MissingDependency, ObjectNotFound
 from ..items import ItemInfo
-from .transforms import _THREAD_THRESHOLD, _slice, _Transform
+from .transforms import THREAD_THRESHOLD, Transform, slice_value
 
 __all__ = ["Encrypt", "derive_key"]
 
@@ -92,7 +92,7 @@ def _stored_size(size: int) -> int:
     return _HEADER_SIZE + size + segments * _TAG_SIZE
 
 
-class Encrypt(_Transform):
+class Encrypt(Transform):
     """Encrypt and authenticate every value with AES-256-GCM (needs ``aiodepot[crypto]``).
 
     Args:
@@ -244,11 +244,11 @@ class Encrypt(_Transform):
         ends = length is None or len(body) < length
         if not ends:
             body = body[:-1]
-        if len(body) >= _THREAD_THRESHOLD:
+        if len(body) >= THREAD_THRESHOLD:
             plain = await asyncio.to_thread(self._open_segments, name, header, body, first, ends=ends)
         else:
             plain = self._open_segments(name, header, body, first, ends=ends)
-        return _slice(plain, offset - first * _SEGMENT, size)
+        return slice_value(plain, offset - first * _SEGMENT, size)
 
     async def read_chunks(
         self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1024 * 1024

@@ -23,12 +23,14 @@ from ..errors import IntegrityError, ObjectNotFound, StoreError
 from ..items import ItemInfo, Source, StoreValue, validate_value
 from .base import Layer
 
-__all__ = ["Compress", "Hmac"]
+__all__ = ["THREAD_THRESHOLD", "Compress", "Hmac", "Transform", "slice_value"]
 
-_THREAD_THRESHOLD = 256 * 1024  # values at least this big are (de)coded in a worker thread
+THREAD_THRESHOLD = 256 * 1024
+"""Values at least this big are encoded and decoded in a worker thread."""
 
 
-def _slice(data: bytes, offset: int, size: int | None) -> bytes:
+def slice_value(data: bytes, offset: int, size: int | None) -> bytes:
+    """``size`` bytes of ``data`` from ``offset`` (negative: from the end; None: to the end), as a ranged load."""
     if size is not None and size < 0:
         raise ValueError(f"size must be >= 0 or None, got {size}")
     if offset == 0 and size is None:
@@ -37,8 +39,8 @@ def _slice(data: bytes, offset: int, size: int | None) -> bytes:
     return data[start : None if size is None else start + size]
 
 
-class _Transform(Layer):
-    """A layer whose stored form differs from the value: everything that touches bytes goes through
+class Transform(Layer):
+    """The base of layers whose stored form differs from the value: everything that touches bytes goes through
     ``_encode``/``_decode``; names, directories, deletes and moves are forwarded unchanged.
 
     Ranged loads read the whole stored value, decode it and slice (the stored form cannot be read by
@@ -65,12 +67,12 @@ class _Transform(Layer):
 
     async def _encode_async(self, value: StoreValue) -> bytes:
         data = validate_value(value)
-        if len(data) >= _THREAD_THRESHOLD:
+        if len(data) >= THREAD_THRESHOLD:
             return await asyncio.to_thread(self._encode, data)
         return self._encode(data)
 
     async def _decode_async(self, name: str, stored: bytes) -> bytes:
-        if len(stored) >= _THREAD_THRESHOLD:
+        if len(stored) >= THREAD_THRESHOLD:
             return await asyncio.to_thread(self._decode, name, stored)
         return self._decode(name, stored)
 
@@ -108,7 +110,7 @@ class _Transform(Layer):
         if size is not None and size < 0:
             raise ValueError(f"size must be >= 0 or None, got {size}")
         value = await self._decode_async(name, await self.inner.load(name))
-        return _slice(value, offset, size)
+        return slice_value(value, offset, size)
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """The inner batch, each value decoded (a damaged one is that item's ``IntegrityError``)."""
@@ -176,7 +178,7 @@ class _Transform(Layer):
         await Backend.store_chunks(self, name, chunks, size=size)
 
 
-class Hmac(_Transform):
+class Hmac(Transform):
     """Authenticate every value with HMAC-SHA256.
 
     Args:
@@ -229,7 +231,7 @@ def _zstandard() -> Any:
         return None
 
 
-class Compress(_Transform):
+class Compress(Transform):
     """Compress every value, with zstd if the ``zstandard`` package is installed, else zlib.
 
     Args:

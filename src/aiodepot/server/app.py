@@ -9,9 +9,11 @@ import json
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
@@ -21,11 +23,13 @@ from ..errors import (
     InvalidName,
     ObjectNotFound,
     PermissionDenied,
+    QuotaExceeded,
+    ReadRangeError,
     StoreAlreadyOpen,
     StoreError,
     StoreNotOpen,
 )
-from ..items import validate_sources
+from ..items import Source, validate_sources
 from ..names import DEL_SUFFIX, validate_backend_name
 from ..protocol import (
     ACCEPT,
@@ -58,6 +62,16 @@ client's part size, so every part of a big load comes whole, with the SHA-256 of
 INLINE_HASH = 256 * 1024
 """Response bodies up to this size are hashed on the event loop; bigger ones in a thread."""
 JSON_BODY_LIMIT = 64 * MiB
+MAX_OPEN_REPOS = 64
+"""Repositories kept open at once (``--max-open-repos``); the least recently used idle one is closed."""
+MAX_GATHER_SIZE = 256 * MiB
+"""Most bytes one ``gather`` or ``defrag`` may name (``--max-gather-size``); more is refused with 413."""
+MAX_SOURCES = 100_000
+"""Most ranges one ``gather`` or ``defrag`` may name; more is refused with 413."""
+GATHER_PIECE = 8 * MiB
+"""A streamed ``gather`` answer reads at most this much at a time."""
+SERVER_HEADER = "aiodepot"
+"""The ``Server`` header: no versions for a visitor to look up."""
 _NO_CACHE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0"}
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])/(?:[^\s'\"/]+/)*[^\s'\"/]+")
 _REALM = 'Basic realm="BorgStore REST Server"'
@@ -101,6 +115,112 @@ class _Gate:
                 self._condition.notify_all()
 
 
+class _NameLocks:
+    """One asyncio lock per item name in use, dropped when nobody holds or waits for it (bounded)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *names: str) -> AsyncIterator[None]:
+        """Hold the locks of ``names`` (in sorted order, so two holders never wait for each other)."""
+        async with contextlib.AsyncExitStack() as stack:
+            for name in sorted(set(names)):
+                await stack.enter_async_context(self._one(name))
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _one(self, name: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(name) or (asyncio.Lock(), 0)
+        self._locks[name] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[name]
+            if users == 1:
+                del self._locks[name]
+            else:
+                self._locks[name] = (lock, users - 1)
+
+
+class _Repositories:
+    """The open repositories of a multi-repository server: at most ``limit`` idle ones are kept (least
+    recently used closed first); one nobody is using and that is not open costs nothing."""
+
+    def __init__(self, factory: Callable[[str], _StoreHandler], limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"max_open_repos must be >= 1, got {limit}")
+        self._factory = factory
+        self._limit = limit
+        self._handlers: OrderedDict[str, _StoreHandler] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    @contextlib.asynccontextmanager
+    async def use(self, repo: str) -> AsyncIterator[_StoreHandler]:
+        """The handler of ``repo`` (a validated repository name), held for the duration of a request."""
+        handler = self._handlers.get(repo)
+        if handler is None:
+            handler = self._handlers[repo] = self._factory(repo)
+        self._handlers.move_to_end(repo)
+        handler.users += 1
+        try:
+            yield handler
+        finally:
+            handler.users -= 1
+            await self._trim()
+
+    async def _trim(self) -> None:
+        idle = [(repo, handler) for repo, handler in self._handlers.items() if not handler.users]
+        excess = len(self._handlers) - self._limit
+        dropped = []
+        for repo, handler in idle:
+            if not handler.backend.opened or excess > 0:
+                if handler.backend.opened:
+                    excess -= 1
+                del self._handlers[repo]
+                dropped.append(handler)
+        for handler in dropped:  # out of the table first: a new request makes a new handler meanwhile
+            try:
+                await handler.close()
+            except Exception:
+                logger.exception("closing an idle repository failed")
+
+    async def close(self) -> None:
+        """Close every repository."""
+        handlers, self._handlers = list(self._handlers.values()), OrderedDict()
+        for handler in handlers:
+            await handler.close()
+
+
+def decode_path(raw_path: str) -> str:
+    """The request path percent-decoded exactly once; it must be ASCII then, or it names nothing.
+
+    Every name the server hands a backend comes from this decoded form (and is validated once, by
+    [`validate_backend_name`][aiodepot.names.validate_backend_name]); nothing decodes it again.
+    """
+    try:
+        return unquote_to_bytes(raw_path).decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidName(f"the path is not plain ASCII once percent-decoded: {_printable(raw_path)}") from None
+
+
+def validate_repository_name(repo: str) -> str:
+    """Check the repository element of a multi-repository path (decoded) and return it.
+
+    A repository name is one valid name element: no ``/``, no ``%`` (no second decoding can change it), not
+    hidden (no leading ``.``, so never ``.`` or ``..``) and no reserved suffix.
+    """
+    if not repo:
+        raise PermissionDenied("name a repository: /<repository>/…")
+    validate_backend_name(repo)
+    if "/" in repo or "%" in repo or repo.startswith(".") or repo.endswith(DEL_SUFFIX):
+        raise InvalidName(f"not a repository name: {repo!r}")
+    return repo
+
+
 class StoreServer:
     """Serves stores over HTTP with borgstore's REST protocol (v1): one backend, or one per repository.
 
@@ -108,10 +228,15 @@ class StoreServer:
     alone), bodies stream to and from the backend instead of passing through memory whole, a body that is
     shorter than declared or fails its hash stores nothing, and chunked uploads are accepted.
 
+    Paths are percent-decoded once, then every name is checked by the store's name rules before a backend
+    sees it (see "Security model" in docs/server.md).
+
     Args:
         backend: the one backend to serve (give this or ``repos``); opened on the first request.
         repos: serve many stores: ``/<repo>/<item>`` goes to the backend ``repos(repo)`` returns (made on
-            first use; ``repo`` is a valid item name without ``/``).
+            first use; ``repo`` is checked by :func:`validate_repository_name` first). The factory must
+            join ``repo`` to its base as one element (e.g. ``PosixFSBackend(root / repo)``), never build a
+            URL that is parsed again.
         private_repos: with ``repos``, each user reaches only the repository named like the user.
         username: with ``password``, require HTTP Basic authentication for this one user.
         password: see ``username``.
@@ -120,6 +245,8 @@ class StoreServer:
         body_timeout: seconds a request body may stall before the request fails (408).
         request_timeout: seconds a request may take in all (None: no limit).
         metrics: where to count requests (see :meth:`make_admin_app`).
+        max_open_repos: with ``repos``, how many idle repositories stay open (least recently used closed).
+        max_gather_size: most bytes a ``gather`` or ``defrag`` may name (413 past it).
     """
 
     def __init__(
@@ -135,6 +262,8 @@ class StoreServer:
         body_timeout: float = 60.0,
         request_timeout: float | None = None,
         metrics: Metrics | None = None,
+        max_open_repos: int = MAX_OPEN_REPOS,
+        max_gather_size: int = MAX_GATHER_SIZE,
     ) -> None:
         if (backend is None) == (repos is None):
             raise ValueError("give one backend or a repos factory")
@@ -147,13 +276,15 @@ class StoreServer:
         if username and password:
             authenticator = PasswordAuth(username, password)
         self.authenticator = authenticator
-        self._repos = repos
         self.private_repos = private_repos
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
         self.request_timeout = request_timeout
+        self.max_gather_size = max_gather_size
         self.metrics = metrics if metrics is not None else Metrics()
-        self._handlers: dict[str, _StoreHandler] = {}
+        self._repos = (
+            _Repositories(lambda repo: self._handler_for(repos(repo)), max_open_repos) if repos is not None else None
+        )
         self._single = self._handler_for(backend) if backend is not None else None
 
     @property
@@ -163,14 +294,25 @@ class StoreServer:
             raise AttributeError("a multi-repository server has one backend per repository")
         return self._single.backend
 
+    @property
+    def open_repositories(self) -> int:
+        """How many repository handlers a multi-repository server holds now."""
+        return len(self._repos) if self._repos is not None else 0
+
     def _handler_for(self, backend: Backend) -> _StoreHandler:
-        return _StoreHandler(backend, max_body_size=self.max_body_size, body_timeout=self.body_timeout)
+        return _StoreHandler(
+            backend,
+            max_body_size=self.max_body_size,
+            body_timeout=self.body_timeout,
+            max_gather_size=self.max_gather_size,
+        )
 
     def make_app(self) -> web.Application:
         """The aiohttp application (one catch-all route; the path is the item name)."""
         app = web.Application(client_max_size=JSON_BODY_LIMIT)
         app.router.add_route("*", "/{tail:.*}", self.handle)
         app.on_cleanup.append(self._on_cleanup)
+        app.on_response_prepare.append(_plain_server_header)
         return app
 
     def make_admin_app(self) -> web.Application:
@@ -181,6 +323,7 @@ class StoreServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_page)
         app.router.add_get("/openapi.json", self._openapi_page)
+        app.on_response_prepare.append(_plain_server_header)
         return app
 
     async def _admin_allowed(self, request: web.Request) -> web.Response | None:
@@ -206,8 +349,10 @@ class StoreServer:
         return web.json_response(document())
 
     async def _on_cleanup(self, app: web.Application) -> None:
-        for handler in [*self._handlers.values(), *([self._single] if self._single else [])]:
-            await handler.close()
+        if self._repos is not None:
+            await self._repos.close()
+        if self._single is not None:
+            await self._single.close()
 
     # request entry -------------------------------------------------------------------------------------
 
@@ -231,31 +376,54 @@ class StoreServer:
                 return _text(HTTPStatus.UNAUTHORIZED, "Unauthorized", headers={"WWW-Authenticate": _REALM})
         scrub: list[str] = []
         try:
-            handler, raw_path = self._route(request.rel_url.raw_path, user)
-            scrub = handler.scrub
-            async with asyncio.timeout(self.request_timeout):
-                return await handler.dispatch(request, raw_path)
+            path = decode_path(request.rel_url.raw_path)
+            async with self._route(path, user) as (handler, rest):
+                scrub = handler.scrub
+                async with asyncio.timeout(self.request_timeout):
+                    return await handler.dispatch(request, rest)
         except TimeoutError:
             return _text(HTTPStatus.SERVICE_UNAVAILABLE, "request timed out")
+        except _Truncated as exc:
+            logger.warning(
+                "%s %s: %s; the connection was closed after %d bytes of the answer",
+                request.method,
+                _printable(request.rel_url.raw_path),
+                exc.reason,
+                exc.sent,
+            )
+            if request.transport is not None:
+                request.transport.abort()
+            return exc.response
         except Exception as exc:
             return _error(request, exc, scrub)
 
-    def _route(self, raw_path: str, user: str | None) -> tuple[_StoreHandler, str]:
+    @contextlib.asynccontextmanager
+    async def _route(self, path: str, user: str | None) -> AsyncIterator[tuple[_StoreHandler, str]]:
+        """The handler for a decoded ``path`` and the path inside its store."""
         if self._single is not None:
-            return self._single, raw_path
+            yield self._single, path
+            return
         assert self._repos is not None
-        repo, _, rest = raw_path.lstrip("/").partition("/")
-        if not repo:
-            raise PermissionDenied("name a repository: /<repository>/…")
-        validate_backend_name(repo)
-        if "/" in repo or repo.endswith(DEL_SUFFIX):
-            raise InvalidName(f"not a repository name: {repo!r}")
+        repo, _, rest = path.removeprefix("/").partition("/")
+        validate_repository_name(repo)
         if self.private_repos and repo != user:
             raise PermissionDenied(f"{user} may only use the repository {user}")
-        handler = self._handlers.get(repo)
-        if handler is None:
-            handler = self._handlers[repo] = self._handler_for(self._repos(repo))
-        return handler, "/" + rest
+        async with self._repos.use(repo) as handler:
+            yield handler, "/" + rest
+
+
+class _Truncated(Exception):
+    """A streamed answer could not be finished (its item changed meanwhile): the status is out already."""
+
+    def __init__(self, response: web.StreamResponse, sent: int, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.sent = sent
+        self.reason = reason
+
+
+async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = SERVER_HEADER
 
 
 def _error(request: web.Request, exc: Exception, scrub: list[str]) -> web.Response:
@@ -282,12 +450,18 @@ def _error(request: web.Request, exc: Exception, scrub: list[str]) -> web.Respon
 class _StoreHandler:
     """The operations on one backend: no HTTP checks here, those are the server's."""
 
-    def __init__(self, backend: Backend, *, max_body_size: int | None, body_timeout: float) -> None:
+    def __init__(
+        self, backend: Backend, *, max_body_size: int | None, body_timeout: float, max_gather_size: int
+    ) -> None:
         self.backend = backend
         self.max_body_size = max_body_size
         self.body_timeout = body_timeout
+        self.max_gather_size = max_gather_size
+        self.users = 0
+        """Requests using this handler now (a repository in use is never closed)."""
         self._gate = _Gate()
         self._opening = asyncio.Lock()
+        self._writing = _NameLocks()
         self.scrub = [str(path) for path in (getattr(backend, "base", None),) if path]
 
     async def close(self) -> None:
@@ -297,11 +471,13 @@ class _StoreHandler:
 
     # dispatch --------------------------------------------------------------------------------------------
 
-    async def dispatch(self, request: web.Request, raw_path: str) -> web.StreamResponse:
-        """Run the operation ``request`` asks for on the item at ``raw_path`` (relative to this store)."""
-        name = raw_path.strip("/")
+    async def dispatch(self, request: web.Request, path: str) -> web.StreamResponse:
+        """Run the operation ``request`` asks for on the item at ``path`` (decoded, relative to this store)."""
+        name = validate_backend_name(path.strip("/"), allow_root=True)
         cmd = request.query.get("cmd")
         method = request.method
+        if cmd in ("create", "destroy") and name:  # a whole store is made or removed at its root only
+            raise BadRequest(f"{cmd} applies to the store, not to an item: send it to /")
         if method == "POST" and cmd == "create":
             async with self._gate.exclusive():
                 if self.backend.opened:
@@ -314,7 +490,7 @@ class _StoreHandler:
                     await self.backend.close()
                 await self.backend.destroy()
             return _ok()
-        handler = self._route(method, cmd, raw_path, name)
+        handler = self._route(method, cmd, path, name)
         if handler is None:
             if method in ("GET", "HEAD", "POST", "DELETE"):
                 raise BadRequest("Bad Request")
@@ -324,12 +500,12 @@ class _StoreHandler:
             return await handler(request, name)
 
     def _route(
-        self, method: str, cmd: str | None, raw_path: str, name: str
+        self, method: str, cmd: str | None, path: str, name: str
     ) -> Callable[[web.Request, str], Awaitable[web.StreamResponse]] | None:
         if method == "HEAD":
             return self._info
         if method == "GET":
-            return self._list if raw_path.endswith("/") else (self._load if name else None)
+            return self._list if path.endswith("/") else (self._load if name else None)
         if method == "POST":
             commands = {
                 "mkdir": self._mkdir,
@@ -409,7 +585,7 @@ class _StoreHandler:
             await response.write(chunk)
             sent += len(chunk)
         if sent != end - offset:  # the value changed under us: break the connection, never send garbage
-            raise ConnectionAbortedError(f"{name} changed while it was sent")
+            raise _Truncated(response, sent, f"{name} changed while it was sent")
         await response.write_eof()
         return response
 
@@ -424,14 +600,35 @@ class _StoreHandler:
         if declared is not None and self.max_body_size is not None and declared > self.max_body_size:
             raise PayloadTooLarge(f"the body has {declared} bytes, the server takes at most {self.max_body_size}")
         expected = request.headers.get(HASH_HEADER)
-        if declared is not None and declared <= SMALL_BODY:
-            data = await self._read_exact(request, declared)
-            if expected and hashlib.sha256(data).hexdigest() != expected.strip().lower():
-                raise IntegrityError(HASH_MISMATCH)
-            await self.backend.store(name, data)
-        else:
-            await self.backend.store_chunks(name, self._body_chunks(request, declared, expected), size=declared)
+        # One write of a name at a time through this server: the backend's "is it new?" (append-only) and
+        # quota checks and its final commit cannot interleave with another store of the same name.
+        async with self._writing.hold(name):
+            room = await self._quota_room(name)
+            if room is not None and declared is not None and declared > room:
+                raise QuotaExceeded(f"quota exceeded: the body has {declared} bytes, {max(room, 0)} are free")
+            if declared is not None and declared <= SMALL_BODY:
+                data = await self._read_exact(request, declared)
+                if expected and hashlib.sha256(data).hexdigest() != expected.strip().lower():
+                    raise IntegrityError(HASH_MISMATCH)
+                await self.backend.store(name, data)
+            else:
+                chunks = self._body_chunks(request, declared, expected, room)
+                await self.backend.store_chunks(name, chunks, size=declared)
         return _ok()
+
+    async def _quota_room(self, name: str) -> int | None:
+        """How many bytes a store of ``name`` may bring now (what is free plus what it replaces), or None
+        without a quota. The backend's own check at commit decides; this refuses a body before it lands."""
+        figures = await self.backend.quota()
+        limit = figures.get("limit", -1)
+        if limit < 0:
+            return None
+        try:
+            info = await self.backend.info(name)
+            replaced = info.size if info.exists and not info.directory else 0
+        except PermissionDenied:  # a write-only client may not look: nothing is counted as replaced
+            replaced = 0
+        return int(limit - figures.get("usage", 0) + replaced)
 
     async def _read_exact(self, request: web.Request, size: int) -> bytes:
         if size == 0:
@@ -445,7 +642,7 @@ class _StoreHandler:
             raise BodyTimeout(f"the body stalled for {self.body_timeout} s") from None
 
     async def _body_chunks(
-        self, request: web.Request, declared: int | None, expected: str | None
+        self, request: web.Request, declared: int | None, expected: str | None, room: int | None
     ) -> AsyncIterator[bytes]:
         hasher = hashlib.sha256()
         received = 0
@@ -462,6 +659,8 @@ class _StoreHandler:
                 raise PayloadTooLarge(f"the body is larger than the server takes ({self.max_body_size} bytes)")
             if declared is not None and received > declared:
                 raise BadRequest(f"the body is longer than its Content-Length of {declared}")
+            if room is not None and received > room:
+                raise QuotaExceeded(f"quota exceeded: the body is larger than the {max(room, 0)} bytes free")
             hasher.update(chunk)
             yield chunk
         if declared is not None and received != declared:
@@ -478,9 +677,28 @@ class _StoreHandler:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("the body is not valid JSON: nested too deeply") from None
+
+    def _sources(self, body: Any) -> list[Source]:
+        """The ``(name, offset, size)`` ranges of a gather or defrag body: names checked, count and total
+        size bounded."""
+        if not isinstance(body, list):
+            raise BadRequest("the body must be a JSON list of [name, offset, size] ranges")
+        if len(body) > MAX_SOURCES:
+            raise PayloadTooLarge(f"{len(body)} ranges: the server takes at most {MAX_SOURCES} at once")
+        sources = validate_sources(body)
+        for source_name, _, _ in sources:
+            validate_backend_name(source_name)
+        total = sum(size for _, _, size in sources)
+        if total > self.max_gather_size:
+            limit = self.max_gather_size
+            raise PayloadTooLarge(f"the ranges add up to {total} bytes, the server takes at most {limit}")
+        return sources
 
     async def _delete(self, request: web.Request, name: str) -> web.Response:
-        await self.backend.delete(name)
+        async with self._writing.hold(name):
+            await self.backend.delete(name)
         return _ok()
 
     async def _mkdir(self, request: web.Request, name: str) -> web.Response:
@@ -488,6 +706,9 @@ class _StoreHandler:
         return _ok()
 
     async def _rmdir(self, request: web.Request, name: str) -> web.Response:
+        with contextlib.suppress(PermissionDenied):  # a client that may not list still may remove
+            async for _ in self.backend.list(name):  # a client's mistake (400), not a storage failure
+                raise InvalidName(f"{name}: the directory is not empty")
         await self.backend.rmdir(name)
         return _ok()
 
@@ -495,7 +716,12 @@ class _StoreHandler:
         current, new = request.query.get("current"), request.query.get("new")
         if not current or not new:
             raise BadRequest("Missing current or new name for move")
-        await self.backend.move(current, new)
+        validate_backend_name(current)
+        validate_backend_name(new)
+        if new.startswith(current + "/"):
+            raise InvalidName(f"cannot move {current} into itself")
+        async with self._writing.hold(current, new):
+            await self.backend.move(current, new)
         return _ok()
 
     async def _hash(self, request: web.Request, name: str) -> web.Response:
@@ -507,10 +733,44 @@ class _StoreHandler:
     async def _quota(self, request: web.Request, name: str) -> web.Response:
         return _ok(json.dumps(await self.backend.quota()).encode(), "application/json")
 
-    async def _gather(self, request: web.Request, name: str) -> web.Response:
-        sources = validate_sources(await self._json_body(request))
-        gathered = await self.backend.gather(sources)
-        return _ok(gathered, "application/octet-stream", digest=await _sha256(gathered))
+    async def _gather(self, request: web.Request, name: str) -> web.StreamResponse:
+        sources = self._sources(await self._json_body(request))
+        total = sum(size for _, _, size in sources)
+        if total <= GATHER_PIECE:
+            gathered = await self.backend.gather(sources)
+            return _ok(gathered, "application/octet-stream", digest=await _sha256(gathered))
+        # a big answer streams, one piece in memory at a time; every range is checked before the status
+        starts = await self._range_starts(sources)
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", **_NO_CACHE})
+        response.content_length = total
+        await response.prepare(request)
+        sent = 0
+        for (source_name, _, size), start in zip(sources, starts, strict=True):
+            done = 0
+            while done < size:
+                want = min(GATHER_PIECE, size - done)
+                piece = await self.backend.load(source_name, offset=start + done, size=want)
+                if len(piece) != want:
+                    raise _Truncated(response, sent, f"{source_name} changed while it was sent")
+                await response.write(piece)
+                done += want
+                sent += want
+        await response.write_eof()
+        return response
+
+    async def _range_starts(self, sources: list[Source]) -> list[int]:
+        """Where each range starts (a negative offset counts from the end); a missing item or a range past
+        the end raises now, while an error status can still be sent."""
+        sizes: dict[str, int] = {}
+        starts = []
+        for source_name, offset, size in sources:
+            if source_name not in sizes:
+                sizes[source_name] = (await self._existing(source_name)).size
+            start = max(sizes[source_name] + offset, 0) if offset < 0 else offset
+            if start + size > sizes[source_name]:
+                raise ReadRangeError(f"{source_name}: wanted {size} bytes at offset {offset}")
+            starts.append(start)
+        return starts
 
     async def _defrag(self, request: web.Request, name: str) -> web.Response:
         query = request.query
@@ -521,10 +781,16 @@ class _StoreHandler:
             levels = int(query.get("levels", "0"))
         except ValueError:
             raise BadRequest(f"levels must be an integer, got {query.get('levels')!r}") from None
-        sources = validate_sources(await self._json_body(request))
-        result = await self.backend.defrag(
-            sources, target=target, algorithm=algorithm, namespace=query.get("namespace") or None, levels=levels
-        )
+        namespace = query.get("namespace") or None
+        if target is not None:
+            validate_backend_name(target)
+        if namespace is not None:
+            validate_backend_name(namespace.rstrip("/"))
+        sources = self._sources(await self._json_body(request))
+        async with self._writing.hold(*([target] if target else [])):
+            result = await self.backend.defrag(
+                sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels
+            )
         return _ok(result.encode("ascii"), "text/plain")
 
 

@@ -62,17 +62,40 @@ class PasswordAuth(Authenticator):
         return credentials[0] if user_ok and password_ok else None
 
 
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+_BCRYPT_MAX_PASSWORD = 72
+"""bcrypt reads at most this many bytes of a password (bcrypt >= 5 refuses longer ones)."""
+
+
+def _dummy_hash(cost: int) -> bytes:
+    """A well-formed bcrypt hash of cost ``cost`` that no password matches (random salt and digest)."""
+    salt = "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(21)) + secrets.choice(".Oeu")
+    digest = "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(31))
+    return f"$2b${cost:02d}${salt}{digest}".encode()
+
+
+def _cost(hashed: bytes) -> int:
+    try:
+        return int(hashed.split(b"$")[2])
+    except (IndexError, ValueError):
+        return 12
+
+
 class HtpasswdAuth(Authenticator):
     """The users of an htpasswd file with bcrypt hashes (``htpasswd -B``), re-read by :meth:`reload`.
 
-    bcrypt is slow on purpose, so a check runs in a thread, and a successful one is remembered (as a keyed
-    hash of the password, never the password) until the file is reloaded.
+    bcrypt is slow on purpose, so a check runs in a thread. Every refusal costs one bcrypt check of the
+    users' cost: an unknown user is checked against a dummy hash, and a password longer than bcrypt takes
+    (72 bytes) is refused after one — so timing tells no user names. A password bcrypt accepted is
+    remembered (as a keyed hash, never the password) until the file is reloaded; the memory only ever
+    confirms that password, a different one still goes through bcrypt.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._hashes: dict[str, bytes] = {}
         self._verified: dict[str, bytes] = {}
+        self._dummy = _dummy_hash(12)
         self._key = secrets.token_bytes(32)
         self.reload()
 
@@ -98,6 +121,8 @@ class HtpasswdAuth(Authenticator):
             hashes[user] = hashed.encode()
         self._hashes = hashes
         self._verified = {}
+        # the dummy costs what a real user's check costs (the highest cost in the file)
+        self._dummy = _dummy_hash(max((_cost(hashed) for hashed in hashes.values()), default=12))
         logger.info("loaded %d users from the htpasswd file", len(hashes))
 
     async def authenticate(self, header: str | None) -> str | None:
@@ -106,17 +131,26 @@ class HtpasswdAuth(Authenticator):
         if credentials is None:
             return None
         user, password = credentials
+        secret = password.encode()
         hashed = self._hashes.get(user)
-        if hashed is None:
-            return None
-        token = hmac.new(self._key, password.encode(), hashlib.sha256).digest()
-        known = self._verified.get(user)
-        if known is not None:
-            return user if secrets.compare_digest(known, token) else None
-        import bcrypt
-
-        if not await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed):
+        token = hmac.new(self._key, secret, hashlib.sha256).digest()
+        known = self._verified.get(user) if hashed is not None else None
+        if known is not None and secrets.compare_digest(known, token):
+            return user  # the password bcrypt accepted before: confirmed without bcrypt
+        usable = hashed is not None and len(secret) <= _BCRYPT_MAX_PASSWORD
+        accepted = await asyncio.to_thread(_checkpw, secret if usable else b"-", hashed if usable else self._dummy)
+        if not (accepted and usable):
             return None
         if self._hashes.get(user) is hashed:  # not reloaded meanwhile
             self._verified[user] = token
         return user
+
+
+def _checkpw(password: bytes, hashed: bytes | None) -> bool:
+    import bcrypt
+
+    assert hashed is not None
+    try:
+        return bool(bcrypt.checkpw(password, hashed))
+    except ValueError:  # a damaged hash in the file: nobody logs in with it
+        return False

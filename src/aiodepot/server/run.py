@@ -14,16 +14,18 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aiohttp import web
+from aiohttp import web, web_response
 from aiohttp.abc import AbstractAccessLogger
 
 from ..backends import backend_from_url
 from ..backends.base import Backend
+from ..backends.memory import MemoryBackend
+from ..backends.posixfs import PosixFSBackend
 from ..permissions import resolve_permissions
-from .app import StoreServer
+from .app import MAX_GATHER_SIZE, MAX_OPEN_REPOS, SERVER_HEADER, StoreServer, validate_repository_name
 from .auth import Authenticator, HtpasswdAuth
 
-__all__ = ["backend_for", "main", "serve"]
+__all__ = ["backend_for", "main", "repositories_below", "serve"]
 
 logger = logging.getLogger("aiodepot.server")
 
@@ -44,6 +46,36 @@ def backend_for(url: str, *, permissions: str | None = None, quota: int | None =
         return backend_from_url(url, **options)
     except TypeError as exc:
         raise ValueError(f"the backend {url.partition(':')[0]}: takes no permissions, quota or fsync") from exc
+
+
+def repositories_below(
+    url: str, *, permissions: str | None = None, quota: int | None = None, fsync: bool = False
+) -> Callable[[str], Backend]:
+    """The repository factory for ``--repos``: repository ``name`` is the store ``<url>/<name>``.
+
+    The URL is parsed once, here. Each repository is made by joining its (validated) name to that base as
+    one element — a directory below a file store's base, a named memory store below the root's name — and
+    never by building a URL that would be parsed and percent-decoded again. Other backends cannot serve
+    many repositories (ValueError).
+    """
+    root = backend_for(url, permissions=permissions, quota=quota, fsync=fsync)
+    if isinstance(root, PosixFSBackend):
+        base = Path(root.base)
+
+        def make(name: str) -> Backend:
+            path = base / validate_repository_name(name)
+            assert path.parent == base
+            return PosixFSBackend(path, permissions=permissions, quota=quota, fsync=fsync)
+
+        return make
+    if isinstance(root, MemoryBackend) and root.name:
+        prefix = root.name
+
+        def make_in_memory(name: str) -> Backend:
+            return MemoryBackend(f"{prefix}/{validate_repository_name(name)}", permissions=permissions, quota=quota)
+
+        return make_in_memory
+    raise ValueError("--repos serves file: (or named memory:) stores, one directory per repository")
 
 
 def _activated_socket() -> socket.socket:
@@ -85,13 +117,18 @@ async def _bridge_stdio(runner: web.AppRunner) -> None:
 
 
 class _EscapingAccessLogger(AbstractAccessLogger):
-    """One line per request; control characters escaped, credentials never logged."""
+    """One line per request; control characters and quotes escaped, credentials never logged."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         peer = request.remote or "unix"
-        line = f'{peer} "{request.method} {request.rel_url}" {response.status} {response.body_length} {time:.6f}'
-        agent = request.headers.get("User-Agent", "-")
-        self.logger.info("%s %s", line.encode("unicode_escape").decode(), agent.encode("unicode_escape").decode())
+        target = _escaped(f"{request.method} {request.rel_url}")
+        agent = _escaped(request.headers.get("User-Agent", "-"))
+        self.logger.info('%s "%s" %s %s %.6f "%s"', peer, target, response.status, response.body_length, time, agent)
+
+
+def _escaped(text: str) -> str:
+    """``text`` for a log line: control characters, non-ASCII, backslashes and double quotes escaped."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 
 def _tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -120,12 +157,17 @@ async def serve(
     idle_timeout: float = 75.0,
     request_timeout: float | None = None,
     admin_port: int | None = None,
+    max_open_repos: int = MAX_OPEN_REPOS,
+    max_gather_size: int = MAX_GATHER_SIZE,
     ready: asyncio.Event | None = None,
 ) -> None:
     """Serve ``backend`` (or ``repos``) until cancelled, SIGTERM/SIGINT, or (``stdio``) the end of stdin.
 
     SIGHUP re-reads the htpasswd file.
     """
+    # aiohttp's own answers (a malformed request line, a bad header) skip the app's hooks and name the Python
+    # and aiohttp versions in their Server header: the process that serves names none
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
     authenticator: Authenticator | None = HtpasswdAuth(htpasswd) if htpasswd else None
     if bool(tls_cert) != bool(tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
@@ -139,6 +181,8 @@ async def serve(
         authenticator=authenticator,
         max_body_size=max_body_size,
         request_timeout=request_timeout,
+        max_open_repos=max_open_repos,
+        max_gather_size=max_gather_size,
     )
     access_log = {} if stdio else {"access_log": logger, "access_log_class": _EscapingAccessLogger}
     runner = web.AppRunner(server.make_app(), keepalive_timeout=idle_timeout, **access_log)  # type: ignore[arg-type]
@@ -223,6 +267,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-size", type=int, help="refuse bodies larger than this many bytes with 413")
     parser.add_argument("--idle-timeout", type=float, default=75.0, help="close idle connections after this many s")
     parser.add_argument("--request-timeout", type=float, help="fail requests that take longer than this many s")
+    parser.add_argument(
+        "--max-open-repos",
+        type=int,
+        default=MAX_OPEN_REPOS,
+        help="with --repos: idle repositories kept open, least recently used closed first (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-gather-size",
+        type=int,
+        default=MAX_GATHER_SIZE,
+        help="most bytes one gather or defrag may name; more is refused with 413 (default: %(default)s)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return parser
 
@@ -240,13 +296,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             permissions = '{"": "lrw"}'
         backend = repos = None
         if args.repos:
-            root = args.repos.rstrip("/")
-
-            def repos(name: str) -> Backend:
-                return backend_for(f"{root}/{name}", permissions=permissions, quota=args.quota, fsync=args.fsync)
-
-            # a bad URL fails now
-            backend_for(f"{root}/probe", permissions=permissions, quota=args.quota, fsync=args.fsync)
+            repos = repositories_below(args.repos, permissions=permissions, quota=args.quota, fsync=args.fsync)
         else:
             backend = backend_for(args.backend, permissions=permissions, quota=args.quota, fsync=args.fsync)
         tcp = not (args.stdio or args.socket_activation or args.unix_socket)
@@ -274,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 idle_timeout=args.idle_timeout,
                 request_timeout=args.request_timeout,
                 admin_port=args.admin_port,
+                max_open_repos=args.max_open_repos,
+                max_gather_size=args.max_gather_size,
             )
         )
     except (ValueError, RuntimeError, OSError) as exc:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import builtins
 import enum
 import logging
-import os
 import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -21,6 +20,7 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from ... import Store as AsyncStore
+from ...emulation import Emulator
 from ...errors import InvalidName, StoreNotOpen
 from ...errors import ObjectNotFound as _AsyncObjectNotFound
 from ...items import ItemInfo as AsyncItemInfo
@@ -229,8 +229,9 @@ class Store:
         self._cache_disabled = False
         self._cache_indexes: dict[str, _CacheIndex] = {}
         self._stats: Counter[str] = Counter()
-        self.latency = float(os.environ.get("BORGSTORE_LATENCY", "0")) / 1e6
-        self.bandwidth = float(os.environ.get("BORGSTORE_BANDWIDTH", "0")) / 8
+        emulator = Emulator.from_environment()  # BORGSTORE_LATENCY (µs), BORGSTORE_BANDWIDTH (bit/s)
+        self.latency = emulator.latency
+        self.bandwidth = emulator.bandwidth / 8  # bytes per second
         self._bridge = SyncBackendBridge(backend)
         self._cache_bridge = SyncBackendBridge(cache_backend) if cache_backend is not None else None
         # the emulation happens here, in the caller's thread, as borgstore does it

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from ....backends.options import RetryPolicy, Timeouts
 from .._portal import construct
 from ._base import AiodepotBackend
 from ._lazy import backend_class
@@ -74,9 +75,8 @@ class REST(AiodepotBackend):
             raise NotImplementedError("aiodepot's REST backend does not send extra headers (headers=...)")
         rest_type = backend_class("rest", "RestBackend", "rest")
         options: dict[str, Any] = {
-            "timeout": float(timeout) if timeout is not None else 60.0,
-            "reconnect_tries": reconnect_tries,
-            "reconnect_wait": reconnect_wait,
+            "timeouts": Timeouts(read=float(timeout) if timeout is not None else 60.0),
+            "retry": RetryPolicy(attempts=reconnect_tries + 1, backoff=reconnect_wait, multiplier=1.0, jitter=0.0),
         }
         if command is not None:
             async_backend = construct(rest_type, command=list(command), **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from ....backends.options import RetryPolicy, Timeouts
 from .._portal import construct
 from ._base import AiodepotBackend
 from ._lazy import backend_class
@@ -73,10 +74,8 @@ class Sftp(AiodepotBackend):
                 path,
                 port=port or None,
                 username=username,
-                connect_timeout=connect_timeout,
+                timeouts=Timeouts(connect=connect_timeout, read=socket_timeout),
                 keepalive_interval=keepalive_interval,
-                timeout=socket_timeout,
-                retries=reconnect_tries,
-                retry_wait=reconnect_wait,
+                retry=RetryPolicy(attempts=reconnect_tries + 1, backoff=reconnect_wait, multiplier=2.0, cap=30.0),
             )
         )

@@ -1,0 +1,547 @@
+"""The core of [`Store`][aiodepot.Store]: configuration, lifecycle, names → backend names, single items, ranges.
+
+Every operation validates its names before anything is touched, then maps each item name to the
+backend name it lives at: the namespace's nesting levels spread keys over directories
+(``data/0123…`` → ``data/01/23/0123…``) and a soft-deleted item carries the ``.del`` suffix. A namespace
+may list several levels while a store migrates between layouts: an item is found at any of them, new
+items go to the last one, and ``move(name, change_level=True)`` migrates an item.
+
+Listing ([`store_listing`][aiodepot.store_listing]), file transfers ([`store_files`][aiodepot.store_files])
+and bulk operations ([`store_bulk`][aiodepot.store_bulk]) build on this class; [`Store`][aiodepot.Store]
+puts them together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import warnings
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from . import hashing
+from .backends import backend_from_url
+from .backends.base import Backend
+from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
+from .stack import build_stack, cache_policies
+from .stats import Stats
+from .transfer import ByteBudget, plan_ranges, run_bounded
+
+if TYPE_CHECKING:
+    from .emulation import Emulator
+    from .layers.cache import Cache
+
+__all__ = ["DEFAULT_CONFIG", "MAX_LEVELS", "RANGED_LOAD_TRIES", "StoreBase"]
+
+T = TypeVar("T")
+
+DEFAULT_CONFIG: Mapping[str, Mapping[str, Any]] = {ROOTNS: {"levels": [0]}}
+"""Used when no config is given: one flat namespace for the whole store."""
+
+MAX_LEVELS = 4
+RANGED_LOAD_TRIES = 3
+"""How often a big ranged load starts over when the value changes under it."""
+logger = logging.getLogger(__name__)
+_CONFIG_KEYS = frozenset({"levels", "cache", "max_age", "size"})
+
+
+def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[int]]]:
+    """Check a namespace config; return ``(prefix, levels)`` pairs, longest prefix first."""
+    if not isinstance(config, Mapping) or not config:
+        raise ValueError("config must be a non-empty mapping of namespace -> {'levels': [...]}")
+    parsed: dict[str, list[int]] = {}
+    for namespace, ns_config in config.items():
+        bare = validate_namespace(namespace.rstrip("/") if isinstance(namespace, str) else namespace)
+        if not isinstance(ns_config, Mapping):
+            raise ValueError(f"config for namespace {namespace!r} must be a mapping, got {ns_config!r}")
+        unknown = set(ns_config) - _CONFIG_KEYS
+        if unknown:
+            raise ValueError(f"unknown config keys for namespace {namespace!r}: {sorted(unknown)}")
+        levels = ns_config.get("levels")
+        if (
+            not isinstance(levels, list | tuple)
+            or not levels
+            or not all(isinstance(lv, int) and not isinstance(lv, bool) and 0 <= lv <= MAX_LEVELS for lv in levels)
+        ):
+            raise ValueError(
+                f"'levels' of namespace {namespace!r} must be a non-empty list of ints 0..{MAX_LEVELS}, got {levels!r}"
+            )
+        prefix = bare + "/" if bare else ROOTNS
+        if prefix in parsed:
+            raise ValueError(f"namespace {bare!r} is configured twice")
+        parsed[prefix] = list(levels)
+    return sorted(parsed.items(), key=lambda item: len(item[0]), reverse=True)
+
+
+class StoreBase:
+    """The core of [`Store`][aiodepot.Store] (see there for the arguments): use `Store`."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        backend: Backend | None = None,
+        config: Mapping[str, Mapping[str, Any]] | None = None,
+        permissions: str | Mapping[str, str] | None = None,
+        quota: int | None = None,
+        latency: float | None = None,
+        bandwidth: float | None = None,
+        max_concurrency: int | None = None,
+        backend_options: Mapping[str, Any] | None = None,
+        gather_gap: int = 64 * 1024,
+        max_bytes_in_flight: int = 256 * 1024 * 1024,
+        cache_url: str | None = None,
+        cache_backend: Backend | None = None,
+    ) -> None:
+        if (url is None) == (backend is None):
+            raise ValueError("give either a store URL or a backend instance")
+        options = dict(backend_options or {})
+        if permissions is not None:
+            options["permissions"] = permissions
+        if quota is not None:
+            options["quota"] = quota
+        if backend is None:
+            assert url is not None
+            try:
+                backend = backend_from_url(url, **options)
+            except TypeError as exc:
+                scheme = url.partition(":")[0]
+                raise ValueError(f"the {scheme}: backend does not take these options: {sorted(options)}") from exc
+        elif options:
+            raise ValueError(f"{sorted(options)} are backend options: pass them to the backend instance")
+        if not isinstance(backend, Backend):
+            raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
+        self.url = url
+        self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
+        self._stats = Stats()
+        stack = build_stack(
+            backend,
+            self._stats,
+            config=config or {},
+            cache_url=cache_url,
+            cache_backend=cache_backend,
+            latency=latency,
+            bandwidth=bandwidth,
+        )
+        self.backend: Backend = stack.backend
+        """The backend (or layer stack) the store runs on; a cache layer the store made is part of it."""
+        self._calls = stack.calls  # the top of the layer stack: every backend call goes here
+        self._cache: Cache | None = stack.cache
+        self.emulator: Emulator = stack.emulator
+        """The latency/bandwidth emulation in force (false when off)."""
+        if max_concurrency is not None and max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency or backend.capabilities.preferred_concurrency
+        if gather_gap < 0:
+            raise ValueError(f"gather_gap must be >= 0, got {gather_gap}")
+        self.gather_gap = gather_gap
+        self.budget = ByteBudget(max_bytes_in_flight)
+
+    def __repr__(self) -> str:
+        return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
+
+    def __del__(self) -> None:
+        if getattr(self, "backend", None) is not None and self.backend.opened:
+            warnings.warn(f"{self!r} was not closed", ResourceWarning, stacklevel=2)
+
+    # configuration ---------------------------------------------------------------------------------------
+
+    @property
+    def opened(self) -> bool:
+        """True between ``open()`` and ``close()``."""
+        return self.backend.opened
+
+    @property
+    def levels(self) -> dict[str, builtins.list[int]]:
+        """The namespace → nesting levels configuration in force."""
+        return {prefix: list(levels) for prefix, levels in self._levels}
+
+    def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the namespace configuration (e.g. to start a migration to other nesting levels).
+
+        Cache keys in ``config`` replace the cache policies too (only while the store is closed); a config
+        without them leaves the cache policies alone.
+        """
+        levels = _parse_config(config)
+        policies = cache_policies(config)
+        if policies:
+            if self._cache is None:
+                raise ValueError("the config sets cache policies but the store has no cache (give cache_url=)")
+            self._cache.set_policies(policies)
+        self._levels = levels
+
+    def _levels_for(self, name: str) -> builtins.list[int]:
+        for prefix, levels in self._levels:
+            if name.startswith(prefix):
+                return levels
+        configured = ", ".join(repr(prefix) for prefix, _ in self._levels)
+        raise InvalidName(f"no namespace is configured for {name!r} (configured: {configured})")
+
+    # lifecycle -------------------------------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if not self.backend.opened:
+            raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
+
+    async def create(self) -> None:
+        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy]."""
+        if self.backend.opened:
+            raise StoreAlreadyOpen("create() needs a closed store")
+        await self._calls.create()
+
+    async def create_levels(self) -> None:
+        """Create every nesting directory in advance (saves a mkdir on first store, costs time now)."""
+        self._require_open()
+        names: builtins.list[str] = []
+        for prefix, levels in self._levels:
+            level = max(levels)
+            namespace = prefix.rstrip("/")
+            if not level:
+                if namespace:
+                    names.append(namespace)
+                continue
+            for i in range(256**level):
+                key = i.to_bytes(level, "big").hex()
+                names.append(nest(f"{prefix}{key}", level).rpartition("/")[0])
+        await run_bounded(names, self._calls.mkdir, max_concurrency=self.max_concurrency)
+
+    async def destroy(self) -> None:
+        """Remove the storage and everything in it."""
+        if self.backend.opened:
+            raise StoreAlreadyOpen("destroy() needs a closed store")
+        await self._calls.destroy()
+
+    async def open(self) -> None:
+        """Start using the store."""
+        await self._calls.open()
+
+    async def close(self) -> None:
+        """Stop using the store and release its resources."""
+        await self._calls.close()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # plumbing --------------------------------------------------------------------------------------------
+
+    async def find(self, name: str, *, deleted: bool = False) -> str:
+        """Return the backend name of item ``name``: where it is, or where a new one would go."""
+        return await self._find(validate_name(name), deleted)
+
+    async def _find(self, name: str, deleted: bool) -> str:
+        levels = self._levels_for(name)
+        suffix = DEL_SUFFIX if deleted else None
+        if len(levels) == 1:
+            return nest(name, levels[0], add_suffix=suffix)
+        self._require_open()
+        candidates = [nest(name, level, add_suffix=suffix) for level in levels]
+        infos = await asyncio.gather(*(self._calls.info(c) for c in candidates))
+        for candidate, info in zip(candidates, infos, strict=True):
+            if info.exists and not info.directory:
+                return candidate
+        return candidates[-1]
+
+    # single items ----------------------------------------------------------------------------------------
+
+    async def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
+        """Describe item ``name`` (``exists=False`` if it is missing); ``info.name`` is ``name``."""
+        validate_name(name)
+        self._require_open()
+        started = self._stats.begin("info")
+        try:
+            nested = await self._find(name, deleted)
+            info = await self._calls.info(nested)
+        finally:
+            self._stats.end("info", started)
+        return info.with_name(name)
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
+        """Return the value of ``name``, or ``size`` bytes from ``offset`` (negative: from the end).
+
+        A range past the end comes back short (possibly empty); a missing item raises ``ObjectNotFound``.
+        On backends where it pays (``capabilities.parallel_ranges``), a big value is fetched as parallel
+        ``part_size`` ranges, within the store's byte budget.
+        """
+        validate_name(name)
+        _check_range(offset, size)
+        self._require_open()
+        started = self._stats.begin("load")
+        data = b""
+        try:
+            nested = await self._find(name, deleted)
+            part = self.backend.capabilities.part_size
+            if self.backend.capabilities.parallel_ranges and offset >= 0 and (size is None or size > part):
+                data = await self._load_ranges(nested, offset, size, part)
+            else:
+                data = await self._calls.load(nested, offset=offset, size=size)
+        finally:
+            self._stats.end("load", started, len(data))
+        return data
+
+    async def _load_ranges(self, nested: str, offset: int, size: int | None, part: int) -> bytes:
+        """Load a big value as parallel ``part``-sized ranges into one buffer.
+
+        The first range doubles as a probe: a value that fits in it costs one request, as a plain load. The
+        parts are separate requests, so the value's size and mtime are read before and after them; if the
+        value was replaced meanwhile, the load starts over (a few times, then it gives up).
+        """
+        for _ in range(RANGED_LOAD_TRIES):
+            async with self.budget.reserve(part):
+                first = await self._calls.load(nested, offset=offset, size=part)
+            if len(first) < part:
+                return first
+            before = await self._calls.info(nested)
+            end = before.size if size is None else offset + size
+            if end <= offset + part:
+                return first
+            data = await self._load_rest(nested, offset, end, part, first)
+            after = await self._calls.info(nested)
+            if (after.size, after.mtime) == (before.size, before.mtime):
+                return data
+            logger.warning("%s changed while it was loaded in parts; loading it again", nested)
+        raise BackendError(f"{nested} kept changing while it was loaded in parts")
+
+    async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
+        buffer = bytearray(end - offset)
+        buffer[:part] = first
+        spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
+        short_at = end  # where the value turned out to end, if it shrank meanwhile
+
+        async def fetch(span: tuple[int, int]) -> None:
+            nonlocal short_at
+            start, length = span
+            async with self.budget.reserve(length):
+                data = await self._calls.load(nested, offset=start, size=length)
+                buffer[start - offset : start - offset + len(data)] = data
+            if len(data) < length:
+                short_at = min(short_at, start + len(data))
+
+        await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
+        return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
+
+    async def store(self, name: str, value: StoreValue) -> None:
+        """Store ``value`` (bytes or a C-contiguous buffer) under ``name``, atomically.
+
+        The buffer is not used after the call returns, so the caller may reuse it.
+        """
+        validate_name(name)
+        data = validate_value(value)
+        self._require_open()
+        started = self._stats.begin("store")
+        size = 0
+        try:
+            nested = await self._find(name, False)
+            await self._calls.store(nested, data)
+            size = len(data)
+        finally:
+            self._stats.end("store", started, size)
+
+    async def delete(self, name: str, *, deleted: bool = False) -> None:
+        """Delete ``name`` for good (see ``move(name, delete=True)`` for a soft delete)."""
+        validate_name(name)
+        self._require_open()
+        started = self._stats.begin("delete")
+        try:
+            nested = await self._find(name, deleted)
+            await self._calls.delete(nested)
+        finally:
+            self._stats.end("delete", started)
+
+    async def move(
+        self,
+        name: str,
+        new_name: str | None = None,
+        *,
+        delete: bool = False,
+        undelete: bool = False,
+        change_level: bool = False,
+        deleted: bool = False,
+    ) -> None:
+        """Rename an item, or soft-delete, undelete or migrate it to the namespace's last nesting level.
+
+        Exactly one of ``new_name``, ``delete=True``, ``undelete=True`` and ``change_level=True`` is given.
+        ``deleted=True`` makes a rename or level change act on a soft-deleted item.
+        """
+        validate_name(name)
+        modes = (new_name is not None) + delete + undelete + change_level
+        if modes != 1:
+            raise ValueError("move needs exactly one of new_name, delete=True, undelete=True, change_level=True")
+        if new_name is not None:
+            validate_name(new_name)
+        self._require_open()
+        started = self._stats.begin("move")
+        try:
+            if delete or undelete:
+                src = await self._find(name, undelete)
+                dst = src + DEL_SUFFIX if delete else src.removesuffix(DEL_SUFFIX)  # the same level, as borgstore
+                dst = await self._other_form(name, dst, deleted=delete)
+            elif change_level:
+                src = await self._find(name, deleted)
+                dst = nest(name, self._levels_for(name)[-1], add_suffix=DEL_SUFFIX if deleted else None)
+            else:
+                assert new_name is not None
+                src, dst = await asyncio.gather(self._find(name, deleted), self._find(new_name, deleted))
+            if src == dst:
+                if not (await self._calls.info(src)).exists:
+                    raise ObjectNotFound(name)
+                return
+            await self._calls.move(src, dst)
+        finally:
+            self._stats.end("move", started)
+
+    async def _other_form(self, name: str, dst: str, *, deleted: bool) -> str:
+        """Where a soft delete (``deleted``) or undelete of ``name`` must land: ``dst``, unless the namespace
+        is between levels and the other form of the item is at another one. That copy is replaced, or it
+        would come back once this one is gone."""
+        levels = self._levels_for(name)
+        if len(levels) == 1:
+            return dst
+        others = [nest(name, level, add_suffix=DEL_SUFFIX if deleted else None) for level in levels]
+        others = [other for other in others if other != dst]
+        infos = await asyncio.gather(*(self._calls.info(other) for other in others))
+        for other, info in zip(others, infos, strict=True):
+            if info.exists and not info.directory:
+                return other
+        return dst
+
+    async def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
+        """Return the hex digest of the value (any `hashlib` algorithm, or ``"blake3"``)."""
+        validate_name(name)
+        hashing.check_algorithm(algorithm)
+        self._require_open()
+        started = self._stats.begin("hash")
+        try:
+            nested = await self._find(name, deleted)
+            return await self._calls.hash(nested, algorithm)
+        finally:
+            self._stats.end("hash", started)
+
+    # ranges ----------------------------------------------------------------------------------------------
+
+    async def _find_sources(
+        self, sources: Iterable[Source], namespace: str | None, deleted: bool
+    ) -> tuple[str, builtins.list[Source]]:
+        checked = validate_sources(sources)
+        bare = validate_namespace((namespace or ROOTNS).rstrip("/"))
+        prefix = bare + "/" if bare else ROOTNS
+        unique = list(dict.fromkeys(name for name, _, _ in checked))
+        for name in unique:
+            if "/" in name:
+                raise InvalidName(f"source names must not contain '/' (give the namespace separately): {name!r}")
+            validate_name(prefix + name)
+        self._require_open()
+        found = await asyncio.gather(*(self._find(prefix + name, deleted) for name in unique))
+        nested = dict(zip(unique, found, strict=True))
+        return prefix, [(nested[name], offset, size) for name, offset, size in checked]
+
+    async def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
+        """Read byte ranges ``(name, offset, size)`` of items in ``namespace``; return them concatenated.
+
+        Ranges of one item that overlap or lie within ``store.gather_gap`` bytes of each other are fetched
+        as one read; the reads run in parallel where the backend allows. Every range must be complete: a
+        short one raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
+        """
+        _, mapped = await self._find_sources(sources, namespace, deleted)
+        started = self._stats.begin("gather")
+        data = b""
+        try:
+            if mapped:
+                plan = plan_ranges(mapped, self.gather_gap)
+                fetched = await self._calls.gather(plan.reads)
+                blobs, position = [], 0
+                view = memoryview(fetched)
+                for _, _, size in plan.reads:
+                    blobs.append(view[position : position + size])
+                    position += size
+                data = plan.assemble(blobs)
+                expected = sum(size for _, _, size in mapped)
+                if len(data) != expected or position != len(fetched):
+                    raise ReadRangeError(f"gather returned {len(data)} bytes, expected {expected}")
+        finally:
+            self._stats.end("gather", started, len(data))
+        return data
+
+    async def defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None = None,
+        algorithm: str | None = None,
+        namespace: str | None = None,
+        deleted: bool = False,
+    ) -> str:
+        """Write a new item from byte ranges of items in ``namespace``; return its name (without namespace).
+
+        Without ``target``, the name is the ``algorithm`` hex digest of the new content. The sources are
+        left alone: deleting them is the caller's next step.
+        """
+        if target is None and algorithm is None:
+            raise ValueError("defrag needs a target name or a hash algorithm")
+        if algorithm is not None:
+            hashing.check_algorithm(algorithm)
+        prefix, mapped = await self._find_sources(sources, namespace, deleted)
+        nested_target = None
+        if target is not None:
+            if "/" in target:
+                raise InvalidName(f"the target must not contain '/' (give the namespace separately): {target!r}")
+            nested_target = await self._find(validate_name(prefix + target), deleted)
+        levels = self._levels_for(prefix + "key")[-1]  # the levels of any key in that namespace
+        started = self._stats.begin("defrag")
+        try:
+            result = await self._calls.defrag(
+                mapped, target=nested_target, algorithm=algorithm, namespace=prefix.rstrip("/"), levels=levels
+            )
+        finally:
+            self._stats.end("defrag", started)
+        return unnest(result, prefix).removeprefix(prefix)
+
+    # store-wide ------------------------------------------------------------------------------------------
+
+    async def quota(self) -> dict[str, int]:
+        """Return ``{"limit": bytes, "usage": bytes}``; -1 where no quota is set."""
+        self._require_open()
+        return await self._calls.quota()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Call counts, times (s), volumes (bytes) and throughputs (bytes/s), with borgstore's keys.
+
+        ``<op>_time`` sums the duration of all calls; ``<op>_busy_time`` is the wall-clock time with at
+        least one call running, so ``<op>_busy_throughput`` is what concurrent callers really got.
+        """
+        figures = self._stats.snapshot()
+        if self._cache is not None:
+            figures.update(self._cache.stats)
+        return figures
+
+    async def cache_invalidate(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """Drop cached copies: all (``""``), a namespace's (``"data"``) or one item's; return how many.
+
+        The primary storage is not touched. Without a cache this does nothing (and returns 0).
+        """
+        self._require_open()
+        if self._cache is None:
+            return 0
+        if name == ROOTNS:
+            return await self._cache.invalidate(ROOTNS)
+        bare = validate_namespace(name.rstrip("/"))
+        if any(prefix.rstrip("/") == bare for prefix, _ in self._levels) or bare + "/" in self._cache.policies:
+            return await self._cache.invalidate(bare)
+        return await self._cache.invalidate(await self._find(validate_name(name), deleted))
+
+
+def _check_range(offset: object, size: object) -> None:
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise TypeError(f"offset must be an int, got {offset!r}")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+        raise ValueError(f"size must be None or an int >= 0, got {size!r}")
