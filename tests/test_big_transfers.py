@@ -28,8 +28,8 @@ from aiodepot.backends.posixfs import PosixFSBackend
 
 class GenericPath(PosixFSBackend):
     capabilities = PosixFSBackend.capabilities.replace(part_size=4 * 1024 * 1024)
-    read_into = Backend.read_into
-    store_file = Backend.store_file
+    _read_into = Backend._read_into
+    _store_file = Backend._store_file
 
 root, mode, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
 src = os.path.join(root, "source.bin")

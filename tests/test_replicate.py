@@ -262,8 +262,8 @@ class RangedPosixFS(PosixFSBackend):
     """posixfs through the generic ranged paths network backends use (no in-kernel copy)."""
 
     capabilities = PosixFSBackend.capabilities.replace(part_size=512 * 1024)
-    read_into = Backend.read_into
-    store_file = Backend.store_file
+    _read_into = Backend._read_into
+    _store_file = Backend._store_file
 
 
 async def test_memory_stays_bounded(make_store: MakeStore, tmp_path: Path) -> None:

@@ -27,6 +27,21 @@ class ItemInfo(NamedTuple):
     atime: float = 0.0
     mtime: float = 0.0
 
+    @classmethod
+    def for_file(cls, name: str, size: int, *, atime: float = 0.0, mtime: float = 0.0) -> ItemInfo:
+        """An existing item of ``size`` bytes."""
+        return cls(name, True, size, False, atime, mtime)
+
+    @classmethod
+    def for_directory(cls, name: str, *, atime: float = 0.0, mtime: float = 0.0) -> ItemInfo:
+        """An existing directory (its size is 0)."""
+        return cls(name, True, 0, True, atime, mtime)
+
+    @classmethod
+    def missing(cls, name: str) -> ItemInfo:
+        """Nothing is stored under ``name``."""
+        return cls(name, False, 0, False)
+
     def with_name(self, name: str) -> ItemInfo:
         """Return a copy under another name."""
         return self._replace(name=name)

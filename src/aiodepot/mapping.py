@@ -132,7 +132,7 @@ class AsyncStoreMapping:
                 if entry.is_namespace:
                     continue
                 if entry.name.startswith(wanted):
-                    yield ItemInfo(entry.name.removeprefix(self.prefix), True, entry.size, False, 0.0, entry.mtime)
+                    yield ItemInfo.for_file(entry.name.removeprefix(self.prefix), entry.size, mtime=entry.mtime)
                 elif entry.name > wanted:
                     return
         except (ObjectNotFound, InvalidName):

@@ -78,13 +78,15 @@ def resolve_permissions(spec: str | Mapping[str, str] | None) -> dict[str, str] 
 class Permissions:
     """A resolved permission map with a fast ``check``."""
 
-    __slots__ = ("_map",)
+    __slots__ = ("_map", "restricted")
 
     def __init__(self, spec: str | Mapping[str, str] | None = None) -> None:
         self._map = resolve_permissions(spec)
+        self.restricted = self._map is not None
+        """False when there is no map (everything allowed): callers skip the checks cheaply."""
 
     def __bool__(self) -> bool:
-        return self._map is not None
+        return self.restricted
 
     def __repr__(self) -> str:
         return f"Permissions({self._map!r})"
@@ -107,5 +109,5 @@ class Permissions:
 
     def check(self, name: str, required: str) -> None:
         """Raise [`PermissionDenied`][aiodepot.errors.PermissionDenied] unless a ``required`` letter is granted."""
-        if not self.allows(name, required):
+        if self._map is not None and not self.allows(name, required):
             raise PermissionDenied(f"one of the permissions {required!r} is required for {name!r}")

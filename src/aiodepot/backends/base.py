@@ -4,8 +4,11 @@ A backend stores what it is told under the name it is told, atomically, and know
 soft deletion, caching or statistics: that policy lives in [`aiodepot.Store`][aiodepot.Store]. Names a backend sees
 are already nested (``data/01/23/0123…``) and may carry the ``.del`` suffix.
 
-Subclasses implement the abstract methods; ``hash``, ``gather``, ``defrag``, ``quota``,
-``read_chunks`` and ``store_chunks`` have defaults that work everywhere and may be overridden for speed.
+The public methods of [`Backend`][aiodepot.backends.base.Backend] are template methods: they check the open
+state, validate names and enforce the permission map, then call one protected hook (``_load``, ``_store``, …)
+that a subclass implements. A backend file holds the translation to its service and nothing else. The
+hooks for the batch, streaming, hash, gather and defrag operations have defaults built on the basic hooks,
+which a backend overrides for speed.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ import dataclasses
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 import aiofiles
 
 from .. import hashing
-from ..errors import ReadRangeError, StoreAlreadyOpen, StoreError, StoreNotOpen
-from ..items import ItemInfo, Source, StoreValue, validate_sources
-from ..names import nest
+from ..errors import PermissionDenied, ReadRangeError, StoreAlreadyOpen, StoreError, StoreNotOpen
+from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from ..names import nest, validate_backend_name
 from ..permissions import Permissions
 
 __all__ = ["Backend", "Capabilities"]
@@ -82,15 +85,49 @@ class Capabilities:
         return dataclasses.replace(self, **changes)
 
 
-class Backend(abc.ABC):
-    """An async storage backend. Subclass it and register the URL scheme (see `aiodepot.backends`)."""
+async def _aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close an async generator now (not when the garbage collector finds it): its ``finally`` runs."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()
 
-    capabilities: ClassVar[Capabilities] = Capabilities()
+
+def _merge(refused: Sequence[Exception | None], done: Sequence[T]) -> builtins.list[T | Exception]:
+    """Put the results of the accepted items back between the refused ones, in the order of the call."""
+    results = iter(done)
+    return [next(results) if error is None else error for error in refused]
+
+
+class Backend(abc.ABC):
+    """An async storage backend. Subclass it and register the URL scheme (see `aiodepot.backends`).
+
+    The public methods are the contract; they check the open state, the names and the permissions
+    (`permissions`), then call the protected hook of the same name. A subclass implements the abstract
+    hooks and may override the others:
+
+    - ``_create``, ``_destroy``, ``_open``, ``_close``: the lifecycle; ``opened`` is set by the base.
+    - ``_mkdir``, ``_rmdir``, ``_info``, ``_load``, ``_delete``, ``_list``: get valid, permitted names.
+    - ``_store(name, value, replace=…)`` and ``_move(src, dst, replace=…)``: with ``replace=False`` the
+      permission map allows creating ``name`` (``dst``) but not replacing it: the hook refuses an existing
+      one with [`_refuse_replace`][aiodepot.backends.base.Backend._refuse_replace], ideally inside its own
+      atomic operation. ``replace=True`` is the common case: nothing needs to be known about what was there.
+    - ``_load_batch``, ``_store_batch``, ``_delete_batch``, ``_info_batch``, ``_hash``, ``_gather``,
+      ``_defrag``, ``_read_chunks``, ``_read_into``, ``_store_chunks``, ``_store_file``, ``_quota_usage``: work
+      everywhere through the hooks above; override for speed.
+
+    ``capabilities`` is per instance: the class attribute of the same name is the default ``__init__``
+    copies.
+    """
+
+    capabilities: Capabilities = Capabilities()
+    """What this backend can do (the class attribute is the default for new instances)."""
 
     def __init__(self, *, permissions: str | Mapping[str, str] | None = None) -> None:
         self.opened = False
+        """Whether the backend is open (set by ``open``/``close``)."""
         self.permissions = Permissions(permissions)
         """The permission map this backend enforces (empty: everything allowed)."""
+        self.capabilities = type(self).capabilities
 
     @classmethod
     @abc.abstractmethod
@@ -100,7 +137,7 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'open' if self.opened else 'closed'}>"
 
-    # state -------------------------------------------------------------------------------------------
+    # state and checks --------------------------------------------------------------------------------
 
     def _require_open(self) -> None:
         if not self.opened:
@@ -109,6 +146,39 @@ class Backend(abc.ABC):
     def _require_closed(self) -> None:
         if self.opened:
             raise StoreAlreadyOpen(f"{type(self).__name__} must not be open for this operation")
+
+    def _may_replace(self, name: str) -> bool:
+        """Check that ``name`` may be written; True if an existing item may be replaced, False if the
+        permission map allows only creating it (the hook then refuses an existing one)."""
+        permissions = self.permissions
+        if not permissions.restricted or permissions.allows(name, "W"):
+            return True
+        permissions.check(name, "wW")
+        return False
+
+    @staticmethod
+    def _refuse_replace(name: str) -> NoReturn:
+        """Raise [`PermissionDenied`][aiodepot.errors.PermissionDenied]: ``name`` exists and may only be created."""
+        raise PermissionDenied(f"one of the permissions 'W' is required for {name!r}")
+
+    def _refused_in_batch(
+        self, names: Iterable[str], letters: str, *, allow_root: bool = False
+    ) -> builtins.list[Exception | None] | None:
+        """Validate and permission-check many names for a batch call: None if all pass (the common case),
+        else each name's [`StoreError`][aiodepot.errors.StoreError] or None."""
+        refused: builtins.list[Exception | None] = []
+        any_refused = False
+        check = self.permissions.check
+        for name in names:
+            try:
+                validate_backend_name(name, allow_root=allow_root)
+                check(name, letters)
+            except StoreError as exc:
+                refused.append(exc)
+                any_refused = True
+            else:
+                refused.append(None)
+        return refused if any_refused else None
 
     async def __aenter__(self) -> Self:
         await self.open()
@@ -119,86 +189,252 @@ class Backend(abc.ABC):
     ) -> None:
         await self.close()
 
-    # the contract --------------------------------------------------------------------------------------
+    # the contract: lifecycle -------------------------------------------------------------------------
 
-    @abc.abstractmethod
     async def create(self) -> None:
         """Initialize empty storage; an existing non-empty one raises ``StoreExists``."""
+        self._require_closed()
+        self.permissions.check("", "wW")
+        await self._create()
 
-    @abc.abstractmethod
     async def destroy(self) -> None:
         """Remove the storage and everything in it; a missing one raises ``StoreNotFound``."""
+        self._require_closed()
+        self.permissions.check("", "D")
+        await self._destroy()
 
-    @abc.abstractmethod
     async def open(self) -> None:
         """Start using the storage; a missing one raises ``StoreNotFound``."""
+        self._require_closed()
+        await self._open()
+        self.opened = True
 
-    @abc.abstractmethod
     async def close(self) -> None:
-        """Stop using the storage and release its resources."""
+        """Stop using the storage and release its resources (it counts as closed even if that fails)."""
+        self._require_open()
+        self.opened = False
+        await self._close()
 
     @abc.abstractmethod
+    async def _create(self) -> None:
+        """Initialize empty storage (the backend is closed; ``""`` may be written)."""
+
+    @abc.abstractmethod
+    async def _destroy(self) -> None:
+        """Remove the storage (the backend is closed; ``""`` may be deleted)."""
+
+    @abc.abstractmethod
+    async def _open(self) -> None:
+        """Connect; a missing storage raises ``StoreNotFound``. ``opened`` is set after it returns."""
+
+    @abc.abstractmethod
+    async def _close(self) -> None:
+        """Release the resources (``opened`` is already False)."""
+
+    # the contract: items -----------------------------------------------------------------------------
+
     async def mkdir(self, name: str) -> None:
         """Create directory ``name`` and its parents (no error if it exists)."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "w")
+        await self._mkdir(name)
 
-    @abc.abstractmethod
     async def rmdir(self, name: str) -> None:
         """Remove the empty directory ``name``."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "wD")
+        await self._rmdir(name)
 
-    @abc.abstractmethod
     async def info(self, name: str) -> ItemInfo:
         """Describe ``name`` (``exists=False`` if it is missing); ``info.name`` is the last element."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "lr")
+        return await self._info(name)
 
-    @abc.abstractmethod
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Read ``size`` bytes (all if None) from ``offset`` (negative: from the end); short at the end."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+        return await self._load(name, offset, size)
 
-    @abc.abstractmethod
     async def store(self, name: str, value: StoreValue) -> None:
         """Write ``value`` under ``name`` atomically; keep no reference to ``value`` after returning."""
+        if not self.opened:
+            self._require_open()
+        data = validate_value(value)
+        validate_backend_name(name)
+        await self._store(name, data, replace=not self.permissions.restricted or self._may_replace(name))
 
-    @abc.abstractmethod
     async def delete(self, name: str) -> None:
         """Remove ``name``; a missing one raises ``ObjectNotFound``."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "D")
+        await self._delete(name)
 
-    @abc.abstractmethod
     async def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst``, replacing ``dst``; a missing ``src`` raises ``ObjectNotFound``."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(src)
+        validate_backend_name(dst)
+        self.permissions.check(src, "D")
+        await self._move(src, dst, replace=self._may_replace(dst))
+
+    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield the entries of directory ``name`` (not recursive), sorted by name, never ``.tmp`` ones."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "l")
+        entries = self._list(name)
+        try:
+            async for entry in entries:
+                yield entry
+        finally:
+            await _aclose(entries)
 
     @abc.abstractmethod
-    def list(self, name: str) -> AsyncIterator[ItemInfo]:
-        """Yield the entries of directory ``name`` (not recursive), sorted by name, never ``.tmp`` ones."""
+    async def _mkdir(self, name: str) -> None:
+        """Create directory ``name`` and its parents."""
 
-    # defaults that work on every backend ---------------------------------------------------------------
+    @abc.abstractmethod
+    async def _rmdir(self, name: str) -> None:
+        """Remove the empty directory ``name`` (missing: ``ObjectNotFound``)."""
+
+    @abc.abstractmethod
+    async def _info(self, name: str) -> ItemInfo:
+        """Describe ``name`` (``""``: the root); a missing one is ``ItemInfo.missing(leaf)``."""
+
+    @abc.abstractmethod
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
+        """Read ``size`` bytes (None: to the end, never negative) from ``offset`` (negative: from the end)."""
+
+    @abc.abstractmethod
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        """Write ``value`` atomically (``replace=False``: refuse an existing item, see the class docs)."""
+
+    @abc.abstractmethod
+    async def _delete(self, name: str) -> None:
+        """Remove the item ``name`` (missing: ``ObjectNotFound``)."""
+
+    @abc.abstractmethod
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
+        """Rename ``src`` to ``dst`` (``replace=False``: refuse an existing ``dst``, see the class docs)."""
+
+    @abc.abstractmethod
+    def _list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield the entries of directory ``name`` sorted by name (missing: ``ObjectNotFound``)."""
+
+    # the contract: batches ---------------------------------------------------------------------------
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Load many whole values; each result is the value or the item's [`StoreError`][aiodepot.errors.StoreError]."""
-        return [await _outcome(self.load(name)) for name in names]
+        if not self.opened:
+            self._require_open()
+        refused = self._refused_in_batch(names, "r")
+        if refused is None:
+            return await self._load_batch(names)
+        return _merge(refused, await self._load_batch([n for n, e in zip(names, refused, strict=True) if e is None]))
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
         """Store many values, each atomically.
 
         Each result is None or the item's [`StoreError`][aiodepot.errors.StoreError].
         """
-        return [await _outcome(self.store(name, value)) for name, value in items]
+        if not self.opened:
+            self._require_open()
+        refused: builtins.list[Exception | None] = []
+        accepted: builtins.list[tuple[str, bytes | memoryview, bool]] = []
+        for name, value in items:
+            data = validate_value(value)
+            try:
+                validate_backend_name(name)
+                accepted.append((name, data, self._may_replace(name)))
+            except StoreError as exc:
+                refused.append(exc)
+            else:
+                refused.append(None)
+        done = await self._store_batch(accepted) if accepted else []
+        if len(accepted) == len(refused):
+            return done
+        results = iter(done)
+        return [next(results) if error is None else error for error in refused]
 
     async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """Delete many items; each result is None or the item's [`StoreError`][aiodepot.errors.StoreError]."""
-        return [await _outcome(self.delete(name)) for name in names]
+        if not self.opened:
+            self._require_open()
+        refused = self._refused_in_batch(names, "D")
+        if refused is None:
+            return await self._delete_batch(names)
+        return _merge(refused, await self._delete_batch([n for n, e in zip(names, refused, strict=True) if e is None]))
 
     async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """Describe many items; each result is the info or the item's [`StoreError`][aiodepot.errors.StoreError]."""
-        return [await _outcome(self.info(name)) for name in names]
+        if not self.opened:
+            self._require_open()
+        refused = self._refused_in_batch(names, "lr", allow_root=True)
+        if refused is None:
+            return await self._info_batch(names)
+        return _merge(refused, await self._info_batch([n for n, e in zip(names, refused, strict=True) if e is None]))
+
+    async def _load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+        """Load many valid, permitted names (default: one by one)."""
+        return [await _outcome(self._load(name, 0, None)) for name in names]
+
+    async def _store_batch(
+        self, items: Sequence[tuple[str, bytes | memoryview, bool]]
+    ) -> builtins.list[Exception | None]:
+        """Store many ``(name, value, replace)`` items (default: one by one)."""
+        return [await _outcome(self._store(name, value, replace=replace)) for name, value, replace in items]
+
+    async def _delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+        """Delete many valid, permitted names (default: one by one)."""
+        return [await _outcome(self._delete(name)) for name in names]
+
+    async def _info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+        """Describe many valid, permitted names (default: one by one)."""
+        return [await _outcome(self._info(name)) for name in names]
+
+    # the contract: whole-value helpers ---------------------------------------------------------------
 
     async def quota(self) -> dict[str, int]:
         """Return ``{"limit": bytes, "usage": bytes}``; -1 means not set or not tracked."""
+        return await self._quota_usage()
+
+    async def _quota_usage(self) -> dict[str, int]:
+        """The quota figures (default: not tracked)."""
         return {"limit": -1, "usage": -1}
 
     async def hash(self, name: str, algorithm: str = "sha256") -> str:
         """Return the hex digest of the value of ``name`` (any hashlib algorithm, or ``"blake3"``)."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        return await self._hash(name, algorithm)
+
+    async def _hash(self, name: str, algorithm: str) -> str:
+        """Hash the value (default: stream it through ``_read_chunks``)."""
         hasher = hashing.new(algorithm)
-        async for chunk in self.read_chunks(name):
-            hasher.update(chunk)
+        chunks = self._read_chunks(name, 0, None, 1 * MiB)
+        try:
+            async for chunk in chunks:
+                hasher.update(chunk)
+        finally:
+            await _aclose(chunks)
         return hasher.hexdigest()
 
     async def gather(self, sources: Iterable[Source]) -> bytes:
@@ -206,19 +442,28 @@ class Backend(abc.ABC):
 
         A range that comes back short raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
         """
+        if not self.opened:
+            self._require_open()
         checked = validate_sources(sources)
+        for name in {name for name, _, _ in checked}:
+            validate_backend_name(name)
+            self.permissions.check(name, "r")
+        return await self._gather(checked)
+
+    async def _gather(self, sources: builtins.list[Source]) -> bytes:
+        """Read checked ranges of valid, permitted names (default: concurrent ``_load`` calls)."""
         limit = asyncio.Semaphore(self.capabilities.preferred_concurrency)
 
         async def read(name: str, offset: int, size: int) -> bytes:
             if size == 0:
                 return b""
             async with limit:
-                data = await self.load(name, offset=offset, size=size)
+                data = await self._load(name, offset, size)
             if len(data) != size:
                 raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
             return data
 
-        parts = await asyncio.gather(*(read(*source) for source in checked))
+        parts = await asyncio.gather(*(read(*source) for source in sources))
         return b"".join(parts)
 
     async def defrag(
@@ -242,6 +487,18 @@ class Backend(abc.ABC):
         self._require_open()
         prefix = namespace.rstrip("/") + "/" if namespace else ""
         self.permissions.check(target or prefix + "00000000", "W")  # before anything is read
+        return await self._defrag(sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels)
+
+    async def _defrag(
+        self,
+        sources: Iterable[Source],
+        *,
+        target: str | None,
+        algorithm: str | None,
+        namespace: str | None,
+        levels: int,
+    ) -> str:
+        """Gather the ranges and store them (default: through the public ``gather`` and ``store``)."""
         data = await self.gather(sources)
         if target is None:
             assert algorithm is not None
@@ -252,19 +509,34 @@ class Backend(abc.ABC):
         await self.store(target, data)
         return target
 
+    # the contract: streaming and files ---------------------------------------------------------------
+
     async def read_chunks(
         self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1 * MiB
     ) -> AsyncIterator[bytes]:
         """Yield the value of ``name`` (or a range of it) in pieces of at most ``chunk_size`` bytes."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunks = self._read_chunks(name, offset, size, chunk_size)
+        try:
+            async for chunk in chunks:
+                yield chunk
+        finally:
+            await _aclose(chunks)
+
+    async def _read_chunks(self, name: str, offset: int, size: int | None, chunk_size: int) -> AsyncIterator[bytes]:
+        """Yield the value in pieces (default: one ``_load`` per piece)."""
         if offset < 0:
-            total = (await self.info(name)).size
+            total = (await self._info(name)).size
             offset = max(total + offset, 0)
         remaining = size
         while remaining is None or remaining > 0:
             want = chunk_size if remaining is None else min(chunk_size, remaining)
-            chunk = await self.load(name, offset=offset, size=want)
+            chunk = await self._load(name, offset, want)
             if chunk:
                 yield chunk
             if len(chunk) < want:
@@ -278,7 +550,15 @@ class Backend(abc.ABC):
 
         A value that ends before ``offset + size`` raises [`ReadRangeError`][aiodepot.errors.ReadRangeError].
         """
-        data = await self.load(name, offset=offset, size=size)
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        self.permissions.check(name, "r")
+        await self._read_into(name, fd, offset, size)
+
+    async def _read_into(self, name: str, fd: int, offset: int, size: int) -> None:
+        """Copy a range into ``fd`` (default: ``_load`` it, then ``pwrite`` on a thread)."""
+        data = await self._load(name, offset, size)
         if len(data) != size:
             raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
         await asyncio.to_thread(pwrite_all, fd, data, offset)
@@ -286,9 +566,15 @@ class Backend(abc.ABC):
     async def store_file(self, name: str, path: str, *, size: int) -> None:
         """Store the content of the local file ``path`` (``size`` bytes) under ``name``, atomically.
 
-        The default streams the file in ``part_size`` pieces into
-        [`store_chunks`][aiodepot.backends.base.Backend.store_chunks].
+        The default streams the file in ``part_size`` pieces into ``_store_chunks``.
         """
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        await self._store_file(name, path, size, replace=self._may_replace(name))
+
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
+        """Store a local file (default: stream it in ``part_size`` pieces into ``_store_chunks``)."""
         part_size = self.capabilities.part_size
 
         async def chunks() -> AsyncIterator[bytes]:
@@ -296,15 +582,22 @@ class Backend(abc.ABC):
                 while chunk := await f.read(part_size):
                     yield chunk
 
-        await self.store_chunks(name, chunks(), size=size)
+        await self._store_chunks(name, chunks(), size, replace=replace)
 
     async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
         """Store the concatenation of ``chunks`` under ``name`` atomically.
 
         ``size``, when given, is checked: a stream that ends early or runs long stores nothing.
         """
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        await self._store_chunks(name, chunks, size, replace=self._may_replace(name))
+
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
+        """Store a stream (default: collect it, then one ``_store``)."""
         parts = [bytes(chunk) async for chunk in chunks]
         data = b"".join(parts)
         if size is not None and len(data) != size:
             raise ValueError(f"{name}: expected {size} bytes, the stream gave {len(data)}")
-        await self.store(name, data)
+        await self._store(name, data, replace=replace)

@@ -22,8 +22,7 @@ from ..errors import (
     StoreExists,
     StoreNotFound,
 )
-from ..items import ItemInfo, StoreValue, validate_value
-from ..names import validate_backend_name
+from ..items import ItemInfo
 from .base import Backend, Capabilities
 
 __all__ = ["MemoryBackend"]
@@ -128,16 +127,15 @@ class MemoryBackend(Backend):
             return _named.get(self.name)
 
     def _get(self) -> _Space:
-        self._require_open()
-        assert self._space is not None
-        return self._space
+        space = self._space
+        if space is None:
+            self._require_open()
+            raise AssertionError("an open memory backend has its space")
+        return space
 
     # lifecycle -----------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
-        """Create the (empty) store; an existing non-empty one raises ``StoreExists``."""
-        self._require_closed()
-        self.permissions.check("", "wW")
+    async def _create(self) -> None:
         if self.name is None:
             if self._private is not None and self._private.root.children:
                 raise StoreExists("the private memory store exists already")
@@ -149,10 +147,7 @@ class MemoryBackend(Backend):
                 raise StoreExists(f"memory store {self.name!r} exists already")
             _named[self.name] = _Space()
 
-    async def destroy(self) -> None:
-        """Drop the store and its data."""
-        self._require_closed()
-        self.permissions.check("", "D")
+    async def _destroy(self) -> None:
         if self.name is None:
             if self._private is None:
                 raise StoreNotFound("the private memory store does not exist")
@@ -162,37 +157,25 @@ class MemoryBackend(Backend):
             if _named.pop(self.name, None) is None:
                 raise StoreNotFound(f"memory store {self.name!r} does not exist")
 
-    async def open(self) -> None:
-        """Start using the store."""
-        self._require_closed()
+    async def _open(self) -> None:
         space = self._lookup()
         if space is None:
             raise StoreNotFound(f"memory store {self.name or '(private)'!r} does not exist (call create())")
         self._space = space
-        self.opened = True
 
-    async def close(self) -> None:
-        """Stop using the store (the data stays for other users of the same name)."""
-        self._require_open()
-        self._space = None
-        self.opened = False
+    async def _close(self) -> None:
+        self._space = None  # the data stays for other users of the same name
 
     # items ---------------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
-        """Create a directory and its parents."""
+    async def _mkdir(self, name: str) -> None:
         space = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
         with space.lock:
             if not isinstance(space.walk(name, create=True), _Dir):
                 raise BackendError(f"{name!r} exists and is not a directory")
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory."""
+    async def _rmdir(self, name: str) -> None:
         space = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
         with space.lock:
             parent, leaf = space.parent_of(name, create=False)
             node = parent.children.get(leaf) if parent else None
@@ -203,35 +186,23 @@ class MemoryBackend(Backend):
             assert parent is not None
             del parent.children[leaf]
 
-    async def info(self, name: str) -> ItemInfo:
-        """Describe an item or directory."""
+    async def _info(self, name: str) -> ItemInfo:
         space = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
         leaf = name.rpartition("/")[2]
         with space.lock:
             node = space.walk(name)
         if isinstance(node, _File):
-            return ItemInfo(leaf, True, len(node.data), False, node.atime, node.mtime)
+            return ItemInfo.for_file(leaf, len(node.data), atime=node.atime, mtime=node.mtime)
         if isinstance(node, _Dir):
-            return ItemInfo(leaf, True, 0, True, node.mtime, node.mtime)
-        return ItemInfo(leaf, False, 0, False)
+            return ItemInfo.for_directory(leaf, atime=node.mtime, mtime=node.mtime)
+        return ItemInfo.missing(leaf)
 
-    def _file(self, space: _Space, name: str) -> _File:
-        node = space.walk(name)
-        if not isinstance(node, _File):
-            raise ObjectNotFound(name)
-        return node
-
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
-        """Return a copy of the value (or a range of it)."""
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         space = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         with space.lock:
-            node = self._file(space, name)
+            node = space.walk(name)
+            if not isinstance(node, _File):
+                raise ObjectNotFound(name)
             node.atime = time.time()
             data = node.data
         if offset == 0 and size is None:
@@ -239,17 +210,16 @@ class MemoryBackend(Backend):
         start = max(len(data) + offset, 0) if offset < 0 else offset
         return data[start : None if size is None else start + size]
 
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Keep a copy of the value (the caller's buffer is not referenced)."""
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         space = self._get()
-        data = bytes(validate_value(value))
-        validate_backend_name(name)
+        data = bytes(value)  # a copy: the caller's buffer is not referenced
         with space.lock:
             parent, leaf = space.parent_of(name, create=False)
             old = parent.children.get(leaf) if parent is not None else None
             if isinstance(old, _Dir):
                 raise BackendError(f"{name!r} is a directory")
-            self.permissions.check(name, "wW" if old is None else "W")
+            if old is not None and not replace:
+                self._refuse_replace(name)
             delta = len(data) - (len(old.data) if old is not None else 0)
             self._check_quota(space, delta)
             if parent is None:  # create the directories only once the store is sure to happen
@@ -263,11 +233,8 @@ class MemoryBackend(Backend):
         if self.quota_limit is not None and delta > 0 and space.usage + delta > self.quota_limit:
             raise QuotaExceeded(f"quota exceeded: {space.usage + delta} > {self.quota_limit} bytes")
 
-    async def delete(self, name: str) -> None:
-        """Remove an item."""
+    async def _delete(self, name: str) -> None:
         space = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
         with space.lock:
             parent, leaf = space.parent_of(name, create=False)
             node = parent.children.get(leaf) if parent else None
@@ -276,12 +243,8 @@ class MemoryBackend(Backend):
             del parent.children[leaf]
             space.usage -= len(node.data)
 
-    async def move(self, src: str, dst: str) -> None:
-        """Rename an item, replacing the destination."""
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         space = self._get()
-        validate_backend_name(src)
-        validate_backend_name(dst)
-        self.permissions.check(src, "D")
         with space.lock:
             src_parent, src_leaf = space.parent_of(src, create=False)
             node = src_parent.children.get(src_leaf) if src_parent else None
@@ -291,7 +254,8 @@ class MemoryBackend(Backend):
             replaced = dst_parent.children.get(dst_leaf) if dst_parent is not None else None
             if isinstance(replaced, _Dir):
                 raise BackendError(f"{dst!r} is a directory")
-            self.permissions.check(dst, "wW" if replaced is None else "W")
+            if replaced is not None and not replace:
+                self._refuse_replace(dst)
             if replaced is node:
                 return
             if dst_parent is None:
@@ -303,27 +267,23 @@ class MemoryBackend(Backend):
             if replaced is not None:
                 space.usage -= len(replaced.data)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
-        """Yield a directory's entries, sorted by name."""
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         space = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
         with space.lock:
             node = space.walk(name)
             if not isinstance(node, _Dir):
                 raise ObjectNotFound(name)
             infos = [
-                ItemInfo(key, True, len(child.data), False, child.atime, child.mtime)
+                ItemInfo.for_file(key, len(child.data), atime=child.atime, mtime=child.mtime)
                 if isinstance(child, _File)
-                else ItemInfo(key, True, 0, True, child.mtime, child.mtime)
+                else ItemInfo.for_directory(key, atime=child.mtime, mtime=child.mtime)
                 for key, child in node.children.items()
             ]
         infos.sort(key=lambda info: info.name)
         for info in infos:
             yield info
 
-    async def quota(self) -> dict[str, int]:
-        """The limit and the usage (-1 when no quota is set)."""
+    async def _quota_usage(self) -> dict[str, int]:
         if self.quota_limit is None:
             return {"limit": -1, "usage": -1}
         return {"limit": self.quota_limit, "usage": self._get().usage}

@@ -32,7 +32,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import unquote
 
@@ -52,7 +52,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..hashing import check_algorithm, file_digest
-from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from ..items import ItemInfo, Source
 from ..names import HID_SUFFIX, TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities, pwrite_all
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
@@ -567,7 +567,6 @@ class PosixFSBackend(Backend):
     # helpers ---------------------------------------------------------------------------------------------
 
     def _path(self, name: str) -> str:
-        validate_backend_name(name)
         return os.path.join(self.base, name)
 
     def _confine(self, fd: int, path: str) -> None:
@@ -664,22 +663,23 @@ class PosixFSBackend(Backend):
             for created in missing:
                 _fsync_dir(os.path.dirname(created))
 
-    def _replace_item(self, name: str, size: int, fill: Callable[[int], object]) -> None:
+    def _replace_item(self, name: str, size: int, fill: Callable[[int], object], replace: bool) -> None:
         """Put a new ``size``-byte value under ``name``: a temp file written by ``fill(fd)``, renamed into
-        place, with the permission and quota checks first."""
+        place, with the replace and quota checks first."""
         path = self._path(name)
         quota = self._quota
-        if quota is None and not self.permissions:
+        if quota is None and replace:
             self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
             return
         with _COMMIT_LOCKS.hold(path):  # the check and the commit as one, for every writer of this path
             old_size = self._existing_size(path)
-            self.permissions.check(name, "wW" if old_size is None else "W")
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
             delta = size - (old_size or 0)
             if quota is not None:
                 quota.reserve(delta)
             try:
-                self._commit(self._write_temp(path, fill), path, replace=self.permissions.allows(name, "W"))
+                self._commit(self._write_temp(path, fill), path, replace=replace)
             except BaseException:
                 if quota is not None:
                     quota.release(delta)
@@ -688,19 +688,20 @@ class PosixFSBackend(Backend):
             quota.flush()
 
     def _settle_and_commit(
-        self, name: str, tmp: str, path: str, size: int, reserved: int, quota: _Quota | None
+        self, name: str, tmp: str, path: str, size: int, reserved: int, quota: _Quota | None, replace: bool
     ) -> None:
         """Commit a streamed temp file of ``size`` bytes for which ``reserved`` bytes of quota are held:
         under the path's lock, count what it replaces now, settle the quota and commit. If this raises, the
         caller still holds (and releases) ``reserved``."""
         with _COMMIT_LOCKS.hold(path):
             old_size = self._existing_size(path)
-            self.permissions.check(name, "wW" if old_size is None else "W")
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
             extra = size - (old_size or 0) - reserved
             if quota is not None:
                 quota.reserve(extra)
             try:
-                self._commit(tmp, path, replace=self.permissions.allows(name, "W"))
+                self._commit(tmp, path, replace=replace)
             except BaseException:
                 if quota is not None:
                     quota.release(extra)
@@ -742,10 +743,8 @@ class PosixFSBackend(Backend):
 
     # lifecycle -----------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the base directory (and parents); an existing empty directory is accepted."""
-        self._require_closed()
-        self.permissions.check("", "wW")
 
         def job() -> None:
             os.makedirs(self.base, exist_ok=True)
@@ -754,10 +753,8 @@ class PosixFSBackend(Backend):
 
         await self._run("", job)
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Remove everything below the base directory, and the directory itself where allowed."""
-        self._require_closed()
-        self.permissions.check("", "D")
 
         def job() -> None:
             if not os.path.isdir(self.base):
@@ -772,10 +769,9 @@ class PosixFSBackend(Backend):
         await self._run("", job)
         self._offloader.shutdown()
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Start using the store: register the session; if an earlier one crashed (and ``cleanup``), walk
         the store and remove the temp files crashed writers left; set up (or drop) quota tracking."""
-        self._require_closed()
 
         def job() -> None:
             if not os.path.isdir(self.base):
@@ -801,14 +797,11 @@ class PosixFSBackend(Backend):
         except BaseException:
             self._offloader.shutdown()  # a store that is not there keeps no thread
             raise
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Persist the quota usage and release the thread pool."""
-        self._require_open()
         quota, self._quota = self._quota, None
         session, self._session = self._session, None
-        self.opened = False
         self._base_dir = None
 
         def job() -> None:
@@ -860,11 +853,8 @@ class PosixFSBackend(Backend):
 
     # items ---------------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
-        """Create a directory and its parents."""
-        self._require_open()
+    async def _mkdir(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "w")
 
         def job() -> None:
             if not os.path.isdir(path):
@@ -873,11 +863,8 @@ class PosixFSBackend(Backend):
 
         await self._run(name, job)
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory."""
-        self._require_open()
+    async def _rmdir(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "wD")
 
         def job() -> None:
             self._check_dir(os.path.dirname(path))
@@ -885,21 +872,19 @@ class PosixFSBackend(Backend):
 
         await self._run(name, job)
 
-    # Each item operation is one sync function (validation, permission check and I/O in one thread hop);
-    # the async methods run one of them, the batch methods run many in one job.
+    # Each item operation is one sync function (the I/O in one thread hop); the async hooks run one of
+    # them, the batch hooks run many in one job.
 
     def _info_sync(self, name: str) -> ItemInfo:
-        path = os.path.join(self.base, validate_backend_name(name, allow_root=True))
-        self.permissions.check(name, "lr")
+        path = os.path.join(self.base, name)
         basename = name.rpartition("/")[2]
         try:
             return _item_info(basename, self._lstat(path) if name else os.stat(path))
         except (FileNotFoundError, NotADirectoryError):
-            return ItemInfo(name=basename, exists=False, size=0, directory=False)
+            return ItemInfo.missing(basename)
 
     def _load_sync(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
         path = self._path(name)
-        self.permissions.check(name, "r")
         fd = self._open_item(path)
         try:
             if offset < 0 or size is None:
@@ -912,12 +897,11 @@ class PosixFSBackend(Backend):
         finally:
             os.close(fd)
 
-    def _store_sync(self, name: str, data: bytes | memoryview) -> None:
-        self._replace_item(name, len(data), lambda fd: _write_all(fd, data))
+    def _store_sync(self, name: str, data: bytes | memoryview, replace: bool = True) -> None:
+        self._replace_item(name, len(data), lambda fd: _write_all(fd, data), replace)
 
     def _delete_sync(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "D")
         quota = self._quota
         with _COMMIT_LOCKS.hold(path):
             size = self._existing_size(path)
@@ -942,56 +926,41 @@ class PosixFSBackend(Backend):
                     results.append(translated)
         return results
 
-    async def info(self, name: str) -> ItemInfo:
-        """Describe an item or directory."""
-        self._require_open()
+    async def _info(self, name: str) -> ItemInfo:
         result: ItemInfo = await self._run(name, self._info_sync, name)
         return result
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value or a range of it (one ``pread``)."""
-        self._require_open()
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         data: bytes = await self._run(name, self._load_sync, name, offset, size)
         return data
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write a temp file beside the item, then rename it into place."""
-        self._require_open()
-        await self._run(name, self._store_sync, name, validate_value(value))
+        await self._run(name, self._store_sync, name, value, replace)
 
-    async def delete(self, name: str) -> None:
-        """Remove an item."""
-        self._require_open()
+    async def _delete(self, name: str) -> None:
         await self._run(name, self._delete_sync, name)
 
-    async def load_batch(self, names: Sequence[str]) -> list[bytes | Exception]:
+    async def _load_batch(self, names: Sequence[str]) -> list[bytes | Exception]:
         """Load many whole values in one thread job."""
-        self._require_open()
         return await self._offloader.run(self._batch_sync, self._load_sync, [(name,) for name in names])
 
-    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> list[Exception | None]:
+    async def _store_batch(self, items: Sequence[tuple[str, bytes | memoryview, bool]]) -> list[Exception | None]:
         """Store many values in one thread job, each atomically."""
-        self._require_open()
-        calls = [(name, validate_value(value)) for name, value in items]
-        return await self._offloader.run(self._batch_sync, self._store_sync, calls)
+        return await self._offloader.run(self._batch_sync, self._store_sync, items)
 
-    async def delete_batch(self, names: Sequence[str]) -> list[Exception | None]:
+    async def _delete_batch(self, names: Sequence[str]) -> list[Exception | None]:
         """Delete many items in one thread job."""
-        self._require_open()
         return await self._offloader.run(self._batch_sync, self._delete_sync, [(name,) for name in names])
 
-    async def info_batch(self, names: Sequence[str]) -> list[ItemInfo | Exception]:
+    async def _info_batch(self, names: Sequence[str]) -> list[ItemInfo | Exception]:
         """Describe many items in one thread job."""
-        self._require_open()
         return await self._offloader.run(self._batch_sync, self._info_sync, [(name,) for name in names])
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename an item (replacing the destination), creating directories as needed."""
-        self._require_open()
         src_path, dst_path = self._path(src), self._path(dst)
-        self.permissions.check(src, "D")
         quota = self._quota
 
         def job() -> None:
@@ -1003,7 +972,8 @@ class PosixFSBackend(Backend):
 
         def locked_move() -> int | None:
             replaced = self._existing_size(dst_path)
-            self.permissions.check(dst, "wW" if replaced is None else "W")
+            if replaced is not None and not replace:
+                self._refuse_replace(dst)
             self._lstat(src_path)  # missing: ObjectNotFound; a symbolic link or outside the store: refused
             with contextlib.suppress(FileNotFoundError):
                 self._check_dir(os.path.dirname(dst_path))  # a missing one is made by _make_parents, checked
@@ -1021,11 +991,9 @@ class PosixFSBackend(Backend):
 
         await self._run(src, job)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield a directory's entries sorted by name; temp and internal files are skipped."""
-        self._require_open()
-        path = os.path.join(self.base, validate_backend_name(name, allow_root=True))
-        self.permissions.check(name, "l")
+        path = os.path.join(self.base, name)
 
         def job() -> list[ItemInfo]:
             infos = []
@@ -1049,11 +1017,9 @@ class PosixFSBackend(Backend):
         for info in infos:
             yield info
 
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+    async def _hash(self, name: str, algorithm: str) -> str:
         """Hash the file where it is (one job, no data through the event loop)."""
-        self._require_open()
         path = self._path(name)
-        self.permissions.check(name, "r")
         check_algorithm(algorithm)
 
         def job() -> str:
@@ -1063,13 +1029,9 @@ class PosixFSBackend(Backend):
         digest: str = await self._run(name, job)
         return digest
 
-    async def gather(self, sources: Iterable[Source]) -> bytes:
+    async def _gather(self, checked: list[Source]) -> bytes:
         """Read all ranges in one job, one ``pread`` each."""
-        self._require_open()
-        checked = validate_sources(sources)
         paths = {name: self._path(name) for name, _, _ in checked}
-        for name in paths:
-            self.permissions.check(name, "r")
 
         def job() -> bytes:
             fds: dict[str, int] = {}
@@ -1098,7 +1060,7 @@ class PosixFSBackend(Backend):
         data: bytes = await self._run("", job)
         return data
 
-    async def quota(self) -> dict[str, int]:
+    async def _quota_usage(self) -> dict[str, int]:
         """The limit and the tracked usage (-1 when no quota is set)."""
         if self._quota is None:
             return {"limit": -1, "usage": -1}
@@ -1106,14 +1068,11 @@ class PosixFSBackend(Backend):
 
     # files -----------------------------------------------------------------------------------------------
 
-    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
+    async def _read_into(self, name: str, fd: int, offset: int, size: int) -> None:
         """Copy a range into ``fd`` inside the kernel (``copy_file_range``), in one thread job."""
-        self._require_open()
 
         def job() -> None:
-            path = self._path(name)
-            self.permissions.check(name, "r")
-            src = self._open_item(path)
+            src = self._open_item(self._path(name))
             try:
                 _copy_range(src, fd, offset, size)
             finally:
@@ -1121,9 +1080,8 @@ class PosixFSBackend(Backend):
 
         await self._run(name, job)
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Copy a local file into a temp file beside the item inside the kernel, then rename it into place."""
-        self._require_open()
 
         def job() -> None:
             src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -1134,7 +1092,7 @@ class PosixFSBackend(Backend):
                     if os.fstat(src).st_size != size:
                         raise ValueError(f"{path} changed size while it was stored")
 
-                self._replace_item(name, size, copy)
+                self._replace_item(name, size, copy, replace)
             finally:
                 os.close(src)
 
@@ -1142,15 +1100,9 @@ class PosixFSBackend(Backend):
 
     # streaming -----------------------------------------------------------------------------------------
 
-    async def read_chunks(
-        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1 * MiB
-    ) -> AsyncIterator[bytes]:
+    async def _read_chunks(self, name: str, offset: int, size: int | None, chunk_size: int) -> AsyncIterator[bytes]:
         """Stream a value from the file with aiofiles."""
-        self._require_open()
         path = self._path(name)
-        self.permissions.check(name, "r")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         fd = await self._run(name, self._open_item, path)
         try:
             f = await aiofiles.open(fd, "rb", buffering=0, executor=self._offloader.executor)
@@ -1179,13 +1131,13 @@ class PosixFSBackend(Backend):
         finally:
             await f.close()
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Stream into a temp file with aiofiles, then rename it into place."""
-        self._require_open()
         path = self._path(name)
         quota = self._quota
         old_size = await self._run(name, self._existing_size, path)
-        self.permissions.check(name, "wW" if old_size is None else "W")
+        if old_size is not None and not replace:
+            self._refuse_replace(name)
         # Quota: what the value replaces (as seen now) is credit; bytes past it are reserved before they
         # land (all of a declared size at once), and the commit settles against what it really replaces.
         credit = old_size or 0
@@ -1214,7 +1166,7 @@ class PosixFSBackend(Backend):
                     await self._run(name, os.fsync, f.fileno())
             if size is not None and written != size:
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
-            await self._run(name, self._settle_and_commit, name, tmp, path, written, reserved, quota)
+            await self._run(name, self._settle_and_commit, name, tmp, path, written, reserved, quota, replace)
         except BaseException as exc:
             if quota is not None and reserved:
                 quota.release(reserved)

@@ -33,7 +33,6 @@ from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import quote
 
-import aiofiles
 import aiohttp
 from yarl import URL
 
@@ -47,7 +46,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..hashing import check_algorithm
-from ..items import ItemInfo, StoreValue, validate_value
+from ..items import ItemInfo
 from ..names import TMP_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
@@ -283,27 +282,22 @@ class RcloneBackend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the remote directory; one that holds anything raises ``StoreExists``."""
-        self._require_closed()
-        self.permissions.check("", "wW")
         async with self._lifecycle() as rcd:
             if await self._root_entries(rcd):
                 raise StoreExists(f"rclone store is not empty: {self.remote}")
             await self._rpc(rcd, "operations/mkdir", self.remote, fs=self.fs, remote="")
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Remove the remote directory and everything in it (``operations/purge``)."""
-        self._require_closed()
-        self.permissions.check("", "D")
         async with self._lifecycle() as rcd:
             if await self._root_entries(rcd) is None:
                 raise StoreNotFound(f"rclone store does not exist: {self.remote}")
             await self._rpc(rcd, "operations/purge", self.remote, fs=self.fs, remote="")
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Start ``rclone rcd`` and check the store exists; a missing one raises ``StoreNotFound``."""
-        self._require_closed()
         rcd = await _Rcd.start(self.rclone, self.connections, self.timeout)
         try:
             if await self._root_entries(rcd) is None:
@@ -315,30 +309,22 @@ class RcloneBackend(Backend):
         self._hashes = frozenset(str(h).lower() for h in info.get("Hashes") or ())
         self._bucket_based = bool((info.get("Features") or {}).get("BucketBased"))
         self._rcd = rcd
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Stop the rclone process."""
-        self._require_open()
         rcd, self._rcd = self._rcd, None
-        self.opened = False
         if rcd is not None:
             await rcd.stop()
 
     # directories -----------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
+    async def _mkdir(self, name: str) -> None:
         """Create a directory (on remotes without directories, such as S3, this may do nothing)."""
         rcd = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
         await self._rpc(rcd, "operations/mkdir", name, fs=self.fs, remote=name)
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory."""
+    async def _rmdir(self, name: str) -> None:
         rcd = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
         item = await self._stat(rcd, name, noModTime=True)
         if item is None or not item.get("IsDir"):
             raise ObjectNotFound(name)
@@ -346,33 +332,29 @@ class RcloneBackend(Backend):
 
     # items -----------------------------------------------------------------------------------------------
 
-    async def info(self, name: str) -> ItemInfo:
+    async def _info(self, name: str) -> ItemInfo:
         """Describe an item or directory (``operations/stat``)."""
         rcd = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
         leaf = name.rpartition("/")[2]
         item = await self._stat(rcd, name)
         if item is None:
-            return ItemInfo(leaf, False, 0, False)
+            return ItemInfo.missing(leaf)
         mtime = 0.0
         if item.get("ModTime"):
             with contextlib.suppress(ValueError):
                 mtime = datetime.fromisoformat(item["ModTime"]).timestamp()
         is_dir = bool(item.get("IsDir"))
-        return ItemInfo(leaf, True, 0 if is_dir else int(item.get("Size", 0)), is_dir, 0.0, mtime)
+        if is_dir:
+            return ItemInfo.for_directory(leaf, mtime=mtime)
+        return ItemInfo.for_file(leaf, int(item.get("Size", 0)), mtime=mtime)
 
     async def _exists(self, rcd: _Rcd, name: str) -> bool:
         item = await self._stat(rcd, name, noModTime=True)
         return item is not None and not item.get("IsDir")
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """``GET`` the item from rclone's file server, with a ``Range`` header for partial loads."""
         rcd = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         if size == 0:
             if not await self._exists(rcd, name):
                 raise ObjectNotFound(name)
@@ -455,22 +437,20 @@ class RcloneBackend(Backend):
                 rcd, "operations/movefile", name, srcFs=self.fs, srcRemote=temp, dstFs=self.fs, dstRemote=name
             )
 
-    async def _check_store(self, rcd: _Rcd, name: str) -> None:
-        validate_backend_name(name)
-        if self.permissions:
-            self.permissions.check(name, "W" if await self._exists(rcd, name) else "wW")
+    async def _check_replace(self, rcd: _Rcd, name: str, replace: bool) -> None:
+        if not replace and await self._exists(rcd, name):
+            self._refuse_replace(name)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Upload to a temp name, then move into place (``uploadfile`` + ``movefile``)."""
         rcd = self._get()
-        data = validate_value(value)
-        await self._check_store(rcd, name)
-        await self._upload(rcd, name, data)
+        await self._check_replace(rcd, name, replace)
+        await self._upload(rcd, name, value)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Stream the chunks into the upload (not into memory); a wrong ``size`` stores nothing."""
         rcd = self._get()
-        await self._check_store(rcd, name)
+        await self._check_replace(rcd, name, replace)
 
         stream_error: ValueError | None = None
 
@@ -494,39 +474,20 @@ class RcloneBackend(Backend):
                 raise stream_error from None
             raise
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
-        """Stream a local file into the upload."""
-        part_size = self.capabilities.part_size
-
-        async def chunks() -> AsyncIterator[bytes]:
-            async with aiofiles.open(path, "rb") as f:
-                while chunk := await f.read(part_size):
-                    yield chunk
-
-        await self.store_chunks(name, chunks(), size=size)
-
-    async def delete(self, name: str) -> None:
+    async def _delete(self, name: str) -> None:
         """Delete an item (``operations/deletefile``)."""
         rcd = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
         await self._rpc(rcd, "operations/deletefile", name, fs=self.fs, remote=name)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename an item, replacing ``dst`` (``operations/movefile``, server-side)."""
         rcd = self._get()
-        validate_backend_name(src)
-        validate_backend_name(dst)
-        self.permissions.check(src, "D")
-        if self.permissions:
-            self.permissions.check(dst, "W" if await self._exists(rcd, dst) else "wW")
+        await self._check_replace(rcd, dst, replace)
         await self._rpc(rcd, "operations/movefile", src, srcFs=self.fs, srcRemote=src, dstFs=self.fs, dstRemote=dst)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield a directory's entries sorted by name (``operations/list``); temp and foreign names are skipped."""
         rcd = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
         result = await self._rpc(rcd, "operations/list", name, fs=self.fs, remote=name, opt=_LIST_OPTIONS)
         infos = []
         for entry in result.get("list") or ():
@@ -536,25 +497,23 @@ class RcloneBackend(Backend):
             except StoreError:
                 continue  # not ours, or an upload in progress
             is_dir = bool(entry.get("IsDir"))
-            infos.append(ItemInfo(leaf, True, 0 if is_dir else int(entry.get("Size", 0)), is_dir))
+            infos.append(ItemInfo.for_directory(leaf) if is_dir else ItemInfo.for_file(leaf, int(entry.get("Size", 0))))
         infos.sort(key=lambda info: info.name)
         for info in infos:
             yield info
 
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+    async def _hash(self, name: str, algorithm: str) -> str:
         """Let rclone hash the item where the remote has the hash (md5, sha1, sha256 … as it says); read it
         through otherwise."""
         rcd = self._get()
-        validate_backend_name(name)
         check_algorithm(algorithm)
         rclone_name = _RCLONE_HASHES.get(algorithm)
         if rclone_name is None or rclone_name not in self._hashes:
-            return await super().hash(name, algorithm)
-        self.permissions.check(name, "r")
+            return await super()._hash(name, algorithm)
         item = await self._stat(rcd, name, noModTime=True, showHash=True, hashTypes=[rclone_name])
         if item is None or item.get("IsDir"):
             raise ObjectNotFound(name)
         digest = (item.get("Hashes") or {}).get(rclone_name)
         if not digest:  # the remote has no hash for this object
-            return await super().hash(name, algorithm)
+            return await super()._hash(name, algorithm)
         return str(digest).lower()

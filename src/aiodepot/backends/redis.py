@@ -236,7 +236,7 @@ class RedisBackend(Backend):
         self._client: aioredis.Redis | RedisCluster | None = None
         self._load_range: Any = None
         self._limit: asyncio.Semaphore | None = None
-        self._move: Any = None
+        self._move_script: Any = None
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -320,9 +320,11 @@ class RedisBackend(Backend):
         return aioredis.Redis.from_pool(aioredis.BlockingConnectionPool(**kwargs))  # the client owns the pool
 
     def _get(self) -> aioredis.Redis | RedisCluster:
-        self._require_open()
-        assert self._client is not None
-        return self._client
+        client = self._client
+        if client is None:
+            self._require_open()
+            raise AssertionError("an open redis backend has its client")
+        return client
 
     @contextlib.asynccontextmanager
     async def _using(self, name: str) -> AsyncIterator[None]:
@@ -349,10 +351,8 @@ class RedisBackend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Mark the store as created (the key ``{prefix}/``); a store with items raises ``StoreExists``."""
-        self._require_closed()
-        self.permissions.check("", "wW")
         client = self._make_client()
         try:
             with _translated(""):
@@ -362,10 +362,8 @@ class RedisBackend(Backend):
         finally:
             await client.aclose()
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Delete every key of the store."""
-        self._require_closed()
-        self.permissions.check("", "D")
         client = self._make_client()
         try:
             with _translated(""):
@@ -377,9 +375,8 @@ class RedisBackend(Backend):
         finally:
             await client.aclose()
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Connect; a store that was not created raises ``StoreNotFound``."""
-        self._require_closed()
         client = self._make_client()
         try:
             with _translated(""):
@@ -391,34 +388,27 @@ class RedisBackend(Backend):
         self._client = client
         self._limit = asyncio.Semaphore(self.max_connections)
         self._load_range = client.register_script(_LOAD_RANGE)
-        self._move = client.register_script(_MOVE)
-        self.opened = True
+        self._move_script = client.register_script(_MOVE)
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the connection pool."""
-        self._require_open()
         client, self._client = self._client, None
-        self.opened = False
         if client is not None:
             await client.aclose()
 
     # directories -----------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
+    async def _mkdir(self, name: str) -> None:
         """Set the directory keys of ``name`` and its parents."""
         client = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
         async with self._using(name), client.pipeline(transaction=False) as pipe:
             for directory in [*_ancestors(name), name]:
                 pipe.set(self._dir_key(directory), b"", nx=True)
             await pipe.execute()
 
-    async def rmdir(self, name: str) -> None:
+    async def _rmdir(self, name: str) -> None:
         """Delete the key of an empty directory."""
         client = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
         async with self._using(name):
             marker = self._dir_key(name)
             keys = await self._scan(client, marker)
@@ -430,11 +420,9 @@ class RedisBackend(Backend):
 
     # items -----------------------------------------------------------------------------------------------
 
-    async def info(self, name: str) -> ItemInfo:
+    async def _info(self, name: str) -> ItemInfo:
         """Describe an item or directory (one round trip)."""
         client = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
         async with self._using(name), client.pipeline(transaction=False) as pipe:
             self._queue_info(pipe, name)
             replies = await pipe.execute()
@@ -452,20 +440,16 @@ class RedisBackend(Backend):
             header, length, is_dir = replies
             if length:
                 mtime = _HEADER.unpack(header)[0] if len(header) == _HEADER.size else 0.0
-                return ItemInfo(leaf, True, max(length - _HEADER.size, 0), False, 0.0, mtime)
+                return ItemInfo.for_file(leaf, max(length - _HEADER.size, 0), mtime=mtime)
         else:
             (is_dir,) = replies
         if is_dir:
-            return ItemInfo(leaf, True, 0, True)
-        return ItemInfo(leaf, False, 0, False)
+            return ItemInfo.for_directory(leaf)
+        return ItemInfo.missing(leaf)
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value (``GET``) or a range of it (``GETRANGE``)."""
         client = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         async with self._using(name):
             if offset == 0 and size is None:
                 raw = await client.get(self._key(name))
@@ -484,9 +468,9 @@ class RedisBackend(Backend):
         value = _HEADER.pack(time.time()) + data
         pipe.set(self._key(name), value, px=None if ttl is None else max(int(ttl * 1000), 1))
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Set the item's key (and its parents' directory keys) in one round trip; ``default_ttl`` applies."""
-        await self.store_with_ttl(name, value, self.default_ttl)
+        await self._set(name, value, self.default_ttl, replace=replace)
 
     async def store_with_ttl(self, name: str, value: StoreValue, ttl: float | None) -> None:
         """Store ``value`` under ``name`` so that it expires after ``ttl`` seconds (None: never).
@@ -495,46 +479,43 @@ class RedisBackend(Backend):
         the redis backend only (reach it as ``store.backend.store_with_ttl``): the
         [`Store`][aiodepot.Store] API has no expiry, since most backends cannot do it.
         """
-        client = self._get()
-        data = validate_value(value)
-        validate_backend_name(name)
         if ttl is not None and ttl <= 0:
             raise ValueError(f"ttl must be > 0 seconds or None, got {ttl!r}")
+        self._require_open()
+        data = validate_value(value)
+        validate_backend_name(name)
+        await self._set(name, data, ttl, replace=self._may_replace(name))
+
+    async def _set(self, name: str, data: bytes | memoryview, ttl: float | None, *, replace: bool) -> None:
+        client = self._get()
         async with self._using(name):
-            if self.permissions:
-                self.permissions.check(name, "W" if await self._exists(client, name) else "wW")
+            if not replace and await self._exists(client, name):
+                self._refuse_replace(name)
             async with client.pipeline(transaction=False) as pipe:
                 self._queue_store(pipe, name, data, ttl)
                 await pipe.execute()
 
-    async def delete(self, name: str) -> None:
+    async def _delete(self, name: str) -> None:
         """Delete the item's key."""
         client = self._get()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
         async with self._using(name):
             if not await client.delete(self._key(name)):
                 raise ObjectNotFound(name)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """``RENAME`` the item (replacing ``dst``; the expiry goes along) and set ``dst``'s directory keys."""
         client = self._get()
-        validate_backend_name(src)
-        validate_backend_name(dst)
-        self.permissions.check(src, "D")
         async with self._using(src):
-            if self.permissions:
-                self.permissions.check(dst, "W" if await self._exists(client, dst) else "wW")
+            if not replace and await self._exists(client, dst):
+                self._refuse_replace(dst)
             parents = [self._dir_key(directory) for directory in ["", *_ancestors(dst)]]
-            moved = await self._move(keys=[self._key(src), self._key(dst), *parents])
+            moved = await self._move_script(keys=[self._key(src), self._key(dst), *parents])
         if not moved:
             raise ObjectNotFound(src)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """``SCAN`` the directory's key prefix; yield its items and sub-directories, sorted by name."""
         client = self._get()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
         prefix = self._dir_key(name)
         async with self._using(name):
             keys = await self._scan(client, prefix)
@@ -549,7 +530,7 @@ class RedisBackend(Backend):
                     dirs.add(child)
                 elif child:
                     items.append(child)
-            infos = [ItemInfo(child, True, 0, True) for child in dirs]
+            infos = [ItemInfo.for_directory(child) for child in dirs]
             for i in range(0, len(items), _PIPELINE_CHUNK):
                 chunk = items[i : i + _PIPELINE_CHUNK]
                 async with client.pipeline(transaction=False) as pipe:
@@ -560,7 +541,7 @@ class RedisBackend(Backend):
                 for child, header, length in zip(chunk, replies[::2], replies[1::2], strict=True):
                     if length >= _HEADER.size:  # else: gone (or expired) since the scan
                         mtime = _HEADER.unpack(header)[0]
-                        infos.append(ItemInfo(child, True, length - _HEADER.size, False, 0.0, mtime))
+                        infos.append(ItemInfo.for_file(child, length - _HEADER.size, mtime=mtime))
         infos.sort(key=lambda info: info.name)
         for info in infos:
             try:
@@ -571,31 +552,16 @@ class RedisBackend(Backend):
 
     # batches: one pipeline each --------------------------------------------------------------------------
 
-    def _screen(
-        self, names: Sequence[str], letters: str, results: builtins.list[Any], *, allow_root: bool = False
-    ) -> builtins.list[int]:
-        """The indices of the names that are valid and permitted; the others get their error in ``results``."""
-        wanted: builtins.list[int] = []
-        for index, name in enumerate(names):
-            try:
-                validate_backend_name(name, allow_root=allow_root)
-                self.permissions.check(name, letters)
-                wanted.append(index)
-            except StoreError as exc:
-                results[index] = exc
-        return wanted
-
-    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+    async def _load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Load many whole values in one pipeline."""
         client = self._get()
         results: builtins.list[Any] = [None] * len(names)
-        wanted = self._screen(names, "r", results)
-        if wanted:
-            async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
-                for index in wanted:
-                    pipe.get(self._key(names[index]))
+        if names:
+            async with self._using(names[0]), client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.get(self._key(name))
                 replies = await pipe.execute()
-            for index, raw in zip(wanted, replies, strict=True):
+            for index, raw in enumerate(replies):
                 try:
                     if raw is None:
                         raise ObjectNotFound(names[index])
@@ -604,21 +570,21 @@ class RedisBackend(Backend):
                     results[index] = exc
         return results
 
-    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+    async def _store_batch(
+        self, items: Sequence[tuple[str, bytes | memoryview, bool]]
+    ) -> builtins.list[Exception | None]:
         """Store many values in one pipeline (each ``SET`` is atomic); ``default_ttl`` applies."""
         client = self._get()
         results: builtins.list[Exception | None] = [None] * len(items)
         accepted: builtins.list[tuple[str, bytes | memoryview]] = []
-        for index, (name, value) in enumerate(items):
+        for index, (name, data, replace) in enumerate(items):
             try:
-                data = validate_value(value)
-                validate_backend_name(name)
-                if self.permissions:
+                if not replace:
                     async with self._using(name):
-                        exists = await self._exists(client, name)
-                    self.permissions.check(name, "W" if exists else "wW")
+                        if await self._exists(client, name):
+                            self._refuse_replace(name)
                 accepted.append((name, data))
-            except (StoreError, TypeError, ValueError) as exc:
+            except StoreError as exc:
                 results[index] = exc
         if accepted:
             async with self._using(accepted[0][0]), client.pipeline(transaction=False) as pipe:
@@ -627,33 +593,31 @@ class RedisBackend(Backend):
                 await pipe.execute()
         return results
 
-    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+    async def _delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """Delete many items in one pipeline."""
         client = self._get()
         results: builtins.list[Exception | None] = [None] * len(names)
-        wanted = self._screen(names, "D", results)
-        if wanted:
-            async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
-                for index in wanted:
-                    pipe.delete(self._key(names[index]))
+        if names:
+            async with self._using(names[0]), client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.delete(self._key(name))
                 replies = await pipe.execute()
-            for index, deleted in zip(wanted, replies, strict=True):
+            for index, deleted in enumerate(replies):
                 if not deleted:
                     results[index] = ObjectNotFound(names[index])
         return results
 
-    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+    async def _info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """Describe many items in one pipeline."""
         client = self._get()
         results: builtins.list[Any] = [None] * len(names)
-        wanted = self._screen(names, "lr", results, allow_root=True)
-        if wanted:
-            async with self._using(names[wanted[0]]), client.pipeline(transaction=False) as pipe:
-                for index in wanted:
-                    self._queue_info(pipe, names[index])
+        if names:
+            async with self._using(names[0]), client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    self._queue_info(pipe, name)
                 replies = await pipe.execute()
             position = 0
-            for index in wanted:
+            for index in range(len(names)):
                 count = 3 if names[index] else 1
                 results[index] = self._parse_info(names[index], replies[position : position + count])
                 position += count

@@ -38,7 +38,7 @@ from ..errors import (
     ObjectNotFound,
     ReadRangeError,
 )
-from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from ..items import ItemInfo, Source, validate_sources
 from ..names import validate_backend_name
 from ..protocol import (
     ACCEPT,
@@ -376,8 +376,8 @@ def _basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-def _check_name(name: str, *, allow_root: bool = False) -> str:
-    validate_backend_name(name, allow_root=allow_root)
+def _url_path(name: str) -> str:
+    """A (valid) name as the path of a request: one that cannot travel in a URL path is refused."""
     if "?" in name or "#" in name:
         raise InvalidName(f"a name with '?' or '#' cannot travel in a REST URL path: {name!r}")
     return name
@@ -567,19 +567,16 @@ class RestBackend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Ask the server to create the store."""
-        self._require_closed()
         await self._exchange("POST", "", query={"cmd": "create"})
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Ask the server to destroy the store."""
-        self._require_closed()
         await self._exchange("DELETE", "", query={"cmd": "destroy"})
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Connect, and check that the store exists."""
-        self._require_closed()
         self._transport = self._new_transport()
         try:
             await self._exchange("HEAD", "", ok=(200, 404))
@@ -588,58 +585,47 @@ class RestBackend(Backend):
             with contextlib.suppress(Exception):
                 await transport.close()
             raise
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the connections (and the server process, for ``rest://``)."""
-        self._require_open()
         transport, self._transport = self._transport, None
-        self.opened = False
         if transport is not None:
             await transport.close()
 
     # items -----------------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
-        """Create a directory on the server."""
-        self._require_open()
-        await self._exchange("POST", _check_name(name), query={"cmd": "mkdir"})
+    async def _mkdir(self, name: str) -> None:
+        await self._exchange("POST", _url_path(name), query={"cmd": "mkdir"})
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory on the server."""
-        self._require_open()
-        await self._exchange("DELETE", _check_name(name), query={"cmd": "rmdir"}, gone_is_done=True)
+    async def _rmdir(self, name: str) -> None:
+        await self._exchange("DELETE", _url_path(name), query={"cmd": "rmdir"}, gone_is_done=True)
 
-    async def info(self, name: str) -> ItemInfo:
+    async def _info(self, name: str) -> ItemInfo:
         """HEAD: size, kind and times; a 404 means the item does not exist."""
-        self._require_open()
-        reply = await self._exchange("HEAD", _check_name(name, allow_root=True), ok=(200, 404))
+        reply = await self._exchange("HEAD", _url_path(name), ok=(200, 404))
         leaf = name.rpartition("/")[2]
         if reply.status == 404:
-            return ItemInfo(leaf, False, 0, False)
+            return ItemInfo.missing(leaf)
         headers = reply.headers
         return ItemInfo(
-            leaf,
-            True,
-            int(headers.get("Content-Length", 0)),
-            headers.get(IS_DIRECTORY_HEADER) == "true",
-            float(headers.get(ATIME_HEADER, 0)),
-            float(headers.get(MTIME_HEADER, 0)),
+            name=leaf,
+            exists=True,
+            size=int(headers.get("Content-Length", 0)),
+            directory=headers.get(IS_DIRECTORY_HEADER) == "true",
+            atime=float(headers.get(ATIME_HEADER, 0)),
+            mtime=float(headers.get(MTIME_HEADER, 0)),
         )
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """A GET, ranged where only part of the value is wanted."""
-        self._require_open()
-        _check_name(name)
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
+        _url_path(name)
         if size == 0:  # no request for no bytes, but a missing item is still missing
-            if not (await self.info(name)).exists:
+            if not (await self._info(name)).exists:
                 raise ObjectNotFound(name)
             return b""
         if offset < 0 and size is not None and -offset - size > 1 * MiB:
             # a small piece far from the end: ask for exactly it rather than the whole tail
-            info = await self.info(name)
+            info = await self._info(name)
             if not info.exists:
                 raise ObjectNotFound(name)
             offset = max(info.size + offset, 0)
@@ -650,13 +636,11 @@ class RestBackend(Backend):
             data = data[:size]
         return data
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """A POST of the value with its SHA-256; a transfer that arrives corrupted is sent once more."""
-        self._require_open()
-        _check_name(name)
-        data = validate_value(value)
-        headers = {HASH_HEADER: hashlib.sha256(data).hexdigest(), "Content-Type": "application/octet-stream"}
-        await self._post_value(name, headers, data, len(data))
+        _url_path(name)
+        headers = {HASH_HEADER: hashlib.sha256(value).hexdigest(), "Content-Type": "application/octet-stream"}
+        await self._post_value(name, headers, value, len(value))
 
     async def _post_value(self, name: str, headers: dict[str, str], body: Body, length: int) -> None:
         try:
@@ -665,32 +649,29 @@ class RestBackend(Backend):
             logger.warning("store %s: the server got a corrupted body, sending it again", name)
             await self._exchange("POST", name, headers=headers, body=body, length=length)
 
-    async def delete(self, name: str) -> None:
+    async def _delete(self, name: str) -> None:
         """A DELETE; after a lost connection a 404 counts as done."""
-        self._require_open()
-        await self._exchange("DELETE", _check_name(name), gone_is_done=True)
+        await self._exchange("DELETE", _url_path(name), gone_is_done=True)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """A server-side rename; after a lost connection a 404 counts as done."""
-        self._require_open()
-        _check_name(src)
-        _check_name(dst)
+        _url_path(src)
+        _url_path(dst)
         await self._exchange("POST", "", query={"cmd": "move", "current": src, "new": dst}, gone_is_done=True)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """One GET of the directory listing (JSON), sorted by name."""
-        self._require_open()
-        reply = await self._exchange("GET", _check_name(name, allow_root=True), listing=True)
+        reply = await self._exchange("GET", _url_path(name), listing=True)
         try:
             entries = json.loads(reply.body)
             infos = [
                 ItemInfo(
-                    entry["name"],
-                    True,
-                    int(entry["size"]),
-                    bool(entry.get("directory", False)),
-                    float(entry.get("atime", 0)),
-                    float(entry.get("mtime", 0)),
+                    name=entry["name"],
+                    exists=True,
+                    size=int(entry["size"]),
+                    directory=bool(entry.get("directory", False)),
+                    atime=float(entry.get("atime", 0)),
+                    mtime=float(entry.get("mtime", 0)),
                 )
                 for entry in entries
             ]
@@ -700,51 +681,46 @@ class RestBackend(Backend):
         for info in infos:
             yield info
 
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+    async def _hash(self, name: str, algorithm: str) -> str:
         """The server hashes the value where it is."""
-        self._require_open()
-        reply = await self._exchange("POST", _check_name(name), query={"cmd": "hash", "algorithm": algorithm})
+        reply = await self._exchange("POST", _url_path(name), query={"cmd": "hash", "algorithm": algorithm})
         return reply.text.strip()
 
-    async def quota(self) -> dict[str, int]:
+    async def _quota_usage(self) -> dict[str, int]:
         """The server's quota figures."""
         self._require_open()
         reply = await self._exchange("POST", "", query={"cmd": "quota"})
         figures = json.loads(reply.body)
         return {"limit": int(figures["limit"]), "usage": int(figures["usage"])}
 
-    async def gather(self, sources: Iterable[Source]) -> bytes:
+    async def _gather(self, sources: list[Source]) -> bytes:
         """All ranges in one request; the server reads them where the data is."""
-        self._require_open()
-        checked = validate_sources(sources)
-        for name, _, _ in checked:
-            _check_name(name)
-        body = json.dumps(checked).encode()
+        for name, _, _ in sources:
+            _url_path(name)
+        body = json.dumps(sources).encode()
         reply = await self._exchange(
             "POST", "", query={"cmd": "gather"}, body=body, headers={"Content-Type": "application/json"}
         )
-        expected = sum(size for _, _, size in checked)
+        expected = sum(size for _, _, size in sources)
         if len(reply.body) != expected:
             raise ReadRangeError(f"gather returned {len(reply.body)} bytes, expected {expected}")
         return reply.body
 
-    async def defrag(
+    async def _defrag(
         self,
         sources: Iterable[Source],
         *,
-        target: str | None = None,
-        algorithm: str | None = None,
-        namespace: str | None = None,
-        levels: int = 0,
+        target: str | None,
+        algorithm: str | None,
+        namespace: str | None,
+        levels: int,
     ) -> str:
         """The server assembles the new item where the data is."""
-        self._require_open()
-        if target is None and algorithm is None:
-            raise ValueError("defrag needs a target name or a hash algorithm")
         checked = validate_sources(sources)
         query: dict[str, Any] = {"cmd": "defrag"}
         if target is not None:
-            query["target"] = _check_name(target)
+            validate_backend_name(target)
+            query["target"] = _url_path(target)
         if algorithm is not None:
             query["algorithm"] = algorithm
         if namespace:
@@ -758,18 +734,16 @@ class RestBackend(Backend):
 
     # big values ------------------------------------------------------------------------------------------
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Hash the file, then stream it up (its SHA-256 travels in the header, as for every store)."""
-        self._require_open()
-        _check_name(name)
+        _url_path(name)
         digest = await asyncio.to_thread(_file_sha256, path)  # a file that changes meanwhile fails this check
         headers = {HASH_HEADER: digest, "Content-Type": "application/octet-stream"}
         await self._post_value(name, headers, _FileBody(path, size), size)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Spool the stream to a temporary file (bounded memory, hashed on the way), then upload it."""
-        self._require_open()
-        _check_name(name)
+        _url_path(name)
         fd, spool = await asyncio.to_thread(tempfile.mkstemp, prefix="aiodepot-upload-")
         try:
             written = 0
@@ -781,7 +755,7 @@ class RestBackend(Backend):
                     await f.write(chunk)
             if size is not None and written != size:
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
-            await self.store_file(name, spool, size=written)
+            await self._store_file(name, spool, written, replace=replace)
         finally:
             await asyncio.to_thread(_unlink_quietly, spool)
 

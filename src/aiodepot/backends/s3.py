@@ -476,9 +476,8 @@ class S3Backend(Backend):
         assert limits.connections is not None  # the defaults fill them
         assert limits.parts is not None
         self.limits = limits.or_defaults(Limits(threads=max(4, limits.parts)))
-        # The Store takes its defaults from here. The contract declares capabilities a ClassVar, but these
-        # options belong to this instance (the conformance suite sets instance capabilities too).
-        self.__dict__["capabilities"] = type(self).capabilities.replace(
+        # the Store takes its defaults from this instance's capabilities
+        self.capabilities = self.capabilities.replace(
             preferred_concurrency=limits.connections, part_size=part_size or type(self).capabilities.part_size
         )
         self.max_concurrency = limits.connections
@@ -579,7 +578,7 @@ class S3Backend(Backend):
             await context.__aexit__(None, None, None)
 
     def _key(self, name: str) -> str:
-        return self.base + validate_backend_name(name)
+        return self.base + name
 
     def _dir_prefix(self, name: str) -> str:
         return self.base + name + DELIMITER if name else self.base
@@ -592,13 +591,11 @@ class S3Backend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the store's marker object (and the bucket, with ``create_bucket=True``).
 
         An existing store without items is accepted; one with items raises ``StoreExists``.
         """
-        self._require_closed()
-        self.permissions.check("", "wW")
         async with self._connect() as client:
             if self.create_bucket:
                 await self._make_bucket(client)
@@ -625,10 +622,8 @@ class S3Backend(Backend):
             if _error_code(exc.__cause__) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Delete every object below the store's prefix, and abort its unfinished uploads."""
-        self._require_closed()
-        self.permissions.check("", "D")
         async with self._connect() as client:
             found = False
             token: str | None = None
@@ -672,9 +667,8 @@ class S3Backend(Backend):
             if _error_code(exc.__cause__) != "NotImplemented":  # a service without the listing has none to abort
                 raise
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Connect (one client, one connection pool for this backend) and check that the store exists."""
-        self._require_closed()
         stack = contextlib.AsyncExitStack()
         try:
             client = await stack.enter_async_context(self._connect())
@@ -684,13 +678,10 @@ class S3Backend(Backend):
             await stack.aclose()
             raise
         self._client, self._exit_stack = client, stack
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the client and its connections."""
-        self._require_open()
         stack, self._exit_stack, self._client = self._exit_stack, None, None
-        self.opened = False
         try:
             if stack is not None:
                 await stack.aclose()
@@ -699,19 +690,13 @@ class S3Backend(Backend):
 
     # directories -----------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
+    async def _mkdir(self, name: str) -> None:
         """Put the marker object ``name/`` (parents need none: they exist through their children)."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
         with _Translated(name):
             await self._client.put_object(Bucket=self.bucket, Key=self._dir_prefix(name), Body=b"")
 
-    async def rmdir(self, name: str) -> None:
+    async def _rmdir(self, name: str) -> None:
         """Remove the marker of an empty directory."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
         prefix = self._dir_prefix(name)
         keys = await self._first_keys(self._client, prefix, 2, name)
         if not keys:
@@ -732,18 +717,15 @@ class S3Backend(Backend):
             return None
         return response
 
-    async def info(self, name: str) -> ItemInfo:
+    async def _info(self, name: str) -> ItemInfo:
         """An object (HEAD), else a directory (a key below ``name/``), else ``exists=False``."""
-        self._require_open()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
         leaf = name.rpartition(DELIMITER)[2]
         head = await self._head(name, self.base + name) if name else None
         if head is not None:
-            mtime = head["LastModified"].timestamp()
-            return ItemInfo(leaf, True, head["ContentLength"], False, 0.0, mtime)
-        is_dir = bool(await self._first_keys(self._client, self._dir_prefix(name), 1, name))
-        return ItemInfo(leaf, is_dir, 0, is_dir)
+            return ItemInfo.for_file(leaf, head["ContentLength"], mtime=head["LastModified"].timestamp())
+        if await self._first_keys(self._client, self._dir_prefix(name), 1, name):
+            return ItemInfo.for_directory(leaf)
+        return ItemInfo.missing(leaf)
 
     async def _range(self, name: str, key: str, offset: int, size: int | None) -> str | None:
         """The Range header for ``size`` bytes at ``offset`` (None: the whole object)."""
@@ -813,13 +795,9 @@ class S3Backend(Backend):
             finally:
                 body.close()
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """GET the value or a range; a whole value is checked against its stored checksum."""
-        self._require_open()
         key = self._key(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         if size == 0:
             if await self._head(name, key) is None:
                 raise ObjectNotFound(name)
@@ -831,15 +809,15 @@ class S3Backend(Backend):
         data = await self._get(name, key, await self._range(name, key, offset, size))
         return data if size is None or len(data) <= size else data[:size]
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _check_replace(self, name: str, key: str, replace: bool) -> None:
+        if not replace and await self._head(name, key) is not None:
+            self._refuse_replace(name)
+
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """PUT the value with its checksum (big values as a parallel multipart upload)."""
-        self._require_open()
         key = self._key(name)
-        data = validate_value(value)
-        if self.permissions:
-            exists = await self._head(name, key) is not None
-            self.permissions.check(name, "W" if exists else "wW")
-        await self._put(name, key, data)
+        await self._check_replace(name, key, replace)
+        await self._put(name, key, value)
 
     async def store_if_absent(self, name: str, value: StoreValue) -> bool:
         """Store ``value`` only if nothing is stored under ``name`` (``If-None-Match: *``).
@@ -849,8 +827,8 @@ class S3Backend(Backend):
         (AWS S3 since 2024, MinIO, …); one without them overwrites.
         """
         self._require_open()
-        key = self._key(name)
         data = validate_value(value)
+        key = self._key(validate_backend_name(name))
         self.permissions.check(name, "wW")
         return await self._put(name, key, data, if_none_match=True)
 
@@ -924,24 +902,18 @@ class S3Backend(Backend):
         part = max(self.capabilities.part_size, MIN_PART_SIZE, math.ceil(size / MAX_PARTS))
         return min(math.ceil(part / MiB) * MiB, MAX_PART_SIZE)
 
-    async def delete(self, name: str) -> None:
+    async def _delete(self, name: str) -> None:
         """DELETE the object (a HEAD first: S3 deletes missing objects without complaint)."""
-        self._require_open()
         key = self._key(name)
-        self.permissions.check(name, "D")
         if await self._head(name, key) is None:
             raise ObjectNotFound(name)
         with _Translated(name):
             await self._client.delete_object(Bucket=self.bucket, Key=key)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Copy inside the service (part by part above ``copy_threshold``), then delete the source."""
-        self._require_open()
         src_key, dst_key = self._key(src), self._key(dst)
-        self.permissions.check(src, "D")
-        if self.permissions:
-            replaced = await self._head(dst, dst_key) is not None
-            self.permissions.check(dst, "W" if replaced else "wW")
+        await self._check_replace(dst, dst_key, replace)
         head = await self._head(src, src_key)
         if head is None:
             raise ObjectNotFound(src)
@@ -977,14 +949,11 @@ class S3Backend(Backend):
         upload = await _Multipart.begin(self, dst_key, name)
         await upload.run(copy_all)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield a directory's entries sorted by name: objects, and "directories" from common prefixes.
 
         Pages of 1000 keys are fetched as the iteration goes on.
         """
-        self._require_open()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
         prefix = self._dir_prefix(name)
         pending: builtins.list[tuple[str, int, ItemInfo]] = []  # a heap by name: see _name_bound
         tiebreak = itertools.count()
@@ -1004,12 +973,12 @@ class S3Backend(Backend):
             entries: builtins.list[tuple[str, ItemInfo | None]] = []
             for entry in objects:
                 relative = entry["Key"][len(prefix) :]
-                info = ItemInfo(relative, True, entry["Size"], False, 0.0, entry["LastModified"].timestamp())
+                info = ItemInfo.for_file(relative, entry["Size"], mtime=entry["LastModified"].timestamp())
                 entries.append((relative, info if relative and _is_ours(relative) else None))
             for entry in prefixes:
                 relative = entry["Prefix"][len(prefix) :]
                 leaf = relative.rstrip(DELIMITER)
-                entries.append((relative, ItemInfo(leaf, True, 0, True) if _is_ours(leaf) else None))
+                entries.append((relative, ItemInfo.for_directory(leaf) if _is_ours(leaf) else None))
             entries.sort(key=lambda entry: entry[0])
             for relative, listed in entries:
                 if listed is not None:
@@ -1025,15 +994,9 @@ class S3Backend(Backend):
 
     # streaming and files ---------------------------------------------------------------------------------
 
-    async def read_chunks(
-        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1 * MiB
-    ) -> AsyncIterator[bytes]:
+    async def _read_chunks(self, name: str, offset: int, size: int | None, chunk_size: int) -> AsyncIterator[bytes]:
         """Stream the value (or a range) from one GET; a whole value is checked against its checksum."""
-        self._require_open()
         key = self._key(name)
-        self.permissions.check(name, "r")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if size == 0:
             if await self._head(name, key) is None:
                 raise ObjectNotFound(name)
@@ -1065,23 +1028,18 @@ class S3Backend(Backend):
         finally:
             body.close()
 
-    async def read_into(self, name: str, fd: int, *, offset: int, size: int) -> None:
+    async def _read_into(self, name: str, fd: int, offset: int, size: int) -> None:
         """GET one exact range and write it into ``fd`` at the same offset."""
-        self._require_open()
         key = self._key(name)
-        self.permissions.check(name, "r")
         data = await self._get(name, key, f"bytes={offset}-{offset + size - 1}") if size else b""
         if len(data) != size:
             raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
         await self._offloader.run(pwrite_all, fd, data, offset)
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Upload a local file: one PUT, or a multipart upload whose parts are read and sent in parallel."""
-        self._require_open()
         key = self._key(name)
-        if self.permissions:
-            exists = await self._head(name, key) is not None
-            self.permissions.check(name, "W" if exists else "wW")
+        await self._check_replace(name, key, replace)
         fd = await self._offloader.run(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if size <= self.multipart_threshold:
@@ -1108,17 +1066,14 @@ class S3Backend(Backend):
         finally:
             await self._offloader.run(os.close, fd)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Upload a stream: one PUT if it ends within ``multipart_threshold``, else parts sent as they fill.
 
         At most ``multipart_concurrency`` parts are held in memory; a stream that fails, ends early or runs
         long aborts the upload, so nothing is stored.
         """
-        self._require_open()
         key = self._key(name)
-        if self.permissions:
-            exists = await self._head(name, key) is not None
-            self.permissions.check(name, "W" if exists else "wW")
+        await self._check_replace(name, key, replace)
         part_size = self._part_size_for(size) if size is not None else self._part_size_for(0)
         buffer = bytearray()
         total = 0

@@ -46,7 +46,7 @@ from ..errors import (
     StoreNotFound,
     StoreNotOpen,
 )
-from ..items import ItemInfo, StoreValue, validate_value
+from ..items import ItemInfo
 from ..names import temp_name, validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
@@ -575,7 +575,6 @@ class SftpBackend(Backend):
     # paths -----------------------------------------------------------------------------------------------
 
     def _path(self, name: str) -> str:
-        validate_backend_name(name)
         return self._prefix + name
 
     def _temp_path(self, path: str) -> str:
@@ -641,10 +640,8 @@ class SftpBackend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the base directory (and parents); an existing empty directory is accepted."""
-        self._require_closed()
-        self.permissions.check("", "wW")
 
         async def op(link: _Link) -> None:
             async with self._round():
@@ -658,10 +655,8 @@ class SftpBackend(Backend):
         finally:
             await self._pool.close()
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Remove everything below the base directory, and the directory itself where allowed."""
-        self._require_closed()
-        self.permissions.check("", "D")
 
         async def op(link: _Link) -> None:
             if not await self._is_dir(link.sftp, self.path):
@@ -709,9 +704,8 @@ class SftpBackend(Backend):
             if path != self.path:  # the base itself may belong to someone else: leave it
                 raise
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Connect (all the pool's connections) and check that the base directory exists."""
-        self._require_closed()
 
         async def op(link: _Link) -> None:
             async with self._round():
@@ -724,12 +718,9 @@ class SftpBackend(Backend):
         except BaseException:
             await self._pool.close()
             raise
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close all connections (after the files still being closed)."""
-        self._require_open()
-        self.opened = False
         self._after_fork()
         if self._closing:
             await asyncio.wait(self._closing, timeout=self.timeout)
@@ -737,11 +728,8 @@ class SftpBackend(Backend):
 
     # directories -----------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
-        """Create a directory and its parents."""
-        self._require_open()
+    async def _mkdir(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "w")
 
         async def op(link: _Link) -> None:
             async with self._round():
@@ -749,11 +737,8 @@ class SftpBackend(Backend):
 
         await self._run(name, op)
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory."""
-        self._require_open()
+    async def _rmdir(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "wD")
 
         async def op(link: _Link) -> None:
             async with self._round():
@@ -772,33 +757,27 @@ class SftpBackend(Backend):
                 return None
             raise
 
-    async def info(self, name: str) -> ItemInfo:
+    async def _info(self, name: str) -> ItemInfo:
         """Describe an item or directory (one stat request)."""
-        self._require_open()
         path = self._path(name)
-        self.permissions.check(name, "lr")
         leaf = name.rpartition("/")[2]
 
         async def op(link: _Link) -> ItemInfo:
             attrs = await self._stat(link, path)
-            return ItemInfo(leaf, False, 0, False) if attrs is None else _info(leaf, attrs)
+            return ItemInfo.missing(leaf) if attrs is None else _info(leaf, attrs)
 
         return await self._run(name, op)
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a value or a range of it: open, then the reads with the close right behind them."""
-        self._require_open()
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         path = self._path(name)
-        self.permissions.check(name, "r")
 
         async def op(link: _Link) -> bytes:
-            return await self._load(link, path, offset, size)
+            return await self._read_value(link, path, offset, size)
 
         return await self._run(name, op)
 
-    async def _open(self, link: _Link, path: str, flags: int) -> asyncssh.SFTPClientFile:
+    async def _open_file(self, link: _Link, path: str, flags: int) -> asyncssh.SFTPClientFile:
         async with self._round():
             # block_size=0: each read() and write() is exactly one request, sent as soon as it starts
             return await link.sftp.open(path, flags, encoding=None, block_size=0)
@@ -809,8 +788,8 @@ class SftpBackend(Backend):
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    async def _load(self, link: _Link, path: str, offset: int, size: int | None) -> bytes:
-        f = await self._open(link, path, asyncssh.FXF_READ)
+    async def _read_value(self, link: _Link, path: str, offset: int, size: int | None) -> bytes:
+        f = await self._open_file(link, path, asyncssh.FXF_READ)
         try:
             if size == 0:
                 return b""
@@ -881,11 +860,11 @@ class SftpBackend(Backend):
                 size -= len(chunk)
         return b"".join(chunks)
 
-    async def _create(self, link: _Link, tmp: str, directory: str) -> asyncssh.SFTPClientFile:
+    async def _create_file(self, link: _Link, tmp: str, directory: str) -> asyncssh.SFTPClientFile:
         """Create the new file ``tmp`` in ``directory``, making the directory and its parents if needed."""
         flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
         try:
-            return await self._open(link, tmp, flags)
+            return await self._open_file(link, tmp, flags)
         except asyncssh.SFTPError as exc:
             if not _is_not_found(exc) or not directory.startswith(self._prefix):
                 raise
@@ -903,7 +882,7 @@ class SftpBackend(Backend):
             raise opened
         async with self._round():
             await self._makedirs(link.sftp, directory)
-        return await self._open(link, tmp, flags)
+        return await self._open_file(link, tmp, flags)
 
     async def _write(
         self, link: _Link, f: asyncssh.SFTPClientFile, data: bytes | memoryview, offset: int, *, close: bool = False
@@ -922,28 +901,26 @@ class SftpBackend(Backend):
             async with self._round():
                 await _all(calls)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write a temp file beside the item (writes and close in one round trip), then rename it over."""
-        self._require_open()
         path = self._path(name)
-        data = validate_value(value)
-        await self._check_write(name, path)
+        await self._check_replace(name, path, replace)
 
         async def chunks() -> AsyncIterator[bytes | memoryview]:
-            yield data
+            yield value
 
-        await self._run(name, self._uploader(name, path, chunks, len(data)))
+        await self._run(name, self._uploader(name, path, chunks, len(value)))
 
-    async def _check_write(self, name: str, path: str) -> None:
-        """The permission check of a write: ``W`` to replace an item, ``w`` or ``W`` for a new one."""
-        if not self.permissions:
+    async def _check_replace(self, name: str, path: str, replace: bool) -> None:
+        """With ``replace=False`` (the permissions allow only new items), refuse an existing item."""
+        if replace:
             return
 
         async def op(link: _Link) -> asyncssh.SFTPAttrs | None:
             return await self._stat(link, path)
 
-        exists = await self._run(name, op) is not None
-        self.permissions.check(name, "W" if exists else "wW")
+        if await self._run(name, op) is not None:
+            self._refuse_replace(name)
 
     async def _out_of_space(self, link: _Link, size: int | None) -> bool:
         """After a write failed for no stated reason (SFTP v3 has no code for a full disk): is the disk full?"""
@@ -992,7 +969,7 @@ class SftpBackend(Backend):
         self, link: _Link, tmp: str, path: str, chunks: AsyncIterator[bytes | memoryview], size: int | None
     ) -> None:
         """Create ``tmp`` (and missing directories) and write the stream into it."""
-        f = await self._create(link, tmp, posixpath.dirname(path))
+        f = await self._create_file(link, tmp, posixpath.dirname(path))
         try:
             written = 0
             pending: asyncio.Future[None] | None = None
@@ -1024,11 +1001,8 @@ class SftpBackend(Backend):
         finally:
             await _close_quietly(f)
 
-    async def delete(self, name: str) -> None:
-        """Remove an item."""
-        self._require_open()
+    async def _delete(self, name: str) -> None:
         path = self._path(name)
-        self.permissions.check(name, "D")
 
         async def op(link: _Link) -> None:
             async with self._round():
@@ -1036,12 +1010,10 @@ class SftpBackend(Backend):
 
         await self._run_gone_is_done(name, op)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename an item on the server (replacing the destination), creating directories as needed."""
-        self._require_open()
         src_path, dst_path = self._path(src), self._path(dst)
-        self.permissions.check(src, "D")
-        await self._check_write(dst, dst_path)
+        await self._check_replace(dst, dst_path, replace)
 
         async def op(link: _Link) -> None:
             sftp = link.sftp
@@ -1056,11 +1028,9 @@ class SftpBackend(Backend):
 
         await self._run_gone_is_done(src, op)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield a directory's entries sorted by name; temp and foreign files are skipped."""
-        self._require_open()
         path = self._path(name) if name else self.path
-        self.permissions.check(name, "l")
 
         async def op(link: _Link) -> Sequence[asyncssh.SFTPName]:
             async with self._round():
@@ -1080,7 +1050,7 @@ class SftpBackend(Backend):
 
     # store-wide ------------------------------------------------------------------------------------------
 
-    async def quota(self) -> dict[str, int]:
+    async def _quota_usage(self) -> dict[str, int]:
         """The space of the server's filesystem (statvfs@openssh.com): usage, and usage plus what is free.
 
         ``-1`` where the server does not report it.
@@ -1100,11 +1070,9 @@ class SftpBackend(Backend):
 
     # hashing ---------------------------------------------------------------------------------------------
 
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+    async def _hash(self, name: str, algorithm: str) -> str:
         """Hash on the server (``sha256sum`` & co. over SSH) where it can, else stream the value."""
-        self._require_open()
         path = self._path(name)
-        self.permissions.check(name, "r")
         hashing.check_algorithm(algorithm)
 
         async def op(link: _Link) -> str:
@@ -1155,7 +1123,7 @@ class SftpBackend(Backend):
         """Read the value a part at a time (the next one in flight while this one is hashed)."""
         hasher = hashing.new(algorithm)
         part = self.capabilities.part_size
-        f = await self._open(link, path, asyncssh.FXF_READ)
+        f = await self._open_file(link, path, asyncssh.FXF_READ)
         pending: asyncio.Future[bytes] | None = None
 
         async def read(offset: int) -> bytes:
@@ -1182,15 +1150,9 @@ class SftpBackend(Backend):
 
     # streaming and files ---------------------------------------------------------------------------------
 
-    async def read_chunks(
-        self, name: str, *, offset: int = 0, size: int | None = None, chunk_size: int = 1 * MiB
-    ) -> AsyncIterator[bytes]:
+    async def _read_chunks(self, name: str, offset: int, size: int | None, chunk_size: int) -> AsyncIterator[bytes]:
         """Stream a value through one open file; after a reconnect, go on only if it has not changed."""
-        self._require_open()
         path = self._path(name)
-        self.permissions.check(name, "r")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         position = offset
         remaining = size
         opened: tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs] | None = None
@@ -1201,7 +1163,7 @@ class SftpBackend(Backend):
         async def reopen(link: _Link) -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
             nonlocal reading_on
             reading_on = link
-            f = await self._open(link, path, asyncssh.FXF_READ)
+            f = await self._open_file(link, path, asyncssh.FXF_READ)
             try:
                 async with self._round():
                     attrs = await f.stat()
@@ -1248,15 +1210,14 @@ class SftpBackend(Backend):
             if opened is not None:
                 self._close_later(opened[0])
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Stream into a temp file (one chunk on the wire while the next is produced), then rename it over.
 
         A stream cannot be replayed: once it has started, a lost connection raises
         [`ConnectionLost`][aiodepot.errors.ConnectionLost].
         """
-        self._require_open()
         path = self._path(name)
-        await self._check_write(name, path)
+        await self._check_replace(name, path, replace)
         started = False
 
         async def once() -> AsyncIterator[bytes | memoryview]:
@@ -1267,11 +1228,10 @@ class SftpBackend(Backend):
 
         await self._run(name, self._uploader(name, path, once, size), may_retry=lambda: not started)
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Stream a local file into a temp file and rename it over; after a lost connection, start again."""
-        self._require_open()
         remote = self._path(name)
-        await self._check_write(name, remote)
+        await self._check_replace(name, remote, replace)
         part = self.capabilities.part_size
 
         async def chunks() -> AsyncIterator[bytes]:

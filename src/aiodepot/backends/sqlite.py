@@ -44,8 +44,7 @@ from ..errors import (
 )
 from ..hashing import check_algorithm
 from ..hashing import new as new_hasher
-from ..items import ItemInfo, StoreValue, validate_value
-from ..names import validate_backend_name
+from ..items import ItemInfo
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
@@ -273,9 +272,11 @@ class SQLiteBackend(Backend):
         )
 
     def _readers(self) -> _ReaderPool:
-        self._require_open()
-        assert self._pool is not None
-        return self._pool
+        pool = self._pool
+        if pool is None:
+            self._require_open()
+            raise AssertionError("an open sqlite backend has its readers")
+        return pool
 
     @contextlib.asynccontextmanager
     async def _transaction(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -300,10 +301,8 @@ class SQLiteBackend(Backend):
 
     # lifecycle -----------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the database file with its tables; an existing file that holds items raises ``StoreExists``."""
-        self._require_closed()
-        self.permissions.check("", "wW")
         await self._files.run(os.makedirs, os.path.dirname(self.path), exist_ok=True)
         try:
             async with self._connect("rwc") as db:
@@ -319,10 +318,8 @@ class SQLiteBackend(Backend):
         except sqlite3.Error as exc:
             _translate(exc, self.path)
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Delete the database file and its WAL files."""
-        self._require_closed()
-        self.permissions.check("", "D")
 
         def job() -> None:
             if not os.path.isfile(self.path):
@@ -334,9 +331,8 @@ class SQLiteBackend(Backend):
         await self._files.run(job)
         self._files.shutdown()
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Connect the writer and check the schema; a missing database raises ``StoreNotFound``."""
-        self._require_closed()
         if not await self._files.run(os.path.isfile, self.path):
             raise StoreNotFound(f"sqlite store does not exist: {self.path} (call create())")
         writer = self._connect("rw")
@@ -360,14 +356,11 @@ class SQLiteBackend(Backend):
         self._writer = writer
         self._write_lock = asyncio.Lock()
         self._pool = _ReaderPool(self.path, self.readers, self.timeout)
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the writer and the read connections."""
-        self._require_open()
         writer, pool = self._writer, self._pool
         self._writer = self._pool = None
-        self.opened = False
         try:
             if writer is not None:
                 await writer.close()
@@ -379,19 +372,11 @@ class SQLiteBackend(Backend):
 
     # directories ---------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
-        """Create a directory and its parents."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
+    async def _mkdir(self, name: str) -> None:
         async with self._transaction(name) as db:
             await db.executemany(_ADD_DIR, _dir_rows([name], time.time(), include_self=True))
 
-    async def rmdir(self, name: str) -> None:
-        """Remove an empty directory."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
+    async def _rmdir(self, name: str) -> None:
         async with self._transaction(name) as db:
             rows = await db.execute_fetchall("SELECT 1 FROM dirs WHERE name = ?", (name,))
             if not list(rows):
@@ -410,14 +395,14 @@ class SQLiteBackend(Backend):
     def _info_sync(conn: sqlite3.Connection, name: str) -> ItemInfo:
         leaf = name.rpartition("/")[2]
         if not name:
-            return ItemInfo(leaf, True, 0, True)
+            return ItemInfo.for_directory(leaf)
         row = conn.execute("SELECT length(value), mtime FROM items WHERE name = ?", (name,)).fetchone()
         if row is not None:
-            return ItemInfo(leaf, True, row[0], False, 0.0, row[1])
+            return ItemInfo.for_file(leaf, row[0], mtime=row[1])
         row = conn.execute("SELECT mtime FROM dirs WHERE name = ?", (name,)).fetchone()
         if row is not None:
-            return ItemInfo(leaf, True, 0, True, 0.0, row[0])
-        return ItemInfo(leaf, False, 0, False)
+            return ItemInfo.for_directory(leaf, mtime=row[0])
+        return ItemInfo.missing(leaf)
 
     @staticmethod
     def _load_sync(conn: sqlite3.Connection, name: str, offset: int, size: int | None) -> bytes:
@@ -438,45 +423,31 @@ class SQLiteBackend(Backend):
             blob.seek(start)
             return blob.read(length)
 
-    async def info(self, name: str) -> ItemInfo:
-        """Describe an item or directory."""
-        pool = self._readers()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
-        return await pool.run(name, lambda conn: self._info_sync(conn, name))
+    async def _info(self, name: str) -> ItemInfo:
+        return await self._readers().run(name, lambda conn: self._info_sync(conn, name))
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value, or a range of it through the incremental blob API."""
-        pool = self._readers()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
-        return await pool.run(name, lambda conn: self._load_sync(conn, name, offset, size))
+        return await self._readers().run(name, lambda conn: self._load_sync(conn, name, offset, size))
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
-        """Yield a directory's items and sub-directories, sorted by name."""
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         pool = self._readers()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
 
         def job(conn: sqlite3.Connection) -> builtins.list[ItemInfo]:
             if name and conn.execute("SELECT 1 FROM dirs WHERE name = ?", (name,)).fetchone() is None:
                 raise ObjectNotFound(name)
             cut = len(name) + 1 if name else 0
             return [
-                ItemInfo(path[cut:], True, size, bool(is_dir), 0.0, mtime)
+                ItemInfo(name=path[cut:], exists=True, size=size, directory=bool(is_dir), mtime=mtime)
                 for path, is_dir, size, mtime in conn.execute(_LIST, (name, name))
             ]
 
         for info in await pool.run(name, job):
             yield info
 
-    async def hash(self, name: str, algorithm: str = "sha256") -> str:
+    async def _hash(self, name: str, algorithm: str) -> str:
         """Hash the blob on a reader thread, reading it piecewise (no data through the event loop)."""
         pool = self._readers()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
         check_algorithm(algorithm)
 
         def job(conn: sqlite3.Connection) -> str:
@@ -492,18 +463,10 @@ class SQLiteBackend(Backend):
 
         return await pool.run(name, job)
 
-    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+    async def _load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Load many whole values in one reader job."""
         pool = self._readers()
-        results: builtins.list[bytes | Exception] = []
-        wanted: builtins.list[str] = []
-        for name in names:
-            try:
-                validate_backend_name(name)
-                self.permissions.check(name, "r")
-                wanted.append(name)
-            except StoreError:
-                pass
+        wanted = list(names)
 
         def job(conn: sqlite3.Connection) -> dict[str, bytes]:
             found: dict[str, bytes] = {}
@@ -515,17 +478,9 @@ class SQLiteBackend(Backend):
             return found
 
         found = await pool.run("", job) if wanted else {}
-        for name in names:
-            try:
-                validate_backend_name(name)
-                self.permissions.check(name, "r")
-                value = found.get(name)
-                results.append(value if value is not None else ObjectNotFound(name))
-            except StoreError as exc:
-                results.append(exc)
-        return results
+        return [found[name] if name in found else ObjectNotFound(name) for name in names]
 
-    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+    async def _info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """Describe many items in one reader job."""
         pool = self._readers()
 
@@ -533,8 +488,6 @@ class SQLiteBackend(Backend):
             results: builtins.list[ItemInfo | Exception] = []
             for name in names:
                 try:
-                    validate_backend_name(name, allow_root=True)
-                    self.permissions.check(name, "lr")
                     results.append(self._info_sync(conn, name))
                 except StoreError as exc:
                     results.append(exc)
@@ -557,16 +510,15 @@ class SQLiteBackend(Backend):
         rows = list(await db.execute_fetchall("SELECT value FROM aiodepot_meta WHERE key = 'usage'"))
         return int(rows[0][0]) if rows else 0
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Insert or replace the row of ``name`` (and its parent directories) in one transaction."""
-        self._require_open()
-        data = validate_value(value)
-        validate_backend_name(name)
+        data = value
         now = time.time()
         async with self._transaction(name) as db:
-            if self.permissions or self.quota_limit is not None:
+            if not replace or self.quota_limit is not None:
                 old = (await self._existing_sizes(db, [name])).get(name)
-                self.permissions.check(name, "wW" if old is None else "W")
+                if old is not None and not replace:
+                    self._refuse_replace(name)
                 if self.quota_limit is not None:
                     self._check_quota(await self._usage(db), len(data) - (old or 0))
             await db.executemany(_ADD_DIR, _dir_rows([name], now))
@@ -576,29 +528,25 @@ class SQLiteBackend(Backend):
         if self.quota_limit is not None and delta > 0 and usage + delta > self.quota_limit:
             raise QuotaExceeded(f"quota exceeded: {usage + delta} > {self.quota_limit} bytes")
 
-    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+    async def _store_batch(
+        self, items: Sequence[tuple[str, bytes | memoryview, bool]]
+    ) -> builtins.list[Exception | None]:
         """Store many values in one transaction (each item whole or not at all)."""
-        self._require_open()
         results: builtins.list[Exception | None] = [None] * len(items)
-        checked: builtins.list[tuple[int, str, bytes | memoryview]] = []
-        for index, (name, value) in enumerate(items):
-            try:
-                checked.append((index, validate_backend_name(name), validate_value(value)))
-            except (StoreError, TypeError, ValueError) as exc:
-                results[index] = exc
-        if not checked:
-            return results
+        checked = [(index, name, data) for index, (name, data, _) in enumerate(items)]
+        restricted = not all(replace for _, _, replace in items)
         now = time.time()
         try:
             async with self._transaction(checked[0][1]) as db:
                 accepted = checked
-                if self.permissions or self.quota_limit is not None:
+                if restricted or self.quota_limit is not None:
                     old = await self._existing_sizes(db, [name for _, name, _ in checked])
                     usage = await self._usage(db) if self.quota_limit is not None else 0
                     accepted = []
                     for index, name, data in checked:
                         try:
-                            self.permissions.check(name, "wW" if name not in old else "W")
+                            if name in old and not items[index][2]:
+                                self._refuse_replace(name)
                             delta = len(data) - old.get(name, 0)
                             self._check_quota(usage, delta)
                         except StoreError as exc:
@@ -611,29 +559,22 @@ class SQLiteBackend(Backend):
                 await db.executemany(_UPSERT, [(name, _parent(name), data, now) for _, name, data in accepted])
         except BackendError:
             # one item could not go in (e.g. a directory of that name): find it, storing one by one
-            for index, name, data in checked:
-                results[index] = await _outcome(self.store(name, data))
+            for index, (name, data, replace) in enumerate(items):
+                results[index] = await _outcome(self._store(name, data, replace=replace))
         return results
 
-    async def delete(self, name: str) -> None:
-        """Delete the row of ``name``."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
+    async def _delete(self, name: str) -> None:
         async with self._transaction(name) as db:
             cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
             if cursor.rowcount != 1:
                 raise ObjectNotFound(name)
 
-    async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
+    async def _delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """Delete many items in one transaction."""
-        self._require_open()
         results: builtins.list[Exception | None] = [None] * len(names)
         async with self._transaction("") as db:
             for index, name in enumerate(names):
                 try:
-                    validate_backend_name(name)
-                    self.permissions.check(name, "D")
                     cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
                     if cursor.rowcount != 1:
                         raise ObjectNotFound(name)
@@ -641,24 +582,21 @@ class SQLiteBackend(Backend):
                     results[index] = exc
         return results
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename a row (replacing ``dst``) in one transaction; the value is not copied."""
-        self._require_open()
-        validate_backend_name(src)
-        validate_backend_name(dst)
-        self.permissions.check(src, "D")
         async with self._transaction(src) as db:
             sizes = await self._existing_sizes(db, [src, dst])
             if src not in sizes:
                 raise ObjectNotFound(src)
-            self.permissions.check(dst, "W" if dst in sizes else "wW")
+            if dst in sizes and not replace:
+                self._refuse_replace(dst)
             if src == dst:
                 return
             await db.executemany(_ADD_DIR, _dir_rows([dst], time.time()))
             await db.execute("DELETE FROM items WHERE name = ?", (dst,))
             await db.execute("UPDATE items SET name = ?, parent = ? WHERE name = ?", (dst, _parent(dst), src))
 
-    async def quota(self) -> dict[str, int]:
+    async def _quota_usage(self) -> dict[str, int]:
         """The limit and the usage (-1 when no quota is set); the usage is the sum of all value sizes."""
         pool = self._readers()
         if self.quota_limit is None:

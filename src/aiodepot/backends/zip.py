@@ -37,7 +37,7 @@ from ..errors import (
     StoreExists,
     StoreNotFound,
 )
-from ..items import ItemInfo, StoreValue, validate_value
+from ..items import ItemInfo
 from ..names import validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
@@ -202,20 +202,16 @@ class ZipBackend(Backend):
         return offset
 
     def _info_sync(self, name: str) -> ItemInfo:
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
         leaf = name.rpartition("/")[2]
         with self._lock:
             info = self._index.files.get(name)
             if info is not None:
-                return ItemInfo(leaf, True, info.file_size, False, 0.0, _mtime(info))
+                return ItemInfo.for_file(leaf, info.file_size, mtime=_mtime(info))
             if name in self._index.dirs:
-                return ItemInfo(leaf, True, 0, True, 0.0, self._index.dir_times.get(name, 0.0))
-        return ItemInfo(leaf, False, 0, False)
+                return ItemInfo.for_directory(leaf, mtime=self._index.dir_times.get(name, 0.0))
+        return ItemInfo.missing(leaf)
 
     def _load_sync(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
         info = self._index.files.get(name)
         if info is None:
             raise ObjectNotFound(name)
@@ -244,11 +240,11 @@ class ZipBackend(Backend):
         info.external_attr = (stat.S_IFREG | 0o644) << 16
         return info
 
-    def _store_sync(self, name: str, data: bytes | memoryview) -> None:
-        validate_backend_name(name)
+    def _store_sync(self, name: str, data: bytes | memoryview, replace: bool) -> None:
         archive = self._writable()
         with self._lock:
-            self.permissions.check(name, "W" if name in self._index.files else "wW")
+            if name in self._index.files and not replace:
+                self._refuse_replace(name)
             self._index.check_free(name)
             info = self._new_member(name)
             archive.writestr(info, data)
@@ -271,10 +267,8 @@ class ZipBackend(Backend):
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Write an empty archive; an existing archive with members (or another file) raises ``StoreExists``."""
-        self._require_closed()
-        self.permissions.check("", "wW")
 
         def job() -> None:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
@@ -290,10 +284,8 @@ class ZipBackend(Backend):
 
         await self._run("", job)
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Delete the archive file."""
-        self._require_closed()
-        self.permissions.check("", "D")
 
         def job() -> None:
             try:
@@ -304,9 +296,8 @@ class ZipBackend(Backend):
         await self._run("", job)
         self._offloader.shutdown()
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Read the archive's table of contents; append to it where the file is writable."""
-        self._require_closed()
 
         def job() -> None:
             if not os.path.isfile(self.path):
@@ -337,14 +328,11 @@ class ZipBackend(Backend):
             self._zip, self._fd, self._readonly, self._index = archive, fd, readonly, index
 
         await self._run("", job)
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Write the central directory and close the archive."""
-        self._require_open()
         archive, fd = self._zip, self._fd
         self._zip, self._fd = None, -1
-        self.opened = False
 
         def job() -> None:
             try:
@@ -361,11 +349,8 @@ class ZipBackend(Backend):
 
     # directories -----------------------------------------------------------------------------------------
 
-    async def mkdir(self, name: str) -> None:
+    async def _mkdir(self, name: str) -> None:
         """Add a directory member (and nothing if the directory exists)."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "w")
 
         def job() -> None:
             with self._lock:
@@ -378,58 +363,38 @@ class ZipBackend(Backend):
 
         await self._run(name, job)
 
-    async def rmdir(self, name: str) -> None:
+    async def _rmdir(self, name: str) -> None:
         """Not possible in a write-once archive (a missing directory raises ``ObjectNotFound``)."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "wD")
         if name not in self._index.dirs:
             raise ObjectNotFound(name)
         raise _write_once("remove the directory", name)
 
     # items -----------------------------------------------------------------------------------------------
 
-    async def info(self, name: str) -> ItemInfo:
-        """Describe a member or directory."""
-        self._require_open()
+    async def _info(self, name: str) -> ItemInfo:
         return await self._run(name, self._info_sync, name)
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a member, or a range of it (one ``pread`` for stored members)."""
-        self._require_open()
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
         return await self._run(name, self._load_sync, name, offset, size)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Append a member; an existing name raises ``BackendError`` (write-once)."""
-        self._require_open()
-        await self._run(name, self._store_sync, name, validate_value(value))
+        await self._run(name, self._store_sync, name, value, replace)
 
-    async def delete(self, name: str) -> None:
+    async def _delete(self, name: str) -> None:
         """Not possible in a write-once archive (a missing item raises ``ObjectNotFound``)."""
-        self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
         if name not in self._index.files:
             raise ObjectNotFound(name)
         raise _write_once("delete", name)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Not possible in a write-once archive (a missing source raises ``ObjectNotFound``)."""
-        self._require_open()
-        validate_backend_name(src)
-        validate_backend_name(dst)
-        self.permissions.check(src, "D")
         if src not in self._index.files:
             raise ObjectNotFound(src)
         raise _write_once("move", src)
 
-    async def list(self, name: str) -> AsyncIterator[ItemInfo]:
-        """Yield a directory's members and sub-directories, sorted by name."""
-        self._require_open()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "l")
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
 
         def job() -> builtins.list[ItemInfo]:
             with self._lock:
@@ -440,39 +405,36 @@ class ZipBackend(Backend):
                 for leaf, info in sorted(children.items()):
                     if info is None:
                         path = f"{name}/{leaf}" if name else leaf
-                        infos.append(ItemInfo(leaf, True, 0, True, 0.0, self._index.dir_times.get(path, 0.0)))
+                        infos.append(ItemInfo.for_directory(leaf, mtime=self._index.dir_times.get(path, 0.0)))
                     else:
-                        infos.append(ItemInfo(leaf, True, info.file_size, False, 0.0, _mtime(info)))
+                        infos.append(ItemInfo.for_file(leaf, info.file_size, mtime=_mtime(info)))
                 return infos
 
         for info in await self._run(name, job):
             yield info
 
-    async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
+    async def _load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Load many members in one thread job."""
-        self._require_open()
         return await self._offloader.run(self._batch_sync, self._load_sync, [(name,) for name in names])
 
-    async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
+    async def _store_batch(
+        self, items: Sequence[tuple[str, bytes | memoryview, bool]]
+    ) -> builtins.list[Exception | None]:
         """Append many members in one thread job."""
-        self._require_open()
-        calls = [(name, validate_value(value)) for name, value in items]
-        return await self._offloader.run(self._batch_sync, self._store_sync, calls)
+        return await self._offloader.run(self._batch_sync, self._store_sync, items)
 
-    async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
+    async def _info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """Describe many members in one thread job."""
-        self._require_open()
         return await self._offloader.run(self._batch_sync, self._info_sync, [(name,) for name in names])
 
-    async def store_file(self, name: str, path: str, *, size: int) -> None:
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Copy a local file into a new member in one thread job, without reading it into memory whole."""
-        self._require_open()
 
         def job() -> None:
-            validate_backend_name(name)
             archive = self._writable()
             with open(path, "rb") as source, self._lock:
-                self.permissions.check(name, "W" if name in self._index.files else "wW")
+                if name in self._index.files and not replace:
+                    self._refuse_replace(name)
                 self._index.check_free(name)
                 info = self._new_member(name)
                 info.file_size = size

@@ -16,10 +16,43 @@ from ..backends.base import Backend, Capabilities
 from ..errors import BackendURLInvalid
 from ..items import ItemInfo, Source, StoreValue
 
-__all__ = ["Layer", "RenamingLayer"]
+__all__ = ["Layer", "RenamingLayer", "Wrapper"]
 
 
-class Layer(Backend):
+class Wrapper(Backend):
+    """A backend that implements the public contract methods itself because it wraps other backends
+    (which do the checks): [`Layer`][aiodepot.layers.base.Layer], [`Mirror`][aiodepot.layers.mirror.Mirror].
+
+    The Backend defaults it keeps (``hash``, ``gather``, ``defrag``, the streaming and file forms) are built
+    on the protected hooks; here the hooks go through the wrapper's own public methods, as it defines them.
+    """
+
+    async def _mkdir(self, name: str) -> None:
+        await self.mkdir(name)
+
+    async def _rmdir(self, name: str) -> None:
+        await self.rmdir(name)
+
+    async def _info(self, name: str) -> ItemInfo:
+        return await self.info(name)
+
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
+        return await self.load(name, offset=offset, size=size)
+
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        await self.store(name, value)
+
+    async def _delete(self, name: str) -> None:
+        await self.delete(name)
+
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
+        await self.move(src, dst)
+
+    def _list(self, name: str) -> AsyncIterator[ItemInfo]:
+        return self.list(name)
+
+
+class Layer(Wrapper):
     """A backend that forwards everything to the backend it wraps.
 
     Args:
@@ -52,26 +85,20 @@ class Layer(Backend):
 
     # lifecycle -----------------------------------------------------------------------------------------
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the inner storage."""
-        self._require_closed()
         await self.inner.create()
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Destroy the inner storage."""
-        self._require_closed()
         await self.inner.destroy()
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Open the inner backend."""
-        self._require_closed()
         await self.inner.open()
-        self.opened = True
 
-    async def close(self) -> None:
+    async def _close(self) -> None:
         """Close the inner backend."""
-        self._require_open()
-        self.opened = False
         await self.inner.close()
 
     # the contract --------------------------------------------------------------------------------------

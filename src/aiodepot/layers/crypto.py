@@ -150,7 +150,9 @@ class Encrypt(Transform):
         sealed: bytes = cipher.encrypt(_nonce(index, last), data, header)
         return sealed
 
-    def _open(self, name: str, cipher: Any, header: bytes, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
+    def _unseal(
+        self, name: str, cipher: Any, header: bytes, index: int, sealed: bytes | memoryview, last: bool
+    ) -> bytes:
         try:
             data: bytes = cipher.decrypt(_nonce(index, last), sealed, header)
         except self._invalid_tag:
@@ -184,7 +186,7 @@ class Encrypt(Transform):
         if ends and not pieces:
             raise IntegrityError(f"{name}: the encrypted value has no segments")
         return b"".join(
-            self._open(name, cipher, header, first + i, piece, ends and i == len(pieces) - 1)
+            self._unseal(name, cipher, header, first + i, piece, ends and i == len(pieces) - 1)
             for i, piece in enumerate(pieces)
         )
 
@@ -205,7 +207,7 @@ class Encrypt(Transform):
         results: builtins.list[ItemInfo | Exception] = []
         for name, info in zip(names, await self.inner.info_batch(names), strict=True):
             fixed = info if isinstance(info, Exception) else await self._fix_info(name, info)
-            results.append(fixed if fixed is not None else ItemInfo(info.name, False, 0, False))  # type: ignore[union-attr]
+            results.append(fixed if fixed is not None else ItemInfo.missing(info.name))  # type: ignore[union-attr]
         return results
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:

@@ -176,7 +176,7 @@ class HashedNames(Layer):
             return item._replace(name=leaf, size=max(item.size - len(header), 0))
         if directory.exists and directory.directory:
             return directory.with_name(leaf)
-        return ItemInfo(leaf, False, 0, False)
+        return ItemInfo.missing(leaf)
 
     async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """One by one (each name is tried as an item and as a directory)."""

@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ..items import ItemInfo, Source, StoreValue, validate_value
 from ..names import validate_backend_name
+from .base import Wrapper
 
 __all__ = ["Mirror", "MirrorError"]
 
@@ -118,7 +119,7 @@ def _leaf(name: str) -> str:
 _FATAL = (InvalidName, StoreStateError)  # the call itself is wrong: asking another child cannot help
 
 
-class Mirror(Backend):
+class Mirror(Wrapper):
     """Keep the same items on several backends ("children").
 
     Args:
@@ -221,16 +222,14 @@ class Mirror(Backend):
                 done.append(child)
         return done, failed
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the storage of every child; all must succeed."""
-        self._require_closed()
         done, failed = await self._everywhere("create", lambda child: child.create(), self.children)
         if failed:
             self._raise("create", done, failed, same_kind_ok=not done)
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Destroy the storage of every child (children whose storage is missing are skipped)."""
-        self._require_closed()
         done, failed = await self._everywhere("destroy", lambda child: child.destroy(), self.children)
         others = [(child, exc) for child, exc in failed if not isinstance(exc, StoreNotFound)]
         if others:
@@ -238,9 +237,8 @@ class Mirror(Backend):
         if not done:
             raise failed[0][1]  # no child had a storage to destroy
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Open every child; a child that fails is left out if the others reach the write quorum."""
-        self._require_closed()
         done, failed = await self._everywhere("open", lambda child: child.open(), self.children)
         if len(done) < self.write_quorum:
             await self._everywhere("close", lambda child: child.close(), done)
@@ -249,13 +247,14 @@ class Mirror(Backend):
         self._repair_limit = asyncio.Semaphore(_REPAIR_CONCURRENCY)
         for child, exc in failed:
             logger.warning("mirror: child %r is down, left out: %s", child, exc)
-        self.opened = True
 
     async def close(self) -> None:
         """Wait for pending repairs, then close the open children."""
         self._require_open()
-        await self.flush_repairs()
-        self.opened = False
+        await self.flush_repairs()  # while still open
+        await super().close()
+
+    async def _close(self) -> None:
         live = self._live
         self.down = {}
         done, failed = await self._everywhere("close", lambda child: child.close(), live)
@@ -511,7 +510,7 @@ class Mirror(Backend):
         try:
             info, _, _ = await self._first(name, lambda child: child.info(name), found=lambda i: i.exists)
         except ObjectNotFound:
-            return ItemInfo(_leaf(name), False, 0, False)
+            return ItemInfo.missing(_leaf(name))
         return info
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
@@ -690,7 +689,7 @@ class Mirror(Backend):
             names, lambda child, subset: child.info_batch(subset), lambda info: info.exists
         )
         return [
-            ItemInfo(_leaf(name), False, 0, False) if isinstance(result, ObjectNotFound) else result
+            ItemInfo.missing(_leaf(name)) if isinstance(result, ObjectNotFound) else result
             for name, result in zip(names, results, strict=True)
         ]
 

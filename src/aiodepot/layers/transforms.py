@@ -91,7 +91,7 @@ class Transform(Layer):
         """The inner info, with the size of the value."""
         info = await self.inner.info(name)
         fixed = await self._fix_info(name, info)
-        return fixed if fixed is not None else ItemInfo(info.name, False, 0, False)
+        return fixed if fixed is not None else ItemInfo.missing(info.name)
 
     async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """One by one (each item's size needs a look at its stored form)."""

@@ -166,9 +166,8 @@ class Prefix(RenamingLayer):
         info = await self.inner.info(self.prefix)
         return info.exists and info.directory
 
-    async def create(self) -> None:
+    async def _create(self) -> None:
         """Create the inner storage if needed, then the (empty) prefix directory."""
-        self._require_closed()
         try:
             await self.inner.create()
         except StoreExists:
@@ -182,9 +181,8 @@ class Prefix(RenamingLayer):
         finally:
             await self.inner.close()
 
-    async def destroy(self) -> None:
+    async def _destroy(self) -> None:
         """Remove the prefix directory and everything in it (the inner storage stays)."""
-        self._require_closed()
         await self.inner.open()
         try:
             if not await self._has_prefix():
@@ -203,9 +201,8 @@ class Prefix(RenamingLayer):
                 await self.inner.delete(path)
         await self.inner.rmdir(directory)
 
-    async def open(self) -> None:
+    async def _open(self) -> None:
         """Open the inner backend; the prefix directory must exist."""
-        self._require_closed()
         await self.inner.open()
         try:
             found = await self._has_prefix()
@@ -215,7 +212,6 @@ class Prefix(RenamingLayer):
         if not found:
             await self.inner.close()
             raise StoreNotFound(f"prefix {self.prefix!r} does not exist (call create())")
-        self.opened = True
 
     # items (mapped and forwarded by RenamingLayer) ----------------------------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from ...backends.base import Backend, Capabilities
 from ...items import ItemInfo, Source, StoreValue
+from ...layers.base import Wrapper
 from .backends._base import AiodepotBackend
 from .backends.errors import translate
 
@@ -25,7 +26,7 @@ _LIST_STEP = 100
 """Entries of a sync ``list`` generator pulled per worker-thread job."""
 
 
-class SyncBackendBridge(Backend):
+class SyncBackendBridge(Wrapper):
     """An aiodepot backend over a borgstore-style sync backend object ``sync_backend``."""
 
     capabilities = Capabilities(preferred_concurrency=8)
@@ -81,6 +82,21 @@ class SyncBackendBridge(Backend):
         if native is not None:
             return await getattr(native, method)(*args, **kwargs)
         return await self._sync(method, *args, **kwargs)
+
+    # the lifecycle hooks (the public methods below do without the template's state checks: the wrapped
+    # object keeps its own state)
+
+    async def _create(self) -> None:
+        await self._do("create")
+
+    async def _destroy(self) -> None:
+        await self._do("destroy")
+
+    async def _open(self) -> None:
+        await self._do("open")
+
+    async def _close(self) -> None:
+        await self._do("close")
 
     async def create(self) -> None:
         """Initialize the storage."""
