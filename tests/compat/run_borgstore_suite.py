@@ -1,14 +1,11 @@
 """Run borgstore's own test suite against ``aiodepot.compat.borgstore`` (with ``install()`` active).
 
-borgstore's tests are not part of this repository (nor of borgstore's PyPI sdist): they are copied at run
-time into a temporary directory from the first source found:
+borgstore's tests are vendored as test data in ``tests/compat/borgstore_tests/`` (``*.py.txt``, with
+borgstore's license; see the README there); another copy of its ``tests/`` directory can be given with
+``--tests DIR`` / ``$BORGSTORE_TESTS_DIR``. They are copied into a temporary directory and run by pytest in
+a subprocess; ``--real`` runs them against the installed real borgstore instead, as a baseline.
 
-1. ``--tests DIR`` or ``$BORGSTORE_TESTS_DIR``: a checkout's ``tests/`` directory;
-2. ``/tmp/dl/borgstore-0.7.0/tests`` (an unpacked sdist, if it has tests);
-3. a git snapshot of github.com/borgbackup/borgstore: ``--git DIR`` / ``$BORGSTORE_GIT_DIR``, default
-   ``/work/.mirror/borgbackup+borgstore/repo`` (read with ``git show HEAD:tests/...``).
-
-Usage: ``python tests/compat/run_borgstore_suite.py [--tests DIR | --git DIR] [-- pytest args]``.
+Usage: ``python tests/compat/run_borgstore_suite.py [--tests DIR] [--real] [-- pytest args]``.
 Prints pytest's report and a last line ``borgstore-suite: passed=N failed=N skipped=N errors=N``;
 exits with pytest's status (5 if no test source was found).
 """
@@ -23,8 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-SDIST_TESTS = Path("/tmp/dl/borgstore-0.7.0/tests")
-DEFAULT_GIT = Path("/work/.mirror/borgbackup+borgstore/repo")
+VENDORED = Path(__file__).parent / "borgstore_tests"
 NO_SOURCE = 5
 
 # Installed before anything imports borgstore: the suite's own "import borgstore..." then gets the compat
@@ -64,44 +60,23 @@ def pytest_sessionfinish(session, exitstatus):
 """
 
 
-def find_tests(tests_dir: str | None, git_dir: str | None) -> dict[str, str] | None:
-    """Return {relative file name: source} of borgstore's tests, or None if no source is available."""
-    candidates = [tests_dir or os.environ.get("BORGSTORE_TESTS_DIR"), SDIST_TESTS]
-    for candidate in candidates:
-        if candidate and Path(candidate, "test_store.py").is_file():
-            return {p.name: p.read_text() for p in Path(candidate).glob("*.py")}
-    repo = Path(git_dir or os.environ.get("BORGSTORE_GIT_DIR") or DEFAULT_GIT)
-    if not repo.exists():
-        return None
-    try:
-        names = subprocess.run(
-            ["git", "-C", str(repo), "ls-tree", "--name-only", "HEAD", "tests/"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.split()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    files = {}
-    for name in names:
-        if name.endswith(".py"):
-            source = subprocess.run(
-                ["git", "-C", str(repo), "show", f"HEAD:{name}"], check=True, capture_output=True, text=True
-            ).stdout
-            files[Path(name).name] = source
-    return files or None
+def find_tests(tests_dir: str | None = None) -> dict[str, str] | None:
+    """Return {file name: source} of borgstore's tests (the vendored copy unless a directory is given)."""
+    candidate = Path(tests_dir or os.environ.get("BORGSTORE_TESTS_DIR") or VENDORED)
+    files = {p.name: p.read_text() for p in candidate.glob("*.py")}
+    files.update({p.name.removesuffix(".txt"): p.read_text() for p in candidate.glob("*.py.txt")})
+    return files if "test_store.py" in files else None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Copy the suite, run it with pytest in a subprocess, print the counts; return pytest's exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tests", help="borgstore's tests/ directory")
-    parser.add_argument("--git", help="a git repository of borgstore")
     parser.add_argument("--results", help="write {test id: outcome} as JSON to this file")
     parser.add_argument("--real", action="store_true", help="run against the real borgstore (a baseline)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
-    files = find_tests(args.tests, args.git)
+    files = find_tests(args.tests)
     if files is None:
         print("borgstore-suite: no source of borgstore's tests found", file=sys.stderr)
         return NO_SOURCE

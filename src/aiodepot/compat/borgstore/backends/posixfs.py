@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from ....backends.posixfs import PosixFSBackend
 from ....permissions import Permissions
 from .._portal import construct
+from ..constants import QUOTA_STORE_NAME
 from ._base import AiodepotBackend
 
 __all__ = ["PosixFS", "get_file_backend"]
@@ -55,3 +56,44 @@ class PosixFS(AiodepotBackend):
     @permissions.setter
     def permissions(self, value: dict[str, str] | None) -> None:
         self.async_backend.permissions = construct(Permissions, value or None)
+
+    # borgstore's quota state, as its users (and its tests) read it: backed by aiodepot's accounting ----------
+
+    def _accounting(self) -> Any:
+        """The open aiodepot backend's quota accounting (None: closed, or no quota set)."""
+        return getattr(self.async_backend, "_quota", None)
+
+    @property
+    def _quota_use(self) -> int:
+        """The tracked usage in bytes (0 while closed or without a quota)."""
+        accounting = self._accounting()
+        return 0 if accounting is None else int(accounting.usage)
+
+    @property
+    def _quota_use_persisted(self) -> int:
+        """The usage last written to the quota file."""
+        accounting = self._accounting()
+        return 0 if accounting is None else int(accounting._persisted)
+
+    @property
+    def _quota_last_persist_time(self) -> float:
+        """When the usage was last written (``time.monotonic()``)."""
+        accounting = self._accounting()
+        return 0.0 if accounting is None else float(accounting._persisted_at)
+
+    @_quota_last_persist_time.setter
+    def _quota_last_persist_time(self, value: float) -> None:
+        accounting = self._accounting()
+        if accounting is not None:
+            accounting._persisted_at = value
+
+    def _quota_path(self) -> Path:
+        """The quota file."""
+        return self.base_path / QUOTA_STORE_NAME
+
+    def _quota_update(self, delta: int, force: bool = False) -> None:
+        """Account ``delta`` bytes (unchecked) and persist the usage if due (or ``force``)."""
+        accounting = self._accounting()
+        if accounting is not None:
+            accounting.release(-delta)  # release() adds without checking the limit
+            accounting.flush(force=force)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote
@@ -13,14 +14,47 @@ from .._portal import construct
 from ._base import AiodepotBackend
 from ._lazy import backend_class
 
-__all__ = ["REST", "get_rest_backend"]
+__all__ = [
+    "DEFAULT_RECONNECT_TRIES",
+    "DEFAULT_RECONNECT_WAIT",
+    "REST",
+    "SSH_ALIVE_COUNT_MAX",
+    "SSH_ALIVE_INTERVAL",
+    "get_rest_backend",
+    "ssh_cmd",
+]
+
+SSH_ALIVE_INTERVAL = 30
+"""Seconds between ssh keepalive probes (``ServerAliveInterval``) of the ``rest://`` ssh transport."""
+SSH_ALIVE_COUNT_MAX = 3
+"""Unanswered keepalive probes after which ssh gives up (``ServerAliveCountMax``)."""
 
 DEFAULT_RECONNECT_TRIES = 3
+"""How often a lost connection is re-established before an operation fails."""
 DEFAULT_RECONNECT_WAIT = 5.0
+"""Seconds between reconnection attempts."""
 
 _HTTP_URL = re.compile(
     r"(?P<scheme>https?)://((?P<username>[^:]+):(?P<password>[^@]+)@)?(?P<host>[^:/]+)(:(?P<port>\d+))?(?P<path>/[^?#]*)?"
 )
+
+
+def ssh_cmd(user: str | None, host: str, port: int | str | None) -> list[str]:
+    """The ssh command line (a list) to prefix to a remote command, as borgstore builds it.
+
+    ``$BORGSTORE_RSH`` replaces ``ssh`` and its options verbatim; otherwise ssh gets keepalive options (a
+    dead peer ends the session instead of hanging it) and ``-p port`` if a port is given.
+    """
+    rsh = os.environ.get("BORGSTORE_RSH")
+    if rsh:
+        args = shlex.split(rsh)
+    else:
+        args = ["ssh", "-o", f"ServerAliveInterval={SSH_ALIVE_INTERVAL}"]
+        args += ["-o", f"ServerAliveCountMax={SSH_ALIVE_COUNT_MAX}"]
+        if port:
+            args += ["-p", str(port)]
+    args.append(f"{user}@{host}" if user else host)
+    return args
 
 
 def get_rest_backend(base_url: str) -> REST | None:
