@@ -59,7 +59,7 @@ class Layer(Wrapper):
         inner: the wrapped backend (which may itself be a layer). The layer opens and closes it.
 
     ``capabilities`` are the inner backend's (a subclass that changes what the data looks like adjusts
-    them); ``opened`` follows the layer's own ``open``/``close``. Permissions are enforced by the inner
+    them); ``opened`` is the inner backend's. Permissions are enforced by the inner
     backend: the layer's own permission map is empty.
     """
 
@@ -74,6 +74,17 @@ class Layer(Wrapper):
     def _capabilities(self, inner: Capabilities) -> Capabilities:
         """The layer's capabilities, given the inner backend's; a subclass turns off what it loses."""
         return inner
+
+    @property
+    def opened(self) -> bool:
+        """A layer is open while the backend it wraps is: one opened before it was wrapped (as when a Store
+        is given an open backend) counts, and closing the layer closes it."""
+        inner = self.__dict__.get("inner")
+        return inner is not None and inner.opened
+
+    @opened.setter
+    def opened(self, value: bool) -> None:
+        """The open state is the inner backend's; the base class's bookkeeping has nothing to record."""
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
