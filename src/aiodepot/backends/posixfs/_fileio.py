@@ -57,6 +57,7 @@ def copy_range(src: int, dst: int, offset: int, size: int) -> None:
 
 
 def write_all(fd: int, value: bytes | memoryview) -> None:
+    """Write all of ``value`` at the file position of ``fd``."""
     view = memoryview(value)
     while view:
         written = os.write(fd, view)
@@ -79,6 +80,7 @@ def link_new(tmp: str, path: str) -> None:
 
 
 def fsync_dir(path: str) -> None:
+    """Make the entries of the directory ``path`` durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
