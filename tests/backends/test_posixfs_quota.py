@@ -7,6 +7,7 @@ scanning and merging the usage of concurrent sessions are posixfs's.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -327,3 +328,42 @@ async def test_quota_hid_is_not_an_item(store_dir: Path) -> None:
         assert [info.name async for info in store.list("")] == ["main"]
         with pytest.raises(aiodepot.InvalidName):
             await store.load("quota.hid")
+
+
+async def test_quota_state_reads_the_accounting_and_the_adapter_hooks_move_it(store_dir: Path) -> None:
+    """``quota_state`` (what the borgstore drop-in reads), ``update_quota`` and ``set_quota_persisted_at``
+    (what it writes through), on the backend directly."""
+    from aiodepot.backends.posixfs import PosixFSBackend, QuotaState
+
+    backend = PosixFSBackend(store_dir, quota=10_000)
+    assert backend.quota_state is None  # closed
+    await backend.open()
+    try:
+        opened = backend.quota_state
+        assert opened is not None and opened.persisted_at > 0  # open persists once
+        assert (opened.limit, opened.usage, opened.persisted) == (10_000, 0, 0)
+        await backend.store("item", b"x" * 100)
+        assert backend.quota_state == QuotaState(10_000, 100, 0, opened.persisted_at)  # small: not persisted yet
+        await asyncio.to_thread(backend.update_quota, 20_000)  # unchecked, past the limit; small: not persisted
+        assert backend.quota_state == QuotaState(10_000, 20_100, 0, opened.persisted_at)
+        long_ago = time.monotonic() - 301  # the persist interval is 300 s
+        backend.set_quota_persisted_at(long_ago)
+        assert backend.quota_state == QuotaState(10_000, 20_100, 0, long_ago)
+        await asyncio.to_thread(backend.update_quota)  # due now
+        state = backend.quota_state
+        assert state is not None and state.persisted == 20_100 and state.persisted_at > long_ago
+        assert quota_file(store_dir) == "20100"
+        await asyncio.to_thread(backend.update_quota, -20_000, force=True)
+        assert quota_file(store_dir) == "100"
+    finally:
+        await backend.close()
+    assert backend.quota_state is None
+    without = PosixFSBackend(store_dir)
+    await without.open()
+    try:
+        assert without.quota_state is None
+        without.update_quota(5, force=True)  # no quota: nothing to account, no file I/O
+        without.set_quota_persisted_at(1.0)
+        assert without.quota_state is None
+    finally:
+        await without.close()

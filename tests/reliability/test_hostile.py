@@ -30,8 +30,7 @@ from urllib.parse import quote
 import pytest
 
 from aiodepot import InvalidName, PermissionDenied, SyncStore
-from aiodepot.backends import posixfs
-from aiodepot.backends.posixfs import PosixFSBackend
+from aiodepot.backends.posixfs import PosixFSBackend, _safe_open
 from aiodepot.protocol import ACCEPT, HASH_HEADER
 from tests.servers.rest import ThreadedServer
 
@@ -71,7 +70,7 @@ def confinement(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     """posixfs's way of refusing links: openat2 where the kernel has it ("native"), and the fallback that
     checks where /proc/self/fd says an opened file is (forced with "readlink")."""
     if request.param == "readlink":
-        monkeypatch.setattr(posixfs, "_openat2", None)
+        monkeypatch.setattr(_safe_open, "_openat2", None)
     return str(request.param)
 
 
@@ -487,7 +486,7 @@ async def test_posixfs_follows_no_planted_symlink(layout: Layout, tmp_path: Path
     before = snapshot(layout)
     backend = PosixFSBackend(layout.store)
     await backend.open()
-    assert (backend._base_dir is not None) == (posixfs._openat2 is not None), confinement
+    assert (backend._base_dir is not None) == (_safe_open._openat2 is not None), confinement
     try:
         local = tmp_path / "local"
         local.write_bytes(b"local file")

@@ -37,6 +37,7 @@ class PosixFS(AiodepotBackend):
     """
 
     precreate_dirs: bool = False
+    async_backend: PosixFSBackend
 
     def __init__(
         self, path: Any, *, do_fsync: bool = False, permissions: dict[str, str] | None = None, quota: int | None = None
@@ -59,33 +60,27 @@ class PosixFS(AiodepotBackend):
 
     # borgstore's quota state, as its users (and its tests) read it: backed by aiodepot's accounting ----------
 
-    def _accounting(self) -> Any:
-        """The open aiodepot backend's quota accounting (None: closed, or no quota set)."""
-        return getattr(self.async_backend, "_quota", None)
-
     @property
     def _quota_use(self) -> int:
         """The tracked usage in bytes (0 while closed or without a quota)."""
-        accounting = self._accounting()
-        return 0 if accounting is None else int(accounting.usage)
+        state = self.async_backend.quota_state
+        return 0 if state is None else state.usage
 
     @property
     def _quota_use_persisted(self) -> int:
         """The usage last written to the quota file."""
-        accounting = self._accounting()
-        return 0 if accounting is None else int(accounting._persisted)
+        state = self.async_backend.quota_state
+        return 0 if state is None else state.persisted
 
     @property
     def _quota_last_persist_time(self) -> float:
         """When the usage was last written (``time.monotonic()``)."""
-        accounting = self._accounting()
-        return 0.0 if accounting is None else float(accounting._persisted_at)
+        state = self.async_backend.quota_state
+        return 0.0 if state is None else state.persisted_at
 
     @_quota_last_persist_time.setter
     def _quota_last_persist_time(self, value: float) -> None:
-        accounting = self._accounting()
-        if accounting is not None:
-            accounting._persisted_at = value
+        self.async_backend.set_quota_persisted_at(value)
 
     def _quota_path(self) -> Path:
         """The quota file."""
@@ -93,7 +88,4 @@ class PosixFS(AiodepotBackend):
 
     def _quota_update(self, delta: int, force: bool = False) -> None:
         """Account ``delta`` bytes (unchecked) and persist the usage if due (or ``force``)."""
-        accounting = self._accounting()
-        if accounting is not None:
-            accounting.release(-delta)  # release() adds without checking the limit
-            accounting.flush(force=force)
+        self.async_backend.update_quota(delta, force=force)

@@ -1,0 +1,88 @@
+"""The file I/O steps posixfs builds on: exact reads, kernel copies, full writes, no-replace links, fsync."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ...errors import ReadRangeError
+from ..base import pwrite_all
+
+__all__ = ["MiB", "copy_range", "fsync_dir", "link_new", "pread_exact", "write_all"]
+
+MiB = 1024 * 1024
+_MAX_POSITION = 2**63 - 1
+_LARGE_READ = 64 * MiB
+
+
+def pread_exact(fd: int, size: int, offset: int) -> bytes:
+    """Read ``size`` bytes at ``offset`` (fewer only at the end of the file)."""
+    if size > _LARGE_READ:  # pread allocates what it is asked for: never more than the file can give
+        size = max(min(size, os.fstat(fd).st_size - offset), 0)
+    if offset >= _MAX_POSITION or not size:
+        return b""
+    size = min(size, _MAX_POSITION - offset)  # offset + size past off_t is EINVAL
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    parts = [data]
+    done = len(data)
+    while done < size:
+        chunk = os.pread(fd, size - done, offset + done)
+        if not chunk:
+            break
+        parts.append(chunk)
+        done += len(chunk)
+    return b"".join(parts)
+
+
+def copy_range(src: int, dst: int, offset: int, size: int) -> None:
+    """Copy ``size`` bytes at ``offset`` from ``src`` to ``dst`` (same offset), in the kernel where possible."""
+    done = 0
+    while done < size:
+        try:
+            copied = os.copy_file_range(src, dst, size - done, offset + done, offset + done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            copied = -1
+        if copied == -1:  # no kernel copy between these files: go through a buffer
+            chunk = os.pread(src, min(size - done, 8 * MiB), offset + done)
+            if chunk:
+                pwrite_all(dst, chunk, offset + done)
+            copied = len(chunk)
+        if copied == 0:
+            raise ReadRangeError(f"the value ended {size - done} bytes before offset {offset + size}")
+        done += copied
+
+
+def write_all(fd: int, value: bytes | memoryview) -> None:
+    """Write all of ``value`` at the file position of ``fd``."""
+    view = memoryview(value)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def link_new(tmp: str, path: str) -> None:
+    """Put the file ``tmp`` at ``path`` unless something is there (FileExistsError), then drop ``tmp``."""
+    try:
+        os.link(tmp, path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS):
+            raise
+        # no hard links here: the caller's path lock still makes the check and the rename one step
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "exists", path) from exc
+        os.rename(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def fsync_dir(path: str) -> None:
+    """Make the entries of the directory ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

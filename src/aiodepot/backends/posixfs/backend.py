@@ -1,0 +1,615 @@
+"""[`PosixFSBackend`][aiodepot.backends.posixfs.PosixFSBackend]: the Backend hooks on files below a base
+directory (the layout and crash cleanup are described in [`aiodepot.backends.posixfs`][aiodepot.backends.posixfs])."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from typing import Any, Self, TypeVar
+from urllib.parse import unquote
+
+import aiofiles
+
+from ..._threads import Offloader
+from ...errors import BackendURLInvalid, ObjectNotFound, ReadRangeError, StoreError, StoreExists, StoreNotFound
+from ...hashing import check_algorithm, file_digest
+from ...items import ItemInfo, Source
+from ...names import validate_backend_name
+from ..base import Backend, Capabilities
+from ..options import Limits, RetryPolicy, Timeouts, legacy_options
+from ._errors import NOT_FOUND, raise_translated
+from ._fileio import MiB, copy_range, fsync_dir, pread_exact, write_all
+from ._quota import COMMIT_LOCKS, QUOTA_FILE, Quota, QuotaState
+from ._tempfiles import TempFiles, dead_sessions, remove_left_behind
+
+__all__ = ["PosixFSBackend"]
+
+T = TypeVar("T")
+
+
+def _item_info(name: str, st: os.stat_result) -> ItemInfo:
+    return ItemInfo(
+        name=name,
+        exists=True,
+        size=st.st_size,
+        directory=stat.S_ISDIR(st.st_mode),
+        atime=st.st_atime,
+        mtime=st.st_mtime,
+    )
+
+
+class PosixFSBackend(TempFiles, Backend):
+    """Items as files below ``path`` (an absolute path), in borgstore's on-disk layout.
+
+    Args:
+        path: the store's base directory (created by ``create()``, with missing parents).
+        fsync: fsync each file before it is renamed into place and its directory after, so an
+            acknowledged store survives a power loss (much slower).
+        permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
+        quota: a byte limit for the whole store, tracked in ``quota.hid``.
+        limits: ``threads``: threads for blocking file operations (default 32).
+        cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
+            module docs); the number removed is then in ``temp_files_removed``.
+    """
+
+    capabilities = Capabilities(
+        batch_ops=True,
+        server_side_hash=True,
+        server_side_copy=True,
+        server_side_gather=True,
+        preferred_concurrency=512,  # bulk calls: two batch jobs of 256 items in flight
+        batch_size=256,  # fewer, bigger thread jobs: each hand-off costs more than a cached small read
+        part_size=16 * MiB,
+    )
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        permissions: str | dict[str, str] | None = None,
+        quota: int | None = None,
+        limits: Limits | None = None,
+        cleanup: bool = True,
+        **deprecated: Any,
+    ) -> None:
+        super().__init__(permissions=permissions)
+        _, self.limits, _ = legacy_options(
+            "PosixFSBackend",
+            deprecated,
+            {"workers": ("limits", "threads", None)},
+            retry=RetryPolicy(attempts=1),
+            limits=(limits or Limits()).or_defaults(Limits(threads=32)),
+            timeouts=Timeouts(),
+        )
+        base = os.fspath(path)
+        if not os.path.isabs(base):
+            raise BackendURLInvalid(f"the posixfs path must be absolute: {base!r}")
+        if quota is not None and (not isinstance(quota, int) or quota < 0):
+            raise ValueError(f"quota must be a byte count >= 0, got {quota!r}")
+        self.base = os.path.normpath(base)
+        self._real_base = os.path.realpath(self.base)
+        self._base_dir = None
+        self.fsync = fsync
+        self.quota_limit = quota
+        self.cleanup = cleanup
+        self.temp_files_removed = 0
+        self._session: str | None = None
+        self._session_touched = 0.0
+        self._quota: Quota | None = None
+        self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """``file:///absolute/path`` (percent-encoding allowed); the host part must be empty."""
+        if not url.startswith("file://"):
+            raise BackendURLInvalid(f"not a file: URL: {url!r}")
+        rest = url[len("file://") :]
+        if not rest.startswith("/"):
+            raise BackendURLInvalid(f"file: URLs need an empty host and an absolute path (file:///path): {url!r}")
+        return cls(unquote(rest), **options)
+
+    def __repr__(self) -> str:
+        return f"<PosixFSBackend {self.base!r} {'open' if self.opened else 'closed'}>"
+
+    # helpers ---------------------------------------------------------------------------------------------
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.base, name)
+
+    async def _run(self, name: str, job: Any, *args: Any) -> Any:
+        try:
+            return await self._offloader.run(job, *args)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise_translated(exc, name)
+
+    def _replace_item(self, name: str, size: int, fill: Callable[[int], object], replace: bool) -> None:
+        """Put a new ``size``-byte value under ``name``: a temp file written by ``fill(fd)``, renamed into
+        place, with the replace and quota checks first."""
+        path = self._path(name)
+        quota = self._quota
+        if quota is None and replace:
+            self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
+            return
+        with COMMIT_LOCKS.hold(path):  # the check and the commit as one, for every writer of this path
+            old_size = self._existing_size(path)
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
+            delta = size - (old_size or 0)
+            if quota is not None:
+                quota.reserve(delta)
+            try:
+                self._commit(self._write_temp(path, fill), path, replace=replace)
+            except BaseException:
+                if quota is not None:
+                    quota.release(delta)
+                raise
+        if quota is not None:
+            quota.flush()
+
+    def _settle_and_commit(
+        self, name: str, tmp: str, path: str, size: int, reserved: int, quota: Quota | None, replace: bool
+    ) -> None:
+        """Commit a streamed temp file of ``size`` bytes for which ``reserved`` bytes of quota are held:
+        under the path's lock, count what it replaces now, settle the quota and commit. If this raises, the
+        caller still holds (and releases) ``reserved``."""
+        with COMMIT_LOCKS.hold(path):
+            old_size = self._existing_size(path)
+            if old_size is not None and not replace:
+                self._refuse_replace(name)
+            extra = size - (old_size or 0) - reserved
+            if quota is not None:
+                quota.reserve(extra)
+            try:
+                self._commit(tmp, path, replace=replace)
+            except BaseException:
+                if quota is not None:
+                    quota.release(extra)
+                raise
+        if quota is not None:
+            quota.flush()
+
+    def _existing_size(self, path: str) -> int | None:
+        try:
+            st = self._lstat(path)
+        except NOT_FOUND:
+            return None
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+        return st.st_size
+
+    # lifecycle -----------------------------------------------------------------------------------------
+
+    async def _create(self) -> None:
+        """Create the base directory (and parents); an existing empty directory is accepted."""
+
+        def job() -> None:
+            os.makedirs(self.base, exist_ok=True)
+            if os.listdir(self.base):
+                raise StoreExists(f"posixfs store directory is not empty: {self.base}")
+
+        await self._run("", job)
+
+    async def _destroy(self) -> None:
+        """Remove everything below the base directory, and the directory itself where allowed."""
+
+        def job() -> None:
+            if not os.path.isdir(self.base):
+                raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+
+            def on_error(func: Any, path: str, exc_info: Any) -> None:
+                if path != self.base:  # the base itself may belong to someone else: leave it
+                    raise exc_info[1]
+
+            shutil.rmtree(self.base, onerror=on_error)
+
+        await self._run("", job)
+        self._offloader.shutdown()
+
+    async def _open(self) -> None:
+        """Start using the store: register the session; if an earlier one crashed (and ``cleanup``), walk
+        the store and remove the temp files crashed writers left; set up (or drop) quota tracking."""
+
+        def job() -> None:
+            if not os.path.isdir(self.base):
+                raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
+            self._open_base()
+            if self.cleanup:
+                dead = dead_sessions(self.base)
+                self.temp_files_removed = remove_left_behind(self.base) if dead else 0
+                for path in dead:  # only now: a crash during the walk leaves them for the next open
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+            self._register()
+            if self.quota_limit is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self.base, QUOTA_FILE))
+            else:
+                self._quota = Quota(self.base, self.quota_limit)
+                self._quota.flush(force=True)
+
+        try:
+            await self._run("", job)
+        except BaseException:
+            self._offloader.shutdown()  # a store that is not there keeps no thread
+            raise
+
+    async def _close(self) -> None:
+        """Persist the quota usage and release the thread pool."""
+        quota, self._quota = self._quota, None
+        session, self._session = self._session, None
+        self._base_dir = None
+
+        def job() -> None:
+            try:
+                if quota is not None:
+                    quota.flush(force=True)
+            finally:
+                if session is not None:
+                    with contextlib.suppress(OSError):
+                        os.unlink(session)
+
+        try:
+            await self._run("", job)
+        finally:
+            self._offloader.shutdown()
+
+    async def remove_temp_files(self) -> int:
+        """Walk the whole store now and remove the temp files that no live writer owns (the rules ``open``
+        applies after a crash, see the module docs); return how many. For stores that borgstore or another
+        program wrote to: their crashes leave no session registration behind."""
+        self._require_open()
+        removed: int = await self._run("", remove_left_behind, self.base)
+        return removed
+
+    # items ---------------------------------------------------------------------------------------------
+
+    async def _mkdir(self, name: str) -> None:
+        path = self._path(name)
+
+        def job() -> None:
+            if not os.path.isdir(path):
+                self._make_parents(os.path.join(path, "entry"))
+            self._check_dir(path)
+
+        await self._run(name, job)
+
+    async def _rmdir(self, name: str) -> None:
+        path = self._path(name)
+
+        def job() -> None:
+            self._check_dir(os.path.dirname(path))
+            os.rmdir(path)
+
+        await self._run(name, job)
+
+    # Each item operation is one sync function (the I/O in one thread hop); the async hooks run one of
+    # them, the batch hooks run many in one job.
+
+    def _info_sync(self, name: str) -> ItemInfo:
+        path = os.path.join(self.base, name)
+        basename = name.rpartition("/")[2]
+        try:
+            return _item_info(basename, self._lstat(path) if name else os.stat(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return ItemInfo.missing(basename)
+
+    def _load_sync(self, name: str, offset: int = 0, size: int | None = None) -> bytes:
+        path = self._path(name)
+        fd = self._open_item(path)
+        try:
+            if offset < 0 or size is None:
+                total = os.fstat(fd).st_size
+                if offset < 0:
+                    offset = max(total + offset, 0)
+                if size is None:
+                    size = max(total - offset, 0)
+            return pread_exact(fd, size, offset)
+        finally:
+            os.close(fd)
+
+    def _store_sync(self, name: str, data: bytes | memoryview, replace: bool = True) -> None:
+        self._replace_item(name, len(data), lambda fd: write_all(fd, data), replace)
+
+    def _delete_sync(self, name: str) -> None:
+        path = self._path(name)
+        quota = self._quota
+        with COMMIT_LOCKS.hold(path):
+            size = self._existing_size(path)
+            if size is None:
+                raise FileNotFoundError(errno.ENOENT, "no such item", path)
+            os.unlink(path)
+        if quota is not None:
+            quota.reserve(-size)
+            quota.flush()
+
+    def _batch_sync(self, operation: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T | Exception]:
+        results: list[T | Exception] = []
+        for args in calls:
+            try:
+                results.append(operation(*args))
+            except StoreError as exc:
+                results.append(exc)
+            except OSError as exc:
+                try:
+                    raise_translated(exc, args[0])
+                except StoreError as translated:
+                    results.append(translated)
+        return results
+
+    async def _info(self, name: str) -> ItemInfo:
+        result: ItemInfo = await self._run(name, self._info_sync, name)
+        return result
+
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
+        """Read a whole value or a range of it (one ``pread``)."""
+        data: bytes = await self._run(name, self._load_sync, name, offset, size)
+        return data
+
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        """Write a temp file beside the item, then rename it into place."""
+        await self._run(name, self._store_sync, name, value, replace)
+
+    async def _delete(self, name: str) -> None:
+        await self._run(name, self._delete_sync, name)
+
+    async def _load_batch(self, names: Sequence[str]) -> list[bytes | Exception]:
+        """Load many whole values in one thread job."""
+        return await self._offloader.run(self._batch_sync, self._load_sync, [(name,) for name in names])
+
+    async def _store_batch(self, items: Sequence[tuple[str, bytes | memoryview, bool]]) -> list[Exception | None]:
+        """Store many values in one thread job, each atomically."""
+        return await self._offloader.run(self._batch_sync, self._store_sync, items)
+
+    async def _delete_batch(self, names: Sequence[str]) -> list[Exception | None]:
+        """Delete many items in one thread job."""
+        return await self._offloader.run(self._batch_sync, self._delete_sync, [(name,) for name in names])
+
+    async def _info_batch(self, names: Sequence[str]) -> list[ItemInfo | Exception]:
+        """Describe many items in one thread job."""
+        return await self._offloader.run(self._batch_sync, self._info_sync, [(name,) for name in names])
+
+    async def _move(self, src: str, dst: str, *, replace: bool) -> None:
+        """Rename an item (replacing the destination), creating directories as needed."""
+        src_path, dst_path = self._path(src), self._path(dst)
+        quota = self._quota
+
+        def job() -> None:
+            with COMMIT_LOCKS.hold(src_path, dst_path):
+                replaced = locked_move()
+            if quota is not None and replaced:
+                quota.reserve(-replaced)
+                quota.flush()
+
+        def locked_move() -> int | None:
+            replaced = self._existing_size(dst_path)
+            if replaced is not None and not replace:
+                self._refuse_replace(dst)
+            self._lstat(src_path)  # missing: ObjectNotFound; a symbolic link or outside the store: refused
+            with contextlib.suppress(FileNotFoundError):
+                self._check_dir(os.path.dirname(dst_path))  # a missing one is made by _make_parents, checked
+            try:
+                os.replace(src_path, dst_path)
+            except FileNotFoundError:
+                self._make_parents(dst_path)
+                try:
+                    os.replace(src_path, dst_path)
+                except FileNotFoundError:
+                    raise ObjectNotFound(src) from None
+            if self.fsync:
+                fsync_dir(os.path.dirname(dst_path))
+            return replaced
+
+        await self._run(src, job)
+
+    async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
+        """Yield a directory's entries sorted by name; temp and internal files are skipped."""
+        path = os.path.join(self.base, name)
+
+        def job() -> list[ItemInfo]:
+            infos = []
+            fd = self._open_below(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                with os.scandir(fd) as entries:
+                    for entry in entries:
+                        try:
+                            validate_backend_name(entry.name)
+                            if entry.is_symlink():
+                                continue  # not ours: the store never makes links, and never follows them
+                            infos.append(_item_info(entry.name, entry.stat(follow_symlinks=False)))
+                        except (StoreError, FileNotFoundError):
+                            continue  # not ours, still being written, or gone meanwhile
+            finally:
+                os.close(fd)
+            infos.sort(key=lambda info: info.name)
+            return infos
+
+        infos: list[ItemInfo] = await self._run(name, job)
+        for info in infos:
+            yield info
+
+    async def _hash(self, name: str, algorithm: str) -> str:
+        """Hash the file where it is (one job, no data through the event loop)."""
+        path = self._path(name)
+        check_algorithm(algorithm)
+
+        def job() -> str:
+            with open(self._open_item(path), "rb") as f:
+                return file_digest(f, algorithm)
+
+        digest: str = await self._run(name, job)
+        return digest
+
+    async def _gather(self, checked: list[Source]) -> bytes:
+        """Read all ranges in one job, one ``pread`` each."""
+        paths = {name: self._path(name) for name, _, _ in checked}
+
+        def job() -> bytes:
+            fds: dict[str, int] = {}
+            parts = []
+            current = ""
+            try:
+                for name, offset, size in checked:
+                    current = name
+                    if size == 0:
+                        continue
+                    fd = fds.get(name)
+                    if fd is None:
+                        fd = fds[name] = self._open_item(paths[name])
+                    start = offset if offset >= 0 else max(os.fstat(fd).st_size + offset, 0)
+                    data = pread_exact(fd, size, start)
+                    if len(data) != size:
+                        raise ReadRangeError(f"{name}: wanted {size} bytes at offset {offset}, got {len(data)}")
+                    parts.append(data)
+            except OSError as exc:
+                raise_translated(exc, current)
+            finally:
+                for fd in fds.values():
+                    os.close(fd)
+            return b"".join(parts)
+
+        data: bytes = await self._run("", job)
+        return data
+
+    async def _quota_usage(self) -> dict[str, int]:
+        """The limit and the tracked usage (-1 when no quota is set)."""
+        if self._quota is None:
+            return {"limit": -1, "usage": -1}
+        return {"limit": self._quota.limit, "usage": self._quota.usage}
+
+    @property
+    def quota_state(self) -> QuotaState | None:
+        """The quota accounting now: the limit, the tracked usage, and the usage last persisted to
+        ``quota.hid`` and when; None while the backend is closed or has no quota."""
+        return None if self._quota is None else self._quota.state()
+
+    def update_quota(self, delta: int = 0, *, force: bool = False) -> None:
+        """Account ``delta`` bytes without checking the limit, then persist the usage if it is due (or
+        ``force``); nothing while closed or without a quota. Blocking file I/O in the caller's thread: for
+        synchronous adapters (the borgstore drop-in), not for the event loop."""
+        quota = self._quota
+        if quota is not None:
+            quota.release(-delta)  # release() adds without checking the limit
+            quota.flush(force=force)
+
+    def set_quota_persisted_at(self, when: float) -> None:
+        """Count the quota's persist interval from ``when`` (a `time.monotonic()` value), as if the usage
+        had been persisted then (borgstore's drop-in moves this clock, as borgstore's tests do)."""
+        if self._quota is not None:
+            self._quota.set_persisted_at(when)
+
+    # files -----------------------------------------------------------------------------------------------
+
+    async def _read_into(self, name: str, fd: int, offset: int, size: int) -> None:
+        """Copy a range into ``fd`` inside the kernel (``copy_file_range``), in one thread job."""
+
+        def job() -> None:
+            src = self._open_item(self._path(name))
+            try:
+                copy_range(src, fd, offset, size)
+            finally:
+                os.close(src)
+
+        await self._run(name, job)
+
+    async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
+        """Copy a local file into a temp file beside the item inside the kernel, then rename it into place."""
+
+        def job() -> None:
+            src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+
+                def copy(fd: int) -> None:
+                    copy_range(src, fd, 0, size)
+                    if os.fstat(src).st_size != size:
+                        raise ValueError(f"{path} changed size while it was stored")
+
+                self._replace_item(name, size, copy, replace)
+            finally:
+                os.close(src)
+
+        await self._run(name, job)
+
+    # streaming -----------------------------------------------------------------------------------------
+
+    async def _read_chunks(self, name: str, offset: int, size: int | None, chunk_size: int) -> AsyncIterator[bytes]:
+        """Stream a value from the file with aiofiles."""
+        path = self._path(name)
+        fd = await self._run(name, self._open_item, path)
+        try:
+            f = await aiofiles.open(fd, "rb", buffering=0, executor=self._offloader.executor)
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, OSError):
+                raise_translated(exc, name)
+            raise
+        try:
+            try:
+                if offset:
+                    await f.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            except OSError as exc:
+                raise_translated(exc, name)
+            remaining = size
+            while remaining is None or remaining > 0:
+                try:
+                    chunk = await f.read(chunk_size if remaining is None else min(chunk_size, remaining))
+                except OSError as exc:
+                    raise_translated(exc, name)
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            await f.close()
+
+    async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
+        """Stream into a temp file with aiofiles, then rename it into place."""
+        path = self._path(name)
+        quota = self._quota
+        old_size = await self._run(name, self._existing_size, path)
+        if old_size is not None and not replace:
+            self._refuse_replace(name)
+        # Quota: what the value replaces (as seen now) is credit; bytes past it are reserved before they
+        # land (all of a declared size at once), and the commit settles against what it really replaces.
+        credit = old_size or 0
+        reserved = 0
+        if quota is not None and size is not None and size > credit:
+            quota.reserve(size - credit)
+            reserved = size - credit
+        tmp = await self._run(name, self._write_temp, path, lambda fd: None)
+        try:
+            written = 0
+            async with aiofiles.open(tmp, "wb", buffering=0, executor=self._offloader.executor) as f:
+                async for chunk in chunks:
+                    if quota is not None and written + len(chunk) - credit > reserved:
+                        more = written + len(chunk) - credit - reserved
+                        quota.reserve(more)
+                        reserved += more
+                    view = memoryview(chunk)
+                    while view:
+                        n = await f.write(view)
+                        view = view[n:]
+                    written += len(chunk)
+                    if size is not None and written > size:
+                        raise ValueError(f"{name}: the stream gave more than the expected {size} bytes")
+                if self.fsync:
+                    await f.flush()
+                    await self._run(name, os.fsync, f.fileno())
+            if size is not None and written != size:
+                raise ValueError(f"{name}: expected {size} bytes, the stream gave {written}")
+            await self._run(name, self._settle_and_commit, name, tmp, path, written, reserved, quota, replace)
+        except BaseException as exc:
+            if quota is not None and reserved:
+                quota.release(reserved)
+            with contextlib.suppress(OSError):
+                await self._offloader.run(os.unlink, tmp)
+            if isinstance(exc, OSError) and not isinstance(exc, StoreError):
+                raise_translated(exc, name)  # e.g. ENOSPC or EIO from a write: a StoreError like the rest
+            raise
