@@ -23,9 +23,9 @@ import random
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
-__all__ = ["Limits", "Rename", "RetryPolicy", "Timeouts", "legacy_options"]
+__all__ = ["Limits", "OptionDefaults", "Rename", "RetryPolicy", "Timeouts", "legacy_options"]
 
 T = TypeVar("T")
 
@@ -233,14 +233,34 @@ Rename = tuple[str, str, Callable[[Any], Any] | None]
 """Where an old keyword goes: ``"retry"``, ``"limits"`` or ``"timeouts"``; the field; old value → new (None: as is)."""
 
 
+class OptionDefaults(Protocol):
+    """What a backend takes when ``retry=``, ``limits=`` or ``timeouts=`` leave something open."""
+
+    @property
+    def default_retry(self) -> RetryPolicy:
+        """The policy without ``retry=``."""
+        ...
+
+    @property
+    def default_limits(self) -> Limits:
+        """The limits that ``limits=`` leaves ``None``."""
+        ...
+
+    @property
+    def default_timeouts(self) -> Timeouts:
+        """The timeouts that ``timeouts=`` leaves ``None``."""
+        ...
+
+
 def legacy_options(
     owner: str,
     given: Mapping[str, Any],
     renames: Mapping[str, Rename],
     *,
-    retry: RetryPolicy,
-    limits: Limits,
-    timeouts: Timeouts,
+    retry: RetryPolicy | None = None,
+    limits: Limits | None = None,
+    timeouts: Timeouts | None = None,
+    defaults: OptionDefaults | None = None,
 ) -> tuple[RetryPolicy, Limits, Timeouts]:
     """Fold the keywords a backend took before ``retry=``/``limits=``/``timeouts=`` into those values.
 
@@ -251,11 +271,20 @@ def legacy_options(
         owner: the class, for the messages (``"SftpBackend"``).
         given: the constructor's leftover keywords.
         renames: old keyword → where it goes now.
-        retry: the policy to change.
-        limits: the limits to change.
-        timeouts: the timeouts to change.
+        retry: the policy to change (None: ``defaults.default_retry``, or ``RetryPolicy()``).
+        limits: the limits to change, their ``None`` fields filled from ``defaults.default_limits``.
+        timeouts: the timeouts to change, their ``None`` fields filled from ``defaults.default_timeouts``.
+        defaults: the backend (or its class) whose ``default_*`` values fill what is not given.
     """
-    values: dict[str, Any] = {"retry": retry, "limits": limits, "timeouts": timeouts}
+    if defaults is not None:
+        retry = retry or defaults.default_retry
+        limits = (limits or Limits()).or_defaults(defaults.default_limits)
+        timeouts = (timeouts or Timeouts()).or_defaults(defaults.default_timeouts)
+    values: dict[str, Any] = {
+        "retry": retry or RetryPolicy(),
+        "limits": limits or Limits(),
+        "timeouts": timeouts or Timeouts(),
+    }
     classes = {"retry": "RetryPolicy", "limits": "Limits", "timeouts": "Timeouts"}
     for old, value in given.items():
         if old not in renames:
