@@ -297,6 +297,8 @@ class SftpBackend(Backend):
     def _temp_path(self, path: str) -> str:
         return temp_name(path)
 
+    # lifecycle -------------------------------------------------------------------------------------------
+
     async def _create(self) -> None:
         """Create the base directory (and parents); an existing empty directory is accepted."""
 

@@ -86,6 +86,7 @@ class RemoteFiles:
         return asyncio.timeout(self.timeout)
 
     async def is_dir(self, sftp: asyncssh.SFTPClient, path: str) -> bool:
+        """Whether ``path`` is a directory (False where nothing is there)."""
         try:
             attrs = await sftp.stat(path)
         except asyncssh.SFTPError as exc:
@@ -143,8 +144,6 @@ class RemoteFiles:
                     raise
         await sftp.rename(src, dst)  # a last try that raises what stops it
 
-    # lifecycle -------------------------------------------------------------------------------------------
-
     async def remove_tree(self, sftp: asyncssh.SFTPClient, path: str, limit: asyncio.Semaphore) -> None:
         """Remove the directory ``path`` and everything in it, many requests at a time."""
 
@@ -182,6 +181,7 @@ class RemoteFiles:
                 raise
 
     async def stat(self, link: Link, path: str) -> asyncssh.SFTPAttrs | None:
+        """The attributes of ``path``, None where nothing is there."""
         try:
             async with self.round():
                 return await link.sftp.stat(path)
@@ -191,6 +191,7 @@ class RemoteFiles:
             raise
 
     async def open_file(self, link: Link, path: str, flags: int) -> asyncssh.SFTPClientFile:
+        """Open a remote file with ``flags`` (``asyncssh.FXF_*``), one request per read or write."""
         async with self.round():
             # block_size=0: each read() and write() is exactly one request, sent as soon as it starts
             return await link.sftp.open(path, flags, encoding=None, block_size=0)
