@@ -9,9 +9,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from aiodepot import BackendURLInvalid, ObjectNotFound, Store, StoreNotFound
+from aiodepot import BackendError, BackendURLInvalid, ConnectionLost, ObjectNotFound, Store, StoreNotFound
 from aiodepot.backends import Limits, Timeouts, backend_from_url
-from aiodepot.backends.rclone import RcloneBackend
+from aiodepot.backends.rclone import RcloneBackend, _raise_rc_error
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers.rclone import require_rclone
 
@@ -99,8 +99,9 @@ async def test_rcd_is_private_and_stops(rclone: str, tmp_path: Path) -> None:
 
 
 def test_the_old_option_names_warn_and_still_work(tmp_path: Path) -> None:
-    with pytest.warns(DeprecationWarning, match=r"connections=…\) is deprecated.*Limits\(connections=4\)"):
+    with pytest.warns(DeprecationWarning, match=r"connections=…\) is deprecated.*Limits\(connections=4\)") as warned:
         backend = RcloneBackend(str(tmp_path), connections=4)
+    assert warned[0].filename == __file__  # the warning names the caller's line
     assert backend.limits.connections == backend.connections == 4
     with pytest.warns(DeprecationWarning, match=r"timeout=…\) is deprecated.*Timeouts\(connect=5\.0\)"):
         backend = RcloneBackend(str(tmp_path), timeout=5.0)
@@ -109,3 +110,38 @@ def test_the_old_option_names_warn_and_still_work(tmp_path: Path) -> None:
     assert (backend.connections, backend.timeout) == (2, 3.0)
     with pytest.raises(ValueError, match="connections"):
         RcloneBackend(str(tmp_path), limits=Limits(connections=0))
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "message"),
+    [
+        (404, {"error": "object not found"}, ObjectNotFound, "ns/a: object not found"),
+        (404, None, ObjectNotFound, "ns/a"),
+        (500, {"error": "boom"}, BackendError, "rclone: ns/a: error 500: boom"),
+        (400, "bad request", BackendError, "rclone: ns/a: error 400: bad request"),
+    ],
+)
+def test_rclone_statuses_translate_by_the_table(status: int, body: object, kind: type[Exception], message: str) -> None:
+    with pytest.raises(kind) as raised:
+        _raise_rc_error(status, body, "ns/a")
+    assert type(raised.value) is kind
+    assert raised.value.args == (message,)
+
+
+@pytest.mark.parametrize(
+    ("native", "kind"),
+    [
+        (aiohttp.ServerDisconnectedError(), ConnectionLost),
+        (aiohttp.ClientOSError(104, "reset"), ConnectionLost),
+        (aiohttp.ServerTimeoutError("slow"), ConnectionLost),
+        (aiohttp.ClientPayloadError("short"), BackendError),
+        (TimeoutError(), BackendError),
+    ],
+)
+def test_aiohttp_errors_translate_by_the_table(tmp_path: Path, native: Exception, kind: type[Exception]) -> None:
+    backend = RcloneBackend(str(tmp_path))
+    with pytest.raises(kind) as raised, backend._translated("ns/a"):
+        raise native
+    assert type(raised.value) is kind
+    assert raised.value.args == (f"rclone: ns/a: {native}",)
+    assert raised.value.__cause__ is native

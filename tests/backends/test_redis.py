@@ -10,9 +10,19 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, Store, StoreExists, StoreNotFound
+from aiodepot import (
+    BackendError,
+    BackendURLInvalid,
+    ConnectionLost,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    Store,
+    StoreExists,
+    StoreNotFound,
+)
 from aiodepot.backends import Limits, RetryPolicy, backend_from_url
-from aiodepot.backends.redis import RedisBackend
+from aiodepot.backends.redis import RedisBackend, _translated
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port
 from tests.servers.redis import redis_cluster, redis_server
@@ -171,8 +181,11 @@ def test_cluster_keys_share_one_slot(redis_cluster_url: str) -> None:
 
 
 def test_the_old_option_names_warn_and_still_work() -> None:
-    with pytest.warns(DeprecationWarning, match=r"max_connections=…\) is deprecated.*Limits\(connections=8\)"):
+    with pytest.warns(
+        DeprecationWarning, match=r"max_connections=…\) is deprecated.*Limits\(connections=8\)"
+    ) as warned:
         backend = RedisBackend(max_connections=8)
+    assert warned[0].filename == __file__  # the warning names the caller's line
     assert backend.limits.connections == backend.max_connections == 8
     with pytest.raises(ValueError, match="connections"):
         RedisBackend(limits=Limits(connections=0))
@@ -194,3 +207,25 @@ async def test_a_killed_connection_is_retried_with_the_policy(redis_url: str) ->
             await plain.load("y")
     admin.close()
     await retrying.destroy()
+
+
+@pytest.mark.parametrize(
+    ("native", "kind"),
+    [
+        (redis.exceptions.AuthenticationError("invalid password"), PermissionDenied),
+        (redis.exceptions.NoPermissionError("NOPERM no rights"), PermissionDenied),
+        (redis.exceptions.ConnectionError("connection refused"), ConnectionLost),
+        (redis.exceptions.TimeoutError("timed out"), ConnectionLost),
+        (redis.exceptions.ClusterDownError("CLUSTERDOWN the cluster is down"), ConnectionLost),
+        (redis.exceptions.ResponseError("OOM command not allowed"), QuotaExceeded),
+        (redis.exceptions.ResponseError("NOPERM this user has no permissions"), PermissionDenied),
+        (redis.exceptions.ResponseError("NOAUTH Authentication required."), PermissionDenied),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key"), BackendError),
+    ],
+)
+def test_redis_errors_translate_by_the_table(native: redis.exceptions.RedisError, kind: type[Exception]) -> None:
+    with pytest.raises(kind) as raised, _translated("ns/a"):
+        raise native
+    assert type(raised.value) is kind
+    assert raised.value.args == (f"ns/a: {native}",)
+    assert raised.value.__cause__ is native

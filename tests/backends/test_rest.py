@@ -158,8 +158,11 @@ async def test_client_credentials() -> None:
 
 
 def test_the_old_option_names_warn_and_still_work() -> None:
-    with pytest.warns(DeprecationWarning, match=r"reconnect_tries=…\) is deprecated.*RetryPolicy\(attempts=1\)"):
+    with pytest.warns(
+        DeprecationWarning, match=r"reconnect_tries=…\) is deprecated.*RetryPolicy\(attempts=1\)"
+    ) as warned:
         backend = RestBackend("http://127.0.0.1:9", reconnect_tries=0)
+    assert warned[0].filename == __file__  # the warning names the caller's line
     assert backend.retry == RestBackend.default_retry.with_attempts(1)
     with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
         backend = RestBackend.from_url(

@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - asyncssh comes with the dev extras
     pytest.skip("asyncssh is not installed (pip install -e '.[dev]')", allow_module_level=True)
 
 from aiodepot.backends.sftp import SftpBackend
+from aiodepot.backends.sftp._errors import raise_translated, translate
 from tests.servers.sshd import AsyncsshServer, Sshd, asyncssh_server, sshd
 
 # fast failure detection for the tests that cut connections
@@ -146,8 +147,9 @@ def test_url_forms() -> None:
 
 
 def test_the_old_option_names_warn_and_still_work() -> None:
-    with pytest.warns(DeprecationWarning, match=r"retries=…\) is deprecated.*RetryPolicy\(attempts=6\)"):
+    with pytest.warns(DeprecationWarning, match=r"retries=…\) is deprecated.*RetryPolicy\(attempts=6\)") as warned:
         backend = SftpBackend("host", "path", retries=5)
+    assert warned[0].filename == __file__  # the warning names the caller's line
     assert backend.retry.attempts == 6
     with pytest.warns(DeprecationWarning, match="is deprecated") as caught:
         backend = SftpBackend.from_url(
@@ -573,3 +575,43 @@ def test_a_forked_child_makes_its_own_connections(openssh: Sshd, tmp_path: Path)
         assert store.load("child") == b"from the child"  # the parent's connection still works
         store.store("parent", b"again")
     store.destroy()
+
+
+@pytest.mark.parametrize(
+    ("native", "kind", "message"),
+    [
+        (asyncssh.SFTPNoSuchFile("gone"), ObjectNotFound, "ns/a"),
+        (asyncssh.SFTPError(asyncssh.FX_NO_SUCH_PATH, "gone"), ObjectNotFound, "ns/a"),
+        (asyncssh.SFTPError(asyncssh.FX_PERMISSION_DENIED, "nope"), PermissionDenied, "ns/a: nope"),
+        (asyncssh.SFTPError(asyncssh.FX_CANNOT_DELETE, "nope"), PermissionDenied, "ns/a: nope"),
+        (asyncssh.SFTPError(asyncssh.FX_QUOTA_EXCEEDED, "full"), QuotaExceeded, "ns/a: full"),
+        (asyncssh.SFTPError(asyncssh.FX_NO_SPACE_ON_FILESYSTEM, "full"), QuotaExceeded, "ns/a: full"),
+        (asyncssh.SFTPError(asyncssh.FX_CONNECTION_LOST, "cut"), ConnectionLost, "ns/a: cut"),
+        (asyncssh.SFTPError(asyncssh.FX_FAILURE, ""), BackendError, "ns/a: SFTP error 4"),
+        (asyncssh.SFTPError(asyncssh.FX_FAILURE, "odd"), BackendError, "ns/a: odd"),
+        (asyncssh.PermissionDenied("no key"), PermissionDenied, "SSH authentication failed: no key"),
+        (
+            asyncssh.HostKeyNotVerifiable("unknown"),
+            BackendError,
+            "the SSH host key was not verified (unknown): add the host to known_hosts "
+            "(e.g. connect once with ssh), or pass accept_unknown_host=True",
+        ),
+        (asyncssh.ConnectionLost("eof"), ConnectionLost, "ns/a: ConnectionLost('eof')"),
+        (ConnectionResetError("reset"), ConnectionLost, "ns/a: ConnectionResetError('reset')"),
+        (asyncssh.KeyExchangeFailed("kex"), BackendError, "ns/a: KeyExchangeFailed('kex')"),
+    ],
+)
+def test_native_errors_translate_by_the_table(native: BaseException, kind: type[Exception], message: str) -> None:
+    with pytest.raises(kind) as raised:
+        raise_translated(native, "ns/a")
+    assert type(raised.value) is kind
+    assert raised.value.args == (message,)
+    assert raised.value.__cause__ is native
+
+
+def test_other_errors_pass_the_boundary_unchanged() -> None:
+    error = ValueError("the stream gave more bytes")
+    with pytest.raises(ValueError) as raised:
+        raise_translated(error, "ns/a")
+    assert raised.value is error
+    assert translate(RuntimeError("x"), "ns/a").args == ("ns/a: RuntimeError('x')",)

@@ -28,7 +28,7 @@ import os
 import secrets
 import socket
 import weakref
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar, NoReturn, Self
 from urllib.parse import quote
@@ -67,11 +67,30 @@ _RENAMED: dict[str, Rename] = {
 """The keywords before ``limits=``/``timeouts=`` (deprecated)."""
 
 
+_ERRORS: Mapping[int | type[BaseException], type[StoreError]] = {
+    404: ObjectNotFound,  # an HTTP status of rclone's answer
+    aiohttp.ClientConnectionError: ConnectionLost,  # rclone went away (also ServerDisconnectedError)
+    aiohttp.ClientError: BackendError,
+    TimeoutError: BackendError,
+}
+"""HTTP status of rclone's answer, or aiohttp's exception type → aiodepot error class (an exception's
+closest listed class wins). Any other status is a [`BackendError`][aiodepot.errors.BackendError]."""
+_NATIVE_ERRORS = tuple(kind for kind in _ERRORS if isinstance(kind, type))
+
+
 def _raise_rc_error(status: int, body: Any, what: str) -> NoReturn:
+    """Raise the error for rclone's answer ``status`` (``body``: its JSON or text, None: not read)."""
     message = body.get("error", body) if isinstance(body, dict) else body
-    if status == 404:
-        raise ObjectNotFound(f"{what}: {message}")
-    raise BackendError(f"rclone: {what}: error {status}: {message}")
+    kind = _ERRORS.get(status, BackendError)
+    if kind is BackendError:
+        raise BackendError(f"rclone: {what}: error {status}: {message}")
+    raise kind(what if message is None else f"{what}: {message}")
+
+
+def _translate(exc: BaseException, what: str) -> StoreError:
+    """The [`StoreError`][aiodepot.errors.StoreError] for one of aiohttp's errors (raised ``from exc``)."""
+    kind = next((_ERRORS[base] for base in type(exc).__mro__ if base in _ERRORS), BackendError)
+    return kind(f"rclone: {what}: {exc}")
 
 
 class _CutShort(BackendError):
@@ -197,14 +216,8 @@ class RcloneBackend(Backend):
         super().__init__(permissions=permissions)
         if not remote or any(c in remote for c in "\r\n\0"):
             raise BackendURLInvalid(f"not an rclone remote: {remote!r}")
-        _, self.limits, self.timeouts = legacy_options(
-            "RcloneBackend",
-            deprecated,
-            _RENAMED,
-            retry=_REPLACE_GAP,
-            limits=(limits or Limits()).or_defaults(self.default_limits),
-            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
-        )
+        defaults = self._defaults(limits, timeouts)
+        _, self.limits, self.timeouts = legacy_options("RcloneBackend", deprecated, _RENAMED, **defaults)
         self.remote = remote
         self.fs = remote if remote.endswith((":", "/")) else remote + "/"
         self.rclone = rclone or os.environ.get("RCLONE_BINARY", "rclone")
@@ -216,6 +229,14 @@ class RcloneBackend(Backend):
         self._hashes: frozenset[str] = frozenset()
         self._bucket_based = False
         self._placing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _defaults(self, limits: Limits | None, timeouts: Timeouts | None) -> dict[str, Any]:
+        """``legacy_options``'s keywords: the values given over the class's defaults (``retry``: unused)."""
+        return {
+            "retry": _REPLACE_GAP,
+            "limits": (limits or Limits()).or_defaults(self.default_limits),
+            "timeouts": (timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        }
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -236,12 +257,11 @@ class RcloneBackend(Backend):
 
     @contextlib.contextmanager
     def _translated(self, what: str) -> Iterator[None]:
+        """The boundary where aiohttp's errors become aiodepot's (through ``_ERRORS``)."""
         try:
             yield
-        except (aiohttp.ClientConnectionError, aiohttp.ServerDisconnectedError) as exc:
-            raise ConnectionLost(f"rclone: {what}: {exc}") from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise BackendError(f"rclone: {what}: {exc}") from exc
+        except _NATIVE_ERRORS as exc:
+            raise _translate(exc, what) from exc
 
     async def _rpc(self, rcd: _Rcd, command: str, what: str, **params: Any) -> dict[str, Any]:
         """Call ``command`` of the rc API with ``params`` as JSON; errors become ``StoreError``s."""
@@ -393,7 +413,7 @@ class RcloneBackend(Backend):
                 except aiohttp.ClientPayloadError as exc:  # the item went away while rclone sent it
                     raise _CutShort(f"rclone: {name}: the answer was cut short: {exc}") from exc
                 if response.status == 404:
-                    raise ObjectNotFound(name)
+                    _raise_rc_error(response.status, None, name)
                 if response.status not in (200, 206):
                     _raise_rc_error(response.status, data.decode(errors="replace"), name)
                 if response.status == 200 and headers:  # the server sent everything: cut the range out

@@ -24,7 +24,7 @@ import contextlib
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from typing import Any, ClassVar, NoReturn, Self
+from typing import Any, ClassVar, Self
 from urllib.parse import unquote, urlsplit
 
 import redis.asyncio as aioredis
@@ -47,7 +47,7 @@ from ..errors import (
 from ..items import ItemInfo, StoreValue, validate_value
 from ..names import validate_backend_name
 from .base import Backend, Capabilities
-from .options import Limits, RetryPolicy, Timeouts, legacy_options
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
 __all__ = ["RedisBackend"]
 
@@ -94,26 +94,39 @@ def _ancestors(name: str) -> list[str]:
     return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
-def _translate(exc: redis_errors.RedisError, name: str) -> NoReturn:
-    """Re-raise a redis-py error as the matching [`StoreError`][aiodepot.errors.StoreError]."""
-    if isinstance(exc, redis_errors.AuthenticationError | redis_errors.NoPermissionError):
-        raise PermissionDenied(f"{name}: {exc}") from exc
-    if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.ClusterDownError):
-        raise ConnectionLost(f"{name}: {exc}") from exc
+_RENAMED: dict[str, Rename] = {"max_connections": ("limits", "connections", None)}
+"""The keywords before ``limits=`` (deprecated)."""
+
+_ERRORS: tuple[tuple[type[redis_errors.RedisError] | str, type[StoreError]], ...] = (
+    (redis_errors.AuthenticationError, PermissionDenied),
+    (redis_errors.NoPermissionError, PermissionDenied),
+    (redis_errors.ConnectionError, ConnectionLost),
+    (redis_errors.TimeoutError, ConnectionLost),
+    (redis_errors.ClusterDownError, ConnectionLost),
+    ("OOM", QuotaExceeded),
+    ("NOPERM", PermissionDenied),
+    ("NOAUTH", PermissionDenied),
+)
+"""redis-py error type, or the start of the server's error message → aiodepot error class; the first match
+wins, anything else is a [`BackendError`][aiodepot.errors.BackendError]."""
+
+
+def _translate(exc: redis_errors.RedisError, name: str) -> StoreError:
+    """The [`StoreError`][aiodepot.errors.StoreError] for a redis-py error (the caller raises it ``from exc``)."""
     message = str(exc)
-    if message.startswith("OOM"):
-        raise QuotaExceeded(f"{name}: {message}") from exc
-    if message.startswith(("NOPERM", "NOAUTH")):
-        raise PermissionDenied(f"{name}: {message}") from exc
-    raise BackendError(f"{name}: {message}") from exc
+    for match, kind in _ERRORS:
+        if message.startswith(match) if isinstance(match, str) else isinstance(exc, match):
+            return kind(f"{name}: {message}")
+    return BackendError(f"{name}: {message}")
 
 
 @contextlib.contextmanager
 def _translated(name: str) -> Iterator[None]:
+    """The boundary where redis-py's errors become aiodepot's (through ``_ERRORS``)."""
     try:
         yield
     except redis_errors.RedisError as exc:
-        _translate(exc, name)
+        raise _translate(exc, name) from exc
 
 
 class _PolicyRetry(Retry):
@@ -218,14 +231,8 @@ class RedisBackend(Backend):
             raise BackendURLInvalid(f"a Redis Cluster has only database 0, not {db}")
         if default_ttl is not None and default_ttl <= 0:
             raise ValueError(f"default_ttl must be > 0 seconds or None, got {default_ttl!r}")
-        self.retry, self.limits, self.timeouts = legacy_options(
-            "RedisBackend",
-            deprecated,
-            {"max_connections": ("limits", "connections", None)},
-            retry=retry or self.default_retry,
-            limits=(limits or Limits()).or_defaults(self.default_limits),
-            timeouts=timeouts or self.default_timeouts,
-        )
+        defaults = self._defaults(retry, limits, timeouts)
+        self.retry, self.limits, self.timeouts = legacy_options("RedisBackend", deprecated, _RENAMED, **defaults)
         assert self.limits.connections is not None  # the default fills it
         self.host, self.port, self.db, self.prefix = host, port, db, prefix
         self.cluster, self.tls = cluster, tls
@@ -237,6 +244,14 @@ class RedisBackend(Backend):
         self._load_range: Any = None
         self._limit: asyncio.Semaphore | None = None
         self._move_script: Any = None
+
+    def _defaults(self, retry: RetryPolicy | None, limits: Limits | None, timeouts: Timeouts | None) -> dict[str, Any]:
+        """``legacy_options``'s keywords: the values given over the class's defaults."""
+        return {
+            "retry": retry or self.default_retry,
+            "limits": (limits or Limits()).or_defaults(self.default_limits),
+            "timeouts": timeouts or self.default_timeouts,
+        }
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:

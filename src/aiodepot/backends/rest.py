@@ -457,14 +457,8 @@ class RestBackend(Backend):
         super().__init__()
         if (base_url is None) == (command is None):
             raise ValueError("give the server's base_url or a server command, not both")
-        self.retry, self.limits, self.timeouts = legacy_options(
-            "RestBackend",
-            deprecated,
-            _RENAMED,
-            retry=retry or self.default_retry,
-            limits=(limits or Limits()).or_defaults(self.default_limits),
-            timeouts=(timeouts or Timeouts()).or_defaults(self.default_timeouts),
-        )
+        defaults = self._defaults(retry, limits, timeouts)
+        self.retry, self.limits, self.timeouts = legacy_options("RestBackend", deprecated, _RENAMED, **defaults)
         self.base_url = base_url.rstrip("/") if base_url is not None else None
         self.command = list(command) if command is not None else None
         self.username = username or os.environ.get("BORGSTORE_REST_USERNAME") or None
@@ -474,6 +468,14 @@ class RestBackend(Backend):
         """Seconds to wait for a reply to start arriving (``timeouts.read``)."""
         self.ssl = ssl
         self._transport: _HttpTransport | _StdioTransport | None = None
+
+    def _defaults(self, retry: RetryPolicy | None, limits: Limits | None, timeouts: Timeouts | None) -> dict[str, Any]:
+        """``legacy_options``'s keywords: the values given over the class's defaults."""
+        return {
+            "retry": retry or self.default_retry,
+            "limits": (limits or Limits()).or_defaults(self.default_limits),
+            "timeouts": (timeouts or Timeouts()).or_defaults(self.default_timeouts),
+        }
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
