@@ -401,27 +401,43 @@ class _Copier:
         await self.dst.backend.store(nested, value)
 
     async def small(self, entries: Sequence[Entry], batch_size: int, batch_bytes: int) -> None:
-        """Copy values in batches: one batch loads while the previous one is stored, two at most held."""
+        """Copy values in batches: one batch loads while the previous one is stored, two at most held.
+
+        A slot stands for one batch's values in memory, so no reference to a batch outlives its slot. The
+        storer drops its batch before it frees the slot: else, done with batch k-1 and waiting for batch k,
+        it still holds k-1 while the loader puts k, takes the freed slot and reads k+1 before the storer
+        wakes (three batches held). The loader hands its values to the queue without keeping a name for
+        them, so it does not hold the last batch while it waits for a slot or reads the next one.
+        """
         slots = asyncio.Semaphore(2)
         queue: asyncio.Queue[tuple[list[Entry], list[bytes | Exception]] | None] = asyncio.Queue()
 
         async def load() -> None:
             for batch in _batches(entries, batch_size, batch_bytes):
                 await slots.acquire()
-                values = await self.src.load_many(
-                    [entry.name for entry in batch],
-                    max_concurrency=self.max_concurrency,
-                    return_exceptions=True,  # a failed item is raised or collected in store_batch
-                    deleted=batch[0].deleted,
+                names = [entry.name for entry in batch]
+                await queue.put(
+                    (
+                        batch,
+                        await self.src.load_many(
+                            names,
+                            max_concurrency=self.max_concurrency,
+                            return_exceptions=True,  # a failed item is raised or collected in store_batch
+                            deleted=batch[0].deleted,
+                        ),
+                    )
                 )
-                await queue.put((batch, values))
             await queue.put(None)
 
         async def store() -> None:
-            while (job := await queue.get()) is not None:
+            while True:
+                job = await queue.get()
+                if job is None:
+                    return
                 try:
                     await self.store_batch(*job)
                 finally:
+                    del job  # before the slot frees: the loader fills it with the next batch
                     slots.release()
 
         await _together(load(), store())

@@ -204,14 +204,14 @@ async def test_read_repair() -> None:
 
 
 async def test_repairs_hold_bounded_memory(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aiodepot.layers.mirror._MAX_REPAIR_BYTES", 250)
+    monkeypatch.setattr("aiodepot.layers.mirror._repair.MAX_REPAIR_BYTES", 250)
     a, b = MemoryBackend(memory_name()), MemoryBackend(memory_name())
     mirror = await opened(a, b)
     await b.store_batch([(f"ns/{i}", bytes([i]) * 100) for i in range(5)])
     await mirror.load_batch([f"ns/{i}" for i in range(5)])
-    assert mirror._repair_bytes == 200  # two values held, three repairs read from b instead
+    assert mirror._repairs.held_bytes == 200  # two values held, three repairs read from b instead
     await mirror.flush_repairs()
-    assert mirror._repair_bytes == 0 and mirror.stats["repairs"] == 5
+    assert mirror._repairs.held_bytes == 0 and mirror.stats["repairs"] == 5
     assert await a.load_batch([f"ns/{i}" for i in range(5)]) == [bytes([i]) * 100 for i in range(5)]
     await mirror.close()
 
@@ -271,7 +271,7 @@ async def test_close_awaits_repairs_and_leaks_no_tasks() -> None:
     await b.store_batch([(f"ns/{i}", bytes([i])) for i in range(10)])
     a.delay = 0.05
     assert await mirror.load_batch([f"ns/{i}" for i in range(10)]) == [bytes([i]) for i in range(10)]
-    assert len(mirror._repairs) == 10
+    assert len(mirror._repairs.tasks) == 10
     await mirror.close()
     assert {t for t in asyncio.all_tasks() if t is not asyncio.current_task()} == set()
     assert mirror.stats["repairs"] == 10

@@ -9,7 +9,9 @@ from __future__ import annotations
 from .base import Layer, RenamingLayer
 from .cache import Cache, CacheMode, CachePolicy
 from .crypto import Encrypt
+from .emulate import Emulate
 from .keys import HashedNames, URLEncode
+from .meter import Meter
 from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
@@ -19,10 +21,12 @@ __all__ = [
     "CacheMode",
     "CachePolicy",
     "Compress",
+    "Emulate",
     "Encrypt",
     "HashedNames",
     "Hmac",
     "Layer",
+    "Meter",
     "Mirror",
     "MirrorError",
     "Prefix",

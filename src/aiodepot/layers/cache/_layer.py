@@ -1,195 +1,27 @@
-"""The cache layer: a second backend that keeps copies of the items of selected namespaces.
-
-[`Cache`][aiodepot.layers.cache.Cache] wraps the primary backend (the truth) and a cache backend (any
-backend: a local directory, ``memory://``, …). It has borgstore's semantics, per namespace:
-
-- ``off``: the namespace bypasses the cache.
-- ``mirror``: loads always read the primary; every value loaded or stored is also put into the cache.
-- ``writethrough``: loads read the cache first and go to the primary on a miss (then the value is put
-  into the cache); stores go to both. Meant for content-addressed namespaces, whose values never change.
-
-``max_age`` (seconds since last use) and ``size`` (bytes, least recently used evicted first) bound a
-namespace in the cache. The cache keeps the primary's backend names (same nesting, ``.del`` suffix for
-soft-deleted items); soft delete, undelete, moves and deletes are applied to both. A cache backend that
-fails never fails an operation: the failure is logged as a warning once and the cache is off until the
-layer is opened again (``stats["cache_disabled"]``).
-"""
+"""The [`Cache`][aiodepot.layers.cache.Cache] layer: borgstore's cache modes over any two backends."""
 
 from __future__ import annotations
 
 import asyncio
 import builtins
 import contextlib
-import dataclasses
-import enum
 import functools
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ..backends.base import Backend, Capabilities
-from ..errors import ObjectNotFound, ReadRangeError, StoreError, StoreExists, StoreNotFound
-from ..items import ItemInfo, Source, StoreValue, validate_value
-from .base import Layer
+from ...backends.base import Backend, Capabilities
+from ...errors import ObjectNotFound, ReadRangeError, StoreError, StoreExists, StoreNotFound
+from ...items import ItemInfo, Source, StoreValue, validate_value
+from ..base import Layer
+from ._index import CACHE_RESCAN_DIVISOR, Fill, Index
+from ._policy import NO_CACHE, CacheMode, CachePolicy, prefix_of
 
-__all__ = ["CACHE_RESCAN_DIVISOR", "Cache", "CacheMode", "CachePolicy"]
+__all__ = ["Cache"]
 
-logger = logging.getLogger(__name__)
-
-CACHE_RESCAN_DIVISOR = 4
-"""A ``size``-limited namespace is rescanned (in the background) after this layer put ``size / 4`` bytes in:
-other clients sharing the cache backend add and evict items, too."""
-
-
-class CacheMode(enum.Enum):
-    """How a namespace uses the cache (borgstore's modes)."""
-
-    OFF = "off"
-    """The namespace bypasses the cache."""
-    MIRROR = "mirror"
-    """Read the primary; put every value loaded or stored into the cache, too."""
-    WRITETHROUGH = "writethrough"
-    """Read the cache first (the primary on a miss); store to both."""
-
-    @classmethod
-    def parse(cls, value: object, *, namespace: str = "") -> CacheMode:
-        """A mode from a `CacheMode` or its name in any case; anything else raises ``ValueError``."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return cls(value.lower())
-        choices = ", ".join(repr(mode.value) for mode in cls)
-        raise ValueError(f"'cache' of namespace {namespace!r} must be one of {choices}, got {value!r}")
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class CachePolicy:
-    """The cache settings of one namespace.
-
-    Args:
-        mode: off, mirror or writethrough.
-        max_age: evict items not used for this many seconds (at open, close and before each insertion).
-        size: keep the namespace's cached items within this many bytes, least recently used evicted first;
-            a bigger value is not cached.
-    """
-
-    mode: CacheMode = CacheMode.OFF
-    max_age: float | None = None
-    size: int | None = None
-
-    @property
-    def caching(self) -> bool:
-        """True unless the mode is off."""
-        return self.mode is not CacheMode.OFF
-
-    @property
-    def limited(self) -> bool:
-        """True if ``max_age`` or ``size`` bounds the namespace (the layer then keeps an index of it)."""
-        return self.max_age is not None or self.size is not None
-
-    @classmethod
-    def from_config(cls, namespace: str, config: object) -> CachePolicy:
-        """Parse ``{"cache": mode, "max_age": seconds, "size": bytes}`` (other keys are ignored) or a mode.
-
-        Errors name the namespace and the bad value.
-        """
-        if isinstance(config, CachePolicy):
-            return config
-        if isinstance(config, str | CacheMode):
-            return cls(CacheMode.parse(config, namespace=namespace))
-        if not isinstance(config, Mapping):
-            raise ValueError(f"cache policy of namespace {namespace!r} must be a mapping or a mode, got {config!r}")
-        mode = CacheMode.parse(config.get("cache", "off"), namespace=namespace)
-        max_age = config.get("max_age")
-        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int | float) or max_age < 0):
-            raise ValueError(f"'max_age' of namespace {namespace!r} must be seconds >= 0 or None, got {max_age!r}")
-        size = config.get("size")
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
-            raise ValueError(f"'size' of namespace {namespace!r} must be bytes (an int >= 0) or None, got {size!r}")
-        if mode is CacheMode.OFF and (max_age is not None or size is not None):
-            raise ValueError(f"namespace {namespace!r} sets 'max_age' or 'size' but its cache mode is 'off'")
-        return cls(mode, None if max_age is None else float(max_age), size)
-
-
-_NO_CACHE = CachePolicy()
-
-
-def _prefix_of(namespace: object) -> str:
-    """``"data"``/``"data/"`` → ``"data/"``; ``""`` (everything) stays ``""``."""
-    if not isinstance(namespace, str):
-        raise TypeError(f"a cache namespace is a str, got {namespace!r}")
-    bare = namespace.strip("/")
-    return bare + "/" if bare else ""
-
-
-class _Index:
-    """What this layer knows of one limited namespace in the cache: name → (size, last use), LRU first.
-
-    Other clients sharing the cache backend are seen at the next scan. Names being written are reserved
-    in ``pending`` (counted in ``total``, never chosen for eviction).
-    """
-
-    __slots__ = ("changed", "entries", "inserted", "namespace", "pending", "policy", "scanning", "total")
-
-    def __init__(self, namespace: str, policy: CachePolicy) -> None:
-        self.namespace = namespace
-        self.policy = policy
-        self.entries: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self.pending: Counter[str] = Counter()
-        self.total = 0
-        self.inserted = 0
-        self.scanning = False
-        self.changed: set[str] = set()  # names changed by this layer while a scan runs
-
-    def add(self, name: str, size: int, used: float) -> None:
-        self.remove(name)
-        self.entries[name] = (size, used)
-        self.total += size
-
-    def remove(self, name: str) -> None:
-        entry = self.entries.pop(name, None)
-        if entry is not None:
-            self.total -= entry[0]
-        if self.scanning:
-            self.changed.add(name)
-
-    def reserve(self, name: str, size: int) -> None:
-        self.pending[name] += size
-        self.total += size
-
-    def release(self, name: str, size: int) -> None:
-        self.pending[name] -= size
-        if not self.pending[name]:
-            del self.pending[name]
-        self.total -= size
-
-    def merge_scan(self, seen: dict[str, tuple[int, float]]) -> None:
-        """Adopt a scan's findings, except for names this layer changed while it ran (there it knows better)."""
-        changed, self.changed, self.scanning = self.changed, set(), False
-        merged: dict[str, tuple[int, float]] = {}
-        for name, (size, used) in self.entries.items():
-            if name in changed:
-                merged[name] = (size, used)
-            elif name in seen:  # the later use counts: another client may have used it
-                merged[name] = (seen[name][0], max(used, seen[name][1]))
-            # else: evicted by another client
-        for name, found in seen.items():
-            if name not in merged and name not in changed:
-                merged[name] = found  # cached by another client
-        self.entries = OrderedDict(sorted(merged.items(), key=lambda item: (item[1][1], item[0])))
-        self.total = sum(size for size, _ in self.entries.values()) + sum(self.pending.values())
-
-
-class _Fill:
-    """One primary load that will put its value into the cache, unless a write to the name intervenes."""
-
-    __slots__ = ("stale",)
-
-    def __init__(self) -> None:
-        self.stale = False
+logger = logging.getLogger("aiodepot.layers.cache")
 
 
 class Cache(Layer):
@@ -231,9 +63,9 @@ class Cache(Layer):
         self._counts: Counter[str] = Counter()
         self._disabled = False
         self._cache_open = False
-        self._indexes: dict[str, _Index] = {}
+        self._indexes: dict[str, Index] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._fills: dict[str, builtins.list[_Fill]] = {}
+        self._fills: dict[str, builtins.list[Fill]] = {}
         self._inflight: dict[str, asyncio.Task[bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -248,7 +80,7 @@ class Cache(Layer):
         namespace: str = "",
     ) -> Cache:
         """A bounded in-memory LRU cache: at most ``size`` bytes of values of ``namespace`` (default: all)."""
-        from ..backends.memory import MemoryBackend
+        from ...backends.memory import MemoryBackend
 
         policy = CachePolicy.from_config(namespace, {"cache": mode, "max_age": max_age, "size": size})
         return cls(inner, MemoryBackend(), {namespace: policy})
@@ -274,7 +106,7 @@ class Cache(Layer):
             raise TypeError(f"policies must be a mapping of namespace -> policy, got {policies!r}")
         parsed: dict[str, CachePolicy] = {}
         for namespace, config in policies.items():
-            prefix = _prefix_of(namespace)
+            prefix = prefix_of(namespace)
             if prefix in parsed:
                 raise ValueError(f"namespace {prefix!r} has two cache policies")
             parsed[prefix] = CachePolicy.from_config(prefix, config)
@@ -290,7 +122,7 @@ class Cache(Layer):
         for prefix, policy in self._policies:
             if name.startswith(prefix):
                 return policy
-        return _NO_CACHE
+        return NO_CACHE
 
     def _namespace_of(self, name: str) -> str | None:
         for prefix, _ in self._policies:
@@ -301,7 +133,7 @@ class Cache(Layer):
     def _caching(self, name: str) -> bool:
         return self._cache_open and not self._disabled and self.policy_for(name).caching
 
-    def _index_for(self, name: str) -> _Index | None:
+    def _index_for(self, name: str) -> Index | None:
         namespace = self._namespace_of(name)
         return None if namespace is None else self._indexes.get(namespace)
 
@@ -419,7 +251,7 @@ class Cache(Layer):
         """Longer configured prefixes below ``prefix``: their items belong to their own namespace."""
         return frozenset(other for other, _ in self._policies if other != prefix and other.startswith(prefix))
 
-    async def _scan(self, index: _Index) -> None:
+    async def _scan(self, index: Index) -> None:
         """List the namespace in the cache backend and bring the index in line with it."""
         if index.scanning:
             return
@@ -436,7 +268,7 @@ class Cache(Layer):
             return
         index.merge_scan(seen)
 
-    async def _evict(self, index: _Index, needed: int = 0) -> None:
+    async def _evict(self, index: Index, needed: int = 0) -> None:
         """Evict what is older than ``max_age``, then the least recently used until ``needed`` more bytes fit."""
         policy = index.policy
         victims: builtins.list[tuple[str, int]] = []
@@ -602,7 +434,7 @@ class Cache(Layer):
             self._failed("open", exc)
             return
         self._cache_open = True
-        self._indexes = {prefix: _Index(prefix, policy) for prefix, policy in self._policies if policy.limited}
+        self._indexes = {prefix: Index(prefix, policy) for prefix, policy in self._policies if policy.limited}
         await self._cleanup()
 
     async def close(self) -> None:
@@ -656,7 +488,7 @@ class Cache(Layer):
         return await asyncio.shield(task)
 
     async def _fetch(self, name: str) -> bytes:
-        fill = _Fill()
+        fill = Fill()
         self._fills.setdefault(name, []).append(fill)
         try:
             value = await self.inner.load(name)
