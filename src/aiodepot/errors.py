@@ -17,6 +17,7 @@ StoreError
 ├── BackendURLInvalid         (also ValueError)
 ├── MissingDependency         (also ImportError)
 └── BackendError              (any other failure of a backend)
+    └── StoreCorrupt          (the location holds something that is not a usable store)
 ```
 
 Backends translate the errors of the library or system they talk to at their boundary into the most
@@ -39,6 +40,7 @@ __all__ = [
     "QuotaExceeded",
     "ReadRangeError",
     "StoreAlreadyOpen",
+    "StoreCorrupt",
     "StoreError",
     "StoreExists",
     "StoreNotFound",
@@ -113,3 +115,8 @@ class MissingDependency(StoreError, ImportError):
 
 class BackendError(StoreError):
     """Any other failure inside a backend; the native error is the ``__cause__``."""
+
+
+class StoreCorrupt(BackendError):
+    """The location holds something that is not a usable store: a file of another program, or a store
+    that is damaged (a truncated database, a broken archive). The message names the file or location."""

@@ -47,6 +47,7 @@ from ..errors import (
     PermissionDenied,
     QuotaExceeded,
     ReadRangeError,
+    StoreCorrupt,
     StoreError,
     StoreExists,
     StoreNotFound,
@@ -662,6 +663,8 @@ class PosixFSBackend(Backend):
         self.permissions.check("", "wW")
 
         def job() -> None:
+            if os.path.lexists(self.base) and not os.path.isdir(self.base):
+                raise StoreExists(f"{self.base} is a file, not a directory: it cannot hold a store")
             os.makedirs(self.base, exist_ok=True)
             if os.listdir(self.base):
                 raise StoreExists(f"posixfs store directory is not empty: {self.base}")
@@ -693,6 +696,8 @@ class PosixFSBackend(Backend):
 
         def job() -> None:
             if not os.path.isdir(self.base):
+                if os.path.lexists(self.base):
+                    raise StoreCorrupt(f"{self.base} is not a directory, so not a posixfs store")
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
             self._real_base = os.path.realpath(self.base)
             self._base_dir = _BaseDir(self.base) if _openat2 is not None else None

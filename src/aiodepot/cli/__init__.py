@@ -8,6 +8,7 @@ line on stderr, never as a traceback: see [`aiodepot.cli.common`][aiodepot.cli.c
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -15,7 +16,15 @@ import click
 from .. import __version__
 from ..errors import StoreError
 from .bench import bench
-from .common import EXIT_INTERRUPTED, EXIT_PIPE, is_broken_pipe, silence_stdout, translate_error
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    CliError,
+    display_url,
+    is_broken_pipe,
+    silence_stdout,
+    translate_error,
+)
 from .demo import demo
 from .inspect import du, hash_, info, ls
 from .items import cat, create, get, mv, put, rm, undelete
@@ -41,6 +50,15 @@ class _Main(click.Group):
                 silence_stdout()
                 raise click.exceptions.Exit(EXIT_PIPE) from None
             raise translate_error(exc) from exc
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug, or a library error a backend let through: still one line
+            if os.environ.get("AIODEPOT_DEBUG"):
+                raise
+            raise CliError(
+                f"unexpected {type(exc).__module__}.{type(exc).__qualname__}: {display_url(str(exc))} "
+                "(please report it; AIODEPOT_DEBUG=1 shows the traceback)"
+            ) from exc
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})

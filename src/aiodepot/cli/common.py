@@ -37,8 +37,11 @@ from rich.progress import (
 
 from ..errors import (
     BackendURLInvalid,
+    ConnectionLost,
     InvalidName,
     ObjectNotFound,
+    PermissionDenied,
+    StoreCorrupt,
     StoreError,
     StoreExists,
     StoreNotFound,
@@ -57,6 +60,7 @@ __all__ = [
     "CliError",
     "ProgressDisplay",
     "StoreOptions",
+    "about_store",
     "display_url",
     "dst_store_options",
     "format_size",
@@ -307,20 +311,47 @@ def dst_store_options(func: Callable[P, T]) -> Callable[..., T]:
     return click.option("--dst-config", metavar="FILE|JSON", help="Namespace config of the destination.")(command)
 
 
+def about_store(url: str, exc: BaseException, *, exit_code: int = EXIT_FAILURE) -> CliError:
+    """The one-line error for a failure of the store at ``url`` (opening, creating): it names the URL
+    (password masked) and, where there is one, what to do."""
+    shown = display_url(url)
+    message = display_url(str(exc)) or type(exc).__name__
+    if isinstance(exc, StoreNotFound):
+        if url.startswith("memory:"):
+            message = "no such store: a memory:// store lives only inside the process that made it"
+        else:
+            message = f"no such store (create one with: aiodepot create {shown})"
+    elif isinstance(exc, StoreCorrupt):
+        message += " (check the URL)"
+    elif isinstance(exc, PermissionDenied | PermissionError):
+        message += " (check the permissions of the store's location, or the credentials)"
+    elif isinstance(exc, ConnectionLost | ConnectionError):
+        message += " (is the server running and the address right?)"
+    if isinstance(exc, BackendURLInvalid | InvalidName):
+        exit_code = EXIT_USAGE
+    return CliError(message if message.startswith(shown) else f"{shown}: {message}", exit_code)
+
+
 @contextlib.asynccontextmanager
 async def open_store(url: str, options: StoreOptions, *, create: bool = False) -> AsyncIterator[Store]:
-    """Open the store at ``url``; a missing store is an error, or with ``create`` is created first."""
+    """Open the store at ``url``; a missing store is an error, or with ``create`` is created first.
+
+    A failure to open names the URL (password masked) and says what to do.
+    """
     store = options.store(url)
     try:
-        await store.open()
-    except StoreNotFound as exc:
-        if not create:
-            raise CliError(f"{display_url(url)}: no such store (create one with: aiodepot create URL)") from exc
         try:
-            await store.create()
-        except StoreExists:
-            pass  # created meanwhile by someone else
-        await store.open()
+            await store.open()
+        except StoreNotFound:
+            if not create:
+                raise
+            try:
+                await store.create()
+            except StoreExists:
+                pass  # created meanwhile by someone else
+            await store.open()
+    except (StoreError, OSError) as exc:
+        raise about_store(url, exc) from exc
     try:
         yield store
     finally:

@@ -22,6 +22,7 @@ from .common import (
     ByteSize,
     CliError,
     StoreOptions,
+    about_store,
     display_url,
     open_store,
     report,
@@ -106,7 +107,11 @@ def create(url: str, options: StoreOptions) -> None:
         try:
             await options.store(url).create()
         except StoreExists as exc:
-            raise CliError(f"{display_url(url)}: a store exists already ({exc})") from exc
+            raise CliError(f"{display_url(url)}: a store exists already ({display_url(str(exc))})") from exc
+        except (StoreError, OSError) as exc:
+            raise about_store(url, exc) from exc
+        if url.startswith("memory:"):
+            report(f"note: {url} lives only inside this process: it is gone when this command ends")
 
     asyncio.run(run())
 
