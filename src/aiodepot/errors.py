@@ -28,6 +28,8 @@ keeps working.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "BackendError",
     "BackendURLInvalid",
@@ -49,6 +51,9 @@ __all__ = [
 ]
 
 
+_USERINFO = re.compile(r"(?P<user>[^:/@\s]+):(?P<secret>[^:/@\s]+)@")
+
+
 class StoreError(Exception):
     """Root of every error aiodepot raises on purpose."""
 
@@ -58,7 +63,28 @@ class StoreError(Exception):
 
 
 class ObjectNotFound(StoreError, KeyError):
-    """The named item does not exist (or a directory/namespace to list does not exist)."""
+    """The named item does not exist (or a directory/namespace to list does not exist).
+
+    ``ObjectNotFound("data/0123")`` reads ``no item 'data/0123'``, and ``… in <store URL>`` once the
+    [`Store`][aiodepot.Store] it came through has set ``store`` (a password in the URL is masked).
+    """
+
+    store: str | None = None
+    """The store the item was looked for in (its URL), where known."""
+
+    @property
+    def name(self) -> str:
+        """The missing item's name (or the message the error was raised with)."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if len(self.args) != 1 or not isinstance(self.args[0], str) or any(c.isspace() for c in text):
+            return text  # a message, not a bare name
+        if not self.store:
+            return f"no item {text!r}"
+        masked = _USERINFO.sub(r"\g<user>:***@", self.store)
+        return f"no item {text!r} in {masked}"
 
 
 class StoreExists(StoreError, FileExistsError):

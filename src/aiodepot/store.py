@@ -32,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 from . import hashing, keygen
-from .backends import backend_from_url
+from .backends import backend_from_url, normalize_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
@@ -177,7 +177,7 @@ class Store:
             raise ValueError(f"{sorted(options)} are backend options: pass them to the backend instance")
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
-        self.url = url
+        self.url = url if url is None else normalize_url(url)
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
         backend, self._cache = self._with_cache(backend, config or {}, cache_url, cache_backend)
         self.backend = backend
@@ -322,6 +322,10 @@ class Store:
         marker = SERVED_FROM_CACHE.set(False)
         try:
             result = await call
+        except ObjectNotFound as exc:
+            if exc.store is None:
+                exc.store = self.url or repr(self.backend)
+            raise
         finally:
             served_from_cache = SERVED_FROM_CACHE.get()
             SERVED_FROM_CACHE.reset(marker)

@@ -42,7 +42,8 @@ def test_store_url_turns_local_paths_into_file_urls(tmp_path: Path, monkeypatch:
     assert store_url(".") == tmp_path.as_uri()
     assert store_url("/srv/my depot") == "file:///srv/my%20depot"
     assert store_url("~/x") == (Path.home() / "x").as_uri()
-    for url in ("file:///srv", "memory://x", "s3:bucket/path", "rclone:remote:path", "relative"):
+    assert store_url("relative") == (tmp_path / "relative").as_uri()  # no scheme: a path, as in Store()
+    for url in ("file:///srv", "memory://x", "s3:bucket/path", "rclone:remote:path"):
         assert store_url(url) == url
 
 

@@ -7,15 +7,20 @@ the documented exit code, no traceback.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import sqlite3
+import subprocess
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from aiodepot import Store, StoreCorrupt, StoreError, StoreExists
+from aiodepot.cli.common import display_url
 
-from .helpers import one_line_error, script
+from .helpers import SCRIPT, one_line_error, script
 
 STORE_COMMANDS = (("ls",), ("put", "x"), ("info",))
 
@@ -96,3 +101,60 @@ def test_memory_store_hint(tmp_path: Path) -> None:
     assert created.returncode == 0
     assert b"only inside this process" in created.stderr
     one_line_error(script("put", "memory://x", "a", input=b"v"), "memory://x", "lives only inside the process")
+
+
+# point 5: refused connections, missing servers: at once, naming the URL -----------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_fails_at_once_naming_the_url() -> None:
+    port = _closed_port()
+    urls = [
+        f"http://127.0.0.1:{port}/",
+        f"http://user:sekrit@127.0.0.1:{port}/store",
+        f"sftp://127.0.0.1:{port}/store",
+        f"redis://127.0.0.1:{port}/0",
+        f"rest://127.0.0.1:{port}/store",  # ssh to a closed port
+        "sftp://no-such-host.invalid/store",
+    ]
+    for url in urls:
+        for command in ("ls", "create"):
+            started = time.monotonic()
+            done = script(command, url)
+            took = time.monotonic() - started
+            text = one_line_error(done, display_url(url), "is the server running")
+            assert took < 5, (url, took)  # no retries: RestBackend alone would wait 3 x 5 s
+            assert "sekrit" not in text and "retry" not in text
+
+
+def test_retries_go_to_the_log_at_debug_level() -> None:
+    port = _closed_port()
+    env = {**os.environ, "AIODEPOT_DEBUG": "1"}
+    done = subprocess.run(
+        [str(SCRIPT), "ls", f"http://127.0.0.1:{port}/"], capture_output=True, timeout=60, env=env, check=False
+    )
+    assert done.returncode == 1
+    assert all(line.startswith("aiodepot: ") for line in done.stderr.decode().splitlines())
+
+
+# points 11, 12: the missing item's message, local paths in Python ----------------------------------------------
+
+
+def test_object_not_found_names_the_item_and_the_store(tmp_path: Path) -> None:
+    url = (tmp_path / "depot").as_uri()
+
+    async def go() -> str:
+        store = Store(str(tmp_path / "depot"))  # a plain path, as the command line takes it
+        await store.create()
+        async with store:
+            with pytest.raises(KeyError) as caught:
+                await store.load("nokey")
+        return str(caught.value)
+
+    assert asyncio.run(go()) == f"no item 'nokey' in {url}"
+    one_line_error(script("cat", str(tmp_path / "depot"), "nokey"), "nokey: no such item")

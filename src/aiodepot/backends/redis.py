@@ -96,6 +96,7 @@ def _ancestors(name: str) -> list[str]:
 
 def _translate(exc: redis_errors.RedisError, name: str) -> NoReturn:
     """Re-raise a redis-py error as the matching [`StoreError`][aiodepot.errors.StoreError]."""
+    name = name or "the store"
     if isinstance(exc, redis_errors.AuthenticationError | redis_errors.NoPermissionError):
         raise PermissionDenied(f"{name}: {exc}") from exc
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError | redis_errors.ClusterDownError):

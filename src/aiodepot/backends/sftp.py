@@ -49,7 +49,7 @@ from ..errors import (
 from ..items import ItemInfo, StoreValue, validate_value
 from ..names import temp_name, validate_backend_name
 from .base import Backend, Capabilities
-from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options, never_reached
 
 __all__ = ["SftpBackend"]
 
@@ -545,6 +545,8 @@ class SftpBackend(Backend):
                 self._pool.release(link)
 
         def retryable(exc: BaseException) -> bool:
+            if not was_open and never_reached(exc):  # opening: a wrong address fails at once
+                return False
             return _is_lost(exc) and not isinstance(exc, StoreError) and (may_retry is None or may_retry())
 
         def on_retry(exc: BaseException, number: int, wait: float) -> None:

@@ -8,6 +8,7 @@ line on stderr, never as a traceback: see [`aiodepot.cli.common`][aiodepot.cli.c
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -69,6 +70,28 @@ def main() -> None:
     Store commands take a store URL (file:///srv/depot, memory://name, sftp://host/path, s3:…, or a
     local path), then item names or namespaces as further arguments: aiodepot cat URL data/0123abcd.
     """
+    _log_to_stderr()
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "" if record.levelno >= logging.WARNING else f"{record.levelname.lower()}: "
+        return f"aiodepot: {prefix}{display_url(record.getMessage())}".replace("\n", "; ")
+
+
+def _log_to_stderr() -> None:
+    """Library log records as ``aiodepot:`` lines on stderr: warnings only, everything with AIODEPOT_DEBUG
+    (retries, for example, are logged at debug level and stay off the terminal)."""
+    logger = logging.getLogger("aiodepot")
+    if any(isinstance(handler.formatter, _OneLine) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    if os.environ.get("AIODEPOT_DEBUG"):
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
 
 
 for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):

@@ -35,6 +35,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..backends import normalize_url
 from ..errors import (
     BackendURLInvalid,
     ConnectionLost,
@@ -107,9 +108,11 @@ class CliError(click.ClickException):
 def report(message: str, *, file: IO[Any] | None = None) -> None:
     """Print ``aiodepot: message`` on stderr (for errors that do not end the command at once).
 
-    Passwords in store URLs are masked: backends quote the URL they could not parse.
+    Passwords in store URLs are masked: backends quote the URL they could not parse. A message of several
+    lines (a server's last words) is joined into one.
     """
-    click.echo(f"aiodepot: {display_url(message)}", err=file is None, file=file)
+    one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    click.echo(f"aiodepot: {display_url(one_line)}", err=file is None, file=file)
 
 
 def warn_strays(strays: Sequence[str]) -> None:
@@ -126,7 +129,7 @@ def translate_error(exc: BaseException) -> CliError:
     if isinstance(exc, BackendURLInvalid | InvalidName):
         return CliError(str(exc), EXIT_USAGE)
     if isinstance(exc, ObjectNotFound):
-        return CliError(f"{exc}: no such item")
+        return CliError(f"{exc.name}: no such item")
     if isinstance(exc, StoreError):  # MissingDependency too: its message names the extra to install
         return CliError(str(exc))
     if isinstance(exc, OSError):
@@ -157,9 +160,7 @@ def display_url(url: str) -> str:
 
 def store_url(value: str) -> str:
     """A store URL from the command line: URLs pass through, local paths become ``file://`` URLs."""
-    if value.startswith(("/", "./", "../", "~")) or value in (".", ".."):
-        return Path(os.path.abspath(os.path.expanduser(value))).as_uri()
-    return value
+    return normalize_url(value)
 
 
 def _store_url_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
