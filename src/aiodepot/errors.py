@@ -57,6 +57,10 @@ _USERINFO = re.compile(r"(?P<user>[^:/@\s]+):(?P<secret>[^:/@\s]+)@")
 class StoreError(Exception):
     """Root of every error aiodepot raises on purpose."""
 
+    store: str | None = None
+    """The URL of the store the error came from, where known (set as it passes the
+    [`Store`][aiodepot.Store]; it may hold a password: mask it before showing it)."""
+
     def __str__(self) -> str:
         # KeyError and OSError format their message differently; keep one readable form for the tree.
         return " ".join(str(arg) for arg in self.args) if self.args else self.__class__.__name__
@@ -68,9 +72,6 @@ class ObjectNotFound(StoreError, KeyError):
     ``ObjectNotFound("data/0123")`` reads ``no item 'data/0123'``, and ``… in <store URL>`` once the
     [`Store`][aiodepot.Store] it came through has set ``store`` (a password in the URL is masked).
     """
-
-    store: str | None = None
-    """The store the item was looked for in (its URL), where known."""
 
     @property
     def name(self) -> str:

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 from . import hashing, keygen
 from .backends import backend_from_url, normalize_url
 from .backends.base import Backend
-from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from .errors import (
+    BackendError,
+    InvalidName,
+    ObjectNotFound,
+    ReadRangeError,
+    StoreAlreadyOpen,
+    StoreError,
+    StoreNotOpen,
+)
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .layers.base import Layer
 from .layers.cache import SERVED_FROM_CACHE, Cache, CachePolicy
@@ -322,7 +330,7 @@ class Store:
         marker = SERVED_FROM_CACHE.set(False)
         try:
             result = await call
-        except ObjectNotFound as exc:
+        except StoreError as exc:  # say which store: a command may have two open
             if exc.store is None:
                 exc.store = self.url or repr(self.backend)
             raise

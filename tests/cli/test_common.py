@@ -128,8 +128,8 @@ def _raising(exc: BaseException) -> Any:
     ("exc", "code", "message"),
     [
         (KeyboardInterrupt(), 130, ""),
-        (PermissionDenied("data: not allowed"), 1, "aiodepot: data: not allowed\n"),
-        (OSError(5, "Input/output error"), 1, "aiodepot: Input/output error\n"),
+        (PermissionDenied("data: not allowed"), 1, "aiodepot: {url}: data: not allowed\n"),  # the store's URL
+        (OSError(5, "Input/output error"), 1, "aiodepot: {url}: Input/output error\n"),
         (BrokenPipeError(32, "Broken pipe"), 141, ""),
     ],
 )
@@ -140,7 +140,7 @@ def test_errors_become_exit_codes(
     monkeypatch.setattr(common, "silence_stdout", lambda: None)
     result = run("ls", depot)
     assert result.exit_code == code
-    assert result.stderr == message
+    assert result.stderr == message.format(url=depot)
 
 
 def test_usage_errors_exit_2(run: Run, depot: str) -> None:

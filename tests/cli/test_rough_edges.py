@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import Store, StoreCorrupt, StoreError, StoreExists
+from aiodepot import BackendURLInvalid, Store, StoreCorrupt, StoreError, StoreExists
 from aiodepot.cli.common import display_url
 
 from .helpers import SCRIPT, one_line_error, script
@@ -158,3 +159,115 @@ def test_object_not_found_names_the_item_and_the_store(tmp_path: Path) -> None:
 
     assert asyncio.run(go()) == f"no item 'nokey' in {url}"
     one_line_error(script("cat", str(tmp_path / "depot"), "nokey"), "nokey: no such item")
+
+
+# point 6: query strings and fragments -----------------------------------------------------------------------
+
+
+def test_a_query_or_fragment_is_refused(tmp_path: Path) -> None:
+    for url in (f"{tmp_path.as_uri()}/q?x=1", f"{tmp_path.as_uri()}/q#frag", f"sqlite://{tmp_path}/q.db?mode=ro"):
+        one_line_error(script("create", url), "take no query", code=2)
+        with pytest.raises(BackendURLInvalid):
+            Store(url)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    literal = tmp_path / "q?x=1"  # a local path is a path: '?' is part of the name
+    assert script("create", str(literal)).returncode == 0
+    assert literal.is_dir()
+
+
+# point 7: get names the user's file ---------------------------------------------------------------------------
+
+
+def test_get_into_a_missing_directory_names_the_target(tmp_path: Path) -> None:
+    depot = str(tmp_path / "depot")
+    assert script("create", depot).returncode == 0
+    assert script("put", depot, "k", input=b"value").returncode == 0
+    for target in (tmp_path / "nodir" / "x", f"{tmp_path / 'nodir'}/"):
+        text = one_line_error(script("get", depot, "k", str(target)), "nodir", "No such directory")
+        assert ".part" not in text
+    assert not (tmp_path / "nodir").exists()
+
+
+# the walk: no permission, a full disk ----------------------------------------------------------------------------
+
+
+def _without_dac_override(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The console script as root without CAP_DAC_OVERRIDE: file permission bits apply to it, as to a user."""
+    return subprocess.run(
+        ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", 'exec "$0" "$@"', str(SCRIPT), *args],
+        capture_output=True,
+        timeout=120,
+        check=False,
+        input=b"value",
+    )
+
+
+def test_no_permission_is_one_line_naming_the_store(tmp_path: Path) -> None:
+    if shutil.which("capsh") is None:
+        pytest.skip("capsh (libcap2-bin) is needed to drop root's permission override")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    probe = subprocess.run(
+        ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", f"touch {locked}/probe"],
+        capture_output=True,
+        check=False,
+    )
+    if probe.returncode == 0:
+        pytest.skip("permission bits do not bind here (no capability to drop)")
+    depot = tmp_path / "depot"
+    assert script("create", str(depot)).returncode == 0
+    assert script("put", str(depot), "data/k", input=b"v").returncode == 0
+    for path in (depot, depot / "data"):
+        path.chmod(0o555)
+    url = depot.as_uri()
+    one_line_error(_without_dac_override("put", str(depot), "data/x"), url, "Permission denied")
+    one_line_error(_without_dac_override("create", str(locked / "sub")), "locked/sub", "Permission denied")
+    one_line_error(_without_dac_override("cp", str(depot), str(locked / "copy")), "Permission denied")
+    depot.chmod(0o000)
+    for command in (("ls",), ("cat", "data/k"), ("info",), ("du",)):
+        one_line_error(_without_dac_override(command[0], str(depot), *command[1:]), url, "Permission denied")
+    depot.chmod(0o755)
+    assert not (locked / "sub").exists() and not (locked / "copy").exists()
+    assert [p.name for p in (depot / "data").iterdir()] == ["k"]
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """A real full file system: a 256 KiB tmpfs in a private mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is needed to mount a small file system")
+    small = tmp_path / "small"
+    small.mkdir()
+    probe = subprocess.run(
+        ["unshare", "-m", "mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=False
+    )
+    if probe.returncode != 0:
+        pytest.skip("no permission to mount a tmpfs in a mount namespace")
+    source = tmp_path / "source"
+    big = os.urandom(1024 * 1024)
+    assert script("create", str(source)).returncode == 0
+    assert script("put", str(source), "big", input=big).returncode == 0
+    (tmp_path / "big.bin").write_bytes(big)
+    steps = [
+        f"mount -t tmpfs -o size=256k tmpfs {small}",
+        f"{SCRIPT} create {small}/depot",
+        f"{SCRIPT} put {small}/depot big {tmp_path}/big.bin; echo put=$? >&2",
+        f"{SCRIPT} get {source} big {small}/got.bin; echo get=$? >&2",
+        f"{SCRIPT} cp {source} {small}/copy; echo cp=$? >&2",
+        f"find {small}",
+    ]
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", " && ".join(steps[:2]) + "; " + "; ".join(steps[2:])],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    text = done.stderr.decode()
+    lines = [line for line in text.splitlines() if line.startswith("aiodepot: ")]
+    assert "put=1" in text and "get=1" in text and "cp=1" in text, text
+    assert len(lines) == 3 and all(line.endswith("No space left on device") for line in lines), text
+    assert f"{small.as_uri()}/depot" in lines[0], text
+    assert f"{small}/got.bin" in lines[1], text
+    assert f"{small.as_uri()}/copy" in lines[2], text
+    left = done.stdout.decode().split()
+    assert not [path for path in left if path.endswith(("big", "got.bin")) or ".part" in path or ".tmp" in path], left

@@ -54,6 +54,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "rclone": ("aiodepot.backends.rclone:RcloneBackend", "rclone"),
     "zip": ("aiodepot.backends.zip:ZipBackend", None),
 }
+_NOT_URLS = frozenset({"rclone"})
+"""Schemes whose locations are not URLs (``rclone:remote:path``): a '?' there is part of the path."""
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False
 
@@ -123,4 +125,9 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
         raise BackendURLInvalid(f"not a store URL (no scheme): {url!r}")
-    return _resolve(scheme.lower()).from_url(url, **options)
+    scheme = scheme.lower()
+    if scheme in _BUILTIN and scheme not in _NOT_URLS and ("?" in url or "#" in url):
+        raise BackendURLInvalid(
+            f"{scheme}: URLs take no query (?…) or fragment (#…): {url!r} (write a '?' or '#' in a path as %3F or %23)"
+        )
+    return _resolve(scheme).from_url(url, **options)

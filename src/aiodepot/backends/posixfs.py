@@ -196,11 +196,12 @@ def _raise_translated(exc: OSError, name: str) -> NoReturn:
         raise PermissionDenied(f"{name}: is a symbolic link, which the store does not follow") from exc
     if isinstance(exc, FileExistsError):
         raise InvalidName(f"{name}: another kind of entry is in the way") from exc
+    where = name or "the store directory"
     if isinstance(exc, PermissionError):
-        raise PermissionDenied(f"{name}: {exc.strerror}") from exc
+        raise PermissionDenied(f"{where}: {exc.strerror}") from exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise QuotaExceeded(f"{name}: {exc.strerror}") from exc
-    raise BackendError(f"{name}: {exc.strerror or exc}") from exc
+        raise QuotaExceeded(f"{where}: {exc.strerror}") from exc
+    raise BackendError(f"{where}: {exc.strerror or exc}") from exc
 
 
 # The store never follows a symbolic link (borgstore's layout has none; one planted inside the store could

@@ -125,11 +125,24 @@ def warn_strays(strays: Sequence[str]) -> None:
 
 
 def translate_error(exc: BaseException) -> CliError:
-    """The one-line message and exit code for an error a command let through."""
+    """The one-line message and exit code for an error a command let through.
+
+    A failure of the store (not a missing item or a bad name) names its URL where the command had one
+    store open.
+    """
     if isinstance(exc, BackendURLInvalid | InvalidName):
         return CliError(str(exc), EXIT_USAGE)
     if isinstance(exc, ObjectNotFound):
         return CliError(f"{exc.name}: no such item")
+    url = getattr(exc, "aiodepot_url", None)
+    if isinstance(exc, StoreError) and exc.store is not None:
+        url = exc.store  # the Store it came through says
+    if isinstance(url, str):
+        error = translate_error(_without_url(exc))
+        shown = display_url(url)
+        if shown not in error.message:
+            error.message = f"{shown}: {error.message}"
+        return error
     if isinstance(exc, StoreError):  # MissingDependency too: its message names the extra to install
         return CliError(str(exc))
     if isinstance(exc, OSError):
@@ -137,6 +150,14 @@ def translate_error(exc: BaseException) -> CliError:
             return CliError(f"{exc.filename}: {exc.strerror}")
         return CliError(exc.strerror or str(exc) or type(exc).__name__)
     return CliError(str(exc) or type(exc).__name__)
+
+
+def _without_url(exc: BaseException) -> BaseException:
+    with contextlib.suppress(AttributeError):
+        del exc.aiodepot_url  # type: ignore[attr-defined]
+    if isinstance(exc, StoreError):
+        exc.store = None
+    return exc
 
 
 def silence_stdout() -> None:
@@ -353,10 +374,20 @@ async def open_store(url: str, options: StoreOptions, *, create: bool = False) -
             await store.open()
     except (StoreError, OSError) as exc:
         raise about_store(url, exc) from exc
+    _OPEN_STORES.append(url)
     try:
         yield store
+    except (StoreError, OSError) as exc:
+        if not hasattr(exc, "aiodepot_url"):  # the innermost store sees it first; with two, which one is unsure
+            exc.aiodepot_url = url if len(_OPEN_STORES) == 1 else None  # type: ignore[union-attr]
+        raise
     finally:
+        _OPEN_STORES.remove(url)
         await store.close()
+
+
+_OPEN_STORES: list[str] = []
+"""The URLs of the stores this command has open (an error of the only one is reported with its URL)."""
 
 
 # output ------------------------------------------------------------------------------------------------------

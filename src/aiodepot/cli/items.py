@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import click
 
-from ..errors import ObjectNotFound, StoreError, StoreExists
+from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreExists
 from ..names import validate_name
 from ..store import Store
 from ..transfer import run_bounded
@@ -195,6 +195,8 @@ def get(
     target = key if dest is None else dest
     if target != "-" and os.path.isdir(target):
         target = os.path.join(target, key)
+    elif target != "-" and target.endswith(os.sep):
+        raise CliError(f"{target}: No such directory")
     if target != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
         raise CliError(f"{os.path.dirname(target)}: No such directory")
 
@@ -214,6 +216,11 @@ def get(
                     await _write_file(target, chunks)
             except ObjectNotFound as exc:
                 raise CliError(f"{name}: no such item") from exc
+            except OSError as exc:  # name the user's file, not the temporary file it was written to first
+                raise CliError(f"{target}: {exc.strerror or exc}") from exc
+            except QuotaExceeded as exc:  # reading cannot fill a store: the local file system is full
+                cause = exc.__cause__
+                raise CliError(f"{target}: {getattr(cause, 'strerror', None) or 'No space left on device'}") from exc
 
     asyncio.run(run())
 
@@ -306,7 +313,8 @@ def _report(names: Sequence[str], outcomes: Sequence[object], *, missing_ok: boo
                 report(f"{name}: no such item")
                 ok = False
         elif isinstance(outcome, StoreError | OSError):
-            report(f"{name}: {outcome}")
+            text = str(outcome)
+            report(text if text.startswith(f"{name}:") else f"{name}: {text}")
             ok = False
         elif isinstance(outcome, BaseException):
             raise outcome

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import click
 
-from ..errors import ObjectNotFound, StoreNotFound
+from ..errors import ObjectNotFound, QuotaExceeded, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
 from .common import (
@@ -147,17 +147,29 @@ async def _execute(
                 items_total=len(plan.copy) + len(plan.delete),
                 bytes_total=plan.copy_bytes,
             )
-            async with display.shown():
-                report = await apply_plan(
-                    src,
-                    dst,
-                    plan,
-                    max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
-                    batch_size=batch_size,
-                    progress=display.callback(),
-                )
+            with _full_means(dst_url):
+                async with display.shown():
+                    report = await apply_plan(
+                        src,
+                        dst,
+                        plan,
+                        max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
+                        batch_size=batch_size,
+                        progress=display.callback(),
+                    )
     report.seconds = time.perf_counter() - started
     return _summary(report, as_json=as_json), plan.strays
+
+
+@contextlib.contextmanager
+def _full_means(dst_url: str) -> Iterator[None]:
+    """A full store is the destination (reading does not fill one): say so in the message."""
+    try:
+        yield
+    except QuotaExceeded as exc:
+        if exc.store is None:
+            exc.store = dst_url
+        raise
 
 
 def _same_store(src_url: str, dst_url: str) -> None:
