@@ -202,7 +202,11 @@ def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert (process.returncode, out, err) == (130, b"", b"")
+    assert (process.returncode, out, err) == (
+        130,
+        b"",
+        b"aiodepot: interrupted: waiting was not stored (nothing changed)\n",
+    )
     assert not (depot / "waiting").exists()
 
 

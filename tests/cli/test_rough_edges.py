@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -271,3 +273,40 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     assert f"{small.as_uri()}/copy" in lines[2], text
     left = done.stdout.decode().split()
     assert not [path for path in left if path.endswith(("big", "got.bin")) or ".part" in path or ".tmp" in path], left
+
+
+# point 8: an interrupted put says what happened ------------------------------------------------------------------
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_an_interrupted_put_says_whether_it_stored(tmp_path: Path) -> None:
+    depot = tmp_path / "depot"
+    assert script("create", str(depot)).returncode == 0
+    value = os.urandom(4 * 1024 * 1024)
+    source = tmp_path / "value.bin"
+    source.write_bytes(value)
+    env = {key: val for key, val in os.environ.items() if not key.startswith("AIODEPOT_")}
+    env["BORGSTORE_LATENCY"] = "2000000"  # 2 s of emulated latency after each backend call (after the write too)
+
+    def interrupted_put(name: str, when: Callable[[], bool]) -> tuple[int, bytes]:
+        process = subprocess.Popen([str(SCRIPT), "put", str(depot), name, str(source)], stderr=subprocess.PIPE, env=env)
+        _wait_for(when)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+        return process.returncode, err
+
+    # Ctrl-C once the store is open (its session registered), while the item is looked up: nothing changed
+    code, err = interrupted_put("early", lambda: any(depot.glob("session.*")))
+    assert (code, err) == (130, b"aiodepot: interrupted: early was not stored (nothing changed)\n")
+    assert not (depot / "early").exists()
+    # Ctrl-C once the value is in place (during the latency that follows the write): stored, exit 0
+    code, err = interrupted_put("late", (depot / "late").exists)
+    assert (code, err) == (0, b"aiodepot: interrupted, but late was stored completely\n")
+    assert (depot / "late").read_bytes() == value
+    assert not [p for p in depot.iterdir() if p.name.endswith(".tmp")]

@@ -14,11 +14,13 @@ from typing import BinaryIO
 import click
 
 from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreExists
+from ..items import ItemInfo
 from ..names import validate_name
 from ..store import Store
 from ..transfer import run_bounded
 from .common import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     ByteSize,
     CliError,
     StoreOptions,
@@ -289,14 +291,39 @@ def put(url: str, name: str, source: str, options: StoreOptions) -> None:
             finally:
                 await asyncio.to_thread(handle.close)
 
+    before: list[tuple[bool, int, float]] = []
+
     async def run() -> None:
         async with open_store(url, options) as store:
+            before.append(_state(await store.info(name)))
             try:
                 await store_it(store)
             except ObjectNotFound as exc:  # the storage found an item where a namespace of the name would go
                 raise CliError(f"{name}: cannot store there: a part of the name is an item, not a namespace") from exc
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        _after_interrupt(url, name, options, before[0] if before else None)
+
+
+def _state(info: ItemInfo) -> tuple[bool, int, float]:
+    return info.exists, info.size, info.mtime
+
+
+def _after_interrupt(url: str, name: str, options: StoreOptions, before: tuple[bool, int, float] | None) -> None:
+    """Say whether an interrupted ``put`` stored its item (stores are atomic: all of it, or nothing changed);
+    exit 130 only if nothing changed."""
+
+    async def now() -> tuple[bool, int, float]:
+        async with open_store(url, options) as store:
+            return _state(await store.info(name))
+
+    if before is not None and asyncio.run(now()) != before:
+        report(f"interrupted, but {name} was stored completely")
+        return
+    report(f"interrupted: {name} was not stored (nothing changed)")
+    raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
 
 async def _each(store: Store, names: Sequence[str], action: Callable[[str], Awaitable[object]]) -> list[object]:
