@@ -310,3 +310,34 @@ def test_an_interrupted_put_says_whether_it_stored(tmp_path: Path) -> None:
     assert (code, err) == (0, b"aiodepot: interrupted, but late was stored completely\n")
     assert (depot / "late").read_bytes() == value
     assert not [p for p in depot.iterdir() if p.name.endswith(".tmp")]
+
+
+# point 9: cp leaves nothing when it cannot start, says how to resume, and can keep going -------------------------
+
+
+def test_cp_that_cannot_start_creates_nothing(tmp_path: Path) -> None:
+    source, target = tmp_path / "src", tmp_path / "dst"
+    assert script("create", str(source)).returncode == 0
+    assert script("put", str(source), "a", input=b"a").returncode == 0
+    one_line_error(script("cp", str(source), str(target), "nosuchns"), source.as_uri(), "no such namespace")
+    assert not target.exists()
+
+
+def test_cp_keep_going_and_the_resume_hint(tmp_path: Path) -> None:
+    source, target = tmp_path / "src", tmp_path / "dst"
+    assert script("create", str(source)).returncode == 0
+    for name in ("a", "b", "c"):
+        assert script("put", str(source), name, input=name.encode()).returncode == 0
+    assert script("create", str(target)).returncode == 0
+    (target / "b").mkdir()  # a directory where item b would go: copying b fails
+    (target / "b" / "x").write_bytes(b"")
+    failed = script("cp", str(source), str(target))
+    assert failed.returncode == 1
+    lines = failed.stderr.decode().splitlines()
+    assert f"to copy only the rest: aiodepot sync {source.as_uri()} {target.as_uri()}" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("aiodepot: b: "), lines
+    going = script("cp", "--keep-going", str(source), str(target))
+    assert going.returncode == 1
+    assert going.stderr.decode().splitlines() == ["aiodepot: copy b: no item 'b'"]
+    assert going.stdout.decode().startswith("copied 2 items")
+    assert (target / "a").read_bytes() == b"a" and (target / "c").read_bytes() == b"c"

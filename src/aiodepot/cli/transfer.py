@@ -15,18 +15,21 @@ from typing import Any
 
 import click
 
-from ..errors import ObjectNotFound, QuotaExceeded, StoreNotFound
+from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
 from .common import (
+    EXIT_FAILURE,
     CliError,
     ProgressDisplay,
     StoreOptions,
+    about_store,
     display_url,
     dst_store_options,
     format_size,
     json_dumps,
     open_store,
+    report,
     store_options,
     url_argument,
     wants_progress,
@@ -42,22 +45,31 @@ MAX_BYTES_IN_FLIGHT = DEFAULT_MAX_BYTES_IN_FLIGHT
 
 
 @contextlib.asynccontextmanager
-async def _destination(url: str, options: StoreOptions, *, dry_run: bool) -> AsyncIterator[Store | None]:
-    """The destination store, created if missing; in a dry run a missing one is None (empty)."""
-    if not dry_run:
-        async with open_store(url, options, create=True) as store:
-            yield store
-        return
+async def _existing(url: str, options: StoreOptions) -> AsyncIterator[Store | None]:
+    """The destination store if it exists, else None (an empty one: nothing is created before the plan
+    stands, so a copy that cannot start leaves nothing behind)."""
     store = options.store(url)
     try:
         await store.open()
     except StoreNotFound:
         yield None
         return
+    except StoreError as exc:
+        raise about_store(url, exc) from exc
     try:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _created(url: str, options: StoreOptions, store: Store | None) -> AsyncIterator[Store]:
+    """``store``, or a new store at ``url`` once there is something to copy into it."""
+    if store is not None:
+        yield store
+        return
+    async with open_store(url, options, create=True) as created:
+        yield created
 
 
 async def _report_plan(plan: Plan, *, dry_run: bool, as_json: bool, quiet: bool) -> None:
@@ -100,6 +112,11 @@ def _transfer_options(func: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
         click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing."),
         click.option(
+            "--keep-going",
+            is_flag=True,
+            help="Go on past an item that fails; list the failures at the end (exit 1 if any).",
+        ),
+        click.option(
             "--batch-size",
             type=click.IntRange(min=1),
             default=1024,
@@ -126,19 +143,20 @@ async def _execute(
     progress: bool,
     quiet: bool,
     as_json: bool,
-) -> tuple[str, list[str]]:
-    """Plan and (unless a dry run) carry out a copy or sync; return the summary and the stray items seen."""
+    keep_going: bool = False,
+) -> tuple[Report, list[str]]:
+    """Plan and (unless a dry run) carry out a copy or sync; return the report and the stray items seen."""
     started = time.perf_counter()
-    async with open_store(src_url, options) as src, _destination(dst_url, dst_options, dry_run=dry_run) as dst:
+    async with open_store(src_url, options) as src, _existing(dst_url, dst_options) as existing:
         try:
             if sync:
-                plan = await plan_sync(src, dst, namespaces, delete=delete, checksum=checksum)
+                plan = await plan_sync(src, existing, namespaces, delete=delete, checksum=checksum)
             else:
-                plan = await plan_copy(src, dst, namespaces)
+                plan = await plan_copy(src, existing, namespaces)
         except ObjectNotFound as exc:
-            raise CliError(str(exc)) from exc
+            raise CliError(f"{display_url(src_url)}: {exc}") from exc
         await _report_plan(plan, dry_run=dry_run, as_json=as_json, quiet=quiet)
-        if dry_run or dst is None:
+        if dry_run:
             report = Report.dry(plan)
         else:
             display = ProgressDisplay(
@@ -147,18 +165,34 @@ async def _execute(
                 items_total=len(plan.copy) + len(plan.delete),
                 bytes_total=plan.copy_bytes,
             )
-            with _full_means(dst_url):
-                async with display.shown():
-                    report = await apply_plan(
-                        src,
-                        dst,
-                        plan,
-                        max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
-                        batch_size=batch_size,
-                        progress=display.callback(),
-                    )
+            async with _created(dst_url, dst_options, existing) as dst:
+                with _full_means(dst_url), _resume_hint(src_url, dst_url, sync=sync):
+                    async with display.shown():
+                        report = await apply_plan(
+                            src,
+                            dst,
+                            plan,
+                            max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
+                            batch_size=batch_size,
+                            progress=display.callback(),
+                            collect_errors=keep_going,
+                        )
     report.seconds = time.perf_counter() - started
-    return _summary(report, as_json=as_json), plan.strays
+    return report, plan.strays
+
+
+@contextlib.contextmanager
+def _resume_hint(src_url: str, dst_url: str, *, sync: bool) -> Iterator[None]:
+    """On an interruption or a failure, say that what was copied is whole, and how to copy only the rest."""
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError, StoreError, OSError):
+        if not sync:
+            report(
+                f"the items copied so far are complete; to copy only the rest: aiodepot sync "
+                f"{display_url(src_url)} {display_url(dst_url)}"
+            )
+        raise
 
 
 @contextlib.contextmanager
@@ -192,10 +226,11 @@ def _run(
     progress: bool | None,
     quiet: bool,
     as_json: bool,
+    keep_going: bool,
 ) -> None:
     """What ``cp`` and ``sync`` share: run the transfer, warn about strays, print the summary."""
     _same_store(src_url, dst_url)
-    summary, strays = asyncio.run(
+    result, strays = asyncio.run(
         _execute(
             src_url,
             dst_url,
@@ -210,11 +245,22 @@ def _run(
             progress=wants_progress(progress),
             quiet=quiet,
             as_json=as_json,
+            keep_going=keep_going,
         )
     )
     warn_strays(strays)
+    for failure in result.errors[:_SHOWN_ERRORS]:
+        report(f"{failure.action} {failure.name}: {failure.error}")
+    if len(result.errors) > _SHOWN_ERRORS:
+        report(f"… and {len(result.errors) - _SHOWN_ERRORS} more items that failed")
     if as_json or not quiet:
-        click.echo(summary)
+        click.echo(_summary(result, as_json=as_json))
+    if result.errors:
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+_SHOWN_ERRORS = 10
+"""With --keep-going, the failures listed one by one (the rest are counted)."""
 
 
 @click.command(short_help="Copy items from one store to another.")
@@ -230,6 +276,7 @@ def cp(
     namespaces: tuple[str, ...],
     batch_size: int,
     dry_run: bool,
+    keep_going: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -255,6 +302,7 @@ def cp(
         progress=progress,
         quiet=quiet,
         as_json=as_json,
+        keep_going=keep_going,
     )
 
 
@@ -275,6 +323,7 @@ def sync(
     checksum: bool,
     batch_size: int,
     dry_run: bool,
+    keep_going: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -301,4 +350,5 @@ def sync(
         progress=progress,
         quiet=quiet,
         as_json=as_json,
+        keep_going=keep_going,
     )
