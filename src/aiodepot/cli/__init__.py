@@ -92,6 +92,11 @@ def _log_to_stderr() -> None:
     else:
         handler.setLevel(logging.WARNING)
     logger.addHandler(handler)
+    # asyncio's own notes (e.g. on a child process that ssh reaped first) are for debugging, not users
+    quiet = logging.StreamHandler()
+    quiet.setFormatter(_OneLine())
+    quiet.setLevel(logging.DEBUG if os.environ.get("AIODEPOT_DEBUG") else logging.ERROR)
+    logging.getLogger("asyncio").addHandler(quiet)
 
 
 for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):

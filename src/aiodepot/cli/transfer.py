@@ -31,6 +31,7 @@ from .common import (
     open_store,
     report,
     store_options,
+    translate_error,
     url_argument,
     wants_progress,
     warn_strays,
@@ -183,16 +184,23 @@ async def _execute(
 
 @contextlib.contextmanager
 def _resume_hint(src_url: str, dst_url: str, *, sync: bool) -> Iterator[None]:
-    """On an interruption or a failure, say that what was copied is whole, and how to copy only the rest."""
+    """On an interruption or a failure of ``cp``, say that what was copied is whole, and how to copy only
+    the rest (in the error's one line)."""
+    if sync:  # running sync again is the resume
+        yield
+        return
+    hint = (
+        f"the items copied so far are complete; to copy only the rest: aiodepot sync "
+        f"{display_url(src_url)} {display_url(dst_url)}"
+    )
     try:
         yield
-    except (KeyboardInterrupt, asyncio.CancelledError, StoreError, OSError):
-        if not sync:
-            report(
-                f"the items copied so far are complete; to copy only the rest: aiodepot sync "
-                f"{display_url(src_url)} {display_url(dst_url)}"
-            )
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        report(f"interrupted: {hint}")
         raise
+    except (StoreError, OSError) as exc:
+        error = translate_error(exc)
+        raise CliError(f"{error.message} ({hint})", error.exit_code) from exc
 
 
 @contextlib.contextmanager
