@@ -383,3 +383,25 @@ def test_the_bulk_page_gives_the_file_backends_real_figures() -> None:
     assert f"`file://` handles {capabilities.batch_size} items per" in text
     assert f"its default of {capabilities.preferred_concurrency} means" in text
     assert f"{capabilities.preferred_concurrency} for `file://`" in text
+
+
+# point 3: cp from a plain directory says what it cannot copy ------------------------------------------------------
+
+
+def test_cp_of_a_plain_directory_says_what_it_skips(tmp_path: Path) -> None:
+    real, target = tmp_path / "real", tmp_path / "dst"
+    (real / "Sub").mkdir(parents=True)
+    (real / "ok").mkdir()
+    for name in ("README.md", "my file.txt", "Sub/x.txt", "über.txt", "y.tmp", "good", "ok/fine"):
+        (real / name).write_text(name)
+    refused = script("cp", str(real), str(target))
+    text = one_line_error(refused, real.as_uri(), "5 file(s)", "README.md (must be lowercase)", "--skip-invalid")
+    assert "nothing was copied" in text
+    assert not target.exists()
+    skipped = script("cp", "--skip-invalid", str(real), str(target))
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stderr.decode().startswith(f"aiodepot: warning: {real.as_uri()}: skipped 5 file(s)")
+    assert skipped.stdout.decode().startswith("copied 2 items")
+    assert (target / "good").read_text() == "good" and (target / "ok" / "fine").read_text() == "ok/fine"
+    # a store's own files and soft-deleted items are not foreign
+    assert script("cp", str(target), str(tmp_path / "again")).returncode == 0

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from ..backends.posixfs import PosixFSBackend
 from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
@@ -36,6 +37,7 @@ from .common import (
     wants_progress,
     warn_strays,
 )
+from .foreign import unreachable_files
 from .stdio import LineOutput
 from .walk import top_namespaces
 
@@ -113,6 +115,11 @@ def _transfer_options(func: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
         click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing."),
         click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="From a local directory: copy what has valid names, skip (and count) the files that have not.",
+        ),
+        click.option(
             "--keep-going",
             is_flag=True,
             help="Go on past an item that fails; list the failures at the end (exit 1 if any).",
@@ -145,6 +152,7 @@ async def _execute(
     quiet: bool,
     as_json: bool,
     keep_going: bool = False,
+    skip_invalid: bool = False,
 ) -> tuple[Report, list[str]]:
     """Plan and (unless a dry run) carry out a copy or sync; return the report and the stray items seen."""
     started = time.perf_counter()
@@ -156,6 +164,7 @@ async def _execute(
                 plan = await plan_copy(src, existing, namespaces)
         except ObjectNotFound as exc:
             raise CliError(f"{display_url(src_url)}: {exc}") from exc
+        await _check_unreachable(src, src_url, namespaces, skip_invalid=skip_invalid)
         await _report_plan(plan, dry_run=dry_run, as_json=as_json, quiet=quiet)
         if dry_run:
             report = Report.dry(plan)
@@ -214,6 +223,29 @@ def _full_means(dst_url: str) -> Iterator[None]:
         raise
 
 
+_SHOWN_NAMES = 3
+"""Files with invalid names shown by name (the rest are counted)."""
+
+
+async def _check_unreachable(src: Store, src_url: str, namespaces: Sequence[str], *, skip_invalid: bool) -> None:
+    """Refuse (or with ``skip_invalid`` warn about) files of a local source that no item name reaches."""
+    if not isinstance(src.backend, PosixFSBackend):
+        return
+    found = await asyncio.to_thread(unreachable_files, src.backend.base, list(namespaces))
+    if not found:
+        return
+    examples = ", ".join(f"{entry.path} ({entry.reason})" for entry in found[:_SHOWN_NAMES])
+    more = f" and {len(found) - _SHOWN_NAMES} more" if len(found) > _SHOWN_NAMES else ""
+    what = f"{len(found)} file(s) whose names no store item can have: {examples}{more}"
+    if skip_invalid:
+        report(f"warning: {display_url(src_url)}: skipped {what}")
+        return
+    raise CliError(
+        f"{display_url(src_url)}: has {what}; nothing was copied (give --skip-invalid to copy the other files; "
+        "item names are lowercase ASCII without blanks, see docs/concepts.md#names)"
+    )
+
+
 def _same_store(src_url: str, dst_url: str) -> None:
     if src_url == dst_url:
         raise CliError(f"source and destination are the same store: {display_url(src_url)}", 2)
@@ -235,6 +267,7 @@ def _run(
     quiet: bool,
     as_json: bool,
     keep_going: bool,
+    skip_invalid: bool,
 ) -> None:
     """What ``cp`` and ``sync`` share: run the transfer, warn about strays, print the summary."""
     _same_store(src_url, dst_url)
@@ -254,6 +287,7 @@ def _run(
             quiet=quiet,
             as_json=as_json,
             keep_going=keep_going,
+            skip_invalid=skip_invalid,
         )
     )
     warn_strays(strays)
@@ -285,6 +319,7 @@ def cp(
     batch_size: int,
     dry_run: bool,
     keep_going: bool,
+    skip_invalid: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -311,6 +346,7 @@ def cp(
         quiet=quiet,
         as_json=as_json,
         keep_going=keep_going,
+        skip_invalid=skip_invalid,
     )
 
 
@@ -332,6 +368,7 @@ def sync(
     batch_size: int,
     dry_run: bool,
     keep_going: bool,
+    skip_invalid: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -359,4 +396,5 @@ def sync(
         quiet=quiet,
         as_json=as_json,
         keep_going=keep_going,
+        skip_invalid=skip_invalid,
     )
