@@ -19,8 +19,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .backends.base import Backend
-from .errors import BackendError, InvalidName, ObjectNotFound, StoreCorrupt
+from .errors import InvalidName, ObjectNotFound, StoreCorrupt
 from .names import INTERNAL_NAMES, LAYOUT_NAME, is_internal
+from .protocol import BadRequest
 
 __all__ = [
     "LAYOUT_FORMAT",
@@ -61,7 +62,7 @@ async def read_layout(backend: Backend) -> dict[str, dict[str, list[int]]] | Non
     with _internal():
         try:
             data = await backend.load(LAYOUT_NAME)
-        except (ObjectNotFound, InvalidName):  # no file; or a backend (a REST server) that refuses the name
+        except (ObjectNotFound, InvalidName, BadRequest):  # no file; or a REST server that refuses the name
             return None
     try:
         document = json.loads(data)
@@ -79,8 +80,6 @@ async def write_layout(backend: Backend, config: Mapping[str, Mapping[str, Any]]
     with _internal():
         try:
             await backend.store(LAYOUT_NAME, json.dumps(document, indent=1).encode())
-        except InvalidName:
+        except (InvalidName, BadRequest):  # a REST server keeps internal names to itself
             return False
-        except BackendError:
-            raise
     return True
