@@ -19,9 +19,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .backends.base import Backend
-from .errors import InvalidName, ObjectNotFound, StoreCorrupt
+from .errors import BackendError, InvalidName, ObjectNotFound, StoreCorrupt
 from .names import INTERNAL_NAMES, LAYOUT_NAME, is_internal
-from .protocol import BadRequest
 
 __all__ = [
     "LAYOUT_FORMAT",
@@ -62,7 +61,7 @@ async def read_layout(backend: Backend) -> dict[str, dict[str, list[int]]] | Non
     with _internal():
         try:
             data = await backend.load(LAYOUT_NAME)
-        except (ObjectNotFound, InvalidName, BadRequest):  # no file; or a REST server that refuses the name
+        except (ObjectNotFound, InvalidName):  # no file; or a backend (a REST server) that refuses the name
             return None
     try:
         document = json.loads(data)
@@ -80,6 +79,8 @@ async def write_layout(backend: Backend, config: Mapping[str, Mapping[str, Any]]
     with _internal():
         try:
             await backend.store(LAYOUT_NAME, json.dumps(document, indent=1).encode())
-        except (InvalidName, BadRequest):  # a REST server keeps internal names to itself
+        except InvalidName:
             return False
+        except BackendError:
+            raise
     return True
