@@ -20,7 +20,7 @@ from typing import Any
 
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, StoreCorrupt
-from .names import INTERNAL_NAMES, LAYOUT_NAME, is_internal
+from .names import HID_SUFFIX, INTERNAL_NAMES
 
 __all__ = [
     "LAYOUT_FORMAT",
@@ -32,7 +32,14 @@ __all__ = [
     "write_layout",
 ]
 
+LAYOUT_NAME = "layout" + HID_SUFFIX
+"""The layout file, at the top of the store."""
 LAYOUT_FORMAT = 1
+
+
+def is_internal(name: str) -> bool:
+    """True for the store's own files, which listings leave out (the layout file at the top)."""
+    return name == LAYOUT_NAME
 
 
 @contextlib.contextmanager

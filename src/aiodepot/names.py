@@ -132,15 +132,6 @@ def validate_backend_name(name: object, *, allow_root: bool = False) -> str:
     return _check(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
 
 
-LAYOUT_NAME = "layout" + HID_SUFFIX
-"""The store's remembered layout (see [`aiodepot.layout`][aiodepot.layout]), at the top of the store."""
-
-
-def is_internal(name: str) -> bool:
-    """True for a top-level name of the store's own that backends leave out of listings (``layout.hid``)."""
-    return name == LAYOUT_NAME
-
-
 INTERNAL_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("INTERNAL_NAMES", default=frozenset())
 """Internal ``.hid`` names a backend accepts in the current context (set by [`aiodepot.layout`][aiodepot.layout])."""
 

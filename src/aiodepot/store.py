@@ -263,16 +263,6 @@ class Store:
             self._cache.set_policies(policies)
         self._levels = levels
 
-    def _user_name(self, nested: str) -> str:
-        """The item name for a backend name (``data/01/23/0123abcd`` → ``data/0123abcd``), where it is one."""
-        for prefix, levels in self._levels:
-            if nested.startswith(prefix) and any(level for level in levels):
-                try:
-                    return unnest(nested, prefix, remove_suffix=DEL_SUFFIX)
-                except ValueError:
-                    return nested
-        return nested
-
     def _levels_for(self, name: str) -> builtins.list[int]:
         for prefix, levels in self._levels:
             if name.startswith(prefix):
@@ -368,8 +358,6 @@ class Store:
         except StoreError as exc:  # say which store: a command may have two open
             if exc.store is None:
                 exc.store = self.url or repr(self.backend)
-            if isinstance(exc, ObjectNotFound) and len(exc.args) == 1 and isinstance(exc.args[0], str):
-                exc.args = (self._user_name(exc.args[0]),)  # the name the caller gave, not where it is kept
             raise
         finally:
             served_from_cache = SERVED_FROM_CACHE.get()

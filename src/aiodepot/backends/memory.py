@@ -23,7 +23,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import is_internal, validate_backend_name
+from ..names import validate_backend_name
 from .base import Backend, Capabilities
 
 __all__ = ["MemoryBackend"]
@@ -320,8 +320,6 @@ class MemoryBackend(Backend):
             ]
         infos.sort(key=lambda info: info.name)
         for info in infos:
-            if not name and is_internal(info.name):
-                continue  # the store's layout file
             yield info
 
     async def quota(self) -> dict[str, int]:

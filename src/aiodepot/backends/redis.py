@@ -45,7 +45,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import is_internal, validate_backend_name
+from ..names import validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
@@ -568,8 +568,6 @@ class RedisBackend(Backend):
                 validate_backend_name(info.name)
             except StoreError:
                 continue  # a key that is not ours
-            if not name and is_internal(info.name):
-                continue  # the store's layout file
             yield info
 
     # batches: one pipeline each --------------------------------------------------------------------------

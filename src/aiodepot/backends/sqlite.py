@@ -46,7 +46,7 @@ from ..errors import (
 from ..hashing import check_algorithm
 from ..hashing import new as new_hasher
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import is_internal, validate_backend_name
+from ..names import validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
@@ -480,8 +480,6 @@ class SQLiteBackend(Backend):
             ]
 
         for info in await pool.run(name, job):
-            if not name and is_internal(info.name):
-                continue  # the store's layout file
             yield info
 
     async def hash(self, name: str, algorithm: str = "sha256") -> str:

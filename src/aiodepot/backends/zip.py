@@ -39,7 +39,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import is_internal, validate_backend_name
+from ..names import validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
@@ -450,8 +450,6 @@ class ZipBackend(Backend):
                 return infos
 
         for info in await self._run(name, job):
-            if not name and is_internal(info.name):
-                continue  # the store's layout file
             yield info
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
