@@ -12,7 +12,6 @@ directory listing yields keys directly and a sorted listing is in key order.
 
 from __future__ import annotations
 
-import contextvars
 import itertools
 import os
 import re
@@ -122,18 +121,8 @@ def validate_namespace(name: object) -> str:
 
 
 def validate_backend_name(name: object, *, allow_root: bool = False) -> str:
-    """Check a name as a backend sees it: nested, possibly with the ``.del`` suffix.
-
-    The store's own layout file ([`aiodepot.layout`][aiodepot.layout]) passes only while that module
-    reads or writes it; a listing never shows it.
-    """
-    if name in INTERNAL_NAMES.get():
-        return str(name)
+    """Check a name as a backend sees it: nested, possibly with the ``.del`` suffix."""
     return _check(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
-
-
-INTERNAL_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("INTERNAL_NAMES", default=frozenset())
-"""Internal ``.hid`` names a backend accepts in the current context (set by [`aiodepot.layout`][aiodepot.layout])."""
 
 
 def split_key(name: str) -> tuple[str | None, str]:

@@ -46,7 +46,6 @@ from .errors import (
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from .layers.base import Layer
 from .layers.cache import SERVED_FROM_CACHE, Cache, CachePolicy
-from .layout import internal_names, is_internal, read_layout, write_layout
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stats import Emulator, Stats
 from .transfer import ByteBudget, ProgressCallback, ProgressTracker, plan_ranges, run_bounded
@@ -187,7 +186,6 @@ class Store:
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
         self.url = url if url is None else normalize_url(url)
-        self._config_given = config is not None  # else: the layout the store remembers, read at open
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
         backend, self._cache = self._with_cache(backend, config or {}, cache_url, cache_backend)
         self.backend = backend
@@ -281,12 +279,6 @@ class Store:
         if self.backend.opened:
             raise StoreAlreadyOpen("create() needs a closed store")
         await self.backend.create()
-        if self._config_given:  # remember it: Store(url) without a config then finds the items
-            await self.backend.open()
-            try:
-                await write_layout(self.backend, {prefix: {"levels": levels} for prefix, levels in self.levels.items()})
-            finally:
-                await self.backend.close()
 
     async def create_levels(self) -> None:
         """Create every nesting directory in advance (saves a mkdir on first store, costs time now)."""
@@ -311,25 +303,8 @@ class Store:
         await self.backend.destroy()
 
     async def open(self) -> None:
-        """Start using the store; without a config, with the layout the store remembers (if any)."""
-        with internal_names():
-            await self.backend.open()
-        if not self._config_given:
-            try:
-                remembered = await read_layout(self.backend)
-            except BaseException:
-                await self.backend.close()
-                raise
-            if remembered:
-                self._levels = _parse_config(remembered)
-
-    async def save_layout(self) -> None:
-        """Remember the nesting levels in force (see [`set_levels`][aiodepot.Store.set_levels]) in the store,
-        for every later ``Store(url)`` without a config; ``aiodepot config URL --levels …`` does the same."""
-        self._require_open()
-        if not await write_layout(self.backend, {prefix: {"levels": levels} for prefix, levels in self.levels.items()}):
-            raise BackendError(f"{self.url or self.backend!r}: this backend cannot hold the layout file")
-        self._config_given = True
+        """Start using the store."""
+        await self.backend.open()
 
     async def close(self) -> None:
         """Stop using the store and release its resources."""
@@ -603,8 +578,6 @@ class Store:
                 return
             finally:
                 self._stats.add("list_time", time.perf_counter_ns() - started)
-            if not path and is_internal(info.name):
-                continue  # the layout file
             yield info
 
     async def _walk(self, path: str, deleted: bool, key_prefix: str = "") -> AsyncIterator[ItemInfo]:

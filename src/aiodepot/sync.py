@@ -345,10 +345,6 @@ class SyncStore:
         """See [`aiodepot.Store.create_levels`][aiodepot.Store.create_levels]."""
         self._run(self.async_store.create_levels)
 
-    def save_layout(self) -> None:
-        """See [`aiodepot.Store.save_layout`][aiodepot.Store.save_layout]."""
-        self._run(self.async_store.save_layout)
-
     def destroy(self) -> None:
         """See [`aiodepot.Store.destroy`][aiodepot.Store.destroy]."""
         self._run(self.async_store.destroy)

@@ -22,7 +22,6 @@ import itertools
 from collections.abc import AsyncIterator, Iterable
 
 from .errors import ObjectNotFound
-from .layout import is_internal
 from .names import DEL_SUFFIX, ROOTNS, validate_namespace
 from .store import Store
 
@@ -89,8 +88,6 @@ class _Walker:
         max_depth = max(levels)
         heap: list[_Row] = []
         async for info in self.store.backend.list(path):
-            if not path and is_internal(info.name):
-                continue  # the layout file
             sub = f"{path}/{info.name}" if path else info.name
             if info.directory:
                 if depth < max_depth and len(info.name) == 2 and not self.is_namespace_dir(sub):

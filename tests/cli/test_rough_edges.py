@@ -371,7 +371,7 @@ def test_the_cli_reference_page_is_generated_from_the_commands() -> None:
     text = page.read_text()
     for command in ("ls", "cat", "get", "put", "rm", "undelete", "mv", "cp", "sync", "hash", "info", "du"):
         assert f"<!-- aiodepot-help: {command} -->" in text
-    for command in ("create", "config", "bench", "demo", "serve"):
+    for command in ("create", "bench", "demo", "serve"):
         assert f"<!-- aiodepot-help: {command} -->" in text
 
 
@@ -405,42 +405,3 @@ def test_cp_of_a_plain_directory_says_what_it_skips(tmp_path: Path) -> None:
     assert (target / "good").read_text() == "good" and (target / "ok" / "fine").read_text() == "ok/fine"
     # a store's own files and soft-deleted items are not foreign
     assert script("cp", str(target), str(tmp_path / "again")).returncode == 0
-
-
-# point 1: a store remembers its nesting levels --------------------------------------------------------------------
-
-
-def test_a_store_created_with_levels_remembers_them(tmp_path: Path) -> None:
-    depot = tmp_path / "depot"
-    chunk = tmp_path / "chunk.bin"
-    chunk.write_bytes(b"chunk")
-    assert script("create", "--levels", "data=2", str(depot)).returncode == 0
-    assert script("put", str(depot), "data/8f3a0c2e", str(chunk)).returncode == 0
-    assert (depot / "data" / "8f" / "3a" / "8f3a0c2e").read_bytes() == b"chunk"
-    listed = script("ls", "-R", str(depot))
-    assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"data/8f3a0c2e\n", b"")
-    assert script("cat", str(depot), "data/8f3a0c2e").stdout == b"chunk"
-
-    async def in_python() -> tuple[dict[str, list[int]], bytes, list[str]]:
-        async with Store(str(depot)) as store:  # no config: the remembered one
-            return store.levels, await store.load("data/8f3a0c2e"), [i.name async for i in store.list("data")]
-
-    levels, value, top = asyncio.run(in_python())
-    assert (levels, value, top) == ({"data/": [2], "": [0]}, b"chunk", ["8f3a0c2e"])
-    # overridable per command, changed for good by config (a migration: both levels are searched)
-    assert script("ls", "-R", "--levels", "data=0", str(depot)).stdout == b"data/8f/3a/8f3a0c2e\n"
-    assert script("config", str(depot), "--levels", "data=2,3").returncode == 0
-    assert json.loads(script("config", str(depot)).stdout)["data/"] == {"levels": [2, 3]}
-    assert script("put", str(depot), "data/0123abcd", str(chunk)).returncode == 0
-    assert (depot / "data" / "01" / "23" / "ab" / "0123abcd").exists()
-    assert script("ls", "-R", str(depot)).stdout == b"data/0123abcd\ndata/8f3a0c2e\n"
-    assert script("rm", str(depot), "data/8f3a0c2e").returncode == 0
-
-
-def test_a_store_without_a_layout_behaves_as_before(tmp_path: Path) -> None:
-    depot = tmp_path / "depot"
-    assert script("create", str(depot)).returncode == 0
-    assert not (depot / "layout.hid").exists()
-    assert script("put", str(depot), "data/8f3a0c2e", input=b"v").returncode == 0
-    assert (depot / "data" / "8f3a0c2e").exists()  # flat, as a borgstore store without config
-    assert json.loads(script("config", str(depot)).stdout) == {"": {"levels": [0]}}

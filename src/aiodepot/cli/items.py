@@ -26,7 +26,6 @@ from .common import (
     StoreOptions,
     about_store,
     display_url,
-    json_dumps,
     open_store,
     report,
     store_options,
@@ -36,7 +35,7 @@ from .common import (
 from .stdio import BinaryInput, BinaryOutput, in_daemon_thread
 from .walk import top_namespaces, walk
 
-__all__ = ["cat", "config", "create", "get", "mv", "put", "rm", "undelete"]
+__all__ = ["cat", "create", "get", "mv", "put", "rm", "undelete"]
 
 MiB = 1024 * 1024
 SPOOL_LIMIT = 32 * MiB
@@ -115,27 +114,6 @@ def create(url: str, options: StoreOptions) -> None:
             raise about_store(url, exc) from exc
         if url.startswith("memory:"):
             report(f"note: {url} lives only inside this process: it is gone when this command ends")
-
-    asyncio.run(run())
-
-
-@click.command(short_help="Show or change the nesting levels a store remembers.")
-@URL
-@store_options
-def config(url: str, options: StoreOptions) -> None:
-    """Show the nesting levels the store at URL remembers (JSON), or with --levels/--config, remember those.
-
-    A store created with --levels remembers them, so later commands need no --levels. Changing them
-    starts a migration: items are still found at the levels listed before the last one, new items go to
-    the last one (e.g. --levels data=1,2 while moving from one level to two).
-    """
-
-    async def run() -> None:
-        async with open_store(url, options) as store:
-            if options.given:
-                await store.save_layout()
-            else:
-                click.echo(json_dumps({prefix: {"levels": levels} for prefix, levels in store.levels.items()}))
 
     asyncio.run(run())
 
