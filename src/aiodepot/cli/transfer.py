@@ -15,7 +15,6 @@ from typing import Any
 
 import click
 
-from ..backends.posixfs import PosixFSBackend
 from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
@@ -229,6 +228,8 @@ _SHOWN_NAMES = 3
 
 async def _check_unreachable(src: Store, src_url: str, namespaces: Sequence[str], *, skip_invalid: bool) -> None:
     """Refuse (or with ``skip_invalid`` warn about) files of a local source that no item name reaches."""
+    from ..backends.posixfs import PosixFSBackend  # only now: the command line starts faster without it
+
     if not isinstance(src.backend, PosixFSBackend):
         return
     found = await asyncio.to_thread(unreachable_files, src.backend.base, list(namespaces))
