@@ -76,7 +76,15 @@ def test_bad_urls() -> None:
     with pytest.raises(BackendURLInvalid, match="unknown store URL scheme"):
         Store("nosuch://x")
     with pytest.raises(BackendURLInvalid, match="no scheme"):
-        Store("/just/a/path")
+        Store("")
+
+
+def test_a_local_path_is_a_file_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Store(str(tmp_path / "depot")).url == (tmp_path / "depot").as_uri()
+    monkeypatch.chdir(tmp_path)
+    for relative in ("depot", "./depot", "sub/../depot"):
+        assert Store(relative).url == (tmp_path / "depot").as_uri()
+    assert Store("memory://x").url == "memory://x"
 
 
 async def test_unclosed_store_warns() -> None:
@@ -97,7 +105,7 @@ def test_error_tree() -> None:
     assert issubclass(aiodepot.MissingDependency, ImportError)
     for name in aiodepot.errors.__all__:
         assert issubclass(getattr(aiodepot.errors, name), aiodepot.StoreError)
-    assert str(aiodepot.ObjectNotFound("data/x")) == "data/x"  # not KeyError's quoted repr
+    assert str(aiodepot.ObjectNotFound("data/x")) == "no item 'data/x'"  # not KeyError's quoted repr
 
 
 class RangedMemory(MemoryBackend):

@@ -17,6 +17,7 @@ StoreError
 ├── BackendURLInvalid         (also ValueError)
 ├── MissingDependency         (also ImportError)
 └── BackendError              (any other failure of a backend)
+    └── StoreCorrupt          (the location holds something that is not a usable store)
 ```
 
 Backends translate the errors of the library or system they talk to at their boundary into the most
@@ -26,6 +27,8 @@ keeps working.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "BackendError",
@@ -39,6 +42,7 @@ __all__ = [
     "QuotaExceeded",
     "ReadRangeError",
     "StoreAlreadyOpen",
+    "StoreCorrupt",
     "StoreError",
     "StoreExists",
     "StoreNotFound",
@@ -47,8 +51,15 @@ __all__ = [
 ]
 
 
+_USERINFO = re.compile(r"(?P<user>[^:/@\s]+):(?P<secret>[^:/@\s]+)@")
+
+
 class StoreError(Exception):
     """Root of every error aiodepot raises on purpose."""
+
+    store: str | None = None
+    """The URL of the store the error came from, where known (set as it passes the
+    [`Store`][aiodepot.Store]; it may hold a password: mask it before showing it)."""
 
     def __str__(self) -> str:
         # KeyError and OSError format their message differently; keep one readable form for the tree.
@@ -56,7 +67,25 @@ class StoreError(Exception):
 
 
 class ObjectNotFound(StoreError, KeyError):
-    """The named item does not exist (or a directory/namespace to list does not exist)."""
+    """The named item does not exist (or a directory/namespace to list does not exist).
+
+    ``ObjectNotFound("data/0123")`` reads ``no item 'data/0123'``, and ``… in <store URL>`` once the
+    [`Store`][aiodepot.Store] it came through has set ``store`` (a password in the URL is masked).
+    """
+
+    @property
+    def name(self) -> str:
+        """The missing item's name (or the message the error was raised with)."""
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if len(self.args) != 1 or not isinstance(self.args[0], str) or any(c.isspace() for c in text):
+            return text  # a message, not a bare name
+        if not self.store:
+            return f"no item {text!r}"
+        masked = _USERINFO.sub(r"\g<user>:***@", self.store)
+        return f"no item {text!r} in {masked}"
 
 
 class StoreExists(StoreError, FileExistsError):
@@ -113,3 +142,8 @@ class MissingDependency(StoreError, ImportError):
 
 class BackendError(StoreError):
     """Any other failure inside a backend; the native error is the ``__cause__``."""
+
+
+class StoreCorrupt(BackendError):
+    """The location holds something that is not a usable store: a file of another program, or a store
+    that is damaged (a truncated database, a broken archive). The message names the file or location."""

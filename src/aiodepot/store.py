@@ -17,6 +17,12 @@ items go to the last one, and ``move(name, change_level=True)`` migrates an item
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .errors import StoreError
 from .store_base import DEFAULT_CONFIG
 from .store_bulk import BulkOperations
 from .store_files import FileTransfers
@@ -52,3 +58,25 @@ class Store(BulkOperations, FileTransfers, Listing):
     single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files]
     and [`store_bulk`][aiodepot.store_bulk].
     """
+
+
+def _naming_the_store(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """``method`` with the store's URL put on a [`StoreError`][aiodepot.errors.StoreError] that leaves it
+    without one (``exc.store``), so a message can say which store failed when a program has several."""
+
+    @functools.wraps(method)
+    async def named(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await method(self, *args, **kwargs)
+        except StoreError as exc:
+            if exc.store is None:
+                exc.store = self.url or repr(self.backend)
+            raise
+
+    return named
+
+
+for _name, _method in inspect.getmembers(Store, inspect.iscoroutinefunction):
+    if not _name.startswith("_"):
+        setattr(Store, _name, _naming_the_store(_method))
+del _name, _method

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from . import hashing
-from .backends import backend_from_url
+from .backends import backend_from_url, normalize_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
@@ -115,7 +115,7 @@ class StoreBase:
             raise ValueError(f"{sorted(options)} are backend options: pass them to the backend instance")
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
-        self.url = url
+        self.url = url if url is None else normalize_url(url)
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
         self._stats = Stats()
         stack = build_stack(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sysconfig
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from click.testing import Result
 
 from aiodepot import Store
 
-__all__ = ["NESTED", "Run", "fill", "read", "soft_delete"]
+__all__ = ["NESTED", "SCRIPT", "Run", "fill", "one_line_error", "read", "script", "soft_delete"]
 
 Run = Callable[..., Result]
 """The type of the ``run`` fixture."""
@@ -54,3 +58,23 @@ def soft_delete(url: str, name: str, *, config: Mapping[str, Any] | None = None)
 
 NESTED = {"data/": {"levels": [1]}, "": {"levels": [0]}}
 """The nesting most tests write with: ``data/`` one level deep, the rest flat."""
+
+
+SCRIPT = Path(sysconfig.get_path("scripts")) / "aiodepot"
+"""The installed console script."""
+
+
+def script(*args: str, input: bytes | None = None, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """Run the real ``aiodepot`` console script in a subprocess (without the caller's AIODEPOT_ variables)."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIODEPOT_")}
+    return subprocess.run([str(SCRIPT), *args], input=input, capture_output=True, timeout=timeout, env=env, check=False)
+
+
+def one_line_error(done: subprocess.CompletedProcess[bytes], *parts: str, code: int = 1) -> str:
+    """Check that a command failed with ``code`` and one ``aiodepot:`` line holding every part; return it."""
+    text = done.stderr.decode()
+    assert done.returncode == code, (done.returncode, text)
+    assert text.startswith("aiodepot: ") and text.count("\n") == 1, text
+    for part in parts:
+        assert part in text, (part, text)
+    return text

@@ -42,7 +42,8 @@ def test_store_url_turns_local_paths_into_file_urls(tmp_path: Path, monkeypatch:
     assert store_url(".") == tmp_path.as_uri()
     assert store_url("/srv/my depot") == "file:///srv/my%20depot"
     assert store_url("~/x") == (Path.home() / "x").as_uri()
-    for url in ("file:///srv", "memory://x", "s3:bucket/path", "rclone:remote:path", "relative"):
+    assert store_url("relative") == (tmp_path / "relative").as_uri()  # no scheme: a path, as in Store()
+    for url in ("file:///srv", "memory://x", "s3:bucket/path", "rclone:remote:path"):
         assert store_url(url) == url
 
 
@@ -127,8 +128,8 @@ def _raising(exc: BaseException) -> Any:
     ("exc", "code", "message"),
     [
         (KeyboardInterrupt(), 130, ""),
-        (PermissionDenied("data: not allowed"), 1, "aiodepot: data: not allowed\n"),
-        (OSError(5, "Input/output error"), 1, "aiodepot: Input/output error\n"),
+        (PermissionDenied("data: not allowed"), 1, "aiodepot: {url}: data: not allowed\n"),  # the store's URL
+        (OSError(5, "Input/output error"), 1, "aiodepot: {url}: Input/output error\n"),
         (BrokenPipeError(32, "Broken pipe"), 141, ""),
     ],
 )
@@ -139,7 +140,7 @@ def test_errors_become_exit_codes(
     monkeypatch.setattr(common, "silence_stdout", lambda: None)
     result = run("ls", depot)
     assert result.exit_code == code
-    assert result.stderr == message
+    assert result.stderr == message.format(url=depot)
 
 
 def test_usage_errors_exit_2(run: Run, depot: str) -> None:
@@ -201,7 +202,11 @@ def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert (process.returncode, out, err) == (130, b"", b"")
+    assert (process.returncode, out, err) == (
+        130,
+        b"",
+        b"aiodepot: interrupted: waiting was not stored (nothing changed)\n",
+    )
     assert not (depot / "waiting").exists()
 
 

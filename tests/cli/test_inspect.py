@@ -61,7 +61,12 @@ def test_ls_long_and_human(run: Run, depot: str) -> None:
 def test_ls_json(run: Run, filled: str) -> None:
     listing = json.loads(run("ls", "--json", filled, *LEVELS).stdout)
     assert [entry["name"] for entry in listing] == ["config/", "data/", "top"]
-    assert listing[0] == {"name": "config/", "type": "namespace"}
+    assert {key: listing[0][key] for key in ("name", "type", "size", "deleted")} == {
+        "name": "config/",
+        "type": "namespace",
+        "size": 0,
+        "deleted": False,
+    }
     assert listing[2]["type"] == "item" and listing[2]["size"] == 5 and listing[2]["deleted"] is False
     assert listing[2]["mtime"] > 0
     deleted = json.loads(run("ls", "--json", "-R", "--deleted", filled, *LEVELS).stdout)

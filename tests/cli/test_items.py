@@ -38,7 +38,7 @@ def test_commands_need_an_existing_store(run: Run, tmp_path: Path) -> None:
     url = (tmp_path / "nothing").as_uri()
     result = run("put", url, "x", input=b"1")
     assert result.exit_code == 1
-    assert result.stderr == f"aiodepot: {url}: no such store (create one with: aiodepot create URL)\n"
+    assert result.stderr == f"aiodepot: {url}: no such store (create one with: aiodepot create {url})\n"
     assert not (tmp_path / "nothing").exists()
 
 

@@ -69,7 +69,7 @@ def test_cp_of_namespaces_and_single_items(run: Run, source: str, target: str) -
     assert listing(run, target) == ["config/main", "config/sub/deep", "top"]
     missing = run("cp", source, target, "nothing", *LEVELS)
     assert missing.exit_code == 1
-    assert missing.stderr == "aiodepot: nothing: no such namespace at the source\n"
+    assert missing.stderr == f"aiodepot: {source}: nothing: no such namespace at the source\n"
 
 
 def test_cp_json_and_quiet(run: Run, source: str, target: str) -> None:
@@ -122,7 +122,7 @@ def test_cp_refuses_the_same_store_and_bad_urls(run: Run, source: str) -> None:
     bad = run("cp", source, "nosuch://x")
     assert bad.exit_code == 2
     assert "unknown store URL scheme" in bad.stderr
-    assert run("cp", "relative/path", source).exit_code == 2
+    assert run("cp", "relative/path", source).exit_code == 1  # a local path: no such store there
 
 
 # sync ----------------------------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
+from pathlib import Path
 from typing import Any
 
 from ..errors import BackendURLInvalid, MissingDependency
@@ -29,6 +31,7 @@ __all__ = [
     "RetryPolicy",
     "Timeouts",
     "backend_from_url",
+    "normalize_url",
     "register_backend",
     "registered_schemes",
 ]
@@ -51,6 +54,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "rclone": ("aiodepot.backends.rclone:RcloneBackend", "rclone"),
     "zip": ("aiodepot.backends.zip:ZipBackend", None),
 }
+_NOT_URLS = frozenset({"rclone"})
+"""Schemes whose locations are not URLs (``rclone:remote:path``): a '?' there is part of the path."""
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False
 
@@ -103,11 +108,26 @@ def _resolve(scheme: str) -> type[Backend]:
     return backend_class
 
 
-def backend_from_url(url: str, **options: Any) -> Backend:
-    """Create the backend for a store URL, e.g. ``file:///srv/depot`` or ``memory://scratch``."""
+def normalize_url(url: str) -> str:
+    """A store URL as given, or for a local path (``/srv/depot``, ``./depot``, ``~/depot``, ``depot``: no
+    ``scheme:`` in front) the ``file://`` URL of its absolute path."""
     if not isinstance(url, str):
         raise BackendURLInvalid(f"a store URL must be a str, not {type(url).__name__}")
+    if url.startswith(("/", "./", "../", "~")) or url in (".", "..") or (url and ":" not in url):
+        return Path(os.path.abspath(os.path.expanduser(url))).as_uri()
+    return url
+
+
+def backend_from_url(url: str, **options: Any) -> Backend:
+    """Create the backend for a store URL, e.g. ``file:///srv/depot`` or ``memory://scratch`` (a local
+    path is taken as a ``file://`` URL, see [`normalize_url`][aiodepot.backends.normalize_url])."""
+    url = normalize_url(url)
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
         raise BackendURLInvalid(f"not a store URL (no scheme): {url!r}")
-    return _resolve(scheme.lower()).from_url(url, **options)
+    scheme = scheme.lower()
+    if scheme in _BUILTIN and scheme not in _NOT_URLS and ("?" in url or "#" in url):
+        raise BackendURLInvalid(
+            f"{scheme}: URLs take no query (?…) or fragment (#…): {url!r} (write a '?' or '#' in a path as %3F or %23)"
+        )
+    return _resolve(scheme).from_url(url, **options)

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import inspect
 import random
+import socket
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, Self, TypeVar
 
-__all__ = ["Limits", "OptionDefaults", "Rename", "RetryPolicy", "Timeouts", "legacy_options"]
+__all__ = ["Limits", "OptionDefaults", "Rename", "RetryPolicy", "Timeouts", "legacy_options", "never_reached"]
 
 T = TypeVar("T")
 
@@ -34,6 +36,32 @@ Retryable = Callable[[BaseException], bool]
 OnRetry = Callable[[BaseException, int, float], object]
 """Called before each wait with the error, the number of the attempt to come (2, 3, …) and the wait; it
 may return an awaitable (a coroutine function), which is awaited."""
+
+
+_UNREACHABLE = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH})
+
+
+def never_reached(exc: BaseException) -> bool:
+    """True if ``exc`` (or an error it came from) says nothing answers at the address: a refused
+    connection, an unknown host name, no route.
+
+    Backends do not retry such an error while opening a store: retries are for connections that
+    worked before, and a mistyped address or a server that is not running fails at once.
+    """
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        error = todo.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, ConnectionRefusedError | socket.gaierror):
+            return True
+        if isinstance(error, OSError) and error.errno in _UNREACHABLE:
+            return True
+        inner = getattr(error, "os_error", None)  # aiohttp keeps the socket's error there
+        todo += [error.__cause__, error.__context__, inner if isinstance(inner, BaseException) else None]
+    return False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -113,6 +113,7 @@ wins, anything else is a [`BackendError`][aiodepot.errors.BackendError]."""
 
 def _translate(exc: redis_errors.RedisError, name: str) -> StoreError:
     """The [`StoreError`][aiodepot.errors.StoreError] for a redis-py error (the caller raises it ``from exc``)."""
+    name = name or "the store"
     message = str(exc)
     for match, kind in _ERRORS:
         if message.startswith(match) if isinstance(match, str) else isinstance(exc, match):

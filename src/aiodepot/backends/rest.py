@@ -13,6 +13,7 @@ import asyncio
 import base64
 import collections
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -50,7 +51,7 @@ from ..protocol import (
     make_range_header,
 )
 from .base import Backend, Capabilities
-from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
+from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options, never_reached
 
 __all__ = ["RestBackend"]
 
@@ -231,6 +232,7 @@ class _StdioTransport:
         self._lock = asyncio.Lock()
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._stderr_task: asyncio.Task[None] | None = None
+        self._answered = False
 
     async def _start(self) -> asyncio.subprocess.Process:
         if self._process is None or self._process.returncode is not None:
@@ -283,10 +285,15 @@ class _StdioTransport:
                             await process.stdin.drain()
                 await process.stdin.drain()
                 async with asyncio.timeout(backend.timeout):
-                    return await _read_reply(process.stdout, method)
+                    reply = await _read_reply(process.stdout, method)
+                self._answered = True
+                return reply
             except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 await self._kill()
-                raise self._lost(f"went away during {method} {target} ({type(exc).__name__})") from exc
+                lost = self._lost(f"went away during {method} {target} ({type(exc).__name__})")
+                if not self._answered:  # never got as far as answering: like a refused connection
+                    raise lost from ConnectionRefusedError(errno.ECONNREFUSED, "the server process never answered")
+                raise lost from exc
 
     async def _kill(self) -> None:
         process, self._process = self._process, None
@@ -549,15 +556,19 @@ class RestBackend(Backend):
                 await _check_digest(reply, method, target)
             return reply
 
+        def retryable(exc: BaseException) -> bool:
+            # retries are for connections that worked: opening a store at a wrong address fails at once
+            return _transient(exc) and (self.opened or not never_reached(exc))
+
         def on_retry(exc: BaseException, number: int, wait: float) -> None:
             # the connection broke, or the reply came damaged: the same request once more (aiohttp has
             # dropped a broken connection; a rest:// server process is restarted)
-            logger.warning(
+            logger.debug(
                 "%s %s: connection lost or reply garbled, retry %d/%d", method, target, number - 1, self.retry.retries
             )
 
         try:
-            reply = await self.retry.run(attempt, retryable=_transient, on_retry=on_retry)
+            reply = await self.retry.run(attempt, retryable=retryable, on_retry=on_retry)
         finally:
             if temporary:
                 await transport.close()

@@ -38,6 +38,7 @@ from ..errors import (
     ObjectNotFound,
     PermissionDenied,
     QuotaExceeded,
+    StoreCorrupt,
     StoreError,
     StoreExists,
     StoreNotFound,
@@ -131,6 +132,8 @@ def _translate(exc: sqlite3.Error, name: str) -> NoReturn:
     if "aiodepot: not a directory" in message:
         raise BackendError(f"a parent of {name!r} is an item, not a directory") from exc
     code = getattr(exc, "sqlite_errorcode", None)
+    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+        raise StoreCorrupt(f"{name}: the database is damaged or not a SQLite database ({message})") from exc
     if code == sqlite3.SQLITE_FULL:
         raise QuotaExceeded(f"{name}: {message}") from exc
     if code in (sqlite3.SQLITE_PERM, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_AUTH):
@@ -304,11 +307,13 @@ class SQLiteBackend(Backend):
     async def _create(self) -> None:
         """Create the database file with its tables; an existing file that holds items raises ``StoreExists``."""
         await self._files.run(os.makedirs, os.path.dirname(self.path), exist_ok=True)
+        if await self._files.run(os.path.isdir, self.path):
+            raise StoreExists(f"{self.path} is a directory, but a sqlite store is a file")
         try:
             async with self._connect("rwc") as db:
                 tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
                 if tables and "items" not in tables:
-                    raise StoreExists(f"{self.path} is a SQLite database of something else")
+                    raise StoreExists(f"{self.path} is a SQLite database of something else, not an aiodepot store")
                 if "items" in tables:
                     rows = await db.execute_fetchall("SELECT 1 FROM items UNION ALL SELECT 1 FROM dirs LIMIT 1")
                     if list(rows):
@@ -334,6 +339,8 @@ class SQLiteBackend(Backend):
     async def _open(self) -> None:
         """Connect the writer and check the schema; a missing database raises ``StoreNotFound``."""
         if not await self._files.run(os.path.isfile, self.path):
+            if await self._files.run(os.path.lexists, self.path):
+                raise StoreCorrupt(f"{self.path} is not a file, so not a sqlite store")
             raise StoreNotFound(f"sqlite store does not exist: {self.path} (call create())")
         writer = self._connect("rw")
         try:
@@ -349,7 +356,10 @@ class SQLiteBackend(Backend):
                 raise BackendError(f"{self.path}: unknown store format {versions or 'none'}")
         except sqlite3.OperationalError as exc:
             await writer.close()
-            raise StoreNotFound(f"{self.path} is not an aiodepot sqlite store") from exc
+            raise StoreCorrupt(f"{self.path} is a SQLite database of something else, not an aiodepot store") from exc
+        except sqlite3.Error as exc:
+            await writer.close()
+            _translate(exc, self.path)
         except BaseException:
             await writer.close()
             raise

@@ -33,6 +33,7 @@ from ..errors import (
     IntegrityError,
     ObjectNotFound,
     PermissionDenied,
+    StoreCorrupt,
     StoreError,
     StoreExists,
     StoreNotFound,
@@ -303,12 +304,15 @@ class ZipBackend(Backend):
             if not os.path.isfile(self.path):
                 raise StoreNotFound(f"zip archive does not exist: {self.path} (call create())")
             if not zipfile.is_zipfile(self.path):
-                raise BackendError(f"{self.path} is not a zip archive")
+                raise StoreCorrupt(f"{self.path} is not a zip archive (or a damaged one)")
             try:
-                archive = zipfile.ZipFile(self.path, "a")
-                readonly = False
-            except PermissionError:
-                archive, readonly = zipfile.ZipFile(self.path, "r"), True
+                try:
+                    archive = zipfile.ZipFile(self.path, "a")
+                    readonly = False
+                except PermissionError:
+                    archive, readonly = zipfile.ZipFile(self.path, "r"), True
+            except (zipfile.BadZipFile, zlib.error, ValueError, EOFError) as exc:
+                raise StoreCorrupt(f"{self.path}: the zip archive is damaged ({exc})") from exc
             try:
                 fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             except BaseException:

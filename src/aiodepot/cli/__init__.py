@@ -8,6 +8,8 @@ line on stderr, never as a traceback: see [`aiodepot.cli.common`][aiodepot.cli.c
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import click
@@ -15,7 +17,15 @@ import click
 from .. import __version__
 from ..errors import StoreError
 from .bench import bench
-from .common import EXIT_INTERRUPTED, EXIT_PIPE, is_broken_pipe, silence_stdout, translate_error
+from .common import (
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    CliError,
+    display_url,
+    is_broken_pipe,
+    silence_stdout,
+    translate_error,
+)
 from .demo import demo
 from .inspect import du, hash_, info, ls
 from .items import cat, create, get, mv, put, rm, undelete
@@ -41,6 +51,15 @@ class _Main(click.Group):
                 silence_stdout()
                 raise click.exceptions.Exit(EXIT_PIPE) from None
             raise translate_error(exc) from exc
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # a bug, or a library error a backend let through: still one line
+            if os.environ.get("AIODEPOT_DEBUG"):
+                raise
+            raise CliError(
+                f"unexpected {type(exc).__module__}.{type(exc).__qualname__}: {display_url(str(exc))} "
+                "(please report it; AIODEPOT_DEBUG=1 shows the traceback)"
+            ) from exc
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -51,6 +70,33 @@ def main() -> None:
     Store commands take a store URL (file:///srv/depot, memory://name, sftp://host/path, s3:…, or a
     local path), then item names or namespaces as further arguments: aiodepot cat URL data/0123abcd.
     """
+    _log_to_stderr()
+
+
+class _OneLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "" if record.levelno >= logging.WARNING else f"{record.levelname.lower()}: "
+        return f"aiodepot: {prefix}{display_url(record.getMessage())}".replace("\n", "; ")
+
+
+def _log_to_stderr() -> None:
+    """Library log records as ``aiodepot:`` lines on stderr: warnings only, everything with AIODEPOT_DEBUG
+    (retries, for example, are logged at debug level and stay off the terminal)."""
+    logger = logging.getLogger("aiodepot")
+    if any(isinstance(handler.formatter, _OneLine) for handler in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine())
+    if os.environ.get("AIODEPOT_DEBUG"):
+        logger.setLevel(logging.DEBUG)
+    else:
+        handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    # asyncio's own notes (e.g. on a child process that ssh reaped first) are for debugging, not users
+    quiet = logging.StreamHandler()
+    quiet.setFormatter(_OneLine())
+    quiet.setLevel(logging.DEBUG if os.environ.get("AIODEPOT_DEBUG") else logging.ERROR)
+    logging.getLogger("asyncio").addHandler(quiet)
 
 
 for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):

@@ -35,10 +35,14 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from ..backends import normalize_url
 from ..errors import (
     BackendURLInvalid,
+    ConnectionLost,
     InvalidName,
     ObjectNotFound,
+    PermissionDenied,
+    StoreCorrupt,
     StoreError,
     StoreExists,
     StoreNotFound,
@@ -57,6 +61,7 @@ __all__ = [
     "CliError",
     "ProgressDisplay",
     "StoreOptions",
+    "about_store",
     "display_url",
     "dst_store_options",
     "format_size",
@@ -103,9 +108,11 @@ class CliError(click.ClickException):
 def report(message: str, *, file: IO[Any] | None = None) -> None:
     """Print ``aiodepot: message`` on stderr (for errors that do not end the command at once).
 
-    Passwords in store URLs are masked: backends quote the URL they could not parse.
+    Passwords in store URLs are masked: backends quote the URL they could not parse. A message of several
+    lines (a server's last words) is joined into one.
     """
-    click.echo(f"aiodepot: {display_url(message)}", err=file is None, file=file)
+    one_line = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    click.echo(f"aiodepot: {display_url(one_line)}", err=file is None, file=file)
 
 
 def warn_strays(strays: Sequence[str]) -> None:
@@ -118,11 +125,24 @@ def warn_strays(strays: Sequence[str]) -> None:
 
 
 def translate_error(exc: BaseException) -> CliError:
-    """The one-line message and exit code for an error a command let through."""
+    """The one-line message and exit code for an error a command let through.
+
+    A failure of the store (not a missing item or a bad name) names its URL where the command had one
+    store open.
+    """
     if isinstance(exc, BackendURLInvalid | InvalidName):
         return CliError(str(exc), EXIT_USAGE)
     if isinstance(exc, ObjectNotFound):
-        return CliError(f"{exc}: no such item")
+        return CliError(f"{exc.name}: no such item")
+    url = getattr(exc, "aiodepot_url", None)
+    if isinstance(exc, StoreError) and exc.store is not None:
+        url = exc.store  # the Store it came through says
+    if isinstance(url, str):
+        error = translate_error(_without_url(exc))
+        shown = display_url(url)
+        if shown not in error.message:
+            error.message = f"{shown}: {error.message}"
+        return error
     if isinstance(exc, StoreError):  # MissingDependency too: its message names the extra to install
         return CliError(str(exc))
     if isinstance(exc, OSError):
@@ -130,6 +150,14 @@ def translate_error(exc: BaseException) -> CliError:
             return CliError(f"{exc.filename}: {exc.strerror}")
         return CliError(exc.strerror or str(exc) or type(exc).__name__)
     return CliError(str(exc) or type(exc).__name__)
+
+
+def _without_url(exc: BaseException) -> BaseException:
+    with contextlib.suppress(AttributeError):
+        del exc.aiodepot_url  # type: ignore[attr-defined]
+    if isinstance(exc, StoreError):
+        exc.store = None
+    return exc
 
 
 def silence_stdout() -> None:
@@ -153,9 +181,7 @@ def display_url(url: str) -> str:
 
 def store_url(value: str) -> str:
     """A store URL from the command line: URLs pass through, local paths become ``file://`` URLs."""
-    if value.startswith(("/", "./", "../", "~")) or value in (".", ".."):
-        return Path(os.path.abspath(os.path.expanduser(value))).as_uri()
-    return value
+    return normalize_url(value)
 
 
 def _store_url_callback(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -307,24 +333,61 @@ def dst_store_options(func: Callable[P, T]) -> Callable[..., T]:
     return click.option("--dst-config", metavar="FILE|JSON", help="Namespace config of the destination.")(command)
 
 
+def about_store(url: str, exc: BaseException, *, exit_code: int = EXIT_FAILURE) -> CliError:
+    """The one-line error for a failure of the store at ``url`` (opening, creating): it names the URL
+    (password masked) and, where there is one, what to do."""
+    shown = display_url(url)
+    message = display_url(str(exc)) or type(exc).__name__
+    if isinstance(exc, StoreNotFound):
+        if url.startswith("memory:"):
+            message = "no such store: a memory:// store lives only inside the process that made it"
+        else:
+            message = f"no such store (create one with: aiodepot create {shown})"
+    elif isinstance(exc, StoreCorrupt):
+        message += " (check the URL)"
+    elif isinstance(exc, PermissionDenied | PermissionError):
+        message += " (check the permissions of the store's location, or the credentials)"
+    elif isinstance(exc, ConnectionLost | ConnectionError):
+        message += " (is the server running and the address right?)"
+    if isinstance(exc, BackendURLInvalid | InvalidName):
+        exit_code = EXIT_USAGE
+    return CliError(message if message.startswith(shown) else f"{shown}: {message}", exit_code)
+
+
 @contextlib.asynccontextmanager
 async def open_store(url: str, options: StoreOptions, *, create: bool = False) -> AsyncIterator[Store]:
-    """Open the store at ``url``; a missing store is an error, or with ``create`` is created first."""
+    """Open the store at ``url``; a missing store is an error, or with ``create`` is created first.
+
+    A failure to open names the URL (password masked) and says what to do.
+    """
     store = options.store(url)
     try:
-        await store.open()
-    except StoreNotFound as exc:
-        if not create:
-            raise CliError(f"{display_url(url)}: no such store (create one with: aiodepot create URL)") from exc
         try:
-            await store.create()
-        except StoreExists:
-            pass  # created meanwhile by someone else
-        await store.open()
+            await store.open()
+        except StoreNotFound:
+            if not create:
+                raise
+            try:
+                await store.create()
+            except StoreExists:
+                pass  # created meanwhile by someone else
+            await store.open()
+    except (StoreError, OSError) as exc:
+        raise about_store(url, exc) from exc
+    _OPEN_STORES.append(url)
     try:
         yield store
+    except (StoreError, OSError) as exc:
+        if not hasattr(exc, "aiodepot_url"):  # the innermost store sees it first; with two, which one is unsure
+            exc.aiodepot_url = url if len(_OPEN_STORES) == 1 else None  # type: ignore[union-attr]
+        raise
     finally:
+        _OPEN_STORES.remove(url)
         await store.close()
+
+
+_OPEN_STORES: list[str] = []
+"""The URLs of the stores this command has open (an error of the only one is reported with its URL)."""
 
 
 # output ------------------------------------------------------------------------------------------------------

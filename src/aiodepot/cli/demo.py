@@ -18,6 +18,7 @@ from rich.table import Table
 from ..store import Store
 from ..transfer import Progress as TransferProgress
 from ..transfer import ProgressCallback
+from .common import ByteSize
 
 __all__ = ["demo"]
 
@@ -91,7 +92,9 @@ async def _run_demo(url: str, count: int, size: int, concurrency: int | None, co
 @click.command(short_help="Store and load thousands of objects on a local store, with figures.")
 @click.argument("path", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("-n", "--count", default=5000, show_default=True, help="Number of objects.")
-@click.option("-s", "--size", default=4096, show_default=True, help="Size of each object in bytes.")
+@click.option(
+    "-s", "--size", type=ByteSize(), default="4k", show_default=True, help="Size of each object (4096, 4k, 1M, ...)."
+)
 @click.option("-c", "--concurrency", type=int, default=None, help="Operations in flight [default: the backend's].")
 @click.option("--keep", is_flag=True, help="Keep the store afterwards (a given PATH is always kept).")
 def demo(path: Path | None, count: int, size: int, concurrency: int | None, keep: bool) -> None:

@@ -37,9 +37,10 @@ __all__ = ["du", "hash_", "info", "ls"]
 
 
 def _entry_json(entry: Entry) -> dict[str, Any]:
-    if entry.is_namespace:
-        return {"name": entry.name, "type": "namespace"}
-    return {"name": entry.name, "type": "item", "size": entry.size, "mtime": entry.mtime, "deleted": entry.deleted}
+    # every entry has every documented field: a namespace's size is 0, its mtime what the storage says (0:
+    # unknown), and it is never deleted
+    kind = "namespace" if entry.is_namespace else "item"
+    return {"name": entry.name, "type": kind, "size": entry.size, "mtime": entry.mtime, "deleted": entry.deleted}
 
 
 def _entry_line(entry: Entry, *, long: bool, human: bool) -> str:

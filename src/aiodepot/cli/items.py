@@ -13,15 +13,18 @@ from typing import BinaryIO
 
 import click
 
-from ..errors import ObjectNotFound, StoreError, StoreExists
+from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreExists
+from ..items import ItemInfo
 from ..names import validate_name
 from ..store import Store
 from ..transfer import run_bounded
 from .common import (
     EXIT_FAILURE,
+    EXIT_INTERRUPTED,
     ByteSize,
     CliError,
     StoreOptions,
+    about_store,
     display_url,
     open_store,
     report,
@@ -106,7 +109,11 @@ def create(url: str, options: StoreOptions) -> None:
         try:
             await options.store(url).create()
         except StoreExists as exc:
-            raise CliError(f"{display_url(url)}: a store exists already ({exc})") from exc
+            raise CliError(f"{display_url(url)}: a store exists already ({display_url(str(exc))})") from exc
+        except (StoreError, OSError) as exc:
+            raise about_store(url, exc) from exc
+        if url.startswith("memory:"):
+            report(f"note: {url} lives only inside this process: it is gone when this command ends")
 
     asyncio.run(run())
 
@@ -190,6 +197,8 @@ def get(
     target = key if dest is None else dest
     if target != "-" and os.path.isdir(target):
         target = os.path.join(target, key)
+    elif target != "-" and target.endswith(os.sep):
+        raise CliError(f"{target}: No such directory")
     if target != "-" and not os.path.isdir(os.path.dirname(os.path.abspath(target))):
         raise CliError(f"{os.path.dirname(target)}: No such directory")
 
@@ -209,6 +218,11 @@ def get(
                     await _write_file(target, chunks)
             except ObjectNotFound as exc:
                 raise CliError(f"{name}: no such item") from exc
+            except OSError as exc:  # name the user's file, not the temporary file it was written to first
+                raise CliError(f"{target}: {exc.strerror or exc}") from exc
+            except QuotaExceeded as exc:  # reading cannot fill a store: the local file system is full
+                cause = exc.__cause__
+                raise CliError(f"{target}: {getattr(cause, 'strerror', None) or 'No space left on device'}") from exc
 
     asyncio.run(run())
 
@@ -277,14 +291,39 @@ def put(url: str, name: str, source: str, options: StoreOptions) -> None:
             finally:
                 await asyncio.to_thread(handle.close)
 
+    before: list[tuple[bool, int, float]] = []
+
     async def run() -> None:
         async with open_store(url, options) as store:
+            before.append(_state(await store.info(name)))
             try:
                 await store_it(store)
             except ObjectNotFound as exc:  # the storage found an item where a namespace of the name would go
                 raise CliError(f"{name}: cannot store there: a part of the name is an item, not a namespace") from exc
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        _after_interrupt(url, name, options, before[0] if before else None)
+
+
+def _state(info: ItemInfo) -> tuple[bool, int, float]:
+    return info.exists, info.size, info.mtime
+
+
+def _after_interrupt(url: str, name: str, options: StoreOptions, before: tuple[bool, int, float] | None) -> None:
+    """Say whether an interrupted ``put`` stored its item (stores are atomic: all of it, or nothing changed);
+    exit 130 only if nothing changed."""
+
+    async def now() -> tuple[bool, int, float]:
+        async with open_store(url, options) as store:
+            return _state(await store.info(name))
+
+    if before is not None and asyncio.run(now()) != before:
+        report(f"interrupted, but {name} was stored completely")
+        return
+    report(f"interrupted: {name} was not stored (nothing changed)")
+    raise click.exceptions.Exit(EXIT_INTERRUPTED)
 
 
 async def _each(store: Store, names: Sequence[str], action: Callable[[str], Awaitable[object]]) -> list[object]:
@@ -301,7 +340,8 @@ def _report(names: Sequence[str], outcomes: Sequence[object], *, missing_ok: boo
                 report(f"{name}: no such item")
                 ok = False
         elif isinstance(outcome, StoreError | OSError):
-            report(f"{name}: {outcome}")
+            text = str(outcome)
+            report(text if text.startswith(f"{name}:") else f"{name}: {text}")
             ok = False
         elif isinstance(outcome, BaseException):
             raise outcome

@@ -10,28 +10,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 import click
 
-from ..errors import ObjectNotFound, StoreNotFound
+from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
 from .common import (
+    EXIT_FAILURE,
     CliError,
     ProgressDisplay,
     StoreOptions,
+    about_store,
     display_url,
     dst_store_options,
     format_size,
     json_dumps,
     open_store,
+    report,
     store_options,
+    translate_error,
     url_argument,
     wants_progress,
     warn_strays,
 )
+from .foreign import unreachable_files
 from .stdio import LineOutput
 from .walk import top_namespaces
 
@@ -42,22 +47,31 @@ MAX_BYTES_IN_FLIGHT = DEFAULT_MAX_BYTES_IN_FLIGHT
 
 
 @contextlib.asynccontextmanager
-async def _destination(url: str, options: StoreOptions, *, dry_run: bool) -> AsyncIterator[Store | None]:
-    """The destination store, created if missing; in a dry run a missing one is None (empty)."""
-    if not dry_run:
-        async with open_store(url, options, create=True) as store:
-            yield store
-        return
+async def _existing(url: str, options: StoreOptions) -> AsyncIterator[Store | None]:
+    """The destination store if it exists, else None (an empty one: nothing is created before the plan
+    stands, so a copy that cannot start leaves nothing behind)."""
     store = options.store(url)
     try:
         await store.open()
     except StoreNotFound:
         yield None
         return
+    except StoreError as exc:
+        raise about_store(url, exc) from exc
     try:
         yield store
     finally:
         await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _created(url: str, options: StoreOptions, store: Store | None) -> AsyncIterator[Store]:
+    """``store``, or a new store at ``url`` once there is something to copy into it."""
+    if store is not None:
+        yield store
+        return
+    async with open_store(url, options, create=True) as created:
+        yield created
 
 
 async def _report_plan(plan: Plan, *, dry_run: bool, as_json: bool, quiet: bool) -> None:
@@ -100,6 +114,16 @@ def _transfer_options(func: Any) -> Any:
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary."),
         click.option("-n", "--dry-run", is_flag=True, help="Show what would be done; change nothing."),
         click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="From a local directory: copy what has valid names, skip (and count) the files that have not.",
+        ),
+        click.option(
+            "--keep-going",
+            is_flag=True,
+            help="Go on past an item that fails; list the failures at the end (exit 1 if any).",
+        ),
+        click.option(
             "--batch-size",
             type=click.IntRange(min=1),
             default=1024,
@@ -126,19 +150,22 @@ async def _execute(
     progress: bool,
     quiet: bool,
     as_json: bool,
-) -> tuple[str, list[str]]:
-    """Plan and (unless a dry run) carry out a copy or sync; return the summary and the stray items seen."""
+    keep_going: bool = False,
+    skip_invalid: bool = False,
+) -> tuple[Report, list[str]]:
+    """Plan and (unless a dry run) carry out a copy or sync; return the report and the stray items seen."""
     started = time.perf_counter()
-    async with open_store(src_url, options) as src, _destination(dst_url, dst_options, dry_run=dry_run) as dst:
+    async with open_store(src_url, options) as src, _existing(dst_url, dst_options) as existing:
         try:
             if sync:
-                plan = await plan_sync(src, dst, namespaces, delete=delete, checksum=checksum)
+                plan = await plan_sync(src, existing, namespaces, delete=delete, checksum=checksum)
             else:
-                plan = await plan_copy(src, dst, namespaces)
+                plan = await plan_copy(src, existing, namespaces)
         except ObjectNotFound as exc:
-            raise CliError(str(exc)) from exc
+            raise CliError(f"{display_url(src_url)}: {exc}") from exc
+        await _check_unreachable(src, src_url, namespaces, skip_invalid=skip_invalid)
         await _report_plan(plan, dry_run=dry_run, as_json=as_json, quiet=quiet)
-        if dry_run or dst is None:
+        if dry_run:
             report = Report.dry(plan)
         else:
             display = ProgressDisplay(
@@ -147,17 +174,77 @@ async def _execute(
                 items_total=len(plan.copy) + len(plan.delete),
                 bytes_total=plan.copy_bytes,
             )
-            async with display.shown():
-                report = await apply_plan(
-                    src,
-                    dst,
-                    plan,
-                    max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
-                    batch_size=batch_size,
-                    progress=display.callback(),
-                )
+            async with _created(dst_url, dst_options, existing) as dst:
+                with _full_means(dst_url), _resume_hint(src_url, dst_url, sync=sync):
+                    async with display.shown():
+                        report = await apply_plan(
+                            src,
+                            dst,
+                            plan,
+                            max_bytes_in_flight=MAX_BYTES_IN_FLIGHT,
+                            batch_size=batch_size,
+                            progress=display.callback(),
+                            collect_errors=keep_going,
+                        )
     report.seconds = time.perf_counter() - started
-    return _summary(report, as_json=as_json), plan.strays
+    return report, plan.strays
+
+
+@contextlib.contextmanager
+def _resume_hint(src_url: str, dst_url: str, *, sync: bool) -> Iterator[None]:
+    """On an interruption or a failure of ``cp``, say that what was copied is whole, and how to copy only
+    the rest (in the error's one line)."""
+    if sync:  # running sync again is the resume
+        yield
+        return
+    hint = (
+        f"the items copied so far are complete; to copy only the rest: aiodepot sync "
+        f"{display_url(src_url)} {display_url(dst_url)}"
+    )
+    try:
+        yield
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        report(f"interrupted: {hint}")
+        raise
+    except (StoreError, OSError) as exc:
+        error = translate_error(exc)
+        raise CliError(f"{error.message} ({hint})", error.exit_code) from exc
+
+
+@contextlib.contextmanager
+def _full_means(dst_url: str) -> Iterator[None]:
+    """A full store is the destination (reading does not fill one): say so in the message."""
+    try:
+        yield
+    except QuotaExceeded as exc:
+        if exc.store is None:
+            exc.store = dst_url
+        raise
+
+
+_SHOWN_NAMES = 3
+"""Files with invalid names shown by name (the rest are counted)."""
+
+
+async def _check_unreachable(src: Store, src_url: str, namespaces: Sequence[str], *, skip_invalid: bool) -> None:
+    """Refuse (or with ``skip_invalid`` warn about) files of a local source that no item name reaches."""
+    from ..backends.posixfs import PosixFSBackend  # only now: the command line starts faster without it
+
+    if not isinstance(src.backend, PosixFSBackend):
+        return
+    found = await asyncio.to_thread(unreachable_files, src.backend.base, list(namespaces))
+    if not found:
+        return
+    examples = ", ".join(f"{entry.path} ({entry.reason})" for entry in found[:_SHOWN_NAMES])
+    more = f" and {len(found) - _SHOWN_NAMES} more" if len(found) > _SHOWN_NAMES else ""
+    what = f"{len(found)} file(s) whose names no store item can have: {examples}{more}"
+    if skip_invalid:
+        report(f"warning: {display_url(src_url)}: skipped {what}")
+        return
+    raise CliError(
+        f"{display_url(src_url)}: has {what}; nothing was copied (give --skip-invalid to copy the other files; "
+        "item names are lowercase ASCII without blanks, see docs/concepts.md#names)"
+    )
 
 
 def _same_store(src_url: str, dst_url: str) -> None:
@@ -180,10 +267,12 @@ def _run(
     progress: bool | None,
     quiet: bool,
     as_json: bool,
+    keep_going: bool,
+    skip_invalid: bool,
 ) -> None:
     """What ``cp`` and ``sync`` share: run the transfer, warn about strays, print the summary."""
     _same_store(src_url, dst_url)
-    summary, strays = asyncio.run(
+    result, strays = asyncio.run(
         _execute(
             src_url,
             dst_url,
@@ -198,11 +287,23 @@ def _run(
             progress=wants_progress(progress),
             quiet=quiet,
             as_json=as_json,
+            keep_going=keep_going,
+            skip_invalid=skip_invalid,
         )
     )
     warn_strays(strays)
+    for failure in result.errors[:_SHOWN_ERRORS]:
+        report(f"{failure.action} {failure.name}: {failure.error}")
+    if len(result.errors) > _SHOWN_ERRORS:
+        report(f"… and {len(result.errors) - _SHOWN_ERRORS} more items that failed")
     if as_json or not quiet:
-        click.echo(summary)
+        click.echo(_summary(result, as_json=as_json))
+    if result.errors:
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+_SHOWN_ERRORS = 10
+"""With --keep-going, the failures listed one by one (the rest are counted)."""
 
 
 @click.command(short_help="Copy items from one store to another.")
@@ -218,6 +319,8 @@ def cp(
     namespaces: tuple[str, ...],
     batch_size: int,
     dry_run: bool,
+    keep_going: bool,
+    skip_invalid: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -243,6 +346,8 @@ def cp(
         progress=progress,
         quiet=quiet,
         as_json=as_json,
+        keep_going=keep_going,
+        skip_invalid=skip_invalid,
     )
 
 
@@ -263,6 +368,8 @@ def sync(
     checksum: bool,
     batch_size: int,
     dry_run: bool,
+    keep_going: bool,
+    skip_invalid: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -289,4 +396,6 @@ def sync(
         progress=progress,
         quiet=quiet,
         as_json=as_json,
+        keep_going=keep_going,
+        skip_invalid=skip_invalid,
     )

@@ -27,8 +27,9 @@ def raise_translated(exc: OSError, name: str) -> NoReturn:
         raise InvalidName(f"{name}: the directory is not empty") from exc
     if exc.errno == errno.EINVAL:  # e.g. a directory moved into itself
         raise InvalidName(f"{name}: {exc.strerror}") from exc
+    where = name or "the store directory"
     if isinstance(exc, PermissionError):
-        raise PermissionDenied(f"{name}: {exc.strerror}") from exc
+        raise PermissionDenied(f"{where}: {exc.strerror}") from exc
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        raise QuotaExceeded(f"{name}: {exc.strerror}") from exc
-    raise BackendError(f"{name}: {exc.strerror or exc}") from exc
+        raise QuotaExceeded(f"{where}: {exc.strerror}") from exc
+    raise BackendError(f"{where}: {exc.strerror or exc}") from exc

@@ -15,7 +15,15 @@ from urllib.parse import unquote
 import aiofiles
 
 from ..._threads import Offloader
-from ...errors import BackendURLInvalid, ObjectNotFound, ReadRangeError, StoreError, StoreExists, StoreNotFound
+from ...errors import (
+    BackendURLInvalid,
+    ObjectNotFound,
+    ReadRangeError,
+    StoreCorrupt,
+    StoreError,
+    StoreExists,
+    StoreNotFound,
+)
 from ...hashing import check_algorithm, file_digest
 from ...items import ItemInfo, Source
 from ...names import validate_backend_name
@@ -190,6 +198,8 @@ class PosixFSBackend(TempFiles, Backend):
         """Create the base directory (and parents); an existing empty directory is accepted."""
 
         def job() -> None:
+            if os.path.lexists(self.base) and not os.path.isdir(self.base):
+                raise StoreExists(f"{self.base} is a file, not a directory: it cannot hold a store")
             os.makedirs(self.base, exist_ok=True)
             if os.listdir(self.base):
                 raise StoreExists(f"posixfs store directory is not empty: {self.base}")
@@ -218,6 +228,8 @@ class PosixFSBackend(TempFiles, Backend):
 
         def job() -> None:
             if not os.path.isdir(self.base):
+                if os.path.lexists(self.base):
+                    raise StoreCorrupt(f"{self.base} is not a directory, so not a posixfs store")
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
             self._open_base()
             if self.cleanup:

@@ -27,7 +27,7 @@ from ...errors import (
 from ...items import ItemInfo
 from ...names import temp_name, validate_backend_name
 from ..base import Backend, Capabilities
-from ..options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
+from ..options import Limits, Rename, RetryPolicy, Timeouts, legacy_options, never_reached
 from ._config import parse_url, paths, read_known_hosts
 from ._connection import DEFAULT_WINDOW, ENCRYPTION_ALGS, MAX_PACKET, SFTP_VERSION, HostKeyClient, Link, Pool
 from ._errors import is_lost, is_not_found, raise_translated
@@ -262,6 +262,8 @@ class SftpBackend(Backend):
                 self._pool.release(link)
 
         def retryable(exc: BaseException) -> bool:
+            if not was_open and never_reached(exc):  # opening: a wrong address fails at once
+                return False
             return is_lost(exc) and not isinstance(exc, StoreError) and (may_retry is None or may_retry())
 
         def on_retry(exc: BaseException, number: int, wait: float) -> None:
