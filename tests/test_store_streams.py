@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def openssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     config = {"": {"levels": [0]}, "data/": {"levels": [1, 2]}}
     if request.param == "memory":
-        s = Store(f"memory://streams-{os.getpid()}-{id(tmp_path)}", config=config)
+        s = Store(f"memory://streams-{uuid.uuid4().hex}", config=config)
     elif request.param == "file":
         s = Store(f"file://{tmp_path}/depot", config=config)
     else:
@@ -98,7 +99,7 @@ async def test_list_prefix_prunes_nesting_directories(tmp_path: Path) -> None:
             async for info in super().list(name):
                 yield info
 
-    backend = CountingMemory.from_url(f"memory://prune-{id(tmp_path)}")
+    backend = CountingMemory.from_url(f"memory://prune-{uuid.uuid4().hex}")
     CountingMemory.listed = []
     store = Store(backend=backend, config={"data/": {"levels": [2]}})
     await store.create()

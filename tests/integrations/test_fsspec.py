@@ -6,6 +6,7 @@ import asyncio
 import os
 import posixpath
 import tomllib
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,15 @@ def openssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         yield server
 
 
+def drop(fs: DepotFileSystem) -> None:
+    """Close the file system and remove its store (memory stores live as long as the process)."""
+    fs.close()
+    asyncio.run(fs.store.destroy())
+
+
 def make_fs(kind: str, tmp: Path, request: pytest.FixtureRequest) -> DepotFileSystem:
     if kind == "memory":
-        url, options = f"memory://fsspec-{os.getpid()}-{id(tmp)}", {}
+        url, options = f"memory://fsspec-{uuid.uuid4().hex}", {}
     elif kind == "file":
         url, options = f"file://{tmp}/depot", {}
     else:
@@ -46,7 +53,7 @@ class DepotFixtures(abstract.AbstractFixtures):  # type: ignore[misc]
     def fs(self, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Any]:
         fs = make_fs(self.kind, tmp_path_factory.mktemp("remote"), request)
         yield fs
-        fs.close()
+        drop(fs)
 
     @pytest.fixture
     def fs_join(self) -> Callable[..., str]:
@@ -71,13 +78,14 @@ for _kind in ("memory", "file", "sftp"):
 def fs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DepotFileSystem]:
     fs = make_fs(request.param, tmp_path, request)
     yield fs
-    fs.close()
+    drop(fs)
 
 
 def test_protocol_is_registered_and_declared_as_entry_point(tmp_path: Path) -> None:
-    fs = fsspec.filesystem("aiodepot", url=f"memory://registered-{id(tmp_path)}", skip_instance_cache=True)
+    fs = fsspec.filesystem("aiodepot", url=f"memory://registered-{uuid.uuid4().hex}", skip_instance_cache=True)
     assert isinstance(fs, DepotFileSystem)
-    fs.close()
+    fs.pipe("x", b"1")
+    drop(fs)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     target = project["project"]["entry-points"]["fsspec.specs"]["aiodepot"]
     assert target == "aiodepot.integrations.fsspec:DepotFileSystem"
