@@ -203,3 +203,15 @@ def test_pandas_writes_and_reads_parquet(fs: DepotFileSystem) -> None:
     back = pd.read_parquet("aiodepot://Tables/via-url.parquet", storage_options=options)
     pd.testing.assert_frame_equal(back, frame)
     fsspec.filesystem("aiodepot", **options).close()
+
+
+@pytest.mark.parametrize(("module", "extra"), [("fsspec", "fsspec"), ("zarr", "zarr")])
+def test_a_missing_extra_says_which_to_install(module: str, extra: str) -> None:
+    import subprocess
+    import sys
+
+    code = f"import sys; sys.modules[{module!r}] = None; import aiodepot.integrations.{module}"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 1
+    assert "ImportError" in result.stderr
+    assert f"pip install 'aiodepot[{extra}]'" in result.stderr
