@@ -18,7 +18,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from . import big_file, emulated_latency, posixfs_small, rest, s3, server_load, sftp, sync_overhead
+from . import (
+    big_file,
+    emulated_latency,
+    fsspec_read,
+    posixfs_small,
+    rest,
+    s3,
+    server_load,
+    sftp,
+    sync_overhead,
+    zarr_chunks,
+)
 from .common import Row
 
 SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, int]]] = {
@@ -31,6 +42,8 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "rest": (rest.run, {"count": 2000}, {"count": 200}),
     "server_load": (server_load.run, {"clients": 32, "operations": 500}, {"clients": 8, "operations": 50}),
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
+    "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
+    "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
 }
 
 

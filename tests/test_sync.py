@@ -167,9 +167,16 @@ def test_introspection_finds_the_async_api() -> None:
         "store_many",
         "delete_many",
         "info_many",
+        "exists",
     }
     assert expected <= found
     assert inspect.isasyncgenfunction(Store.list)
+
+
+def test_open_reader_has_a_blocking_twin() -> None:
+    # open_reader returns an async iterator without being an async function, so the parity test above
+    # does not see it
+    assert inspect.signature(SyncStore.open_reader).parameters == inspect.signature(Store.open_reader).parameters
 
 
 @pytest.mark.parametrize("name", sorted(_async_members(Store)))

@@ -24,11 +24,17 @@ class BlockingIterator(Iterator[T]):
         portal: the portal whose event loop runs ``source``.
         source: the async iterator.
         timeout: seconds after which fetching one batch is cancelled and raises ``TimeoutError``.
+        batch: items fetched per thread hop (default ``BATCH``; 1 for big items such as chunks of a value).
     """
 
     BATCH = 1000
 
-    def __init__(self, portal: Portal, source: AsyncIterator[T], *, timeout: float | None = None) -> None:
+    def __init__(
+        self, portal: Portal, source: AsyncIterator[T], *, timeout: float | None = None, batch: int | None = None
+    ) -> None:
+        if batch is not None and batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        self._batch = batch or self.BATCH
         self._portal = portal
         self._timeout = timeout
         self._source: AsyncIterator[T] | None = source
@@ -43,7 +49,7 @@ class BlockingIterator(Iterator[T]):
         batch: list[T] = []
         async for item in self._source:
             batch.append(item)
-            if len(batch) >= self.BATCH:
+            if len(batch) >= self._batch:
                 break
         return batch
 

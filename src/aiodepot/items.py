@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import NamedTuple, TypeAlias
+from collections.abc import AsyncIterable, Iterable
+from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["ItemInfo", "Source", "StoreValue", "validate_sources", "validate_value"]
+__all__ = [
+    "BinaryReader",
+    "ItemInfo",
+    "Source",
+    "StoreInput",
+    "StoreValue",
+    "validate_sources",
+    "validate_value",
+]
 
 StoreValue: TypeAlias = bytes | bytearray | memoryview
 """What ``store`` accepts: bytes, or any C-contiguous buffer (not kept after the call returns)."""
+
+
+@runtime_checkable
+class BinaryReader(Protocol):
+    """A binary file object opened for reading (anything with ``read(size) -> bytes``)."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Read at most ``size`` bytes; ``b""`` at the end."""
+        ...
+
+
+StoreInput: TypeAlias = StoreValue | AsyncIterable[bytes] | BinaryReader
+"""What ``store`` accepts: a value, an async iterable of byte chunks, or a binary file object (streamed)."""
 
 Source: TypeAlias = tuple[str, int, int]
 """A byte range of an item for ``gather``/``defrag``: ``(name, offset, size)``."""

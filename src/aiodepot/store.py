@@ -27,11 +27,12 @@ from .store_base import DEFAULT_CONFIG
 from .store_bulk import BulkOperations
 from .store_files import FileTransfers
 from .store_listing import Listing
+from .store_streams import Streams
 
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
 
-class Store(BulkOperations, FileTransfers, Listing):
+class Store(BulkOperations, FileTransfers, Listing, Streams):
     """An async key/value store over a backend.
 
     Args:
@@ -53,10 +54,12 @@ class Store(BulkOperations, FileTransfers, Listing):
             ``"mirror"`` or ``"writethrough"``), ``"max_age"`` (s) and ``"size"`` (bytes); see
             [`Cache`][aiodepot.layers.cache.Cache]. ``memory://`` keeps the cache in process memory.
         cache_backend: a cache backend instance instead of ``cache_url``.
+        timeout: seconds after which one operation is cancelled and raises ``TimeoutError`` (default:
+            none). A bulk call is one operation; for ``list`` and ``open_reader`` each step is one.
 
     Its parts live in modules by concern: [`store_base`][aiodepot.store_base] (configuration, lifecycle,
-    single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files]
-    and [`store_bulk`][aiodepot.store_bulk].
+    single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files],
+    [`store_streams`][aiodepot.store_streams] and [`store_bulk`][aiodepot.store_bulk].
     """
 
 

@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 import logging
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from . import hashing
 from .backends import backend_from_url, normalize_url
 from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
-from .items import ItemInfo, Source, StoreValue, validate_sources, validate_value
+from .items import BinaryReader, ItemInfo, Source, StoreInput, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stack import build_stack, cache_policies
 from .stats import Stats
@@ -35,9 +36,11 @@ if TYPE_CHECKING:
     from .emulation import Emulator
     from .layers.cache import Cache
 
-__all__ = ["DEFAULT_CONFIG", "MAX_LEVELS", "RANGED_LOAD_TRIES", "StoreBase"]
+__all__ = ["DEFAULT_CONFIG", "MAX_LEVELS", "RANGED_LOAD_TRIES", "StoreBase", "operation"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
+S = TypeVar("S", bound="StoreBase")
 
 DEFAULT_CONFIG: Mapping[str, Mapping[str, Any]] = {ROOTNS: {"levels": [0]}}
 """Used when no config is given: one flat namespace for the whole store."""
@@ -77,6 +80,29 @@ def _parse_config(config: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, li
     return sorted(parsed.items(), key=lambda item: len(item[0]), reverse=True)
 
 
+def operation(
+    func: Callable[Concatenate[S, P], Awaitable[T]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, T]]:
+    """Run a Store method under the store's per-operation ``timeout`` (``TimeoutError`` when it passes)."""
+
+    @functools.wraps(func)
+    async def timed(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        if self.timeout is None:
+            return await func(self, *args, **kwargs)
+        async with asyncio.timeout(self.timeout):
+            return await func(self, *args, **kwargs)
+
+    return timed
+
+
+async def next_within(iterator: AsyncIterator[T], seconds: float | None) -> T:
+    """``anext(iterator)`` within ``seconds`` (one step of a listing or a stream is one operation)."""
+    if seconds is None:
+        return await anext(iterator)
+    async with asyncio.timeout(seconds):
+        return await anext(iterator)
+
+
 class StoreBase:
     """The core of [`Store`][aiodepot.Store] (see there for the arguments): use `Store`."""
 
@@ -96,6 +122,7 @@ class StoreBase:
         max_bytes_in_flight: int = 256 * 1024 * 1024,
         cache_url: str | None = None,
         cache_backend: Backend | None = None,
+        timeout: float | None = None,
     ) -> None:
         if (url is None) == (backend is None):
             raise ValueError("give either a store URL or a backend instance")
@@ -140,6 +167,10 @@ class StoreBase:
             raise ValueError(f"gather_gap must be >= 0, got {gather_gap}")
         self.gather_gap = gather_gap
         self.budget = ByteBudget(max_bytes_in_flight)
+        if timeout is not None and not timeout > 0:
+            raise ValueError(f"timeout must be None or > 0 seconds, got {timeout!r}")
+        self.timeout = timeout
+        """Seconds after which one operation is cancelled and raises ``TimeoutError`` (None: no limit)."""
 
     def __repr__(self) -> str:
         return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
@@ -193,6 +224,7 @@ class StoreBase:
             raise StoreAlreadyOpen("create() needs a closed store")
         await self._calls.create()
 
+    @operation
     async def create_levels(self) -> None:
         """Create every nesting directory in advance (saves a mkdir on first store, costs time now)."""
         self._require_open()
@@ -234,6 +266,7 @@ class StoreBase:
 
     # plumbing --------------------------------------------------------------------------------------------
 
+    @operation
     async def find(self, name: str, *, deleted: bool = False) -> str:
         """Return the backend name of item ``name``: where it is, or where a new one would go."""
         return await self._find(validate_name(name), deleted)
@@ -253,6 +286,7 @@ class StoreBase:
 
     # single items ----------------------------------------------------------------------------------------
 
+    @operation
     async def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
         """Describe item ``name`` (``exists=False`` if it is missing); ``info.name`` is ``name``."""
         validate_name(name)
@@ -265,6 +299,7 @@ class StoreBase:
             self._stats.end("info", started)
         return info.with_name(name)
 
+    @operation
     async def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
         """Return the value of ``name``, or ``size`` bytes from ``offset`` (negative: from the end).
 
@@ -273,7 +308,7 @@ class StoreBase:
         ``part_size`` ranges, within the store's byte budget.
         """
         validate_name(name)
-        _check_range(offset, size)
+        check_range(offset, size)
         self._require_open()
         started = self._stats.begin("load")
         data = b""
@@ -329,23 +364,46 @@ class StoreBase:
         await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
         return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
 
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Store ``value`` (bytes or a C-contiguous buffer) under ``name``, atomically.
+    @operation
+    async def store(self, name: str, value: StoreInput) -> None:
+        """Store ``value`` under ``name``, atomically.
 
-        The buffer is not used after the call returns, so the caller may reuse it.
+        ``value`` is bytes or a C-contiguous buffer (not used after the call returns, so the caller may
+        reuse it), or a stream: an async iterable of byte chunks or a binary file object (read in
+        ``part_size`` pieces in a worker thread). A stream goes to the backend's streaming upload
+        (multipart where the backend has it), so memory stays bounded by the chunk sizes; if the stream
+        fails, nothing is stored.
         """
         validate_name(name)
-        data = validate_value(value)
+        chunks = _as_chunks(value, self.backend.capabilities.part_size)
+        data = validate_value(value) if chunks is None else b""
         self._require_open()
         started = self._stats.begin("store")
         size = 0
         try:
             nested = await self._find(name, False)
-            await self._calls.store(nested, data)
-            size = len(data)
+            if chunks is None:
+                await self._calls.store(nested, data)
+                size = len(data)
+            else:
+                counted = _Counted(chunks)
+                try:
+                    await self._calls.store_chunks(nested, counted)
+                except Exception:
+                    if counted.failure is not None:
+                        raise counted.failure from None  # the stream's own error, not a backend's version of it
+                    raise
+                size = counted.size
         finally:
             self._stats.end("store", started, size)
 
+    @operation
+    async def exists(self, name: str, *, deleted: bool = False) -> bool:
+        """True if item ``name`` exists (a directory of that name is no item)."""
+        info = await self.info(name, deleted=deleted)
+        return info.exists and not info.directory
+
+    @operation
     async def delete(self, name: str, *, deleted: bool = False) -> None:
         """Delete ``name`` for good (see ``move(name, delete=True)`` for a soft delete)."""
         validate_name(name)
@@ -357,6 +415,7 @@ class StoreBase:
         finally:
             self._stats.end("delete", started)
 
+    @operation
     async def move(
         self,
         name: str,
@@ -414,6 +473,7 @@ class StoreBase:
                 return other
         return dst
 
+    @operation
     async def hash(self, name: str, algorithm: str = "sha256", *, deleted: bool = False) -> str:
         """Return the hex digest of the value (any `hashlib` algorithm, or ``"blake3"``)."""
         validate_name(name)
@@ -444,6 +504,7 @@ class StoreBase:
         nested = dict(zip(unique, found, strict=True))
         return prefix, [(nested[name], offset, size) for name, offset, size in checked]
 
+    @operation
     async def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """Read byte ranges ``(name, offset, size)`` of items in ``namespace``; return them concatenated.
 
@@ -471,6 +532,7 @@ class StoreBase:
             self._stats.end("gather", started, len(data))
         return data
 
+    @operation
     async def defrag(
         self,
         sources: Iterable[Source],
@@ -507,6 +569,7 @@ class StoreBase:
 
     # store-wide ------------------------------------------------------------------------------------------
 
+    @operation
     async def quota(self) -> dict[str, int]:
         """Return ``{"limit": bytes, "usage": bytes}``; -1 where no quota is set."""
         self._require_open()
@@ -524,6 +587,7 @@ class StoreBase:
             figures.update(self._cache.stats)
         return figures
 
+    @operation
     async def cache_invalidate(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
         """Drop cached copies: all (``""``), a namespace's (``"data"``) or one item's; return how many.
 
@@ -540,7 +604,56 @@ class StoreBase:
         return await self._cache.invalidate(await self._find(validate_name(name), deleted))
 
 
-def _check_range(offset: object, size: object) -> None:
+def _as_chunks(value: object, part_size: int) -> AsyncIterable[bytes] | None:
+    """The chunks of a stream given to ``store`` (None for a plain value)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return None
+    if isinstance(value, AsyncIterable):
+        return value
+    if isinstance(value, BinaryReader) and not isinstance(value, str):
+        return _read_file(value, part_size)
+    return None  # validate_value says what is wrong with it
+
+
+async def _read_file(file: BinaryReader, part_size: int) -> AsyncIterator[bytes]:
+    while True:
+        chunk = await asyncio.to_thread(file.read, part_size)
+        if not isinstance(chunk, bytes | bytearray | memoryview):
+            raise TypeError(f"the file object must be opened in binary mode (read gave {type(chunk).__name__})")
+        if not chunk:
+            return
+        yield bytes(chunk)
+
+
+class _Counted:
+    """Passes chunks through, checking each is bytes-like and counting the bytes (for the statistics).
+
+    An error of the stream itself is kept as ``failure``, so the store raises it as it is, whatever the
+    backend made of it on the way.
+    """
+
+    def __init__(self, chunks: AsyncIterable[bytes]) -> None:
+        self._chunks = chunks
+        self.size = 0
+        self.failure: Exception | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        source = aiter(self._chunks)
+        while True:
+            try:
+                chunk = await anext(source)
+                if isinstance(chunk, str) or not isinstance(chunk, bytes | bytearray | memoryview):
+                    raise TypeError(f"a stream given to store must yield bytes, not {type(chunk).__name__}")
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                self.failure = exc
+                raise
+            self.size += len(chunk)
+            yield chunk
+
+
+def check_range(offset: object, size: object) -> None:
     if not isinstance(offset, int) or isinstance(offset, bool):
         raise TypeError(f"offset must be an int, got {offset!r}")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):

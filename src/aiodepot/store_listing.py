@@ -6,16 +6,12 @@ import builtins
 import heapq
 import itertools
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncGenerator, AsyncIterator
 
 from .errors import ObjectNotFound
 from .items import ItemInfo
 from .names import DEL_SUFFIX, ROOTNS, validate_namespace
-from .store_base import StoreBase
-
-if TYPE_CHECKING:
-    pass
+from .store_base import StoreBase, next_within
 
 __all__ = ["Listing"]
 
@@ -25,30 +21,57 @@ class Listing(StoreBase):
 
     # listing ---------------------------------------------------------------------------------------------
 
-    async def list(self, name: str = ROOTNS, *, deleted: bool = False) -> AsyncIterator[ItemInfo]:
+    async def list(
+        self,
+        name: str = ROOTNS,
+        *,
+        prefix: str | None = None,
+        start_after: str | None = None,
+        deleted: bool = False,
+    ) -> AsyncIterator[ItemInfo]:
         """Yield the items of namespace ``name``, sorted, through all nesting levels.
 
         Items carry their key (the last name element) as ``info.name``. Soft-deleted items are skipped,
         or, with ``deleted=True``, are the only ones yielded (without the ``.del`` suffix). A configured
         namespace that nothing was stored in yet lists empty; any other missing one raises
         ``ObjectNotFound``.
+
+        ``prefix`` keeps only the keys that start with it; ``start_after`` only the keys after it, so a
+        listing resumes after the last key it gave. Nesting directories that cannot hold such keys are
+        not opened, and the listing stops at the first key past the prefix. Each step of the iteration
+        is one operation for the store's ``timeout``.
         """
         namespace = validate_namespace(name)
+        if prefix is not None and not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if start_after is not None and not isinstance(start_after, str):
+            raise TypeError(f"start_after must be a str, not {type(start_after).__name__}")
         self._require_open()
         self._stats.add("list_calls")
-        configured = any(prefix.rstrip("/") == namespace for prefix, _ in self._levels)
-        walk = self._walk(namespace, deleted)
+        configured = any(p.rstrip("/") == namespace for p, _ in self._levels)
+        bounds = _Bounds(prefix or "", start_after)
+        walk = self._walk(namespace, deleted, bounds=bounds)
         try:
-            first = await anext(walk, None)
+            first = await next_within(walk, self.timeout)
+        except StopAsyncIteration:
+            return
         except ObjectNotFound:
             if configured:
                 return  # a configured namespace nothing was stored in yet is empty, not missing
             raise
-        if first is None:
-            return
-        yield first
-        async for info in walk:
-            yield info
+        try:
+            item: ItemInfo | None = first
+            while item is not None:
+                if item.name.startswith(bounds.prefix):
+                    yield item
+                elif item.name > bounds.prefix:
+                    return  # sorted: nothing after this key starts with the prefix
+                try:
+                    item = await next_within(walk, self.timeout)
+                except StopAsyncIteration:
+                    item = None
+        finally:
+            await walk.aclose()
 
     async def _list_dir(self, path: str) -> AsyncIterator[ItemInfo]:
         """One backend directory listing; its backend time is added to ``list_time``."""
@@ -63,7 +86,9 @@ class Listing(StoreBase):
                 self._stats.add("list_time", time.perf_counter_ns() - started)
             yield info
 
-    async def _walk(self, path: str, deleted: bool, key_prefix: str = "") -> AsyncIterator[ItemInfo]:
+    async def _walk(
+        self, path: str, deleted: bool, key_prefix: str = "", *, bounds: _Bounds | None = None
+    ) -> AsyncGenerator[ItemInfo, None]:
         # A nesting directory holds the keys that start with the names of the nesting directories above
         # it and its own (data/ab/cd/ holds abcd...), so it is merged among the keys by that prefix, not by
         # its own name: while a namespace migrates, one directory holds both keys (level 1: abf0...) and
@@ -75,10 +100,14 @@ class Listing(StoreBase):
         async for entry in self._list_dir(path):
             if entry.directory:
                 sub_path = f"{path}/{entry.name}" if path else entry.name
-                sort_key = "" if self._is_namespace_dir(sub_path) else key_prefix + entry.name
-                heap.append((sort_key, next(tiebreak), entry, None))
+                if self._is_namespace_dir(sub_path):
+                    heap.append(("", next(tiebreak), entry, None))
+                elif bounds is None or bounds.may_hold(key_prefix + entry.name):
+                    heap.append((key_prefix + entry.name, next(tiebreak), entry, None))
             elif entry.name.endswith(DEL_SUFFIX) == deleted:
-                heap.append((entry.name, next(tiebreak), entry, None))
+                key = entry.name.removesuffix(DEL_SUFFIX) if deleted else entry.name
+                if bounds is None or bounds.admits(key):
+                    heap.append((entry.name, next(tiebreak), entry, None))
         heapq.heapify(heap)
 
         async def advance(stream: AsyncIterator[ItemInfo]) -> None:
@@ -90,7 +119,7 @@ class Listing(StoreBase):
             sort_key, _, item, stream = heapq.heappop(heap)
             if stream is None and item.directory:
                 sub_path = f"{path}/{item.name}" if path else item.name
-                await advance(self._walk_subdir(sub_path, deleted, sort_key))
+                await advance(self._walk_subdir(sub_path, deleted, sort_key, bounds))
                 continue
             yield item.with_name(item.name.removesuffix(DEL_SUFFIX)) if deleted else item
             if stream is not None:
@@ -100,9 +129,33 @@ class Listing(StoreBase):
         """True for a directory of a configured namespace (or a parent of one), not one of key nesting."""
         return any(prefix.startswith(path + "/") for prefix, _ in self._levels)
 
-    async def _walk_subdir(self, path: str, deleted: bool, key_prefix: str) -> AsyncIterator[ItemInfo]:
+    async def _walk_subdir(
+        self, path: str, deleted: bool, key_prefix: str, bounds: _Bounds | None
+    ) -> AsyncIterator[ItemInfo]:
         try:
-            async for info in self._walk(path, deleted, key_prefix):
+            async for info in self._walk(path, deleted, key_prefix, bounds=bounds):
                 yield info
         except ObjectNotFound:
             return  # removed while we were listing
+
+
+class _Bounds:
+    """Which keys a listing wants: those starting with ``prefix`` and sorting after ``start_after``."""
+
+    __slots__ = ("prefix", "start_after")
+
+    def __init__(self, prefix: str, start_after: str | None) -> None:
+        self.prefix = prefix
+        self.start_after = start_after
+
+    def admits(self, key: str) -> bool:
+        """True if ``key`` itself is wanted."""
+        return key.startswith(self.prefix) and (self.start_after is None or key > self.start_after)
+
+    def may_hold(self, key_prefix: str) -> bool:
+        """True if a nesting directory whose keys all start with ``key_prefix`` may hold a wanted key."""
+        if not (key_prefix.startswith(self.prefix) or self.prefix.startswith(key_prefix)):
+            return False
+        # every key below sorts before start_after unless start_after runs on inside this directory
+        after = self.start_after
+        return after is None or key_prefix > after or after.startswith(key_prefix)

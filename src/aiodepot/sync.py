@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Self, TypeVar, overlo
 from . import replicate
 from .backends.base import Backend
 from .blocking_iter import BlockingIterator
-from .items import ItemInfo, Source, StoreValue
+from .items import ItemInfo, Source, StoreInput, StoreValue
 from .names import ROOTNS
 from .store import Store
+from .store_streams import DEFAULT_CHUNK_SIZE
 from .transfer import ProgressCallback
 
 if TYPE_CHECKING:
@@ -243,7 +244,8 @@ class SyncStore:
     Args:
         url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``.
         portal: the event loop thread to run on (default: the shared [`Portal.default`][aiodepot.Portal.default]).
-        timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none).
+        timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none); the
+            async store's own per-operation ``timeout`` stays unset (set ``store.async_store.timeout``).
     """
 
     def __init__(
@@ -381,9 +383,29 @@ class SyncStore:
         """See [`aiodepot.Store.load`][aiodepot.Store.load]."""
         return self._run(self.async_store.load, name, offset=offset, size=size, deleted=deleted)
 
-    def store(self, name: str, value: StoreValue) -> None:
-        """See [`aiodepot.Store.store`][aiodepot.Store.store]."""
+    def store(self, name: str, value: StoreInput) -> None:
+        """See [`aiodepot.Store.store`][aiodepot.Store.store]; a binary file object is the blocking way to stream."""
         self._run(self.async_store.store, name, value)
+
+    def exists(self, name: str, *, deleted: bool = False) -> bool:
+        """See [`aiodepot.Store.exists`][aiodepot.Store.exists]."""
+        return self._run(self.async_store.exists, name, deleted=deleted)
+
+    def open_reader(
+        self,
+        name: str,
+        *,
+        offset: int = 0,
+        size: int | None = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        deleted: bool = False,
+    ) -> BlockingIterator[bytes]:
+        """See [`aiodepot.Store.open_reader`][aiodepot.Store.open_reader]; a blocking iterator of chunks.
+
+        Call its ``close()`` (or use ``contextlib.closing``) to stop early.
+        """
+        reader = self.async_store.open_reader(name, offset=offset, size=size, chunk_size=chunk_size, deleted=deleted)
+        return BlockingIterator(self.portal, reader, timeout=self.timeout, batch=1)
 
     def delete(self, name: str, *, deleted: bool = False) -> None:
         """See [`aiodepot.Store.delete`][aiodepot.Store.delete]."""
@@ -414,9 +436,17 @@ class SyncStore:
         """See [`aiodepot.Store.hash`][aiodepot.Store.hash]."""
         return self._run(self.async_store.hash, name, algorithm, deleted=deleted)
 
-    def list(self, name: str = ROOTNS, *, deleted: bool = False) -> Iterator[ItemInfo]:
+    def list(
+        self,
+        name: str = ROOTNS,
+        *,
+        prefix: str | None = None,
+        start_after: str | None = None,
+        deleted: bool = False,
+    ) -> Iterator[ItemInfo]:
         """See [`aiodepot.Store.list`][aiodepot.Store.list]; returns an iterator that fetches items in batches."""
-        return BlockingIterator(self.portal, self.async_store.list(name, deleted=deleted), timeout=self.timeout)
+        listing = self.async_store.list(name, prefix=prefix, start_after=start_after, deleted=deleted)
+        return BlockingIterator(self.portal, listing, timeout=self.timeout)
 
     def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """See [`aiodepot.Store.gather`][aiodepot.Store.gather]."""
