@@ -9,13 +9,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import boto3
 import pytest
@@ -23,7 +21,7 @@ import pytest
 from tests.compat import run_borgstore_suite
 from tests.servers.moto import start_moto_server
 from tests.servers.rest import aiodepot_server_process
-from tests.servers.sshd import sshd
+from tests.servers.sshd import ssh_home, sshd
 
 HERE = Path(__file__).parent
 
@@ -136,21 +134,6 @@ def test_scenario_with_install(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "scenario ok" in completed.stdout
-
-
-def ssh_home(home: Path, server: Any) -> Path:
-    """A home directory whose ~/.ssh lets both ssh clients (asyncssh for the drop-in, paramiko for the real
-    borgstore) log in to ``server`` with its key, as a user's would; the test's processes get it as $HOME."""
-    ssh = home / ".ssh"
-    ssh.mkdir(parents=True)
-    shutil.copy(server.client_key, ssh / "id_ed25519")
-    (ssh / "id_ed25519").chmod(0o600)
-    shutil.copy(server.known_hosts, ssh / "known_hosts")
-    (ssh / "config").write_text(
-        f"Host 127.0.0.1\n  User {server.user}\n  IdentityFile {ssh / 'id_ed25519'}\n"
-        f"  UserKnownHostsFile {ssh / 'known_hosts'}\n"
-    )
-    return home
 
 
 @pytest.fixture
