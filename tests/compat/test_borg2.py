@@ -1,4 +1,5 @@
-"""Borg 2, unmodified, on the borgstore drop-in: a repository's life on file://, aiodepot's REST server and S3.
+"""Borg 2, unmodified, on the borgstore drop-in: a repository's life on file://, sftp, aiodepot's REST server and
+S3.
 
 Borg 2 (``borgbackup==2.0.0b23``, built once from its sdist by ``scripts/borg-wheel`` into a venv under
 ``~/.cache/aiodepot-ci``; ``scripts/test`` runs that step) runs with ``aiodepot.compat.borgstore.install()``
@@ -21,6 +22,7 @@ import pytest
 
 from tests.servers.moto import start_moto_server
 from tests.servers.rest import aiodepot_server_process
+from tests.servers.sshd import ssh_home, sshd
 
 ROOT = Path(__file__).parents[2]
 LAUNCHER = (
@@ -66,11 +68,14 @@ def same_tree(left: Path, right: Path) -> bool:
     return not mismatch and not errors and all(same_tree(left / d, right / d) for d in comparison.common_dirs)
 
 
-def borg_lifecycle(python: str, repo: str, tmp_path: Path) -> None:
-    """Run the scenario against ``repo`` (a borgstore URL); fail with Borg's output on the first error."""
+def borg_lifecycle(python: str, repo: str, tmp_path: Path, *, home: Path | None = None) -> None:
+    """Run the scenario against ``repo`` (a borgstore URL); fail with Borg's output on the first error.
+
+    ``home`` is Borg's $HOME (for its ~/.ssh)."""
     tree = make_tree(tmp_path / "tree")
     env = {
         **os.environ,
+        **({"HOME": str(home)} if home else {}),
         "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
         "BORG_REPO": repo,
         "BORG_PASSPHRASE": "aiodepot-test",
@@ -117,6 +122,15 @@ def test_borg2_on_file(borg_python: str, tmp_path: Path) -> None:
 def test_borg2_on_aiodepot_rest_server(borg_python: str, rest_url: str, tmp_path: Path) -> None:
     """http:// repository served by aiodepot's REST server (the drop-in's REST client)."""
     borg_lifecycle(borg_python, rest_url, tmp_path)
+
+
+@pytest.mark.timeout(300)
+def test_borg2_on_sftp(borg_python: str, tmp_path: Path) -> None:
+    """sftp:// repository on OpenSSH's sshd; Borg's ssh settings come from a ~/.ssh of its own."""
+    with sshd(tmp_path / "sshd") as server:
+        home = ssh_home(tmp_path / "home", server)
+        borg_lifecycle(borg_python, server.url(tmp_path / "repo"), tmp_path, home=home)
+    assert (tmp_path / "repo" / "config").is_dir()  # written through sshd's sftp server
 
 
 @pytest.mark.timeout(300)

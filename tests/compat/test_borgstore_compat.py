@@ -159,8 +159,10 @@ def test_install_and_uninstall() -> None:
         "import borgstore.store, borgstore.backends.errors as e, borgstore.utils.nesting as n\n"
         "assert borgstore.store.Store.__module__ == 'aiodepot.compat.borgstore.store'\n"
         "assert n.nest('ns/12345678', 2) == 'ns/12/34/12345678'\n"
-        "import borgstore.server.rest as srv\n"  # not provided: the real module, on the compat Store
+        "import borgstore.server.rest as srv, borgstore.backends._utils as u, borgstore.__main__ as m\n"
+        "assert srv.__name__ == 'aiodepot.compat.borgstore.server.rest'\n"
         "assert srv.get_backend is borgstore.store.get_backend\n"
+        "assert u.make_range_header(5, 10) == 'bytes=5-14' and callable(m.run_demo)\n"
         "c.uninstall()\n"
         "import borgstore.store as again\n"
         "assert again is real and not c.installed()\n"

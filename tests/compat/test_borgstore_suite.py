@@ -6,16 +6,22 @@ borgstore's tests are vendored as test data (``tests/compat/borgstore_tests/``, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 
 from tests.compat import run_borgstore_suite
+from tests.servers.moto import start_moto_server
+from tests.servers.rest import aiodepot_server_process
+from tests.servers.sshd import ssh_home, sshd
 
 HERE = Path(__file__).parent
 
@@ -33,13 +39,18 @@ KNOWN_FAILURES = (
 )
 LOCAL_PASSED = 219
 """Passed without backend URLs: 219 of 238 (real borgstore 0.7.0: 262 of 277 with its reconnect tests)."""
+URLS_PASSED = 322
+"""Passed with the sftp, s3 and REST URLs set: 322 of 330 (real borgstore 0.7.0: 363 of 369, its reconnect
+tests included)."""
 
 
-def run_suite(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[dict[str, str], str]:
-    """Run the vendored suite under install(); return {test id: outcome} and the report's tail."""
+def run_suite(tmp_path: Path, env: dict[str, str] | None = None, *, real: bool = False) -> tuple[dict[str, str], str]:
+    """Run the vendored suite under install() (``real``: on the real borgstore); return {test id: outcome}
+    and the report's tail."""
     results = tmp_path / "results.json"
+    command = [sys.executable, str(HERE / "run_borgstore_suite.py"), "--results", str(results)]
     completed = subprocess.run(
-        [sys.executable, str(HERE / "run_borgstore_suite.py"), "--results", str(results)],
+        [*command, "--real"] if real else command,
         capture_output=True,
         text=True,
         check=False,
@@ -123,3 +134,58 @@ def test_scenario_with_install(tmp_path: Path) -> None:
     )
     assert completed.returncode == 0, completed.stderr
     assert "scenario ok" in completed.stdout
+
+
+@pytest.fixture
+def backend_urls(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """borgstore's test-suite variables, pointing at real servers on loopback: sshd, moto, aiodepot's REST
+    server (twice, with HTTP Basic credentials); rclone runs on a temporary directory either way."""
+    moto = start_moto_server()
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=moto.endpoint_url,
+            aws_access_key_id=moto.access_key,
+            aws_secret_access_key=moto.secret_key,
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="suite")
+        client.close()
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(sshd(tmp_path / "sshd"))
+            credentials = ("--username", "suite", "--password", "secret")
+            rest = [
+                stack.enter_context(aiodepot_server_process((tmp_path / name).as_uri(), *credentials))
+                for name in ("rest1", "rest2")
+            ]
+            yield {
+                "HOME": str(ssh_home(tmp_path / "home", server)),
+                "BORGSTORE_TEST_SFTP_URL": server.url(tmp_path / "sftp-store"),
+                "BORGSTORE_TEST_S3_URL": moto.url("suite", "store"),
+                "BORGSTORE_TEST_REST1_URL": rest[0].replace("http://", "http://suite:secret@") + "/",
+                "BORGSTORE_TEST_REST2_URL": rest[1].replace("http://", "http://suite:secret@") + "/",
+            }
+    finally:
+        moto.stop()
+
+
+@pytest.mark.timeout(900)
+def test_borgstore_suite_with_backend_urls(tmp_path: Path, backend_urls: dict[str, str]) -> None:
+    """With sftp, s3 and REST servers given, every test that passes on the real borgstore passes on the
+    drop-in too (but the known differences), and the backend tests run rather than skip."""
+    real_dir, drop_in_dir = tmp_path / "real", tmp_path / "drop-in"
+    real_dir.mkdir()
+    drop_in_dir.mkdir()
+    real, _ = run_suite(real_dir, {**backend_urls, "BORGSTORE_SUITE_REAL": "1"}, real=True)
+    outcomes, report = run_suite(drop_in_dir, backend_urls)
+    for backend in ("sftp", "s3", "rest1", "rest2"):
+        ran = [test for test, outcome in outcomes.items() if backend in test and outcome == "passed"]
+        assert ran, f"no {backend} test passed:\n{report}"
+    lost = sorted(
+        test
+        for test, outcome in real.items()
+        if outcome == "passed" and outcomes.get(test) != "passed" and not test.startswith(KNOWN_FAILURES)
+    )
+    assert lost == [], report
+    assert not unexpected_failures(outcomes), report
+    assert sum(outcome == "passed" for outcome in outcomes.values()) == URLS_PASSED, report

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import getpass
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,7 +24,7 @@ import pytest
 
 from . import free_port, require_program, stop_process, wait_for_port
 
-__all__ = ["AsyncsshServer", "Sshd", "asyncssh_server", "sshd"]
+__all__ = ["AsyncsshServer", "Sshd", "asyncssh_server", "ssh_home", "sshd"]
 
 _CONFIG = """\
 Port {port}
@@ -221,3 +222,18 @@ async def asyncssh_server(
         for conn in connections:
             conn.abort()
         await acceptor.wait_closed()
+
+
+def ssh_home(home: Path, server: Sshd) -> Path:
+    """A home directory whose ~/.ssh lets both ssh clients (asyncssh for the drop-in, paramiko for the real
+    borgstore) log in to ``server`` with its key, as a user's would; the test's processes get it as $HOME."""
+    ssh = home / ".ssh"
+    ssh.mkdir(parents=True)
+    shutil.copy(server.client_key, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    shutil.copy(server.known_hosts, ssh / "known_hosts")
+    (ssh / "config").write_text(
+        f"Host 127.0.0.1\n  User {server.user}\n  IdentityFile {ssh / 'id_ed25519'}\n"
+        f"  UserKnownHostsFile {ssh / 'known_hosts'}\n"
+    )
+    return home

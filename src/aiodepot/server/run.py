@@ -25,7 +25,7 @@ from ..permissions import resolve_permissions
 from .app import MAX_GATHER_SIZE, MAX_OPEN_REPOS, SERVER_HEADER, StoreServer, validate_repository_name
 from .auth import Authenticator, HtpasswdAuth
 
-__all__ = ["backend_for", "main", "repositories_below", "serve"]
+__all__ = ["activated_socket", "backend_for", "main", "repositories_below", "serve"]
 
 logger = logging.getLogger("aiodepot.server")
 
@@ -78,8 +78,8 @@ def repositories_below(
     raise ValueError("--repos serves file: (or named memory:) stores, one directory per repository")
 
 
-def _activated_socket() -> socket.socket:
-    """The listening socket systemd passed (LISTEN_FDS, fd 3)."""
+def activated_socket() -> socket.socket:
+    """The listening socket systemd passed (``LISTEN_FDS=1``, fd 3); RuntimeError if there is none."""
     count = int(os.environ.get("LISTEN_FDS", "0"))
     pid = os.environ.get("LISTEN_PID")
     if count != 1 or (pid is not None and int(pid) != os.getpid()):
@@ -153,6 +153,7 @@ async def serve(
     tls_key: str | None = None,
     socket_activation: bool = False,
     stdio: bool = False,
+    sock: socket.socket | None = None,
     max_body_size: int | None = None,
     idle_timeout: float = 75.0,
     request_timeout: float | None = None,
@@ -163,7 +164,8 @@ async def serve(
 ) -> None:
     """Serve ``backend`` (or ``repos``) until cancelled, SIGTERM/SIGINT, or (``stdio``) the end of stdin.
 
-    SIGHUP re-reads the htpasswd file.
+    ``sock`` is a listening socket to serve on (bound by the caller) instead of ``host``/``port``. SIGHUP
+    re-reads the htpasswd file.
     """
     # aiohttp's own answers (a malformed request line, a bad header) skip the app's hooks and name the Python
     # and aiohttp versions in their Server header: the process that serves names none
@@ -195,8 +197,8 @@ async def serve(
                 ready.set()
             await _bridge_stdio(runner)
             return
-        if socket_activation:
-            site: web.BaseSite = web.SockSite(runner, _activated_socket(), ssl_context=tls)
+        if sock is not None or socket_activation:
+            site: web.BaseSite = web.SockSite(runner, sock or activated_socket(), ssl_context=tls)
         elif unix_socket:
             site = web.UnixSite(runner, unix_socket, ssl_context=tls)
         else:

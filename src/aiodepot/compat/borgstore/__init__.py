@@ -8,14 +8,15 @@ aiodepot.compat.borgstore.install()                      # make "import borgstor
 from borgstore.store import Store                        # an application written for borgstore, unchanged
 ```
 
-The modules mirror borgstore's: ``store``, ``constants``, ``backends.errors``, ``backends._base``,
-``backends.posixfs``/``sftp``/``s3``/``rest``/``rclone`` and ``utils.nesting``/``utils.hashing``. Every
+The modules mirror borgstore 0.7's, all of them: ``store``, ``constants``, ``backends.errors``,
+``backends._base``, ``backends._utils``, ``backends.posixfs``/``sftp``/``s3``/``rest``/``rclone``,
+``utils.nesting``/``utils.hashing``, ``server.rest`` (on aiodepot's REST server) and ``__main__``. Every
 operation is one blocking call through the [`Portal`][aiodepot.Portal]. borgstore's exception classes are
 also aiodepot's (``ObjectNotFound`` is both), so either ``except`` clause catches them.
 
 While [`install`][aiodepot.compat.borgstore.install] is active, a ``borgstore`` submodule this package does not
-provide (``borgstore.server.rest``, ``borgstore.__main__``, ``borgstore.backends._utils``) is loaded from the
-real borgstore package if it is installed; its imports of sibling modules then get the compat ones.
+provide (a newer borgstore's) is loaded from the real borgstore package if it is installed; its imports of
+sibling modules then get the compat ones.
 """
 
 from __future__ import annotations
@@ -32,8 +33,7 @@ from typing import Any
 
 __all__ = ["__version__", "install", "installed", "uninstall", "version"]
 
-__version__ = version = "0.7.0"
-"""The borgstore version whose API this package provides."""
+from ._version import __version__, version
 
 _PACKAGE = "borgstore"
 _lock = threading.Lock()

@@ -44,7 +44,7 @@ from .backends.s3 import get_s3_backend
 from .backends.sftp import get_sftp_backend
 from .constants import DEL_SUFFIX, ROOTNS
 from .utils import hashing
-from .utils.nesting import nest
+from .utils.nesting import nest, unnest
 
 __all__ = [
     "BackendBase",
@@ -58,6 +58,7 @@ __all__ = [
     "Store",
     "StoreValue",
     "get_backend",
+    "unnest",
 ]
 
 P = ParamSpec("P")

@@ -10,10 +10,43 @@ from urllib.parse import unquote
 from ....backends.posixfs import PosixFSBackend
 from ....permissions import Permissions
 from .._portal import construct
-from ..constants import QUOTA_STORE_NAME
-from ._base import AiodepotBackend
+from ..constants import QUOTA_PERSIST_DELTA, QUOTA_PERSIST_INTERVAL, QUOTA_STORE_NAME, TMP_SUFFIX
+from ..utils import hashing
+from ._base import AiodepotBackend, BackendBase, ItemInfo, validate_name, validate_sources, validate_value
+from ._utils import is_win32
+from .errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    BackendError,
+    BackendMustBeOpen,
+    BackendMustNotBeOpen,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+)
 
-__all__ = ["PosixFS", "get_file_backend"]
+__all__ = [
+    "QUOTA_PERSIST_DELTA",
+    "QUOTA_PERSIST_INTERVAL",
+    "TMP_SUFFIX",
+    "BackendAlreadyExists",
+    "BackendBase",
+    "BackendDoesNotExist",
+    "BackendError",
+    "BackendMustBeOpen",
+    "BackendMustNotBeOpen",
+    "ItemInfo",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "PosixFS",
+    "QuotaExceeded",
+    "get_file_backend",
+    "hashing",
+    "is_win32",
+    "validate_name",
+    "validate_sources",
+    "validate_value",
+]
 
 _FILE_URL = re.compile(r"file://(?P<path>/.*)")
 

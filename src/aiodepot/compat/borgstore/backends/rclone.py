@@ -2,18 +2,50 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 from .._portal import construct
-from ._base import AiodepotBackend
+from ._base import AiodepotBackend, BackendBase, ItemInfo, validate_name, validate_value
 from ._lazy import backend_class
-from .errors import BackendDoesNotExist
+from ._utils import ignore_sigint, make_range_header
+from .errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    BackendError,
+    BackendMustBeOpen,
+    BackendMustNotBeOpen,
+    ObjectNotFound,
+)
 
-__all__ = ["RCLONE", "Rclone", "get_rclone_backend"]
+__all__ = [
+    "RCLONE",
+    "RCLONE_DEBUG",
+    "BackendAlreadyExists",
+    "BackendBase",
+    "BackendError",
+    "BackendMustBeOpen",
+    "BackendMustNotBeOpen",
+    "ItemInfo",
+    "ObjectNotFound",
+    "Rclone",
+    "get_rclone_backend",
+    "ignore_sigint",
+    "make_range_header",
+    "validate_name",
+    "validate_value",
+]
 
 RCLONE = os.environ.get("RCLONE_BINARY", "rclone")
 """The rclone program."""
+
+RCLONE_DEBUG = os.environ.get("BORGSTORE_RCLONE_DEBUG", "0")
+"""``$BORGSTORE_RCLONE_DEBUG``: when true (1, yes, on…), the rclone backend and its HTTP client log at DEBUG."""
+if RCLONE_DEBUG.strip().lower() in ("1", "true", "yes", "y", "on"):
+    logging.basicConfig()
+    for _logger in ("aiodepot.backends.rclone", "aiohttp.client"):
+        logging.getLogger(_logger).setLevel(logging.DEBUG)
 
 
 def get_rclone_backend(url: str) -> Rclone | None:

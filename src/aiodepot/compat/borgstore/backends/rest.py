@@ -11,8 +11,21 @@ from urllib.parse import unquote
 
 from ....backends.options import RetryPolicy, Timeouts
 from .._portal import construct
-from ._base import AiodepotBackend
+from ._base import AiodepotBackend, BackendBase, ItemInfo, validate_name, validate_sources, validate_value
 from ._lazy import backend_class
+from ._utils import ignore_sigint, make_range_header, with_reconnect
+from .errors import (
+    BackendAlreadyExists,
+    BackendConnectionError,
+    BackendDoesNotExist,
+    BackendError,
+    BackendMustBeOpen,
+    BackendMustNotBeOpen,
+    ObjectNotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    ReadRangeError,
+)
 
 __all__ = [
     "DEFAULT_RECONNECT_TRIES",
@@ -20,8 +33,26 @@ __all__ = [
     "REST",
     "SSH_ALIVE_COUNT_MAX",
     "SSH_ALIVE_INTERVAL",
+    "BackendAlreadyExists",
+    "BackendBase",
+    "BackendConnectionError",
+    "BackendDoesNotExist",
+    "BackendError",
+    "BackendMustBeOpen",
+    "BackendMustNotBeOpen",
+    "ItemInfo",
+    "ObjectNotFound",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "ReadRangeError",
     "get_rest_backend",
+    "ignore_sigint",
+    "make_range_header",
     "ssh_cmd",
+    "validate_name",
+    "validate_sources",
+    "validate_value",
+    "with_reconnect",
 ]
 
 SSH_ALIVE_INTERVAL = 30

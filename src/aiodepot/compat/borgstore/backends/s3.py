@@ -8,11 +8,34 @@ from typing import Any
 from urllib.parse import unquote
 
 from .._portal import construct
-from ._base import AiodepotBackend
+from ._base import AiodepotBackend, BackendBase, ItemInfo, to_bytes, validate_name, validate_value
 from ._lazy import backend_class
-from .errors import BackendError
+from ._utils import make_range_header
+from .errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    BackendError,
+    BackendMustBeOpen,
+    BackendMustNotBeOpen,
+    ObjectNotFound,
+)
 
-__all__ = ["S3", "boto3", "get_s3_backend"]
+__all__ = [
+    "S3",
+    "BackendAlreadyExists",
+    "BackendBase",
+    "BackendDoesNotExist",
+    "BackendMustBeOpen",
+    "BackendMustNotBeOpen",
+    "ItemInfo",
+    "ObjectNotFound",
+    "boto3",
+    "get_s3_backend",
+    "make_range_header",
+    "to_bytes",
+    "validate_name",
+    "validate_value",
+]
 
 boto3: Any = True if importlib.util.find_spec("aioboto3") is not None else None
 """Truthy when the S3 dependency (aioboto3, in place of borgstore's boto3) is installed, else None."""

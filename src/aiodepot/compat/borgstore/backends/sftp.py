@@ -7,10 +7,38 @@ from urllib.parse import unquote
 
 from ....backends.options import RetryPolicy, Timeouts
 from .._portal import construct
-from ._base import AiodepotBackend
+from ..constants import TMP_SUFFIX
+from ..utils import hashing
+from ._base import AiodepotBackend, BackendBase, ItemInfo, to_bytes, validate_name, validate_value
 from ._lazy import backend_class
+from ._utils import with_reconnect
+from .errors import (
+    BackendAlreadyExists,
+    BackendDoesNotExist,
+    BackendError,
+    BackendMustBeOpen,
+    BackendMustNotBeOpen,
+    ObjectNotFound,
+)
 
-__all__ = ["Sftp", "get_sftp_backend"]
+__all__ = [
+    "TMP_SUFFIX",
+    "BackendAlreadyExists",
+    "BackendBase",
+    "BackendDoesNotExist",
+    "BackendError",
+    "BackendMustBeOpen",
+    "BackendMustNotBeOpen",
+    "ItemInfo",
+    "ObjectNotFound",
+    "Sftp",
+    "get_sftp_backend",
+    "hashing",
+    "to_bytes",
+    "validate_name",
+    "validate_value",
+    "with_reconnect",
+]
 
 DEFAULT_CONNECT_TIMEOUT = 30.0
 DEFAULT_KEEPALIVE_INTERVAL = 30.0
