@@ -22,6 +22,7 @@ from ..backends.base import Backend
 from ..backends.memory import MemoryBackend
 from ..backends.posixfs import PosixFSBackend
 from ..permissions import resolve_permissions
+from ._stdio import bridge_stdio
 from .app import MAX_GATHER_SIZE, MAX_OPEN_REPOS, SERVER_HEADER, StoreServer, validate_repository_name
 from .auth import Authenticator, HtpasswdAuth
 
@@ -87,33 +88,6 @@ def activated_socket() -> socket.socket:
     sock = socket.socket(fileno=3)
     sock.setblocking(False)
     return sock
-
-
-async def _bridge_stdio(runner: web.AppRunner) -> None:
-    """Serve one HTTP connection over stdin/stdout: aiohttp gets one end of a socket pair, the other end
-    is pumped to and from the pipes. Returns when the client closes stdin and every answer is out."""
-    loop = asyncio.get_running_loop()
-    server_end, bridge_end = socket.socketpair()
-    assert runner.server is not None
-    await loop.connect_accepted_socket(runner.server, server_end)
-    bridge_reader, bridge_writer = await asyncio.open_connection(sock=bridge_end)
-    stdin_reader = asyncio.StreamReader(limit=1 << 20)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdin_reader), sys.stdin.buffer)
-    out_transport, out_protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, sys.stdout.buffer)
-    stdout_writer = asyncio.StreamWriter(out_transport, out_protocol, None, loop)
-
-    async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter, close_sink: bool) -> None:
-        while chunk := await source.read(1 << 20):
-            sink.write(chunk)
-            await sink.drain()
-        if close_sink and sink.can_write_eof():
-            sink.write_eof()
-
-    async with asyncio.TaskGroup() as group:
-        group.create_task(pump(stdin_reader, bridge_writer, True))
-        group.create_task(pump(bridge_reader, stdout_writer, False))
-    bridge_writer.close()
-    stdout_writer.close()
 
 
 class _EscapingAccessLogger(AbstractAccessLogger):
@@ -195,7 +169,7 @@ async def serve(
             logger.info("serving on stdin/stdout")
             if ready is not None:
                 ready.set()
-            await _bridge_stdio(runner)
+            await bridge_stdio(runner)
             return
         if sock is not None or socket_activation:
             site: web.BaseSite = web.SockSite(runner, sock or activated_socket(), ssl_context=tls)
