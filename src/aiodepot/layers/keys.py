@@ -18,7 +18,7 @@ import string
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from ..backends.base import Backend, Capabilities
-from ..errors import IntegrityError, InvalidName, ObjectNotFound
+from ..errors import IntegrityError, InvalidName, ObjectExists, ObjectNotFound
 from ..items import ItemInfo, Source, StoreValue, validate_value
 from ..names import DEL_SUFFIX, MAX_BACKEND_NAME_LENGTH, validate_backend_name
 from .base import Layer, RenamingLayer
@@ -205,7 +205,10 @@ class HashedNames(Layer):
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """The header and the value, under the hashed name."""
         path, header = self._item(name)
-        await self.inner.store(path, b"".join((header, validate_value(value))), if_absent=if_absent)
+        try:
+            await self.inner.store(path, b"".join((header, validate_value(value))), if_absent=if_absent)
+        except ObjectExists as exc:
+            raise ObjectExists(f"item {name!r} exists") from exc  # the original name, not the hashed one
 
     async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
         """Not supported: the stored form starts with a header, so a URL to it would not give (or take) the
@@ -367,6 +370,8 @@ class HashedNames(Layer):
             await self.inner.store_chunks(
                 path, with_header(), size=None if size is None else size + len(header), if_absent=if_absent
             )
+        except ObjectExists as exc:
+            raise ObjectExists(f"item {name!r} exists") from exc
         except ValueError as exc:
             if size is None:
                 raise
