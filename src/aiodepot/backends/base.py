@@ -207,7 +207,7 @@ class Backend(abc.ABC):
 
     def _not_supported(self, operation: str) -> NotSupported:
         """The [`NotSupported`][aiodepot.errors.NotSupported] error for ``operation`` on this backend."""
-        return NotSupported(f"the {type(self).__name__} backend does not support {operation}")
+        return NotSupported(f"{type(self).__name__} does not support {operation}")
 
     def _check_create(self, name: str) -> None:
         """Check that ``if_absent`` may be used for ``name``: the backend creates atomically, and the
