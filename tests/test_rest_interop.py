@@ -127,3 +127,27 @@ def test_aiodepot_client_errors_against_borgstore_server(borgstore_server: str) 
     with pytest.raises(aiodepot.StoreExists):
         store.create()
     store.destroy()
+
+
+def test_if_absent_needs_the_servers_extension(tmp_path: Path, borgstore_server: str) -> None:
+    """borgstore's server would ignore ?if_absent=1 and overwrite: the client refuses with NotSupported there,
+    and uses the extension with aiodepot's server, which announces it."""
+    store = aiodepot.SyncStore(borgstore_server, config=CONFIG)
+    store.create()
+    with store:
+        assert not store.backend.capabilities.atomic_create
+        store.store("config/main", b"first")
+        with pytest.raises(aiodepot.NotSupported):
+            store.store("config/main", b"second", if_absent=True)
+        assert store.load("config/main") == b"first"
+    store.destroy()
+    with aiodepot_server_process((tmp_path / "ours").as_uri()) as url:
+        store = aiodepot.SyncStore(url, config=CONFIG)
+        store.create()
+        with store:
+            assert store.backend.capabilities.atomic_create
+            store.store("config/main", b"first", if_absent=True)
+            with pytest.raises(aiodepot.ObjectExists):
+                store.store("config/main", b"second", if_absent=True)
+            assert store.load("config/main") == b"first"
+        store.destroy()

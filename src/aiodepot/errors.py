@@ -3,6 +3,7 @@
 ```
 StoreError
 ├── ObjectNotFound            (also KeyError)
+├── ObjectExists              (also FileExistsError)
 ├── StoreExists               (also FileExistsError)
 ├── StoreNotFound             (also FileNotFoundError)
 ├── StoreStateError
@@ -16,6 +17,7 @@ StoreError
 ├── ConnectionLost            (also ConnectionError)
 ├── BackendURLInvalid         (also ValueError)
 ├── MissingDependency         (also ImportError)
+├── NotSupported              (the backend cannot do this operation)
 └── BackendError              (any other failure of a backend)
     └── StoreCorrupt          (the location holds something that is not a usable store)
 ```
@@ -37,6 +39,8 @@ __all__ = [
     "IntegrityError",
     "InvalidName",
     "MissingDependency",
+    "NotSupported",
+    "ObjectExists",
     "ObjectNotFound",
     "PermissionDenied",
     "QuotaExceeded",
@@ -86,6 +90,14 @@ class ObjectNotFound(StoreError, KeyError):
             return f"no item {text!r}"
         masked = _USERINFO.sub(r"\g<user>:***@", self.store)
         return f"no item {text!r} in {masked}"
+
+
+class ObjectExists(StoreError, FileExistsError):
+    """The named item exists and the write asked for a new one (``store(name, value, if_absent=True)``).
+
+    Raised by the backend's own atomic check, so of several writers racing to create one name exactly one
+    succeeds and the others get this error.
+    """
 
 
 class StoreExists(StoreError, FileExistsError):
@@ -138,6 +150,11 @@ class BackendURLInvalid(StoreError, ValueError):
 
 class MissingDependency(StoreError, ImportError):
     """A backend needs an optional dependency that is not installed (the message says which extra)."""
+
+
+class NotSupported(StoreError):
+    """The backend cannot do the asked operation (e.g. an atomic ``store(..., if_absent=True)`` or a signed
+    ``url_for``); the message names the backend and the operation. Nothing was touched."""
 
 
 class BackendError(StoreError):

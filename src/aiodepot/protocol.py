@@ -13,6 +13,8 @@ from .errors import (
     BackendError,
     IntegrityError,
     InvalidName,
+    NotSupported,
+    ObjectExists,
     ObjectNotFound,
     PermissionDenied,
     QuotaExceeded,
@@ -45,6 +47,14 @@ HASH_HEADER = "X-Content-hash-sha256"
 IS_DIRECTORY_HEADER = "X-BorgStore-Is-Directory"
 ATIME_HEADER = "X-BorgStore-Atime"
 MTIME_HEADER = "X-BorgStore-Mtime"
+EXTENSIONS_HEADER = "X-Aiodepot-Extensions"
+"""The response header by which an aiodepot server names its protocol extensions (borgstore clients ignore it)."""
+EXTENSIONS = "if-absent"
+"""The extensions this server offers: ``if-absent`` is the query parameter ``IF_ABSENT`` of a store."""
+IF_ABSENT = "if_absent"
+"""``POST /<name>?if_absent=1`` stores only if ``name`` is new, atomically; else 412 ``item '<name>' exists``
+(a backend that cannot decide atomically: 501). A server without the extension would ignore the parameter
+and overwrite, so a client sends it only to a server that names ``if-absent`` in ``EXTENSIONS_HEADER``."""
 MUST_BE_OPEN = "Backend must be open"
 MUST_NOT_BE_OPEN = "Backend must not be open"
 HASH_MISMATCH = "Content hash verification failed, please retry"
@@ -66,6 +76,8 @@ _STATUS_OF: tuple[tuple[type[BaseException], HTTPStatus], ...] = (
     (ObjectNotFound, HTTPStatus.NOT_FOUND),
     (StoreNotFound, HTTPStatus.GONE),
     (StoreExists, HTTPStatus.CONFLICT),
+    (ObjectExists, HTTPStatus.PRECONDITION_FAILED),  # the ?if_absent=1 condition (as If-None-Match: *)
+    (NotSupported, HTTPStatus.NOT_IMPLEMENTED),
     (StoreNotOpen, HTTPStatus.PRECONDITION_FAILED),
     (StoreAlreadyOpen, HTTPStatus.PRECONDITION_FAILED),
     (PermissionDenied, HTTPStatus.FORBIDDEN),
@@ -101,6 +113,8 @@ def error_for_status(status: int, message: str, *, name: str = "") -> StoreError
         case HTTPStatus.PRECONDITION_FAILED:
             if "must not be open" in message:
                 return StoreAlreadyOpen(message)
+            if "must be open" not in message and "exists" in message:
+                return ObjectExists(message)
             return StoreNotOpen(message)
         case HTTPStatus.FORBIDDEN:
             return PermissionDenied(message or name)
@@ -116,6 +130,8 @@ def error_for_status(status: int, message: str, *, name: str = "") -> StoreError
             return PayloadTooLarge(message or "the body is too large for the server")
         case HTTPStatus.BAD_REQUEST:
             return BadRequest(message)
+        case HTTPStatus.NOT_IMPLEMENTED if message:
+            return NotSupported(message)
     return BackendError(f"HTTP {status}: {message}" if message else f"HTTP {status}")
 
 

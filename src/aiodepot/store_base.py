@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import datetime
 import functools
 import logging
 import warnings
@@ -365,7 +366,7 @@ class StoreBase:
         return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
 
     @operation
-    async def store(self, name: str, value: StoreInput) -> None:
+    async def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:
         """Store ``value`` under ``name``, atomically.
 
         ``value`` is bytes or a C-contiguous buffer (not used after the call returns, so the caller may
@@ -373,6 +374,12 @@ class StoreBase:
         ``part_size`` pieces in a worker thread). A stream goes to the backend's streaming upload
         (multipart where the backend has it), so memory stays bounded by the chunk sizes; if the stream
         fails, nothing is stored.
+
+        With ``if_absent=True`` the store only creates: if ``name`` exists it raises
+        [`ObjectExists`][aiodepot.errors.ObjectExists] and leaves the item alone. The backend decides
+        atomically, so of many writers racing to create one name exactly one wins. A backend that cannot
+        decide atomically raises [`NotSupported`][aiodepot.errors.NotSupported] (see
+        ``backend.capabilities.atomic_create``). A soft-deleted item does not count as existing.
         """
         validate_name(name)
         chunks = _as_chunks(value, self.backend.capabilities.part_size)
@@ -383,12 +390,12 @@ class StoreBase:
         try:
             nested = await self._find(name, False)
             if chunks is None:
-                await self._calls.store(nested, data)
+                await self._calls.store(nested, data, if_absent=if_absent)
                 size = len(data)
             else:
                 counted = _Counted(chunks)
                 try:
-                    await self._calls.store_chunks(nested, counted)
+                    await self._calls.store_chunks(nested, counted, if_absent=if_absent)
                 except Exception:
                     if counted.failure is not None:
                         raise counted.failure from None  # the stream's own error, not a backend's version of it
@@ -396,6 +403,23 @@ class StoreBase:
                 size = counted.size
         finally:
             self._stats.end("store", started, size)
+
+    @operation
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """A presigned URL through which anyone holding it can ``GET`` the value of ``name`` (or ``PUT`` a
+        new one) with a plain HTTP client and no credentials, until ``expires`` (seconds from now, or a
+        ``timedelta``) has passed.
+
+        Offered by backends that can sign URLs (s3); others raise
+        [`NotSupported`][aiodepot.errors.NotSupported], and so do layers that change the stored form
+        (encryption, transforms). The URL goes straight to the service: it bypasses this store's
+        statistics, cache and permission map (which is checked once, here: ``r`` for ``GET``, ``W`` for
+        ``PUT``). Treat the URL as a secret until it expires.
+        """
+        validate_name(name)
+        self._require_open()
+        nested = await self._find(name, False)
+        return await self._calls.url_for(nested, expires=expires, method=method)
 
     @operation
     async def exists(self, name: str, *, deleted: bool = False) -> bool:

@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import builtins
 import concurrent.futures
+import datetime
 import os
 import threading
 import time
@@ -383,9 +384,13 @@ class SyncStore:
         """See [`aiodepot.Store.load`][aiodepot.Store.load]."""
         return self._run(self.async_store.load, name, offset=offset, size=size, deleted=deleted)
 
-    def store(self, name: str, value: StoreInput) -> None:
+    def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:
         """See [`aiodepot.Store.store`][aiodepot.Store.store]; a binary file object is the blocking way to stream."""
-        self._run(self.async_store.store, name, value)
+        self._run(self.async_store.store, name, value, if_absent=if_absent)
+
+    def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """See [`aiodepot.Store.url_for`][aiodepot.Store.url_for]."""
+        return self._run(self.async_store.url_for, name, expires=expires, method=method)
 
     def exists(self, name: str, *, deleted: bool = False) -> bool:
         """See [`aiodepot.Store.exists`][aiodepot.Store.exists]."""

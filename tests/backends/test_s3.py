@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import hashlib
 import os
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3  # type: ignore[import-untyped]
+import aiohttp
 import pytest
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, EndpointConnectionError, FlexibleChecksumError  # type: ignore[import-untyped]
@@ -25,6 +27,8 @@ from aiodepot import (
     BackendURLInvalid,
     ConnectionLost,
     IntegrityError,
+    NotSupported,
+    ObjectExists,
     ObjectNotFound,
     PermissionDenied,
     ReadRangeError,
@@ -508,15 +512,127 @@ async def test_checksums_are_sent_and_verified(backend_at: Any, moto_server: Mot
 
 async def test_store_if_absent(backend_at: Any) -> None:
     backend = await backend_at(part_size=PART)
-    assert await backend.store_if_absent("ns/once", b"first")
-    assert not await backend.store_if_absent("ns/once", b"second")
+    await backend.store("ns/once", b"first", if_absent=True)
+    with pytest.raises(ObjectExists):
+        await backend.store("ns/once", b"second", if_absent=True)
     assert await backend.load("ns/once") == b"first"
     big = os.urandom(PART + 1)
-    assert await backend.store_if_absent("ns/big", big)  # multipart: the condition is on the completion
-    assert not await backend.store_if_absent("ns/big", bytes(PART + 1))
+    await backend.store("ns/big", big, if_absent=True)  # multipart: the condition is on the completion
+    with pytest.raises(ObjectExists):
+        await backend.store("ns/big", bytes(PART + 1), if_absent=True)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield bytes(PART)
+
+    with pytest.raises(ObjectExists):
+        await backend.store_chunks("ns/big", chunks(), if_absent=True)  # a streamed multipart upload
     assert await backend.load("ns/big") == big
-    results = await asyncio.gather(*(backend.store_if_absent("ns/race", bytes([i])) for i in range(10)))
-    assert sorted(results) == [False] * 9 + [True]
+    await backend.store_chunks("ns/streamed", chunks(), if_absent=True)
+    assert await backend.load("ns/streamed") == bytes(3 * PART)
+
+
+async def test_store_if_absent_alias_is_deprecated(backend_at: Any) -> None:
+    backend = await backend_at()
+    with pytest.warns(DeprecationWarning, match="if_absent=True"):
+        assert await backend.store_if_absent("ns/once", b"first")
+    with pytest.warns(DeprecationWarning, match="deprecated"):
+        assert not await backend.store_if_absent("ns/once", b"second")
+    assert await backend.load("ns/once") == b"first"
+
+
+# presigned URLs --------------------------------------------------------------------------------------------
+
+
+async def test_url_for_get_and_put_without_credentials(moto_server: MotoServer) -> None:
+    store = Store(moto_server.url(fresh_bucket(), "depot/store"), backend_options={"create_bucket": True})
+    await store.create()
+    async with store, aiohttp.ClientSession() as http:
+        await store.store("data", b"shared value")
+        url = await store.url_for("data", expires=60)
+        assert "X-Amz-Signature=" in url and "X-Amz-Credential=" in url and "X-Amz-Expires=60&" in url
+        async with http.get(url) as response:  # no credentials: only the URL
+            assert response.status == 200
+            assert await response.read() == b"shared value"
+        put_url = await store.url_for("upload", expires=datetime.timedelta(minutes=5), method="PUT")
+        async with http.put(put_url, data=b"from a third party") as response:
+            assert response.status == 200
+        assert await store.load("upload") == b"from a third party"
+        with pytest.raises(ValueError, match="expires"):
+            await store.url_for("data", expires=0)
+        with pytest.raises(ValueError, match="method"):
+            await store.url_for("data", expires=60, method="DELETE")
+        with pytest.raises(ValueError, match="7 days"):
+            await store.url_for("data", expires=datetime.timedelta(days=8))
+    await store.destroy()
+
+
+def sigv4_check(url: str, server: MotoServer, *, now: datetime.datetime) -> str:
+    """What an S3 service decides for a presigned GET ``url``: "ok", "expired" or "mismatch".
+
+    moto serves presigned URLs without checking their signature or expiry, so the check S3 makes is done
+    here with botocore's own SigV4 signer: the URL's fields are signed again with the server's secret.
+    """
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    from botocore.auth import S3SigV4QueryAuth  # type: ignore[import-untyped]
+    from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+    from botocore.credentials import Credentials  # type: ignore[import-untyped]
+
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    signed_at = datetime.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=datetime.UTC)
+    expires = int(query["X-Amz-Expires"])
+    signature = query.pop("X-Amz-Signature")
+    region = query["X-Amz-Credential"].split("/")[2]
+    request = AWSRequest(method="GET", url=urlunsplit(parts._replace(query=urlencode(query))))
+    request.context["timestamp"] = query["X-Amz-Date"]
+    auth = S3SigV4QueryAuth(Credentials(server.access_key, server.secret_key), "s3", region, expires=expires)
+    if auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request) != signature:
+        return "mismatch"
+    return "expired" if now > signed_at + datetime.timedelta(seconds=expires) else "ok"
+
+
+async def test_url_for_expired_or_tampered_fails(moto_server: MotoServer) -> None:
+    store = Store(moto_server.url(fresh_bucket(), "depot/store"), backend_options={"create_bucket": True})
+    await store.create()
+    async with store:
+        await store.store("data", b"secret")
+        good = await store.url_for("data", expires=1)
+        assert "X-Amz-Expires=1&" in good
+        assert sigv4_check(good, moto_server, now=datetime.datetime.now(datetime.UTC)) == "ok"
+        tampered = good.replace("/data?", "/other?")
+        assert tampered != good
+        assert sigv4_check(tampered, moto_server, now=datetime.datetime.now(datetime.UTC)) == "mismatch"
+        longer = good.replace("X-Amz-Expires=1&", "X-Amz-Expires=3600&")
+        assert sigv4_check(longer, moto_server, now=datetime.datetime.now(datetime.UTC)) == "mismatch"
+        await asyncio.sleep(2.1)
+        assert sigv4_check(good, moto_server, now=datetime.datetime.now(datetime.UTC)) == "expired"
+    await store.destroy()
+
+
+async def test_url_for_checks_permissions(moto_server: MotoServer) -> None:
+    url = moto_server.url(fresh_bucket(), "depot/store")
+    creator = Store(url, backend_options={"create_bucket": True})
+    await creator.create()
+    reader = Store(url, permissions={"": "lr"})
+    async with reader:
+        assert await reader.url_for("x", expires=10)
+        with pytest.raises(PermissionDenied):
+            await reader.url_for("x", expires=10, method="PUT")
+    await creator.destroy()
+
+
+async def test_url_for_not_supported_through_a_transform(moto_server: MotoServer) -> None:
+    from aiodepot.layers.transforms import Compress
+
+    backend = S3Backend.from_url(moto_server.url(fresh_bucket(), "depot/store"), create_bucket=True)
+    store = Store(backend=Compress(backend))
+    await store.create()
+    async with store:
+        with pytest.raises(NotSupported, match="url_for"):
+            await store.url_for("x", expires=10)
+    await store.destroy()
 
 
 # errors ----------------------------------------------------------------------------------------------------

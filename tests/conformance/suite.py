@@ -14,6 +14,7 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +23,8 @@ import pytest
 from aiodepot import (
     InvalidName,
     ItemInfo,
+    NotSupported,
+    ObjectExists,
     ObjectNotFound,
     ReadRangeError,
     Store,
@@ -29,6 +32,7 @@ from aiodepot import (
     StoreExists,
     StoreNotFound,
     StoreNotOpen,
+    SyncStore,
 )
 from aiodepot.backends.base import Backend
 from aiodepot.transfer import Progress
@@ -518,6 +522,83 @@ class StoreConformance(_FeatureFlags):
         await asyncio.gather(*(store.store("flat/contended", v) for v in values))
         assert await store.load("flat/contended") in values
         assert await names_in(store, "flat") == ["contended"]
+
+    async def test_store_if_absent_race(self, store: Store) -> None:
+        """16 writers race to create one name: exactly one wins, the others get ObjectExists."""
+        if not store.backend.capabilities.atomic_create:
+            with pytest.raises(NotSupported):
+                await store.store("flat/once", b"x", if_absent=True)
+            assert not await store.exists("flat/once")
+            return
+        values = [bytes([i]) * (1000 + i) for i in range(16)]
+        results = await asyncio.gather(
+            *(store.store("flat/once", value, if_absent=True) for value in values), return_exceptions=True
+        )
+        winners = [i for i, result in enumerate(results) if result is None]
+        assert len(winners) == 1, results
+        losers = [result for result in results if result is not None]
+        assert all(isinstance(result, ObjectExists) for result in losers), losers
+        assert isinstance(losers[0], FileExistsError) and "flat/once" in str(losers[0])
+        assert await store.load("flat/once") == values[winners[0]]
+
+    async def test_store_if_absent_semantics(self, store: Store) -> None:
+        if not store.backend.capabilities.atomic_create:
+            return  # test_store_if_absent_race checks the NotSupported
+        await store.store("flat/new", b"first", if_absent=True)
+        with pytest.raises(ObjectExists):
+            await store.store("flat/new", b"second", if_absent=True)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield b"stre"
+            yield b"am"
+
+        with pytest.raises(ObjectExists):
+            await store.store("flat/new", stream(), if_absent=True)
+        assert await store.load("flat/new") == b"first"
+        await store.store("flat/streamed", stream(), if_absent=True)
+        assert await store.load("flat/streamed") == b"stream"
+        await store.store("mixed/abc", b"level 0")  # an item at another level of the namespace counts
+        with pytest.raises(ObjectExists):
+            await store.store("mixed/abc", b"level 1", if_absent=True)
+        if self.supports_move:
+            await store.move("flat/new", delete=True)  # a soft-deleted item does not count
+            await store.store("flat/new", b"again", if_absent=True)
+            assert await store.load("flat/new") == b"again"
+
+    async def test_store_if_absent_race_in_threads(self, make_store: Callable[..., Store]) -> None:
+        """The same race from 16 threads through a SyncStore (on its portal's loop)."""
+        store = make_store()
+        sync_store = SyncStore(backend=store.backend, config=CONFIG)
+        del store
+
+        def race() -> list[BaseException | None]:
+            sync_store.create()
+            with sync_store:
+                if not sync_store.backend.capabilities.atomic_create:
+                    with pytest.raises(NotSupported):
+                        sync_store.store("flat/once", b"x", if_absent=True)
+                    return []
+
+                def one(i: int) -> BaseException | None:
+                    try:
+                        sync_store.store("flat/once", bytes([i]) * 100, if_absent=True)
+                    except ObjectExists as exc:
+                        return exc
+                    return None
+
+                with ThreadPoolExecutor(16) as pool:
+                    results = list(pool.map(one, range(16)))
+                winner = results.index(None)
+                assert sync_store.load("flat/once") == bytes([winner]) * 100
+            return results
+
+        try:
+            results = await asyncio.to_thread(race)
+        finally:
+            await asyncio.to_thread(sync_store.destroy)
+        if results:
+            assert results.count(None) == 1
+            assert all(isinstance(r, ObjectExists) for r in results if r is not None)
 
     async def test_concurrent_stores_and_loads_distinct_keys(self, store: Store) -> None:
         values = {f"data/{key(i)}": key(i).encode() * (i % 7 + 1) for i in range(200)}

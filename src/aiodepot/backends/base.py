@@ -16,16 +16,26 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
+import contextlib
 import dataclasses
+import datetime
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
 
 import aiofiles
 
 from .. import hashing
-from ..errors import PermissionDenied, ReadRangeError, StoreAlreadyOpen, StoreError, StoreNotOpen
+from ..errors import (
+    NotSupported,
+    ObjectExists,
+    PermissionDenied,
+    ReadRangeError,
+    StoreAlreadyOpen,
+    StoreError,
+    StoreNotOpen,
+)
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
 from ..names import nest, validate_backend_name
 from ..permissions import Permissions
@@ -69,6 +79,10 @@ class Capabilities:
     """Big values are uploaded in parallel parts."""
     atomic_store: bool = True
     """A reader never sees a half-written value."""
+    atomic_create: bool = False
+    """``_store``/``_store_chunks`` with ``replace=False`` refuse an existing item atomically, so
+    ``store(name, value, if_absent=True)`` is offered (else it raises
+    [`NotSupported`][aiodepot.errors.NotSupported]): of writers racing on one new name exactly one wins."""
     batch_ops: bool = False
     """The ``*_batch`` methods do many items in one round trip or thread job (faster than one by one)."""
     batch_size: int = 64
@@ -92,6 +106,26 @@ async def _aclose(iterator: AsyncIterator[Any]) -> None:
         await close()
 
 
+@contextlib.contextmanager
+def _denied_if_exists(name: str) -> Iterator[None]:
+    """Turn the [`ObjectExists`][aiodepot.errors.ObjectExists] of a ``replace=False`` hook into the
+    [`PermissionDenied`][aiodepot.errors.PermissionDenied] of the permission map that asked for it."""
+    try:
+        yield
+    except ObjectExists as exc:
+        raise PermissionDenied(f"one of the permissions 'W' is required for {name!r}") from exc
+
+
+def _as_denied(result: T, name: str) -> T | PermissionDenied:
+    """A batch result: an [`ObjectExists`][aiodepot.errors.ObjectExists] becomes ``PermissionDenied``
+    (see `_denied_if_exists`)."""
+    if isinstance(result, ObjectExists):
+        denied = PermissionDenied(f"one of the permissions 'W' is required for {name!r}")
+        denied.__cause__ = result
+        return denied
+    return result
+
+
 def _merge(refused: Sequence[Exception | None], done: Sequence[T]) -> builtins.list[T | Exception]:
     """Put the results of the accepted items back between the refused ones, in the order of the call."""
     results = iter(done)
@@ -107,10 +141,18 @@ class Backend(abc.ABC):
 
     - ``_create``, ``_destroy``, ``_open``, ``_close``: the lifecycle; ``opened`` is set by the base.
     - ``_mkdir``, ``_rmdir``, ``_info``, ``_load``, ``_delete``, ``_list``: get valid, permitted names.
-    - ``_store(name, value, replace=…)`` and ``_move(src, dst, replace=…)``: with ``replace=False`` the
-      permission map allows creating ``name`` (``dst``) but not replacing it: the hook refuses an existing
-      one with [`_refuse_replace`][aiodepot.backends.base.Backend._refuse_replace], ideally inside its own
-      atomic operation. ``replace=True`` is the common case: nothing needs to be known about what was there.
+    - ``_store(name, value, replace=…)`` and ``_move(src, dst, replace=…)`` (and ``_store_chunks``,
+      ``_store_file``): with ``replace=False`` the hook refuses an existing ``name`` (``dst``) by calling
+      [`_refuse_replace`][aiodepot.backends.base.Backend._refuse_replace], which raises
+      [`ObjectExists`][aiodepot.errors.ObjectExists], ideally inside its own atomic operation.
+      ``replace=False`` comes from two callers: ``store(…, if_absent=True)``, where the ``ObjectExists``
+      reaches the caller, and a permission map that allows creating an item but not replacing it, where
+      the public method turns it into [`PermissionDenied`][aiodepot.errors.PermissionDenied]. A backend
+      whose ``replace=False`` check is atomic (writers racing on one new name: exactly one wins) sets
+      ``capabilities.atomic_create``; only then is ``if_absent`` offered. ``replace=True`` is the common
+      case: nothing needs to be known about what was there.
+    - ``_url_for(name, expires=…, method=…)``: a presigned URL; the default raises
+      [`NotSupported`][aiodepot.errors.NotSupported].
     - ``_load_batch``, ``_store_batch``, ``_delete_batch``, ``_info_batch``, ``_hash``, ``_gather``,
       ``_defrag``, ``_read_chunks``, ``_read_into``, ``_store_chunks``, ``_store_file``, ``_quota_usage``: work
       everywhere through the hooks above; override for speed.
@@ -158,8 +200,22 @@ class Backend(abc.ABC):
 
     @staticmethod
     def _refuse_replace(name: str) -> NoReturn:
-        """Raise [`PermissionDenied`][aiodepot.errors.PermissionDenied]: ``name`` exists and may only be created."""
-        raise PermissionDenied(f"one of the permissions 'W' is required for {name!r}")
+        """Raise [`ObjectExists`][aiodepot.errors.ObjectExists]: ``name`` exists and a ``replace=False`` hook
+        may only create it (the public method turns it into ``PermissionDenied`` where the permission map,
+        not ``if_absent``, asked for that)."""
+        raise ObjectExists(f"item {name!r} exists")
+
+    def _not_supported(self, operation: str) -> NotSupported:
+        """The [`NotSupported`][aiodepot.errors.NotSupported] error for ``operation`` on this backend."""
+        return NotSupported(f"{type(self).__name__} does not support {operation}")
+
+    def _check_create(self, name: str) -> None:
+        """Check that ``if_absent`` may be used for ``name``: the backend creates atomically, and the
+        permission map allows creating it (``w`` or ``W``)."""
+        if not self.capabilities.atomic_create:
+            raise self._not_supported("store(..., if_absent=True) (an atomic create)")
+        if self.permissions.restricted:
+            self.permissions.check(name, "wW")
 
     def _refused_in_batch(
         self, names: Iterable[str], letters: str, *, allow_root: bool = False
@@ -267,13 +323,25 @@ class Backend(abc.ABC):
             raise ValueError(f"size must be >= 0 or None, got {size}")
         return await self._load(name, offset, size)
 
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Write ``value`` under ``name`` atomically; keep no reference to ``value`` after returning."""
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
+        """Write ``value`` under ``name`` atomically; keep no reference to ``value`` after returning.
+
+        With ``if_absent`` an existing ``name`` raises [`ObjectExists`][aiodepot.errors.ObjectExists] and is
+        left alone, decided atomically; a backend without ``capabilities.atomic_create`` raises
+        [`NotSupported`][aiodepot.errors.NotSupported].
+        """
         if not self.opened:
             self._require_open()
         data = validate_value(value)
         validate_backend_name(name)
-        await self._store(name, data, replace=not self.permissions.restricted or self._may_replace(name))
+        if if_absent:
+            self._check_create(name)
+            await self._store(name, data, replace=False)
+        elif not self.permissions.restricted or self._may_replace(name):
+            await self._store(name, data, replace=True)
+        else:
+            with _denied_if_exists(name):
+                await self._store(name, data, replace=False)
 
     async def delete(self, name: str) -> None:
         """Remove ``name``; a missing one raises ``ObjectNotFound``."""
@@ -290,7 +358,11 @@ class Backend(abc.ABC):
         validate_backend_name(src)
         validate_backend_name(dst)
         self.permissions.check(src, "D")
-        await self._move(src, dst, replace=self._may_replace(dst))
+        if self._may_replace(dst):
+            await self._move(src, dst, replace=True)
+        else:
+            with _denied_if_exists(dst):
+                await self._move(src, dst, replace=False)
 
     async def list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Yield the entries of directory ``name`` (not recursive), sorted by name, never ``.tmp`` ones."""
@@ -367,6 +439,10 @@ class Backend(abc.ABC):
             else:
                 refused.append(None)
         done = await self._store_batch(accepted) if accepted else []
+        done = [
+            result if replace else _as_denied(result, name)
+            for result, (name, _, replace) in zip(done, accepted, strict=True)
+        ]
         if len(accepted) == len(refused):
             return done
         results = iter(done)
@@ -571,7 +647,11 @@ class Backend(abc.ABC):
         if not self.opened:
             self._require_open()
         validate_backend_name(name)
-        await self._store_file(name, path, size, replace=self._may_replace(name))
+        if self._may_replace(name):
+            await self._store_file(name, path, size, replace=True)
+        else:
+            with _denied_if_exists(name):
+                await self._store_file(name, path, size, replace=False)
 
     async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Store a local file (default: stream it in ``part_size`` pieces into ``_store_chunks``)."""
@@ -584,15 +664,25 @@ class Backend(abc.ABC):
 
         await self._store_chunks(name, chunks(), size, replace=replace)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Store the concatenation of ``chunks`` under ``name`` atomically.
 
         ``size``, when given, is checked: a stream that ends early or runs long stores nothing.
+        ``if_absent`` as for [`store`][aiodepot.backends.base.Backend.store].
         """
         if not self.opened:
             self._require_open()
         validate_backend_name(name)
-        await self._store_chunks(name, chunks, size, replace=self._may_replace(name))
+        if if_absent:
+            self._check_create(name)
+            await self._store_chunks(name, chunks, size, replace=False)
+        elif self._may_replace(name):
+            await self._store_chunks(name, chunks, size, replace=True)
+        else:
+            with _denied_if_exists(name):
+                await self._store_chunks(name, chunks, size, replace=False)
 
     async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Store a stream (default: collect it, then one ``_store``)."""
@@ -601,3 +691,32 @@ class Backend(abc.ABC):
         if size is not None and len(data) != size:
             raise ValueError(f"{name}: expected {size} bytes, the stream gave {len(data)}")
         await self._store(name, data, replace=replace)
+
+    # the contract: presigned URLs --------------------------------------------------------------------
+
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """A URL through which anyone holding it may ``GET`` (read) or ``PUT`` (write) the value of ``name``
+        without credentials, until ``expires`` (seconds from now, or a ``timedelta``) has passed.
+
+        A backend that cannot sign URLs raises [`NotSupported`][aiodepot.errors.NotSupported]. The
+        permission map must allow reading (``GET``) or writing (``PUT``) ``name``.
+        """
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name)
+        seconds = expires.total_seconds() if isinstance(expires, datetime.timedelta) else expires
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0:
+            raise ValueError(f"expires must be a number of seconds > 0 or a timedelta, got {expires!r}")
+        verb = method.upper() if isinstance(method, str) else method
+        if verb == "GET":
+            self.permissions.check(name, "r")
+        elif verb == "PUT":
+            self.permissions.check(name, "W")  # the URL may replace an existing value
+        else:
+            raise ValueError(f"method must be 'GET' or 'PUT', got {method!r}")
+        return await self._url_for(name, expires=float(seconds), method=verb)
+
+    async def _url_for(self, name: str, *, expires: float, method: str) -> str:
+        """Sign a URL for a valid, permitted name (``expires`` seconds > 0, ``method`` ``GET`` or ``PUT``);
+        the default raises [`NotSupported`][aiodepot.errors.NotSupported]."""
+        raise self._not_supported("url_for (presigned URLs)")

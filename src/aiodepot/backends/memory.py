@@ -92,7 +92,9 @@ class MemoryBackend(Backend):
         quota: a byte limit for the whole store.
     """
 
-    capabilities = Capabilities(server_side_hash=False, server_side_copy=True, preferred_concurrency=64)
+    capabilities = Capabilities(
+        server_side_hash=False, server_side_copy=True, atomic_create=True, preferred_concurrency=64
+    )
 
     def __init__(
         self,

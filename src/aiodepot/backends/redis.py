@@ -201,6 +201,7 @@ class RedisBackend(Backend):
         batch_ops=True,
         batch_size=256,
         server_side_copy=True,
+        atomic_create=True,  # SET NX
         preferred_concurrency=32,
         part_size=8 * MiB,
     )
@@ -478,11 +479,15 @@ class RedisBackend(Backend):
             raise ObjectNotFound(name)
         return bytes(data)
 
-    def _queue_store(self, pipe: Any, name: str, data: bytes | memoryview, ttl: float | None) -> None:
+    def _queue_store(
+        self, pipe: Any, name: str, data: bytes | memoryview, ttl: float | None, *, create: bool = False
+    ) -> None:
+        """Queue the item's ``SET`` (last in the pipeline: with ``create`` it is ``SET NX``, whose reply is
+        None when the key exists) after the ``SET NX`` of its directory keys."""
         for directory in ["", *_ancestors(name)]:
             pipe.set(self._dir_key(directory), b"", nx=True)
         value = _HEADER.pack(time.time()) + data
-        pipe.set(self._key(name), value, px=None if ttl is None else max(int(ttl * 1000), 1))
+        pipe.set(self._key(name), value, px=None if ttl is None else max(int(ttl * 1000), 1), nx=create)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Set the item's key (and its parents' directory keys) in one round trip; ``default_ttl`` applies."""
@@ -505,11 +510,11 @@ class RedisBackend(Backend):
     async def _set(self, name: str, data: bytes | memoryview, ttl: float | None, *, replace: bool) -> None:
         client = self._get()
         async with self._using(name):
-            if not replace and await self._exists(client, name):
-                self._refuse_replace(name)
             async with client.pipeline(transaction=False) as pipe:
-                self._queue_store(pipe, name, data, ttl)
-                await pipe.execute()
+                self._queue_store(pipe, name, data, ttl, create=not replace)
+                replies = await pipe.execute()
+            if not replace and replies[-1] is None:  # SET NX: the key exists, nothing was written
+                self._refuse_replace(name)
 
     async def _delete(self, name: str) -> None:
         """Delete the item's key."""

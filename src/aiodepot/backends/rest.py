@@ -44,7 +44,9 @@ from ..names import validate_backend_name
 from ..protocol import (
     ACCEPT,
     ATIME_HEADER,
+    EXTENSIONS_HEADER,
     HASH_HEADER,
+    IF_ABSENT,
     IS_DIRECTORY_HEADER,
     MTIME_HEADER,
     error_for_status,
@@ -592,12 +594,21 @@ class RestBackend(Backend):
         """Connect, and check that the store exists."""
         self._transport = self._new_transport()
         try:
-            await self._exchange("HEAD", "", ok=(200, 404))
+            reply = await self._exchange("HEAD", "", ok=(200, 404))
         except BaseException:
             transport, self._transport = self._transport, None
             with contextlib.suppress(Exception):
                 await transport.close()
             raise
+
+        # an aiodepot server names its extensions; borgstore's server would ignore ?if_absent=1 and overwrite
+        extensions = next((v for k, v in reply.headers.items() if k.lower() == EXTENSIONS_HEADER.lower()), "")
+        creates = "if-absent" in (part.strip() for part in extensions.split(","))
+        self.capabilities = self.capabilities.replace(atomic_create=creates)
+
+    def _create_query(self, replace: bool) -> dict[str, str] | None:
+        """The query of a store: ``if_absent=1`` for ``replace=False`` where the server offers it."""
+        return {IF_ABSENT: "1"} if not replace and self.capabilities.atomic_create else None
 
     async def _close(self) -> None:
         """Close the connections (and the server process, for ``rest://``)."""
@@ -653,14 +664,16 @@ class RestBackend(Backend):
         """A POST of the value with its SHA-256; a transfer that arrives corrupted is sent once more."""
         _url_path(name)
         headers = {HASH_HEADER: hashlib.sha256(value).hexdigest(), "Content-Type": "application/octet-stream"}
-        await self._post_value(name, headers, value, len(value))
+        await self._post_value(name, headers, value, len(value), query=self._create_query(replace))
 
-    async def _post_value(self, name: str, headers: dict[str, str], body: Body, length: int) -> None:
+    async def _post_value(
+        self, name: str, headers: dict[str, str], body: Body, length: int, *, query: dict[str, str] | None = None
+    ) -> None:
         try:
-            await self._exchange("POST", name, headers=headers, body=body, length=length)
+            await self._exchange("POST", name, query=query, headers=headers, body=body, length=length)
         except IntegrityError:
             logger.warning("store %s: the server got a corrupted body, sending it again", name)
-            await self._exchange("POST", name, headers=headers, body=body, length=length)
+            await self._exchange("POST", name, query=query, headers=headers, body=body, length=length)
 
     async def _delete(self, name: str) -> None:
         """A DELETE; after a lost connection a 404 counts as done."""
@@ -752,7 +765,7 @@ class RestBackend(Backend):
         _url_path(name)
         digest = await asyncio.to_thread(_file_sha256, path)  # a file that changes meanwhile fails this check
         headers = {HASH_HEADER: digest, "Content-Type": "application/octet-stream"}
-        await self._post_value(name, headers, _FileBody(path, size), size)
+        await self._post_value(name, headers, _FileBody(path, size), size, query=self._create_query(replace))
 
     async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Spool the stream to a temporary file (bounded memory, hashed on the way), then upload it."""

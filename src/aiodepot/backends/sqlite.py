@@ -211,6 +211,7 @@ class SQLiteBackend(Backend):
         batch_size=256,
         server_side_hash=True,
         server_side_copy=True,
+        atomic_create=True,  # the check and the insert share one BEGIN IMMEDIATE transaction
         preferred_concurrency=64,
         part_size=8 * MiB,
     )

@@ -118,6 +118,7 @@ class ZipBackend(Backend):
         batch_size=256,
         server_side_hash=False,
         server_side_copy=False,
+        atomic_create=True,  # the name check and the append share the archive's lock (one writer process)
         preferred_concurrency=16,
         part_size=16 * MiB,
     )

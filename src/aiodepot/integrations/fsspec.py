@@ -20,8 +20,8 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..errors import ObjectNotFound, StoreNotFound
-from ..items import ItemInfo
+from ..errors import ObjectExists, ObjectNotFound, StoreNotFound
+from ..items import ItemInfo, StoreInput
 from ..names import ROOTNS, validate_namespace
 from ..store import Store
 from .paths import key_path, path_key, path_prefix_key
@@ -256,7 +256,21 @@ class DepotFileSystem(AsyncFileSystem):  # type: ignore[misc]
     async def _pipe_file(self, path: str, value: bytes, mode: str = "overwrite", **kwargs: Any) -> None:
         store = await self._ready()
         name = self._name(path)
-        if mode == "create" and await store.exists(name):
+        if mode != "create":
+            await store.store(name, value)
+            return
+        await self._store_new(store, name, value, path)
+
+    async def _store_new(self, store: Store, name: str, value: StoreInput, path: str) -> None:
+        """Store ``value`` only if ``name`` is new (``FileExistsError`` if not): atomically where the backend
+        creates atomically (``if_absent``), elsewhere a check, then the write."""
+        if store.backend.capabilities.atomic_create:
+            try:
+                await store.store(name, value, if_absent=True)
+            except ObjectExists:
+                raise FileExistsError(self._strip_protocol(path)) from None
+            return
+        if await store.exists(name):
             raise FileExistsError(self._strip_protocol(path))
         await store.store(name, value)
 
@@ -317,9 +331,14 @@ class DepotFileSystem(AsyncFileSystem):  # type: ignore[misc]
             return  # directories come with their files
         store = await self._ready()
         name = self._name(rpath)
-        if mode == "create" and await store.exists(name):
-            raise FileExistsError(self._strip_protocol(rpath))
-        await store.store_file(name, lpath)
+        if mode != "create":
+            await store.store_file(name, lpath)
+            return
+        f = await asyncio.to_thread(open, lpath, "rb")
+        try:
+            await self._store_new(store, name, f, rpath)  # the Store reads the file in a worker thread
+        finally:
+            await asyncio.to_thread(f.close)
 
     async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
         store = await self._ready()
@@ -345,8 +364,9 @@ class DepotFileSystem(AsyncFileSystem):  # type: ignore[misc]
         cache_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> DepotFile:
-        if mode == "xb":
-            if self.exists(path):
+        exclusive = mode == "xb"
+        if exclusive:
+            if self.exists(path):  # fail early; the store at close decides atomically where it can
                 raise FileExistsError(self._strip_protocol(path))
             mode = "wb"
         if mode not in ("rb", "wb"):
@@ -355,6 +375,7 @@ class DepotFileSystem(AsyncFileSystem):  # type: ignore[misc]
             self,
             path,
             mode,
+            exclusive=exclusive,
             block_size=block_size or self.blocksize,
             autocommit=autocommit,
             cache_options=cache_options,
@@ -372,9 +393,14 @@ class DepotFile(AbstractBufferedFile):  # type: ignore[misc]
 
     fs: DepotFileSystem
 
-    def __init__(self, fs: DepotFileSystem, path: str, mode: str = "rb", **kwargs: Any) -> None:
+    def __init__(
+        self, fs: DepotFileSystem, path: str, mode: str = "rb", *, exclusive: bool = False, **kwargs: Any
+    ) -> None:
         self._queue: asyncio.Queue[bytes | BaseException | None] | None = None
         self._upload: asyncio.Future[None] | None = None
+        self.exclusive = exclusive
+        """Opened in ``xb`` mode: the item is stored only if it is new (atomically where the backend
+        creates atomically); else closing raises ``FileExistsError``."""
         super().__init__(fs, path, mode, **kwargs)
 
     def _fetch_range(self, start: int, end: int) -> bytes:
@@ -397,7 +423,9 @@ class DepotFile(AbstractBufferedFile):  # type: ignore[misc]
                     raise item
                 yield item
 
-        self._upload = asyncio.ensure_future(store.store(self.fs._name(self.path), chunks()))
+        name = self.fs._name(self.path)
+        upload = self.fs._store_new(store, name, chunks(), self.path) if self.exclusive else store.store(name, chunks())
+        self._upload = asyncio.ensure_future(upload)
 
     async def _put(self, item: bytes | BaseException | None) -> None:
         """Hand ``item`` to the upload; at the end (None, or an error to abort it) wait for the upload."""

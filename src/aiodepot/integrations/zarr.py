@@ -15,11 +15,12 @@ Each zarr key is one item of the store, its key made by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Self, TypeVar
 
-from ..errors import ObjectNotFound, StoreNotFound
+from ..errors import ObjectExists, ObjectNotFound, StoreNotFound
 from ..names import ROOTNS, validate_namespace
 from ..store import Store
 from ..sync import Portal
@@ -52,7 +53,8 @@ class DepotZarrStore(ZarrStore):
 
     Reads of byte ranges (``RangeByteRequest``, ``OffsetByteRequest``, ``SuffixByteRequest``) read only
     the range; ``get_partial_values`` runs its reads concurrently, ``max_concurrency`` of the store at
-    once. ``set_if_not_exists`` checks, then writes (not atomic against a concurrent writer).
+    once. ``set_if_not_exists`` is atomic where the backend creates atomically
+    (``store(…, if_absent=True)``, see ``capabilities.atomic_create``); elsewhere it checks, then writes.
     """
 
     supports_writes = True
@@ -212,8 +214,19 @@ class DepotZarrStore(ZarrStore):
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         """Store ``value`` under ``key`` unless it holds a value already."""
         self._check_writable()
-        if not await self.exists(key):
-            await self.set(key, value)
+        if not isinstance(value, Buffer):
+            raise TypeError(f"DepotZarrStore.set_if_not_exists(): expected a zarr Buffer, got {type(value).__name__}")
+        name = self._name(key)
+        data = value.as_buffer_like()
+
+        async def create() -> None:
+            if self.store.backend.capabilities.atomic_create:
+                with contextlib.suppress(ObjectExists):
+                    await self.store.store(name, data, if_absent=True)
+            elif not await self.store.exists(name):
+                await self.store.store(name, data)
+
+        await self._call(create)
 
     async def _set_many(self, values: Iterable[tuple[str, Buffer]]) -> None:
         self._check_writable()

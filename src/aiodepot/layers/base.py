@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import datetime
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, Self
 
@@ -40,7 +41,8 @@ class Wrapper(Backend):
         return await self.load(name, offset=offset, size=size)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
-        await self.store(name, value)
+        # a wrapper's own permission map is empty: replace=False comes from if_absent
+        await self.store(name, value, if_absent=not replace)
 
     async def _delete(self, name: str) -> None:
         await self.delete(name)
@@ -130,9 +132,9 @@ class Layer(Wrapper):
         """Forwarded."""
         return await self.inner.load(name, offset=offset, size=size)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Forwarded."""
-        await self.inner.store(name, value)
+        await self.inner.store(name, value, if_absent=if_absent)
 
     async def delete(self, name: str) -> None:
         """Forwarded."""
@@ -200,9 +202,15 @@ class Layer(Wrapper):
         """Forwarded."""
         await self.inner.store_file(name, path, size=size)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Forwarded."""
-        await self.inner.store_chunks(name, chunks, size=size)
+        await self.inner.store_chunks(name, chunks, size=size, if_absent=if_absent)
+
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """Forwarded (the value is stored as it is given)."""
+        return await self.inner.url_for(name, expires=expires, method=method)
 
 
 class RenamingLayer(Layer):
@@ -239,9 +247,9 @@ class RenamingLayer(Layer):
         """Mapped and forwarded."""
         return await self.inner.load(self._in(name), offset=offset, size=size)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Mapped and forwarded."""
-        await self.inner.store(self._in(name), value)
+        await self.inner.store(self._in(name), value, if_absent=if_absent)
 
     async def delete(self, name: str) -> None:
         """Mapped and forwarded."""
@@ -317,6 +325,12 @@ class RenamingLayer(Layer):
         """Mapped and forwarded."""
         await self.inner.store_file(self._in(name), path, size=size)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Mapped and forwarded."""
-        await self.inner.store_chunks(self._in(name), chunks, size=size)
+        await self.inner.store_chunks(self._in(name), chunks, size=size, if_absent=if_absent)
+
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """Mapped and forwarded."""
+        return await self.inner.url_for(self._in(name), expires=expires, method=method)

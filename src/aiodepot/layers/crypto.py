@@ -257,7 +257,9 @@ class Encrypt(Transform):
         async for chunk in Backend.read_chunks(self, name, offset=offset, size=size, chunk_size=chunk_size):
             yield chunk
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Encrypt the stream segment by segment on its way to the inner backend (memory stays bounded)."""
         header = _MAGIC + os.urandom(_SALT_SIZE)
         cipher = self._cipher(header)
@@ -280,4 +282,6 @@ class Encrypt(Transform):
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {seen}")
             yield self._seal(cipher, header, index, bytes(pending), True)
 
-        await self.inner.store_chunks(name, sealed(), size=None if size is None else _stored_size(size))
+        await self.inner.store_chunks(
+            name, sealed(), size=None if size is None else _stored_size(size), if_absent=if_absent
+        )

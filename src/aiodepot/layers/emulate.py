@@ -65,9 +65,9 @@ class Emulate(Layer):
         await self.emulator.delay(started, len(data))
         return data
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Delayed by the latency and the value's time on the link."""
-        await self._timed(self.inner.store(name, value), len(value))
+        await self._timed(self.inner.store(name, value, if_absent=if_absent), len(value))
 
     async def delete(self, name: str) -> None:
         """Delayed."""

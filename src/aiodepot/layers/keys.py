@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import datetime
 import hashlib
 import logging
 import re
@@ -17,7 +18,7 @@ import string
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 
 from ..backends.base import Backend, Capabilities
-from ..errors import IntegrityError, InvalidName, ObjectNotFound
+from ..errors import IntegrityError, InvalidName, ObjectExists, ObjectNotFound
 from ..items import ItemInfo, Source, StoreValue, validate_value
 from ..names import DEL_SUFFIX, MAX_BACKEND_NAME_LENGTH, validate_backend_name
 from .base import Layer, RenamingLayer
@@ -201,10 +202,18 @@ class HashedNames(Layer):
             raise ObjectNotFound(name)
         return max(info.size - len(header), 0)
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """The header and the value, under the hashed name."""
         path, header = self._item(name)
-        await self.inner.store(path, b"".join((header, validate_value(value))))
+        try:
+            await self.inner.store(path, b"".join((header, validate_value(value))), if_absent=if_absent)
+        except ObjectExists as exc:
+            raise ObjectExists(f"item {name!r} exists") from exc  # the original name, not the hashed one
+
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """Not supported: the stored form starts with a header, so a URL to it would not give (or take) the
+        value as it is."""
+        raise self._not_supported("url_for (the stored values carry a header)")
 
     async def delete(self, name: str) -> None:
         """Forwarded under the hashed name."""
@@ -346,7 +355,9 @@ class HashedNames(Layer):
         """Generic: the file is streamed into ``store_chunks``."""
         await Backend.store_file(self, name, path, size=size)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """The header, then the stream, into the inner ``store_chunks``."""
         path, header = self._item(name)
 
@@ -356,7 +367,11 @@ class HashedNames(Layer):
                 yield chunk
 
         try:
-            await self.inner.store_chunks(path, with_header(), size=None if size is None else size + len(header))
+            await self.inner.store_chunks(
+                path, with_header(), size=None if size is None else size + len(header), if_absent=if_absent
+            )
+        except ObjectExists as exc:
+            raise ObjectExists(f"item {name!r} exists") from exc
         except ValueError as exc:
             if size is None:
                 raise

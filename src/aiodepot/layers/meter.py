@@ -44,9 +44,9 @@ class Meter(Layer):
             add("backend_load_volume", len(data))
         return data
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Counted: one store and its bytes."""
-        await self.inner.store(name, value)
+        await self.inner.store(name, value, if_absent=if_absent)
         add = self.stats.add
         add("backend_store_calls")
         if value:

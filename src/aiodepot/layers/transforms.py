@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import builtins
+import datetime
 import hashlib
 import hmac
 import importlib
@@ -125,9 +126,9 @@ class Transform(Layer):
                 results.append(exc)
         return results
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Encode and store."""
-        await self.inner.store(name, await self._encode_async(value))
+        await self.inner.store(name, await self._encode_async(value), if_absent=if_absent)
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
         """Encode each value and store them as one inner batch."""
@@ -173,9 +174,15 @@ class Transform(Layer):
         """Generic: the file is read, encoded and stored."""
         await Backend.store_file(self, name, path, size=size)
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Generic: the chunks are joined, encoded and stored."""
-        await Backend.store_chunks(self, name, chunks, size=size)
+        await Backend.store_chunks(self, name, chunks, size=size, if_absent=if_absent)
+
+    async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
+        """Not supported: the stored form is not the value, so a URL to it would not give (or take) it."""
+        raise self._not_supported("url_for (the values are transformed)")
 
 
 class Hmac(Transform):

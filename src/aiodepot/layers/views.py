@@ -42,7 +42,7 @@ class ReadOnly(Layer):
         """Refused."""
         self._refuse(f"rmdir {name!r}")
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Refused."""
         self._refuse(f"store {name!r}")
 
@@ -70,7 +70,9 @@ class ReadOnly(Layer):
         """Refused."""
         self._refuse(f"store {name!r}")
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Refused."""
         self._refuse(f"store {name!r}")
 

@@ -33,8 +33,11 @@ from ..names import DEL_SUFFIX, validate_backend_name
 from ..protocol import (
     ACCEPT,
     ATIME_HEADER,
+    EXTENSIONS,
+    EXTENSIONS_HEADER,
     HASH_HEADER,
     HASH_MISMATCH,
+    IF_ABSENT,
     IS_DIRECTORY_HEADER,
     MTIME_HEADER,
     MUST_BE_OPEN,
@@ -306,6 +309,7 @@ class _Truncated(Exception):
 
 async def _plain_server_header(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = SERVER_HEADER
+    response.headers[EXTENSIONS_HEADER] = EXTENSIONS
 
 
 def _error(request: web.Request, exc: Exception, scrub: list[str]) -> web.Response:
@@ -482,6 +486,7 @@ class _StoreHandler:
         if declared is not None and self.max_body_size is not None and declared > self.max_body_size:
             raise PayloadTooLarge(f"the body has {declared} bytes, the server takes at most {self.max_body_size}")
         expected = request.headers.get(HASH_HEADER)
+        if_absent = request.query.get(IF_ABSENT) == "1"  # the extension: create only (412 if it exists)
         # One write of a name at a time through this server: the backend's "is it new?" (append-only) and
         # quota checks and its final commit cannot interleave with another store of the same name.
         async with self._writing.hold(name):
@@ -492,10 +497,10 @@ class _StoreHandler:
                 data = await self._read_exact(request, declared)
                 if expected and hashlib.sha256(data).hexdigest() != expected.strip().lower():
                     raise IntegrityError(HASH_MISMATCH)
-                await self.backend.store(name, data)
+                await self.backend.store(name, data, if_absent=if_absent)
             else:
                 chunks = self._body_chunks(request, declared, expected, room)
-                await self.backend.store_chunks(name, chunks, size=declared)
+                await self.backend.store_chunks(name, chunks, size=declared, if_absent=if_absent)
         return _ok()
 
     async def _quota_room(self, name: str) -> int | None:

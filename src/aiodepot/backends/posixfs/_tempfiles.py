@@ -19,7 +19,7 @@ import stat
 import time
 from collections.abc import Callable
 
-from ...errors import BackendError, PermissionDenied
+from ...errors import BackendError, ObjectExists, PermissionDenied
 from ...names import HID_SUFFIX, TMP_SUFFIX
 from ._fileio import fsync_dir, link_new
 from ._safe_open import ConfinedPaths
@@ -190,7 +190,7 @@ class TempFiles(ConfinedPaths):
         except FileExistsError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise PermissionDenied(f"{os.path.relpath(path, self.base)}: exists, and may not be overwritten") from exc
+            raise ObjectExists(f"item {os.path.relpath(path, self.base)!r} exists") from exc
         except FileNotFoundError as exc:
             if os.path.lexists(tmp):
                 raise

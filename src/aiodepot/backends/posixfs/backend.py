@@ -69,6 +69,7 @@ class PosixFSBackend(TempFiles, Backend):
         server_side_hash=True,
         server_side_copy=True,
         server_side_gather=True,
+        atomic_create=True,  # the temp file is hard-linked into place: a link never replaces an entry
         preferred_concurrency=512,  # bulk calls: two batch jobs of 256 items in flight
         batch_size=256,  # fewer, bigger thread jobs: each hand-off costs more than a cached small read
         part_size=16 * MiB,

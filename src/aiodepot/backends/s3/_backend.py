@@ -5,6 +5,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import logging
+import math
+import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, Self
 
@@ -12,14 +14,14 @@ from ..._threads import Offloader
 from ...errors import (
     BackendError,
     BackendURLInvalid,
+    ObjectExists,
     ObjectNotFound,
     ReadRangeError,
     StoreError,
     StoreExists,
     StoreNotFound,
 )
-from ...items import ItemInfo, StoreValue, validate_value
-from ...names import validate_backend_name
+from ...items import ItemInfo, StoreValue
 from .._objectstore import (
     DELIMITER,
     KeyLayout,
@@ -64,6 +66,10 @@ def _check_sizes(part_size: int | None, multipart_threshold: int | None, copy_th
             raise ValueError(f"{option} must be an int >= {least}, got {value!r}")
     if copy_threshold > MAX_PART_SIZE:
         raise ValueError(f"copy_threshold must be at most {MAX_PART_SIZE} (S3 copies no more at once)")
+
+
+MAX_PRESIGN_SECONDS = 7 * 24 * 3600
+"""The longest a SigV4 presigned URL may last."""
 
 
 class S3Backend(Backend):
@@ -117,6 +123,7 @@ class S3Backend(Backend):
         server_side_copy=True,
         multipart=True,
         atomic_store=True,
+        atomic_create=True,  # If-None-Match: * (a service without conditional writes ignores it)
         parallel_ranges=True,
         preferred_concurrency=32,
         part_size=8 * MiB,
@@ -464,23 +471,39 @@ class S3Backend(Backend):
             self._refuse_replace(name)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
-        """PUT the value with its checksum (big values as a parallel multipart upload)."""
+        """PUT the value with its checksum (big values as a parallel multipart upload); ``replace=False``
+        sends ``If-None-Match: *`` (on the completion of a multipart upload), so the service decides."""
         key = self.layout.key(name)
-        await self._check_replace(name, key, replace)
-        await self._uploads.put(name, key, value)
+        if not await self._uploads.put(name, key, value, if_none_match=not replace):
+            self._refuse_replace(name)
 
     async def store_if_absent(self, name: str, value: StoreValue) -> bool:
-        """Store ``value`` only if nothing is stored under ``name`` (``If-None-Match: *``).
+        """Deprecated: use ``store(name, value, if_absent=True)``, which raises ``ObjectExists``.
 
-        Returns False, storing nothing, if ``name`` exists. The service decides atomically, so of several
-        writers racing for a new name exactly one wins. It needs a service with conditional writes
-        (AWS S3 since 2024, MinIO, …); one without them overwrites.
+        Returns False, storing nothing, if ``name`` exists.
         """
-        self._require_open()
-        data = validate_value(value)
-        key = self.layout.key(validate_backend_name(name))
-        self.permissions.check(name, "wW")
-        return await self._uploads.put(name, key, data, if_none_match=True)
+        warnings.warn(
+            "S3Backend.store_if_absent() is deprecated: use store(name, value, if_absent=True)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        try:
+            await self.store(name, value, if_absent=True)
+        except ObjectExists:
+            return False
+        return True
+
+    async def _url_for(self, name: str, *, expires: float, method: str) -> str:
+        """A SigV4 presigned ``GetObject`` or ``PutObject`` URL (at most 7 days: SigV4's limit)."""
+        seconds = math.ceil(expires)
+        if seconds > MAX_PRESIGN_SECONDS:
+            raise ValueError(f"s3 presigned URLs last at most {MAX_PRESIGN_SECONDS} s (7 days), not {expires}")
+        operation = "get_object" if method == "GET" else "put_object"
+        with ERRORS.boundary(name):
+            url: str = await self._client.generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": self.layout.key(name)}, ExpiresIn=seconds
+            )
+        return url
 
     async def _delete(self, name: str) -> None:
         """DELETE the object (a HEAD first: S3 deletes missing objects without complaint)."""
@@ -517,8 +540,8 @@ class S3Backend(Backend):
     async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Upload a local file: one PUT, or a multipart upload whose parts are read and sent in parallel."""
         key = self.layout.key(name)
-        await self._check_replace(name, key, replace)
-        await self._uploads.file(name, key, path, size)
+        if not await self._uploads.file(name, key, path, size, if_none_match=not replace):
+            self._refuse_replace(name)
 
     async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """Upload a stream: one PUT if it ends within ``multipart_threshold``, else parts sent as they fill.
@@ -527,8 +550,8 @@ class S3Backend(Backend):
         long aborts the upload, so nothing is stored.
         """
         key = self.layout.key(name)
-        await self._check_replace(name, key, replace)
-        await self._uploads.stream(name, key, chunks, size)
+        if not await self._uploads.stream(name, key, chunks, size, if_none_match=not replace):
+            self._refuse_replace(name)
 
     def _part_size_for(self, size: int) -> int:
         """The part size for a ``size``-byte upload: the configured one, grown to need at most 10,000 parts."""

@@ -65,6 +65,7 @@ def client_config(
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         s3={"addressing_style": addressing_style},
+        signature_version="s3v4",  # also for presigned URLs (botocore would presign with SigV2)
     )
 
 

@@ -165,8 +165,10 @@ class Uploads:
         upload = await self.begin(dst_key, name)
         await upload.run(copy_all)
 
-    async def file(self, name: str, key: str, path: str, size: int) -> None:
-        """Upload a local file: one PUT, or a multipart upload whose parts are read and sent in parallel."""
+    async def file(self, name: str, key: str, path: str, size: int, *, if_none_match: bool = False) -> bool:
+        """Upload a local file: one PUT, or a multipart upload whose parts are read and sent in parallel.
+
+        Returns False (storing nothing) if ``if_none_match`` found an object there already."""
         checksum = self.settings.checksum
         fd = await self.offloader.run(os.open, path, os.O_RDONLY | os.O_CLOEXEC)
 
@@ -181,8 +183,7 @@ class Uploads:
             if size <= self.settings.multipart_threshold:
                 body, checksum_args_ = await read(0, size)
                 await check_end()
-                await self.put_object(name, key, body, checksum_args_)
-                return
+                return await self.put_object(name, key, body, checksum_args_, if_none_match=if_none_match)
             part_size = self.part_size_for(size)
 
             async def send_all(upload: S3Multipart) -> None:
@@ -191,12 +192,16 @@ class Uploads:
                 await check_end()
 
             upload = await self.begin(key, name)
-            await upload.run(send_all)
+            return await upload.run(send_all, if_none_match=if_none_match)
         finally:
             await self.offloader.run(os.close, fd)
 
-    async def stream(self, name: str, key: str, chunks: AsyncIterable[bytes], size: int | None) -> None:
-        """Upload a stream: one PUT if it ends within ``multipart_threshold``, else parts sent as they fill."""
+    async def stream(
+        self, name: str, key: str, chunks: AsyncIterable[bytes], size: int | None, *, if_none_match: bool = False
+    ) -> bool:
+        """Upload a stream: one PUT if it ends within ``multipart_threshold``, else parts sent as they fill.
+
+        Returns False (storing nothing) if ``if_none_match`` found an object there already."""
         part_size = self.part_size_for(size) if size is not None else self.part_size_for(0)
         buffer = bytearray()
         stream = aiter(chunks)
@@ -209,8 +214,7 @@ class Uploads:
         else:
             if size is not None and len(buffer) != size:
                 raise ValueError(f"{name}: expected {size} bytes, the stream gave {len(buffer)}")
-            await self.put(name, key, bytes(buffer))
-            return
+            return await self.put(name, key, bytes(buffer), if_none_match=if_none_match)
         checksum = self.settings.checksum
 
         async def part_checksum(part: bytes) -> dict[str, str]:
@@ -230,4 +234,4 @@ class Uploads:
             )
 
         upload = await self.begin(key, name)
-        await upload.run(send_all)
+        return await upload.run(send_all, if_none_match=if_none_match)

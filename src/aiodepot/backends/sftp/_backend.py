@@ -91,6 +91,7 @@ class SftpBackend(Backend):
 
     capabilities = Capabilities(
         server_side_copy=True,  # move is a rename on the server
+        atomic_create=True,  # the plain SFTP rename refuses an existing target (OpenSSH: with link())
         parallel_ranges=True,
         preferred_concurrency=64,  # requests in flight: enough to hide a round trip of tens of ms
         part_size=4 * MiB,  # 16 maximum-size OpenSSH reads (255 KiB) in flight per range
@@ -403,7 +404,7 @@ class SftpBackend(Backend):
         async def chunks() -> AsyncIterator[bytes | memoryview]:
             yield value
 
-        await self._run(name, self._uploader(name, path, chunks, len(value)))
+        await self._run(name, self._uploader(name, path, chunks, len(value), replace=replace))
 
     async def _check_replace(self, name: str, path: str, replace: bool) -> None:
         """With ``replace=False`` (the permissions allow only new items), refuse an existing item."""
@@ -417,9 +418,16 @@ class SftpBackend(Backend):
             self._refuse_replace(name)
 
     def _uploader(
-        self, name: str, path: str, chunks: Callable[[], AsyncIterator[bytes | memoryview]], size: int | None
+        self,
+        name: str,
+        path: str,
+        chunks: Callable[[], AsyncIterator[bytes | memoryview]],
+        size: int | None,
+        *,
+        replace: bool = True,
     ) -> Callable[[Link], Awaitable[None]]:
-        """An op that writes ``chunks()`` to a new temp file beside ``path`` and renames it into place.
+        """An op that writes ``chunks()`` to a new temp file beside ``path`` and renames it into place
+        (``replace=False``: with the plain rename, which refuses an existing item atomically).
 
         Each try starts the stream anew and first removes the temp file of the try before it.
         """
@@ -436,7 +444,10 @@ class SftpBackend(Backend):
             try:
                 await self._files.write_temp(link, tmp, path, chunks(), size)
                 async with self._round():
-                    await self._files.rename_over(sftp, tmp, path)
+                    if replace:
+                        await self._files.rename_over(sftp, tmp, path)
+                    elif not await self._files.rename_new(sftp, tmp, path):
+                        self._refuse_replace(name)  # the except below removes the temp file
                 stale.remove(tmp)
             except Exception as exc:
                 if not is_lost(exc):  # the connection works: clean up now
@@ -621,7 +632,7 @@ class SftpBackend(Backend):
             async for chunk in chunks:
                 yield chunk if isinstance(chunk, bytes) else bytes(chunk)  # the producer may reuse its buffer
 
-        await self._run(name, self._uploader(name, path, once, size), may_retry=lambda: not started)
+        await self._run(name, self._uploader(name, path, once, size, replace=replace), may_retry=lambda: not started)
 
     async def _store_file(self, name: str, path: str, size: int, *, replace: bool) -> None:
         """Stream a local file into a temp file and rename it over; after a lost connection, start again."""
@@ -634,4 +645,4 @@ class SftpBackend(Backend):
                 while chunk := await f.read(part):
                     yield chunk
 
-        await self._run(name, self._uploader(name, remote, chunks, size))
+        await self._run(name, self._uploader(name, remote, chunks, size, replace=replace))

@@ -144,6 +144,26 @@ class RemoteFiles:
                     raise
         await sftp.rename(src, dst)  # a last try that raises what stops it
 
+    async def rename_new(self, sftp: asyncssh.SFTPClient, src: str, dst: str) -> bool:
+        """Rename ``src`` to ``dst`` only if ``dst`` does not exist; False (``src`` left alone) if it does.
+
+        The plain SFTP rename refuses an existing target (unlike posix-rename@openssh.com), and OpenSSH's
+        server does it with ``link()``, so the server decides atomically.
+        """
+        try:
+            await sftp.rename(src, dst)
+        except asyncssh.SFTPError as exc:
+            if exc.code not in (asyncssh.FX_FAILURE, asyncssh.FX_FILE_ALREADY_EXISTS):
+                raise
+            try:
+                await sftp.lstat(dst)
+            except asyncssh.SFTPError as missing:
+                if is_not_found(missing):
+                    raise exc from None  # the rename failed for another reason
+                raise
+            return False
+        return True
+
     async def remove_tree(self, sftp: asyncssh.SFTPClient, path: str, limit: asyncio.Semaphore) -> None:
         """Remove the directory ``path`` and everything in it, many requests at a time."""
 

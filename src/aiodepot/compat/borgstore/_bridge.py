@@ -133,9 +133,16 @@ class SyncBackendBridge(Wrapper):
         data: bytes = await self._do("load", name, offset=offset, size=size)
         return data
 
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Write a value."""
-        await self._do("store", name, value)
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
+        """Write a value; ``if_absent`` only where the bridge reaches an aiodepot backend directly (a
+        borgstore-style sync backend has no atomic create: ``NotSupported``)."""
+        if not if_absent:
+            await self._do("store", name, value)
+            return
+        native = self._native("store")
+        if native is None:
+            raise self._not_supported("store(..., if_absent=True) on a borgstore-style backend object")
+        await native.store(name, value, if_absent=True)
 
     async def delete(self, name: str) -> None:
         """Remove ``name``."""

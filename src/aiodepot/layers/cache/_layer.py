@@ -554,14 +554,15 @@ class Cache(Layer):
 
     # writes --------------------------------------------------------------------------------------------
 
-    async def store(self, name: str, value: StoreValue) -> None:
-        """Store in the primary, then (in a cached namespace) in the cache."""
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
+        """Store in the primary, then (in a cached namespace) in the cache; with ``if_absent`` the primary
+        decides (an existing item there raises ``ObjectExists`` and the cache is left alone)."""
         if not self._caching(name):
-            await self.inner.store(name, value)
+            await self.inner.store(name, value, if_absent=if_absent)
             return
         data = validate_value(value)
         async with self._writing([name]):
-            await self.inner.store(name, data)
+            await self.inner.store(name, data, if_absent=if_absent)
             await self._cache_put(name, len(data), lambda: self.cache.store(name, data))
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
@@ -588,14 +589,16 @@ class Cache(Layer):
             await self.inner.store_file(name, path, size=size)
             await self._cache_put(name, size, lambda: self.cache.store_file(name, path, size=size))
 
-    async def store_chunks(self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None) -> None:
+    async def store_chunks(
+        self, name: str, chunks: AsyncIterable[bytes], *, size: int | None = None, if_absent: bool = False
+    ) -> None:
         """Stream into the primary; a cached copy of an older value is dropped (the chunks are gone)."""
         if not self._caching(name):
-            await self.inner.store_chunks(name, chunks, size=size)
+            await self.inner.store_chunks(name, chunks, size=size, if_absent=if_absent)
             return
         async with self._writing([name]):
             try:
-                await self.inner.store_chunks(name, chunks, size=size)
+                await self.inner.store_chunks(name, chunks, size=size, if_absent=if_absent)
             finally:
                 await self._cache_drop(name)
 

@@ -33,6 +33,7 @@ def _combine(children: Sequence[Capabilities]) -> Capabilities:
         server_side_gather=all(c.server_side_gather for c in children),
         multipart=all(c.multipart for c in children),
         atomic_store=all(c.atomic_store for c in children),
+        atomic_create=False,  # no single decision across children: see the Mirror docs
         batch_ops=all(c.batch_ops for c in children),
         batch_size=min(c.batch_size for c in children),
         parallel_ranges=any(c.parallel_ranges for c in children),
@@ -69,6 +70,11 @@ class Mirror(Wrapper):
 
     Writes to one name are serialized in this mirror, so concurrent writers leave all children with the
     same value (other processes writing to the children directly are not coordinated).
+
+    ``store(name, value, if_absent=True)`` raises [`NotSupported`][aiodepot.errors.NotSupported]: each child
+    would decide on its own, so two processes racing on one name could each win on a different child and
+    leave the copies disagreeing. ``url_for`` raises ``NotSupported`` too (a URL reaches one child only, and
+    a ``PUT`` through it would bypass the mirror).
 
     ``open`` opens all children concurrently. A child that fails to open is left out ("down", listed in
     ``down``) if the others still reach the write quorum; otherwise the open ones are closed again and
