@@ -29,7 +29,8 @@ KNOWN_BACKEND_CYCLES: frozenset[frozenset[str]] = frozenset()
 
 # The borgstore drop-in keeps borgstore's own module paths, and there ``borgstore.backends._base`` is what
 # borgstore's store and users import (``BackendBase``, ``ItemInfo``): a public path under a private name.
-BORGSTORE_LAYOUT = "aiodepot.compat.borgstore.backends._base"
+BORGSTORE_LAYOUT = {"aiodepot.compat.borgstore.backends._base", "aiodepot.compat.borgstore.backends._utils"}
+"""Modules whose private names are borgstore's layout, importable anywhere in the drop-in."""
 
 
 def _modules() -> dict[str, Path]:
@@ -156,7 +157,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def _private_module_allowed(importer: str, target: str) -> bool:
     """A ``_module`` is importable from its own package (and the packages below it)."""
-    if target == BORGSTORE_LAYOUT:
+    if target in BORGSTORE_LAYOUT:
         return importer.startswith("aiodepot.compat.borgstore")
     package = target.rpartition(".")[0]
     return importer == package or importer.startswith(package + ".")
