@@ -73,9 +73,15 @@ class Listing(StoreBase):
         finally:
             await walk.aclose()
 
-    async def _list_dir(self, path: str) -> AsyncIterator[ItemInfo]:
-        """One backend directory listing; its backend time is added to ``list_time``."""
-        listing = self._calls.list(path).__aiter__()
+    async def _list_dir(self, path: str, bounds: _Bounds | None = None) -> AsyncIterator[ItemInfo]:
+        """One backend directory listing; its backend time is added to ``list_time``.
+
+        ``bounds`` are passed to the backend as hints (object stores list from the start key, by prefix).
+        """
+        if bounds is None or not (bounds.prefix or bounds.start_after):
+            listing = self._calls.list(path).__aiter__()
+        else:
+            listing = self._calls.list_range(path, prefix=bounds.prefix, start_after=bounds.start_after).__aiter__()
         while True:
             started = time.perf_counter_ns()
             try:
@@ -97,7 +103,8 @@ class Listing(StoreBase):
         # keys: they are opened at once and their sorted streams merged.
         tiebreak = itertools.count()
         heap: builtins.list[tuple[str, int, ItemInfo, AsyncIterator[ItemInfo] | None]] = []
-        async for entry in self._list_dir(path):
+        hints = bounds if bounds is not None and not key_prefix and self._holds_keys_only(path) else None
+        async for entry in self._list_dir(path, hints):
             if entry.directory:
                 sub_path = f"{path}/{entry.name}" if path else entry.name
                 if self._is_namespace_dir(sub_path):
@@ -124,6 +131,15 @@ class Listing(StoreBase):
             yield item.with_name(item.name.removesuffix(DEL_SUFFIX)) if deleted else item
             if stream is not None:
                 await advance(stream)
+
+    def _holds_keys_only(self, path: str) -> bool:
+        """True for the directory of a namespace configured without nesting (levels ``[0]``) and without a
+        configured namespace below it: every entry is a key (or a soft-deleted one), so a backend may list
+        it from the start key and by the prefix of the keys."""
+        if [levels for prefix, levels in self._levels if prefix.rstrip("/") == path] != [[0]]:
+            return False
+        below = path + "/" if path else ""
+        return not any(prefix.rstrip("/") != path and prefix.startswith(below) for prefix, _ in self._levels)
 
     def _is_namespace_dir(self, path: str) -> bool:
         """True for a directory of a configured namespace (or a parent of one), not one of key nesting."""

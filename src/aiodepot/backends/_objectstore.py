@@ -211,17 +211,20 @@ class ListingPage:
     directories: builtins.list[str] = dataclasses.field(default_factory=builtins.list)
 
 
-async def merge_listing(name: str, pages: AsyncIterable[ListingPage]) -> AsyncIterator[ItemInfo]:
+async def merge_listing(
+    name: str, pages: AsyncIterable[ListingPage], *, missing_if_empty: bool = True
+) -> AsyncIterator[ItemInfo]:
     """The entries of directory ``name`` sorted by name, from ``pages`` in key order, fetched as they go.
 
     Foreign keys, ``.tmp``/``.hid`` names and the directory's own marker are left out; a listing whose
-    first page is empty raises ``ObjectNotFound(name)``.
+    first page is empty raises ``ObjectNotFound(name)`` unless ``missing_if_empty`` is False (a listing
+    narrowed by a prefix or a start key may be empty in a directory that exists).
     """
     pending: builtins.list[tuple[str, int, ItemInfo]] = []  # a heap by name: see name_bound
     tiebreak = itertools.count()
     first_page = True
     async for page in pages:
-        if first_page and not page.files and not page.directories:
+        if first_page and not page.files and not page.directories and missing_if_empty:
             raise ObjectNotFound(name)
         first_page = False
         entries: builtins.list[tuple[str, ItemInfo | None]] = []
@@ -238,7 +241,7 @@ async def merge_listing(name: str, pages: AsyncIterable[ListingPage]) -> AsyncIt
             bound = name_bound(relative)
             while pending and pending[0][0] < bound:
                 yield heapq.heappop(pending)[2]
-    if first_page:
+    if first_page and missing_if_empty:
         raise ObjectNotFound(name)
     while pending:
         yield heapq.heappop(pending)[2]

@@ -377,6 +377,30 @@ class Backend(abc.ABC):
         finally:
             await _aclose(entries)
 
+    async def list_range(
+        self, name: str, *, prefix: str = "", start_after: str | None = None
+    ) -> AsyncIterator[ItemInfo]:
+        """`list` for a caller that wants only the entries whose names start with ``prefix`` and sort after
+        ``start_after``: the backend may leave the others out, and need not (the caller filters).
+
+        Object stores pass both to the service, so a listing that resumes deep in a large directory, or
+        wants a few names in it, does not page through the rest. The default is `list`.
+        """
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "l")
+        entries = self._list_range(name, prefix, start_after)
+        try:
+            async for entry in entries:
+                yield entry
+        finally:
+            await _aclose(entries)
+
+    def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """The entries of ``name`` that `list_range` asks for, and any others (default: ``_list``)."""
+        return self._list(name)
+
     @abc.abstractmethod
     async def _mkdir(self, name: str) -> None:
         """Create directory ``name`` and its parents."""

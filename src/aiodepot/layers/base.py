@@ -148,6 +148,13 @@ class Layer(Wrapper):
         """Forwarded."""
         return self.inner.list(name)
 
+    def list_range(self, name: str, *, prefix: str = "", start_after: str | None = None) -> AsyncIterator[ItemInfo]:
+        """Forwarded with its hints by a layer that forwards ``list``; a layer with a ``list`` of its own (one
+        that renames or filters) lists with it, and the hints are dropped."""
+        if type(self).list is not Layer.list:
+            return self.list(name)
+        return self.inner.list_range(name, prefix=prefix, start_after=start_after)
+
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Forwarded."""
         return await self.inner.load_batch(names)

@@ -112,7 +112,14 @@ class Emulate(Layer):
 
     async def list(self, name: str) -> AsyncIterator[ItemInfo]:
         """One round trip for the listing, not one per entry."""
-        listing = self.inner.list(name)
+        async for info in self.list_range(name):
+            yield info
+
+    async def list_range(
+        self, name: str, *, prefix: str = "", start_after: str | None = None
+    ) -> AsyncIterator[ItemInfo]:
+        """One round trip for the listing, not one per entry (the hints forwarded)."""
+        listing = self.inner.list_range(name, prefix=prefix, start_after=start_after)
         if self.emulator.latency:
             await asyncio.sleep(self.emulator.latency)
         async for info in listing:

@@ -355,24 +355,36 @@ class S3Backend(Backend):
         async for info in merge_listing(name, self._pages(name)):
             yield info
 
-    async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
-        prefix = self.layout.dir_prefix(name)
+    async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """`_list` with ``Prefix`` and ``StartAfter`` given to the service (S3 lists in key order)."""
+        async for info in merge_listing(name, self._pages(name, prefix, start_after), missing_if_empty=False):
+            yield info
+
+    async def _pages(self, name: str, prefix: str = "", start_after: str | None = None) -> AsyncIterator[ListingPage]:
+        directory = self.layout.dir_prefix(name)
         token: str | None = None
+        extra: dict[str, str] = {"StartAfter": directory + start_after} if start_after else {}
         while True:
-            extra = {"ContinuationToken": token} if token else {}
             page = await self._call(
-                "list_objects_v2", name, Prefix=prefix, Delimiter=DELIMITER, MaxKeys=self.list_page_size, **extra
+                "list_objects_v2",
+                name,
+                Prefix=directory + prefix,
+                Delimiter=DELIMITER,
+                MaxKeys=self.list_page_size,
+                **extra,
             )
+            prefix_len = len(directory)
             yield ListingPage(
                 files=[
-                    (entry["Key"][len(prefix) :], entry["Size"], entry["LastModified"].timestamp())
+                    (entry["Key"][prefix_len:], entry["Size"], entry["LastModified"].timestamp())
                     for entry in page.get("Contents", ())
                 ],
-                directories=[entry["Prefix"][len(prefix) :] for entry in page.get("CommonPrefixes", ())],
+                directories=[entry["Prefix"][prefix_len:] for entry in page.get("CommonPrefixes", ())],
             )
             token = page.get("NextContinuationToken")
             if not page.get("IsTruncated") or not token:
                 return
+            extra = {"ContinuationToken": token}
 
     # items -----------------------------------------------------------------------------------------------
 
