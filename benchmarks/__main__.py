@@ -20,6 +20,7 @@ from rich.table import Table
 
 from . import (
     big_file,
+    borg,
     emulated_latency,
     fsspec_read,
     posixfs_small,
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
     "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
+    "borg": (borg.run, {"size_mib": 128}, {"size_mib": 16}),
 }
 
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import boto3
 import pytest
@@ -151,3 +152,33 @@ def test_borg2_on_s3(borg_python: str, tmp_path: Path) -> None:
         borg_lifecycle(borg_python, server.url("borg", "repo"), tmp_path)
     finally:
         server.stop()
+
+
+BORG_OWN_TESTS = (
+    "borg.testsuite.repository_test",
+    "borg.testsuite.storelocking_test",
+    "borg.testsuite.cache_test",
+    "borg.testsuite.archives_test",
+)
+BORG_OWN_PASSED = 263
+"""Borg's own tests of its repository, store locking, cache and archives: all 263 pass on the drop-in, as on
+the real borgstore 0.7."""
+
+
+@pytest.mark.timeout(900)
+def test_borgs_own_repository_tests_pass_on_the_drop_in(borg_python: str, tmp_path: Path) -> None:
+    """Borg 2's own test modules that work on the store run with the drop-in installed before Borg loads."""
+    (tmp_path / "install_dropin.py").write_text(
+        "import aiodepot.compat.borgstore\naiodepot.compat.borgstore.install()\n"
+    )
+    report = tmp_path / "report.xml"
+    command = [borg_python, "-m", "pytest", "-p", "install_dropin", "--pyargs", *BORG_OWN_TESTS]
+    command += ["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "--junitxml", str(report)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "src")])}
+    completed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert completed.returncode == 0, completed.stdout[-5000:] + completed.stderr[-2000:]
+    suite = ElementTree.parse(report).getroot().find("testsuite")
+    assert suite is not None
+    counts = {key: int(suite.get(key, "0")) for key in ("tests", "failures", "errors", "skipped")}
+    assert counts["failures"] == counts["errors"] == 0, completed.stdout[-5000:]
+    assert counts["tests"] - counts["skipped"] == BORG_OWN_PASSED, counts
