@@ -69,6 +69,8 @@ class Capabilities:
     """Big values are uploaded in parallel parts."""
     atomic_store: bool = True
     """A reader never sees a half-written value."""
+    atomic_create: bool = False
+    """A store that must not replace an existing value is one atomic operation (of racing writers, one wins)."""
     batch_ops: bool = False
     """The ``*_batch`` methods do many items in one round trip or thread job (faster than one by one)."""
     batch_size: int = 64
