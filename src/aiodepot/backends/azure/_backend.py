@@ -45,6 +45,7 @@ MiB = 1024 * 1024
 T = TypeVar("T")
 _OFFLOAD_AT = 256 * 1024  # hash bigger bodies on a thread
 _COPY_POLL = (0.05, 1.0)  # first and longest wait between looks at a pending copy
+_SINGLE_PUT = MiB  # aiohttp sends a bigger body from bytes only with a warning (a stream is used for blocks)
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
@@ -64,7 +65,7 @@ class AzureBackend(Backend):
         timeouts: ``connect`` (default 10 s) and ``read`` (for data on a connection, default 60 s).
         part_size: range size of parallel loads and the block size of big values (default 4 MiB: a range
             of at most 4 MiB comes with the service's MD5 of it, which every load checks).
-        block_threshold: values bigger than this go up as staged blocks (default: ``part_size``).
+        block_threshold: values bigger than this go up as staged blocks (default: ``part_size``, at most 1 MiB).
         list_page_size: names per listing request (the service returns at most 5000).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
     """
@@ -121,7 +122,7 @@ class AzureBackend(Backend):
         self.capabilities = self.capabilities.replace(
             preferred_concurrency=self.limits.connections, part_size=part_size or type(self).capabilities.part_size
         )
-        self.block_threshold = block_threshold or self.capabilities.part_size
+        self.block_threshold = block_threshold or min(self.capabilities.part_size, _SINGLE_PUT)
         self.list_page_size = list_page_size
         self._service: Any = None
         self._container: Any = None
@@ -179,7 +180,17 @@ class AzureBackend(Backend):
             connector=aiohttp.TCPConnector(limit=max(self.limits.connections or 1, self.limits.parts or 1)),
             auto_decompress=False,
         )
-        transport = AioHttpTransport(session=self._session, session_owner=False)
+        # aiohttp sends an idempotent request again, unseen, when a reused connection turns out dead; the
+        # retries are ours (a DELETE that reached the service must not come back as a 404 from its repeat)
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
+        transport = AioHttpTransport(
+            session=self._session,
+            session_owner=False,
+            connection_timeout=self.timeouts.connect,
+            read_timeout=self.timeouts.read,
+            connection_data_block_size=256 * 1024,
+        )
         self._service = BlobServiceClient(
             self.account.endpoint,
             credential=self.account.credential,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -57,9 +58,14 @@ class BlockUpload(MultipartUpload):
     async def send(self, number: int, body: bytes, checksum: bytes) -> None:
         """Stage block ``number``; the service checks it against the MD5 ``checksum``."""
         block_id = self.block_id(number)
-        await self.call(
-            self.name, lambda: self.blob.stage_block(block_id, body, len(body), transactional_content_md5=checksum)
-        )
+
+        def stage() -> Awaitable[Any]:  # a stream (a new one each attempt): aiohttp sends big bytes with a warning
+            staged: Awaitable[Any] = self.blob.stage_block(
+                block_id, io.BytesIO(body), len(body), transactional_content_md5=checksum
+            )
+            return staged
+
+        await self.call(self.name, stage)
         self.blocks[number] = block_id
 
     async def complete(self, *, if_none_match: bool = False) -> bool:

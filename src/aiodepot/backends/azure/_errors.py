@@ -42,9 +42,11 @@ def _one_line(text: object) -> str:
 def native(exc: BaseException) -> Native:
     """Code, HTTP status and one-line message of an azure-core error (just the message of anything else)."""
     if isinstance(exc, azure_errors.HttpResponseError) and exc.status_code is not None:
-        code = getattr(exc, "error_code", None)
-        message = exc.reason if exc.reason and exc.reason != "None" else _one_line(exc.message)
-        return Native(code=str(getattr(code, "value", code) or ""), status=exc.status_code, message=_one_line(message))
+        code = str(getattr((found := getattr(exc, "error_code", None)), "value", found) or "")
+        message = _one_line(exc.reason if exc.reason and exc.reason != "None" else exc.message)
+        if exc.status_code == 400 and "md5" in message.lower() and "match" in message.lower():
+            code = "Md5Mismatch"  # Azurite says InvalidOperation where the service says Md5Mismatch
+        return Native(code=code, status=exc.status_code, message=message)
     message = _one_line(exc)
     if isinstance(exc, azure_errors.AzureError) and "mismatch" in message.lower():
         return Native(code=READ_MISMATCH, message=message)
