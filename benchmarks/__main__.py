@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import (
+    azure,
     big_file,
     borg,
     emulated_latency,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "sftp": (sftp.run, {"count": 1000}, {"count": 100}),
     "rest": (rest.run, {"count": 2000}, {"count": 200}),
     "server_load": (server_load.run, {"clients": 32, "operations": 500}, {"clients": 8, "operations": 50}),
+    "azure": (azure.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
     "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),

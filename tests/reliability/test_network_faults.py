@@ -1,7 +1,8 @@
 """Network faults between the network backends and real servers (issue 11, item 3).
 
 A [`FaultProxy`][tests.servers.faultproxy.FaultProxy] sits between each client and its server on
-loopback — ``rest`` → aiodepot's server, ``s3`` → moto's server, ``sftp`` → OpenSSH's sshd — and resets,
+loopback — ``rest`` → aiodepot's server, ``s3`` → moto's server, ``azure`` → Azurite, ``sftp`` → OpenSSH's
+sshd — and resets,
 stalls, trickles or flips bits of the traffic while a Store stores, loads (whole, ranged and big values in
 parallel parts), describes, lists and deletes. What must hold:
 
@@ -39,6 +40,7 @@ from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
 from aiodepot.errors import IntegrityError, StoreError
 from tests.servers import require_module
+from tests.servers.azurite import Azurite, start_azurite
 from tests.servers.faultproxy import Direction, Fault, FaultProxy
 from tests.servers.moto import MotoServer, start_moto_server
 from tests.servers.rest import ThreadedServer
@@ -54,7 +56,7 @@ OP_BOUND = 30.0
 CONFIG = {"data/": {"levels": [0]}}
 SMALL = 40_000
 BIG = 9 * MiB  # more than one 8 MiB part: parallel ranged loads, multipart uploads on s3, a streamed body on rest
-BACKENDS = ["rest", "s3", "sftp"]
+BACKENDS = ["rest", "s3", "azure", "sftp"]
 DIRECTIONS: tuple[Direction, ...] = ("up", "down")
 ABORTED_DEFAULT = 100
 ABORTED_SLOW = 1000
@@ -64,7 +66,7 @@ def give_up_budget(kind: str) -> float:
     """The longest an operation may take when every attempt fails by timing out: each attempt connects
     (and logs in) and then waits out a read, with the backoff between attempts (botocore's standard mode
     waits up to 1, 2 and 4 s; rest and sftp wait 0.01 s here), plus 3 s of slack for a loaded machine."""
-    backoff = 7.0 if kind == "s3" else RETRIES * 0.02
+    backoff = {"s3": 7.0, "azure": 0.7}.get(kind, RETRIES * 0.02)  # azure: 0.1 s doubling
     return (RETRIES + 1) * 3 * TIMEOUT + backoff + 3
 
 
@@ -80,6 +82,14 @@ def fds() -> int:
 def moto_server() -> Iterator[MotoServer]:
     require_module("moto.server", pip="moto[server]")
     server = start_moto_server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def azurite() -> Iterator[Azurite]:
+    pytest.importorskip("azure.storage.blob")
+    server = start_azurite()
     yield server
     server.stop()
 
@@ -139,6 +149,22 @@ def _server_for(
             )
 
         yield moto.port, s3
+    elif kind == "azure":
+        from aiodepot.backends.azure import AzureBackend
+
+        emulator: Azurite = request.getfixturevalue("azurite")
+        container = f"faults-{uuid.uuid4().hex[:16]}"
+
+        def azure(port: int) -> Backend:
+            return AzureBackend.from_url(
+                emulator.url(container, "depot", port=port),
+                create_container=True,
+                part_size=8 * MiB,  # as on s3: a flip 7 MiB into a big store lands in its first block
+                timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                retry=AzureBackend.default_retry.with_attempts(RETRIES + 1),
+            )
+
+        yield emulator.port, azure
     else:
         from aiodepot.backends.sftp import SftpBackend
 
@@ -472,6 +498,7 @@ FLIP_OFFSETS = {
 FLIP_LOADS = {
     "rest": ("load", "ranged load", "list", "big load"),
     "s3": ("load",),
+    "azure": ("load", "ranged load", "big load"),  # every range of at most 4 MiB comes with its MD5
     "sftp": ("load", "ranged load", "list", "big load"),
 }
 
@@ -526,7 +553,12 @@ async def test_flipped_bits_on_loads_never_give_wrong_bytes_full(rig: Rig) -> No
     await flips_on_loads(rig, random.Random(22))
 
 
-FLIP_STORES = {"rest": ("store", "big store"), "s3": ("store", "big store"), "sftp": ("store", "big store")}
+FLIP_STORES = {
+    "rest": ("store", "big store"),
+    "s3": ("store", "big store"),
+    "azure": ("store", "big store"),
+    "sftp": ("store", "big store"),
+}
 
 
 async def flips_on_stores(rig: Rig, rng: random.Random | None) -> None:
