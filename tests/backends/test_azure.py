@@ -19,6 +19,7 @@ from aiodepot import (
     BackendURLInvalid,
     ConnectionLost,
     IntegrityError,
+    ObjectExists,
     ObjectNotFound,
     PermissionDenied,
     ReadRangeError,
@@ -29,7 +30,7 @@ from aiodepot import (
 from aiodepot.backends import Limits, RetryPolicy, backend_from_url
 from aiodepot.backends.azure import DEVELOPMENT_KEY, AzureBackend, parse_connection_string
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
-from tests.servers import free_port
+from tests.servers import free_port, require_module
 from tests.servers.azurite import ACCOUNT, KEY, Azurite, start_azurite
 
 MiB = 1024 * 1024
@@ -37,7 +38,7 @@ MiB = 1024 * 1024
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    pytest.importorskip("azure.storage.blob")
+    require_module("azure.storage.blob", pip="aiodepot[azure]")
     server = start_azurite()
     yield server
     server.stop()
@@ -323,8 +324,8 @@ async def test_create_only_is_one_atomic_request(backend_at: Any) -> None:
         name = f"ns/race-{len(value)}"
         results = await asyncio.gather(*(backend._upload(name, value, replace=False) for _ in range(16)))
         assert sorted(results) == [False] * 15 + [True]
-    with pytest.raises(PermissionDenied):
-        await backend._store("ns/once", b"third", replace=False)
+    with pytest.raises(ObjectExists):
+        await backend.store("ns/once", b"third", if_absent=True)
 
 
 async def test_create_only_permissions(azurite: Azurite) -> None:
@@ -357,15 +358,15 @@ async def test_signed_urls_work_without_credentials(backend_at: Any) -> None:
     backend = await backend_at()
     await backend.store("ns/shared", b"for a third party")
     async with aiohttp.ClientSession() as http:
-        url = await backend._url_for("ns/shared", expires=60, method="GET")
+        url = await backend.url_for("ns/shared", expires=60, method="GET")
         async with http.get(url) as response:
             assert response.status == 200 and await response.read() == b"for a third party"
-        url = await backend._url_for("ns/upload", expires=60, method="PUT")
+        url = await backend.url_for("ns/upload", expires=60, method="PUT")
         async with http.put(url, data=b"from outside", headers={"x-ms-blob-type": "BlockBlob"}) as response:
             assert response.status == 201, await response.text()
         assert await backend.load("ns/upload") == b"from outside"
 
-        read_only = await backend._url_for("ns/shared", expires=60, method="GET")
+        read_only = await backend.url_for("ns/shared", expires=60, method="GET")
         async with http.put(read_only, data=b"x", headers={"x-ms-blob-type": "BlockBlob"}) as response:
             assert response.status == 403  # a GET URL does not write
         tampered = url.replace("ns/upload", "ns/other")  # the signature covers the blob's name
@@ -375,14 +376,14 @@ async def test_signed_urls_work_without_credentials(backend_at: Any) -> None:
         forged = read_only.replace(signature, ("A" if signature[0] != "A" else "B") + signature[1:])
         async with http.get(forged) as response:
             assert response.status == 403
-        expiring = await backend._url_for("ns/shared", expires=1, method="GET")
+        expiring = await backend.url_for("ns/shared", expires=1, method="GET")
         await asyncio.sleep(2.5)
         async with http.get(expiring) as response:
             assert response.status == 403
     assert await backend.load("ns/shared") == b"for a third party"
     assert not (await backend.info("ns/other")).exists
     with pytest.raises(ValueError):
-        await backend._url_for("ns/shared", expires=60, method="DELETE")
+        await backend.url_for("ns/shared", expires=60, method="DELETE")
 
 
 # errors ----------------------------------------------------------------------------------------------------
