@@ -448,6 +448,10 @@ class SyncStore:
         listing = self.async_store.list(name, prefix=prefix, start_after=start_after, deleted=deleted)
         return BlockingIterator(self.portal, listing, timeout=self.timeout)
 
+    def count(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """See [`aiodepot.Store.count`][aiodepot.Store.count]."""
+        return self._run(self.async_store.count, name, deleted=deleted)
+
     def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """See [`aiodepot.Store.gather`][aiodepot.Store.gather]."""
         return self._run(self.async_store.gather, sources, namespace=namespace, deleted=deleted)

@@ -146,6 +146,10 @@ class Layer(Wrapper):
         """Forwarded."""
         return self.inner.list(name)
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Forwarded."""
+        return await self.inner.count(name, deleted=deleted)
+
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Forwarded."""
         return await self.inner.load_batch(names)
@@ -259,6 +263,10 @@ class RenamingLayer(Layer):
         entries.sort(key=lambda info: info.name)
         for info in entries:
             yield info
+
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Generic (a walk through this layer's listing): a mapping may change the names' suffixes."""
+        return await Backend.count(self, name, deleted=deleted)
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Mapped and forwarded."""

@@ -19,12 +19,13 @@ from ...errors import (
     StoreNotFound,
 )
 from ...items import ItemInfo, StoreValue, validate_value
-from ...names import validate_backend_name
+from ...names import DEL_SUFFIX, validate_backend_name
 from .._objectstore import (
     DELIMITER,
     KeyLayout,
     ListingPage,
     get_with_retry,
+    is_ours,
     merge_listing,
     range_header,
 )
@@ -347,6 +348,28 @@ class S3Backend(Backend):
         """
         async for info in merge_listing(name, self._pages(name)):
             yield info
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """List the keys below the directory without a delimiter, page by page, and count the items."""
+        prefix = self.layout.dir_prefix(name)
+        token: str | None = None
+        total, seen = 0, False
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = await self._call("list_objects_v2", name, Prefix=prefix, MaxKeys=1000, **extra)
+            for entry in page.get("Contents", ()):
+                seen = True
+                relative = entry["Key"][len(prefix) :]
+                if not relative or relative.endswith(DELIMITER) or relative.endswith(DEL_SUFFIX) != deleted:
+                    continue  # a directory marker, or the other kind
+                if all(is_ours(part) for part in relative.split(DELIMITER)):
+                    total += 1
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        if not seen:
+            raise ObjectNotFound(name)
+        return total
 
     async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
         prefix = self.layout.dir_prefix(name)
