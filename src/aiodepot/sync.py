@@ -28,6 +28,7 @@ from .backends.base import Backend
 from .blocking_iter import BlockingIterator
 from .items import ItemInfo, Source, StoreInput, StoreValue
 from .names import ROOTNS
+from .stack import WriteBackOption
 from .store import Store
 from .store_streams import DEFAULT_CHUNK_SIZE
 from .transfer import ProgressCallback
@@ -242,7 +243,7 @@ class SyncStore:
     ```
 
     Args:
-        url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``.
+        url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``, and ``writeback``.
         portal: the event loop thread to run on (default: the shared [`Portal.default`][aiodepot.Portal.default]).
         timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none); the
             async store's own per-operation ``timeout`` stays unset (set ``store.async_store.timeout``).
@@ -266,6 +267,7 @@ class SyncStore:
         cache_backend: Backend | None = None,
         portal: Portal | None = None,
         timeout: float | None = None,
+        writeback: WriteBackOption = None,
     ) -> None:
         self.async_store = Store(
             url,
@@ -281,6 +283,7 @@ class SyncStore:
             max_bytes_in_flight=max_bytes_in_flight,
             cache_url=cache_url,
             cache_backend=cache_backend,
+            writeback=writeback,
         )
         self.portal = portal or Portal.default()
         self.timeout = timeout
@@ -478,6 +481,10 @@ class SyncStore:
     def quota(self) -> dict[str, int]:
         """See [`aiodepot.Store.quota`][aiodepot.Store.quota]."""
         return self._run(self.async_store.quota)
+
+    def flush(self) -> None:
+        """See [`aiodepot.Store.flush`][aiodepot.Store.flush]."""
+        self._run(self.async_store.flush)
 
     # files -----------------------------------------------------------------------------------------------
 
