@@ -28,6 +28,7 @@ from . import (
     server_load,
     sftp,
     sync_overhead,
+    writeback,
     zarr_chunks,
 )
 from .common import Row
@@ -44,6 +45,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
     "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
+    "writeback": (writeback.run, {"count": 10_000}, {"count": 500}),
 }
 
 

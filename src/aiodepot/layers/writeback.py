@@ -371,7 +371,8 @@ class WriteBack(Layer):
             return
         self._counts["flushes"] += 1
         inner = self.inner
-        size = inner.capabilities.batch_size if inner.capabilities.batch_ops else 1
+        # as the Store's bulk calls: batches where the backend has them, at most max_concurrency items in flight
+        size = min(inner.capabilities.batch_size, self.max_concurrency) if inner.capabilities.batch_ops else 1
         groups = [changes[i : i + size] for i in range(0, len(changes), size)]
 
         async def write(group: builtins.list[_Change]) -> builtins.list[BaseException | None]:
@@ -701,22 +702,26 @@ class WriteBack(Layer):
             yield entries[leaf]
 
     async def count(self, name: str, *, deleted: bool = False) -> int:
-        """The inner count, corrected by the backlog's changes below ``name`` (one inner ``info_batch``)."""
-        changes = [c for c in self._below(name) if c.name.endswith(DEL_SUFFIX) == deleted]
-        try:
-            total = await self.inner.count(name, deleted=deleted)
-        except ObjectNotFound:
-            if not self._has_below(name) and name:
-                raise
-            total = 0
-        if changes:
-            infos = await self.inner.info_batch([change.name for change in changes])
-            for change, info in zip(changes, infos, strict=True):
-                there = isinstance(info, ItemInfo) and info.exists and not info.directory
-                if change.deleted and there:
-                    total -= 1
-                elif not change.deleted and not there:
-                    total += 1
+        """The inner count, corrected by the backlog's changes below ``name`` (one inner ``info_batch``).
+
+        It waits for a running flush, so that no change moves from the backlog to the inner backend
+        between the two looks."""
+        async with self._flushing:
+            changes = [c for c in self._below(name) if c.name.endswith(DEL_SUFFIX) == deleted]
+            try:
+                total = await self.inner.count(name, deleted=deleted)
+            except ObjectNotFound:
+                if not self._has_below(name) and name:
+                    raise
+                total = 0
+            if changes:
+                infos = await self.inner.info_batch([change.name for change in changes])
+        for change, info in zip(changes, infos if changes else [], strict=True):
+            there = isinstance(info, ItemInfo) and info.exists and not info.directory
+            if change.deleted and there:
+                total -= 1
+            elif not change.deleted and not there:
+                total += 1
         return total
 
 
