@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 import aiodepot
-from aiodepot import ConnectionLost, ObjectNotFound, Store, SyncStore, WriteBackError
+from aiodepot import ConnectionLost, ObjectNotFound, PermissionDenied, Store, SyncStore, WriteBackError
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.sqlite import SQLiteBackend
-from aiodepot.layers import WriteBack
+from aiodepot.layers import ReadOnly, WriteBack
 from tests.conformance.suite import BackendConformance, MakeBackend, StoreConformance, key
 
 
@@ -293,3 +293,25 @@ def test_a_crash_before_flush(tmp_path: Path, buffer: str) -> None:
     with SyncStore(inner) as after:
         assert after.count("") == 200
         assert after.load("item123") == b"acknowledged 123"
+
+
+async def test_flush_to_a_read_only_store_keeps_the_backlog(inner: str) -> None:
+    setup = Store(backend=MemoryBackend(inner), config=CONFIG)
+    await setup.create()
+    async with setup:
+        await setup.store("meta/there", b"T")
+    layer = WriteBack(ReadOnly(MemoryBackend(inner)))
+    store = Store(backend=layer, config=CONFIG)
+    await store.open()
+    await store.store("meta/new", b"N")
+    await store.delete("meta/there")
+    with pytest.raises(WriteBackError, match="2 changes are pending") as failure:
+        await store.flush()
+    assert isinstance(failure.value.__cause__, PermissionDenied) and failure.value.pending == 2
+    assert [i.name async for i in store.list("meta")] == ["new"]
+    with pytest.raises(WriteBackError):
+        await store.close()
+    layer.inner = MemoryBackend(inner)  # the store is writable again
+    await layer.inner.open()
+    await store.close()
+    assert await inner_names(inner) == ["meta/new"]
