@@ -420,7 +420,7 @@ class WriteBack(Layer):
         if failures:
             self._counts["failures"] += 1
             raise WriteBackError(
-                f"write-back flush: {len(failures)} changes could not be written ({failures[0]}); "
+                f"write-back flush: writing to {self.inner!r} failed ({failures[0]}); "
                 f"{len(self._changes)} changes are pending, the next flush() retries them",
                 pending=len(self._changes),
             ) from failures[0]
@@ -433,6 +433,7 @@ class WriteBack(Layer):
         """The running background flush, or a new one."""
         if self._background is None or self._background.done():
             self._background = asyncio.ensure_future(self._flush_in_background())
+            self._background.add_done_callback(_retrieved)  # its failure is logged, and raised to waiters
         return self._background
 
     async def _flush_in_background(self) -> None:
@@ -457,7 +458,7 @@ class WriteBack(Layer):
     def _aged(self) -> None:
         self._timer = None
         if self._changes and self.opened:
-            self._start_background().add_done_callback(_retrieved)
+            self._start_background()
 
     def _over(self, extra_bytes: int, fraction: float = 1.0) -> bool:
         return bool(self._changes) and (
@@ -478,7 +479,7 @@ class WriteBack(Layer):
                         pending=len(self._changes),
                     ) from exc.__cause__
         if self._over(size, 0.5):
-            self._start_background().add_done_callback(_retrieved)
+            self._start_background()
 
     # buffered writes -----------------------------------------------------------------------------------
 
