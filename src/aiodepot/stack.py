@@ -91,7 +91,9 @@ def find_writeback(backend: Backend) -> WriteBack | None:
     return None
 
 
-def _writeback(backend: Backend, policies: Mapping[str, CachePolicy], option: WriteBackOption) -> Backend:
+def _writeback(
+    backend: Backend, policies: Mapping[str, CachePolicy], option: WriteBackOption, max_concurrency: int | None
+) -> Backend:
     """``backend`` under a write-back layer if ``option`` or a namespace's ``"cache": "writeback"`` asks for one."""
     buffered = {prefix: policy for prefix, policy in policies.items() if policy.mode is CacheMode.WRITEBACK}
     if not buffered and (option is None or option is False):
@@ -111,6 +113,8 @@ def _writeback(backend: Backend, policies: Mapping[str, CachePolicy], option: Wr
         limits["max_bytes"] = max(1, sum(size or 0 for size in sizes))
     if ages:
         limits["max_age"] = min(ages) or None
+    if max_concurrency is not None and max_concurrency >= 1:
+        limits["max_concurrency"] = max_concurrency
     return WriteBack(backend, buffer, namespaces=list(buffered) or None, **limits)
 
 
@@ -128,10 +132,12 @@ def build_stack(
     latency: float | None = None,
     bandwidth: float | None = None,
     writeback: WriteBackOption = None,
+    max_concurrency: int | None = None,
 ) -> Stack:
     """Compose the layers of a Store over ``backend`` (see the module docs).
 
-    ``latency``/``bandwidth`` not given come from the environment
+    A write-back layer made here flushes with ``max_concurrency`` writes in flight (default: what the
+    backend prefers). ``latency``/``bandwidth`` not given come from the environment
     ([`Emulator.from_environment`][aiodepot.emulation.Emulator.from_environment]).
     """
     policies = cache_policies(config)
@@ -157,9 +163,9 @@ def build_stack(
         caching = sorted(prefix for prefix, policy in policies.items() if policy.caching)
         if caching:
             raise ValueError(f"namespaces {caching} use the cache: give cache_url= or cache_backend=")
-        below = _writeback(_emulated(backend, emulator), policies, writeback)
+        below = _writeback(_emulated(backend, emulator), policies, writeback, max_concurrency)
         top = below if isinstance(below, WriteBack) else backend
         return Stack(top, Meter(below, stats), None, emulator, find_writeback(below))
-    below = _writeback(_emulated(backend, emulator), policies, writeback)
+    below = _writeback(_emulated(backend, emulator), policies, writeback, max_concurrency)
     cache = Cache(below, cache_backend, policies)
     return Stack(cache, Meter(cache, stats), cache, emulator, find_writeback(below))

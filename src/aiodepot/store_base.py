@@ -156,6 +156,7 @@ class StoreBase:
             latency=latency,
             bandwidth=bandwidth,
             writeback=writeback,
+            max_concurrency=max_concurrency,
         )
         self.backend: Backend = stack.backend
         """The backend (or layer stack) the store runs on; a cache layer the store made is part of it."""
