@@ -19,7 +19,7 @@ from aiodepot import ConnectionLost, ObjectNotFound, PermissionDenied, Store, Sy
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.sqlite import SQLiteBackend
-from aiodepot.layers import ReadOnly, WriteBack
+from aiodepot.layers import Cache, ReadOnly, WriteBack
 from tests.conformance.suite import BackendConformance, MakeBackend, StoreConformance, key
 
 
@@ -315,3 +315,22 @@ async def test_flush_to_a_read_only_store_keeps_the_backlog(inner: str) -> None:
     await layer.inner.open()
     await store.close()
     assert await inner_names(inner) == ["meta/new"]
+
+
+async def test_cache_and_writeback_namespaces_in_one_store(tmp_path: Path) -> None:
+    config: dict[str, dict[str, Any]] = {
+        "data/": {"levels": [0], "cache": "writethrough"},
+        "log/": {"levels": [0], "cache": "writeback", "max_age": 60},
+    }
+    store = Store(f"file://{tmp_path}/primary", config=config, cache_url="memory://")
+    assert isinstance(store.backend, Cache) and isinstance(store.backend.inner, WriteBack)
+    assert store.backend.inner.namespaces == ("log/",)
+    await store.create()
+    async with store:
+        await store.store("data/a", b"cached, written through")
+        await store.store("log/b", b"buffered")
+        assert (tmp_path / "primary" / "data" / "a").exists()
+        assert not (tmp_path / "primary" / "log" / "b").exists()
+        assert await store.load("log/b") == b"buffered" and await store.count("log") == 1
+        await store.flush()
+        assert (tmp_path / "primary" / "log" / "b").read_bytes() == b"buffered"
