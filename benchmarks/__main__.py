@@ -30,6 +30,7 @@ from . import (
     server_load,
     sftp,
     sync_overhead,
+    writeback,
     zarr_chunks,
 )
 from .common import Row
@@ -48,6 +49,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
     "borg": (borg.run, {"size_mib": 128}, {"size_mib": 16}),
+    "writeback": (writeback.run, {"count": 10_000}, {"count": 500}),
 }
 
 

@@ -30,6 +30,7 @@ from .errors import (
     StoreNotFound,
     StoreNotOpen,
     StoreStateError,
+    WriteBackError,
 )
 from .items import ItemInfo, StoreValue
 from .replicate import copy_store, sync_stores
@@ -71,6 +72,7 @@ __all__ = [
     "StoreValue",
     "SyncStore",
     "Timeouts",
+    "WriteBackError",
     "__version__",
     "copy_store",
     "errors",

@@ -18,8 +18,9 @@ StoreError
 ├── BackendURLInvalid         (also ValueError)
 ├── MissingDependency         (also ImportError)
 ├── NotSupported              (the backend cannot do this operation)
-└── BackendError              (any other failure of a backend)
-    └── StoreCorrupt          (the location holds something that is not a usable store)
+├── BackendError              (any other failure of a backend)
+│   └── StoreCorrupt          (the location holds something that is not a usable store)
+└── WriteBackError            (a write-back backlog could not be written; says how much is pending)
 ```
 
 Backends translate the errors of the library or system they talk to at their boundary into the most
@@ -52,6 +53,7 @@ __all__ = [
     "StoreNotFound",
     "StoreNotOpen",
     "StoreStateError",
+    "WriteBackError",
 ]
 
 
@@ -164,3 +166,19 @@ class BackendError(StoreError):
 class StoreCorrupt(BackendError):
     """The location holds something that is not a usable store: a file of another program, or a store
     that is damaged (a truncated database, a broken archive). The message names the file or location."""
+
+
+class WriteBackError(StoreError):
+    """A [`WriteBack`][aiodepot.layers.WriteBack] layer could not write (all of) its backlog to the backend
+    below it, or its backlog is full while that fails. Nothing acknowledged is dropped: the unwritten
+    changes stay in the backlog and the next ``flush()`` retries them. The cause is the first failure.
+
+    Args:
+        message: what failed.
+        pending: the changes still in the backlog.
+    """
+
+    def __init__(self, message: str, *, pending: int) -> None:
+        super().__init__(message)
+        self.pending = pending
+        """How many changes (stores and deletes of distinct names) are still waiting to be written."""

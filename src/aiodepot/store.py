@@ -56,6 +56,12 @@ class Store(BulkOperations, FileTransfers, Listing, Streams):
         cache_backend: a cache backend instance instead of ``cache_url``.
         timeout: seconds after which one operation is cancelled and raises ``TimeoutError`` (default:
             none). A bulk call is one operation; for ``list`` and ``open_reader`` each step is one.
+        writeback: buffer stores, deletes and moves in a local backlog until [`flush`][aiodepot.Store.flush]
+            (or ``close``): True keeps it in memory (a crash loses it), a store URL such as
+            ``sqlite:///var/tmp/backlog.db`` or a backend keeps it on local disk (replayed after a crash).
+            Namespaces whose config sets ``"cache": "writeback"`` are then the only ones buffered (their
+            ``size`` and ``max_age`` bound the backlog); such a config alone means a memory backlog. See
+            [`WriteBack`][aiodepot.layers.WriteBack].
 
     Its parts live in modules by concern: [`store_base`][aiodepot.store_base] (configuration, lifecycle,
     single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files],

@@ -29,13 +29,14 @@ from .backends.base import Backend
 from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
 from .items import BinaryReader, ItemInfo, Source, StoreInput, validate_sources, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
-from .stack import build_stack, cache_policies
+from .stack import WriteBackOption, build_stack, cache_policies
 from .stats import Stats
 from .transfer import ByteBudget, plan_ranges, run_bounded
 
 if TYPE_CHECKING:
     from .emulation import Emulator
     from .layers.cache import Cache
+    from .layers.writeback import WriteBack
 
 __all__ = ["DEFAULT_CONFIG", "MAX_LEVELS", "RANGED_LOAD_TRIES", "StoreBase", "operation"]
 
@@ -124,6 +125,7 @@ class StoreBase:
         cache_url: str | None = None,
         cache_backend: Backend | None = None,
         timeout: float | None = None,
+        writeback: WriteBackOption = None,
     ) -> None:
         if (url is None) == (backend is None):
             raise ValueError("give either a store URL or a backend instance")
@@ -154,11 +156,14 @@ class StoreBase:
             cache_backend=cache_backend,
             latency=latency,
             bandwidth=bandwidth,
+            writeback=writeback,
+            max_concurrency=max_concurrency,
         )
         self.backend: Backend = stack.backend
         """The backend (or layer stack) the store runs on; a cache layer the store made is part of it."""
         self._calls = stack.calls  # the top of the layer stack: every backend call goes here
         self._cache: Cache | None = stack.cache
+        self._writeback: WriteBack | None = stack.writeback
         self.emulator: Emulator = stack.emulator
         """The latency/bandwidth emulation in force (false when off)."""
         if max_concurrency is not None and max_concurrency < 1:
@@ -200,7 +205,7 @@ class StoreBase:
         """
         levels = _parse_config(config)
         policies = cache_policies(config)
-        if policies:
+        if any(policy.caching for policy in policies.values()):
             if self._cache is None:
                 raise ValueError("the config sets cache policies but the store has no cache (give cache_url=)")
             self._cache.set_policies(policies)
@@ -609,7 +614,22 @@ class StoreBase:
         figures = self._stats.snapshot()
         if self._cache is not None:
             figures.update(self._cache.stats)
+        if self._writeback is not None:
+            figures.update(self._writeback.stats)
         return figures
+
+    @operation
+    async def flush(self) -> None:
+        """Write the backlog of the store's [`WriteBack`][aiodepot.layers.WriteBack] layer to the backend;
+        return when all of it is there. Without a write-back layer there is nothing to write: call it
+        unconditionally where the data must be durable.
+
+        A failure raises [`WriteBackError`][aiodepot.errors.WriteBackError] (its ``pending`` says how many
+        changes are still waiting); they stay in the backlog and the next ``flush()`` retries them.
+        """
+        self._require_open()
+        if self._writeback is not None:
+            await self._writeback.flush()
 
     @operation
     async def cache_invalidate(self, name: str = ROOTNS, *, deleted: bool = False) -> int:

@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from .errors import ObjectNotFound
 from .items import ItemInfo
 from .names import DEL_SUFFIX, ROOTNS, validate_namespace
-from .store_base import StoreBase, next_within
+from .store_base import StoreBase, next_within, operation
 
 __all__ = ["Listing"]
 
@@ -72,6 +72,27 @@ class Listing(StoreBase):
                     item = None
         finally:
             await walk.aclose()
+
+    @operation
+    async def count(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """The number of items in namespace ``name`` (through all nesting levels), without loading values.
+
+        It counts what [`list`][aiodepot.Store.list] would yield: soft-deleted items are left out, or, with
+        ``deleted=True``, are the only ones counted. The backend counts the cheapest way it has (a
+        directory walk, ``SELECT count(*)``, a key scan, listing pages). A configured namespace that nothing
+        was stored in yet counts 0; any other missing one raises ``ObjectNotFound``.
+        """
+        namespace = validate_namespace(name)
+        self._require_open()
+        started = self._stats.begin("count")
+        try:
+            return await self._calls.count(namespace, deleted=deleted)
+        except ObjectNotFound:
+            if any(p.rstrip("/") == namespace for p, _ in self._levels):
+                return 0
+            raise
+        finally:
+            self._stats.end("count", started)
 
     async def _list_dir(self, path: str, bounds: _Bounds | None = None) -> AsyncIterator[ItemInfo]:
         """One backend directory listing; its backend time is added to ``list_time``.

@@ -29,6 +29,7 @@ from .backends.base import Backend
 from .blocking_iter import BlockingIterator
 from .items import ItemInfo, Source, StoreInput, StoreValue
 from .names import ROOTNS
+from .stack import WriteBackOption
 from .store import Store
 from .store_streams import DEFAULT_CHUNK_SIZE
 from .transfer import ProgressCallback
@@ -243,7 +244,7 @@ class SyncStore:
     ```
 
     Args:
-        url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``.
+        url: as for [`Store`][aiodepot.Store], like all arguments up to ``cache_backend``, and ``writeback``.
         portal: the event loop thread to run on (default: the shared [`Portal.default`][aiodepot.Portal.default]).
         timeout: seconds after which a call is cancelled and raises ``TimeoutError`` (default: none); the
             async store's own per-operation ``timeout`` stays unset (set ``store.async_store.timeout``).
@@ -267,6 +268,7 @@ class SyncStore:
         cache_backend: Backend | None = None,
         portal: Portal | None = None,
         timeout: float | None = None,
+        writeback: WriteBackOption = None,
     ) -> None:
         self.async_store = Store(
             url,
@@ -282,6 +284,7 @@ class SyncStore:
             max_bytes_in_flight=max_bytes_in_flight,
             cache_url=cache_url,
             cache_backend=cache_backend,
+            writeback=writeback,
         )
         self.portal = portal or Portal.default()
         self.timeout = timeout
@@ -453,6 +456,10 @@ class SyncStore:
         listing = self.async_store.list(name, prefix=prefix, start_after=start_after, deleted=deleted)
         return BlockingIterator(self.portal, listing, timeout=self.timeout)
 
+    def count(self, name: str = ROOTNS, *, deleted: bool = False) -> int:
+        """See [`aiodepot.Store.count`][aiodepot.Store.count]."""
+        return self._run(self.async_store.count, name, deleted=deleted)
+
     def gather(self, sources: Iterable[Source], *, namespace: str | None = None, deleted: bool = False) -> bytes:
         """See [`aiodepot.Store.gather`][aiodepot.Store.gather]."""
         return self._run(self.async_store.gather, sources, namespace=namespace, deleted=deleted)
@@ -479,6 +486,10 @@ class SyncStore:
     def quota(self) -> dict[str, int]:
         """See [`aiodepot.Store.quota`][aiodepot.Store.quota]."""
         return self._run(self.async_store.quota)
+
+    def flush(self) -> None:
+        """See [`aiodepot.Store.flush`][aiodepot.Store.flush]."""
+        self._run(self.async_store.flush)
 
     # files -----------------------------------------------------------------------------------------------
 

@@ -430,6 +430,21 @@ class StoreConformance(_FeatureFlags):
         await store.store("data/" + key(1), b"3")
         assert sorted(await names_in(store, "")) == sorted(["c1", "f1", key(1)])
 
+    @requires("move")
+    async def test_count(self, store: Store) -> None:
+        assert await store.count("data") == 0  # configured, nothing stored yet
+        await store.store_many({f"data/{key(i)}": bytes(i % 7) for i in range(40)})
+        await store.store_many({f"flat/f{i}": b"x" for i in range(5)})
+        await store.store("config/c1", b"c")
+        for i in range(3):
+            await store.move(f"data/{key(i)}", delete=True)
+        assert await store.count("data") == 37 == len(await names_in(store, "data"))
+        assert await store.count("data", deleted=True) == 3
+        assert await store.count("flat") == 5
+        assert await store.count("") == 37 + 5 + 1 == len(await names_in(store, ""))
+        with pytest.raises(ObjectNotFound):
+            await store.count("nosuchnamespace")
+
     async def test_list_is_lazy_and_interleaves(self, store: Store) -> None:
         await store.store_many({f"flat/{i:04d}": b"x" for i in range(50)})
         seen = []
@@ -768,6 +783,16 @@ class BackendConformance(_FeatureFlags):
         assert [i.name async for i in backend.list("")] == ["ns"]
         with pytest.raises(ObjectNotFound):
             await anext(backend.list("nothing"))
+
+    async def test_count(self, backend: Backend) -> None:
+        for name in ("ns/a", "ns/b/1", "ns/b/2.del", "ns/b/c/3", "other/x"):
+            await backend.store(name, b"v")
+        assert await backend.count("ns") == 3
+        assert await backend.count("ns", deleted=True) == 1
+        assert await backend.count("ns/b") == 2
+        assert await backend.count("") == 4
+        with pytest.raises(ObjectNotFound):
+            await backend.count("nothing")
 
     async def test_del_suffix_is_a_valid_backend_name(self, backend: Backend) -> None:
         await backend.store("ns/item.del", b"soft")

@@ -30,6 +30,7 @@ from .. import hashing
 from ..errors import (
     NotSupported,
     ObjectExists,
+    ObjectNotFound,
     PermissionDenied,
     ReadRangeError,
     StoreAlreadyOpen,
@@ -37,7 +38,7 @@ from ..errors import (
     StoreNotOpen,
 )
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
-from ..names import nest, validate_backend_name
+from ..names import DEL_SUFFIX, nest, validate_backend_name
 from ..permissions import Permissions
 
 __all__ = ["Backend", "Capabilities"]
@@ -153,7 +154,7 @@ class Backend(abc.ABC):
       case: nothing needs to be known about what was there.
     - ``_url_for(name, expires=…, method=…)``: a presigned URL; the default raises
       [`NotSupported`][aiodepot.errors.NotSupported].
-    - ``_load_batch``, ``_store_batch``, ``_delete_batch``, ``_info_batch``, ``_hash``, ``_gather``,
+    - ``_load_batch``, ``_store_batch``, ``_delete_batch``, ``_info_batch``, ``_count``, ``_hash``, ``_gather``,
       ``_defrag``, ``_read_chunks``, ``_read_into``, ``_store_chunks``, ``_store_file``, ``_quota_usage``: work
       everywhere through the hooks above; override for speed.
 
@@ -400,6 +401,36 @@ class Backend(abc.ABC):
     def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
         """The entries of ``name`` that `list_range` asks for, and any others (default: ``_list``)."""
         return self._list(name)
+
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """The number of items below directory ``name`` (recursively; ``""``: the whole storage), without
+        reading values: the items whose names end in ``.del`` if ``deleted``, else the others (as ``list``
+        shows them: never ``.tmp`` or internal files). A missing directory raises ``ObjectNotFound``."""
+        if not self.opened:
+            self._require_open()
+        validate_backend_name(name, allow_root=True)
+        self.permissions.check(name, "l")
+        return await self._count(name, deleted)
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """Count the items below a valid, permitted directory (default: walk it with ``_list``)."""
+        total = 0
+        subdirs: builtins.list[str] = []
+        entries = self._list(name)
+        try:
+            async for entry in entries:
+                if entry.directory:
+                    subdirs.append(f"{name}/{entry.name}" if name else entry.name)
+                elif entry.name.endswith(DEL_SUFFIX) == deleted:
+                    total += 1
+        finally:
+            await _aclose(entries)
+        for subdir in subdirs:
+            try:
+                total += await self._count(subdir, deleted)
+            except ObjectNotFound:
+                continue  # removed while we were counting
+        return total
 
     @abc.abstractmethod
     async def _mkdir(self, name: str) -> None:

@@ -23,6 +23,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo
+from ..names import DEL_SUFFIX
 from .base import Backend, Capabilities
 
 __all__ = ["MemoryBackend"]
@@ -284,6 +285,22 @@ class MemoryBackend(Backend):
         infos.sort(key=lambda info: info.name)
         for info in infos:
             yield info
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """Count the files in the directory's subtree (no values are touched)."""
+        space = self._get()
+        with space.lock:
+            node = space.walk(name)
+            if not isinstance(node, _Dir):
+                raise ObjectNotFound(name)
+            total, todo = 0, [node]
+            while todo:
+                for key, child in todo.pop().children.items():
+                    if isinstance(child, _Dir):
+                        todo.append(child)
+                    elif key.endswith(DEL_SUFFIX) == deleted:
+                        total += 1
+        return total
 
     async def _quota_usage(self) -> dict[str, int]:
         if self.quota_limit is None:

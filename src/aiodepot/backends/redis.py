@@ -45,7 +45,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo, StoreValue, validate_value
-from ..names import validate_backend_name
+from ..names import DEL_SUFFIX, validate_backend_name
 from .base import Backend, Capabilities
 from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 
@@ -570,6 +570,26 @@ class RedisBackend(Backend):
             except StoreError:
                 continue  # a key that is not ours
             yield info
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """One ``SCAN`` of the directory's key prefix, counting the item keys (no values are read)."""
+        client = self._get()
+        prefix = self._dir_key(name)
+        async with self._using(name):
+            keys = await self._scan(client, prefix)
+        if not keys:
+            raise ObjectNotFound(name)
+        total = 0
+        for key in keys:
+            rest = key[len(prefix) :]
+            if not rest or rest.endswith("/") or rest.endswith(DEL_SUFFIX) != deleted:
+                continue  # a directory marker, or the other kind
+            try:
+                validate_backend_name(rest)
+            except StoreError:
+                continue  # a key that is not ours
+            total += 1
+        return total
 
     # batches: one pipeline each --------------------------------------------------------------------------
 

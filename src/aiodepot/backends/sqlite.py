@@ -456,6 +456,25 @@ class SQLiteBackend(Backend):
         for info in await pool.run(name, job):
             yield info
 
+    async def _count(self, name: str, deleted: bool) -> int:
+        """One ``SELECT count(*)`` over the name range below the directory (the name index, no values)."""
+        pool = self._readers()
+
+        def job(conn: sqlite3.Connection) -> int:
+            if name and conn.execute("SELECT 1 FROM dirs WHERE name = ?", (name,)).fetchone() is None:
+                raise ObjectNotFound(name)
+            tail = "AND (substr(name, -4) = '.del') = ?"
+            if not name:
+                row = conn.execute(f"SELECT count(*) FROM items WHERE 1 {tail}", (deleted,)).fetchone()
+            else:  # every name below "a/b" sorts in ["a/b/", "a/b0"): "0" follows "/"
+                row = conn.execute(
+                    f"SELECT count(*) FROM items WHERE name >= ? AND name < ? {tail}", (name + "/", name + "0", deleted)
+                ).fetchone()
+            return int(row[0])
+
+        total: int = await pool.run(name, job)
+        return total
+
     async def _hash(self, name: str, algorithm: str) -> str:
         """Hash the blob on a reader thread, reading it piecewise (no data through the event loop)."""
         pool = self._readers()

@@ -15,6 +15,7 @@ from .meter import Meter
 from .mirror import Mirror, MirrorError
 from .transforms import Compress, Hmac
 from .views import Prefix, ReadOnly, WriteOnly
+from .writeback import WriteBack
 
 __all__ = [
     "Cache",
@@ -33,5 +34,6 @@ __all__ = [
     "ReadOnly",
     "RenamingLayer",
     "URLEncode",
+    "WriteBack",
     "WriteOnly",
 ]

@@ -155,6 +155,10 @@ class Layer(Wrapper):
             return self.list(name)
         return self.inner.list_range(name, prefix=prefix, start_after=start_after)
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Forwarded."""
+        return await self.inner.count(name, deleted=deleted)
+
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Forwarded."""
         return await self.inner.load_batch(names)
@@ -274,6 +278,10 @@ class RenamingLayer(Layer):
         entries.sort(key=lambda info: info.name)
         for info in entries:
             yield info
+
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Generic (a walk through this layer's listing): a mapping may change the names' suffixes."""
+        return await Backend.count(self, name, deleted=deleted)
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Mapped and forwarded."""

@@ -125,6 +125,12 @@ class Emulate(Layer):
         async for info in listing:
             yield info
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """One round trip."""
+        if self.emulator.latency:
+            await asyncio.sleep(self.emulator.latency)
+        return await self.inner.count(name, deleted=deleted)
+
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """One round trip per item."""
         started = time.monotonic()

@@ -238,6 +238,10 @@ class HashedNames(Layer):
         await self.inner.store_chunks(dst_path, rewritten(), size=len(dst_header) + size)
         await self.inner.delete(src_path)
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Generic (a walk through this layer's listing: the suffixes are in the items' headers)."""
+        return await Backend.count(self, name, deleted=deleted)
+
     async def list(self, name: str) -> AsyncIterator[ItemInfo]:
         """Directories as they are, items under their original names (read from their headers), sorted."""
         directory = self._dir(name)

@@ -98,6 +98,10 @@ class Transform(Layer):
         """One by one (each item's size needs a look at its stored form)."""
         return await Backend.info_batch(self, names)
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Generic (a walk through this layer's listing, which leaves out what is not a value)."""
+        return await Backend.count(self, name, deleted=deleted)
+
     async def list(self, name: str) -> AsyncIterator[ItemInfo]:
         """The inner listing, with the sizes of the values."""
         prefix = f"{name}/" if name else ""

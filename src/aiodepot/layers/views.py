@@ -221,6 +221,10 @@ class Prefix(RenamingLayer):
         """Mapped and forwarded as a stream (entries are leaf names, so they need no mapping back)."""
         return self.inner.list(self._in(name, allow_root=True))
 
+    async def count(self, name: str, *, deleted: bool = False) -> int:
+        """Mapped and forwarded (the mapping keeps the suffixes)."""
+        return await self.inner.count(self._in(name, allow_root=True), deleted=deleted)
+
     async def quota(self) -> dict[str, int]:
         """The inner store's quota (shared by all prefixes)."""
         return await self.inner.quota()

@@ -26,7 +26,7 @@ from ...errors import (
 )
 from ...hashing import check_algorithm, file_digest
 from ...items import ItemInfo, Source
-from ...names import validate_backend_name
+from ...names import DEL_SUFFIX, validate_backend_name
 from ..base import Backend, Capabilities
 from ..options import Limits, RetryPolicy, Timeouts, legacy_options
 from ._errors import NOT_FOUND, raise_translated
@@ -446,6 +446,46 @@ class PosixFSBackend(TempFiles, Backend):
         infos: list[ItemInfo] = await self._run(name, job)
         for info in infos:
             yield info
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """Walk the directory tree with ``os.scandir`` in one job (no symlinks followed, as ``list``)."""
+        path = os.path.join(self.base, name)
+
+        def count_in(fd: int) -> int:
+            total = 0
+            subdirs = []
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    try:
+                        validate_backend_name(entry.name)
+                        if entry.is_symlink():
+                            continue
+                        if entry.is_dir(follow_symlinks=False):
+                            subdirs.append(entry.name)
+                        elif entry.name.endswith(DEL_SUFFIX) == deleted:
+                            total += 1
+                    except (StoreError, FileNotFoundError):
+                        continue
+            for subdir in subdirs:
+                try:
+                    sub_fd = os.open(subdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # gone meanwhile
+                try:
+                    total += count_in(sub_fd)
+                finally:
+                    os.close(sub_fd)
+            return total
+
+        def job() -> int:
+            fd = self._open_below(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                return count_in(fd)
+            finally:
+                os.close(fd)
+
+        total: int = await self._run(name, job)
+        return total
 
     async def _hash(self, name: str, algorithm: str) -> str:
         """Hash the file where it is (one job, no data through the event loop)."""

@@ -22,11 +22,13 @@ from ...errors import (
     StoreNotFound,
 )
 from ...items import ItemInfo, StoreValue
+from ...names import DEL_SUFFIX
 from .._objectstore import (
     DELIMITER,
     KeyLayout,
     ListingPage,
     get_with_retry,
+    is_ours,
     merge_listing,
     range_header,
 )
@@ -354,6 +356,28 @@ class S3Backend(Backend):
         """
         async for info in merge_listing(name, self._pages(name)):
             yield info
+
+    async def _count(self, name: str, deleted: bool) -> int:
+        """List the keys below the directory without a delimiter, page by page, and count the items."""
+        prefix = self.layout.dir_prefix(name)
+        token: str | None = None
+        total, seen = 0, False
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            page = await self._call("list_objects_v2", name, Prefix=prefix, MaxKeys=1000, **extra)
+            for entry in page.get("Contents", ()):
+                seen = True
+                relative = entry["Key"][len(prefix) :]
+                if not relative or relative.endswith(DELIMITER) or relative.endswith(DEL_SUFFIX) != deleted:
+                    continue  # a directory marker, or the other kind
+                if all(is_ours(part) for part in relative.split(DELIMITER)):
+                    total += 1
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+        if not seen:
+            raise ObjectNotFound(name)
+        return total
 
     async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
         """`_list` with ``Prefix`` and ``StartAfter`` given to the service (S3 lists in key order)."""

@@ -19,6 +19,10 @@ class CacheMode(enum.Enum):
     """Read the primary; put every value loaded or stored into the cache, too."""
     WRITETHROUGH = "writethrough"
     """Read the cache first (the primary on a miss); store to both."""
+    WRITEBACK = "writeback"
+    """Not a cache mode of the [`Cache`][aiodepot.layers.cache.Cache] layer (which bypasses such a
+    namespace): the Store buffers the namespace's changes in a [`WriteBack`][aiodepot.layers.WriteBack]
+    layer until ``flush()``; ``size`` and ``max_age`` bound that backlog."""
 
     @classmethod
     def parse(cls, value: object, *, namespace: str = "") -> CacheMode:
@@ -37,7 +41,7 @@ class CachePolicy:
     """The cache settings of one namespace.
 
     Args:
-        mode: off, mirror or writethrough.
+        mode: off, mirror, writethrough (or writeback: see [`CacheMode`][aiodepot.layers.cache.CacheMode]).
         max_age: evict items not used for this many seconds (at open, close and before each insertion).
         size: keep the namespace's cached items within this many bytes, least recently used evicted first;
             a bigger value is not cached.
@@ -49,13 +53,13 @@ class CachePolicy:
 
     @property
     def caching(self) -> bool:
-        """True unless the mode is off."""
-        return self.mode is not CacheMode.OFF
+        """True if the cache layer keeps copies of the namespace (mirror or writethrough)."""
+        return self.mode in (CacheMode.MIRROR, CacheMode.WRITETHROUGH)
 
     @property
     def limited(self) -> bool:
-        """True if ``max_age`` or ``size`` bounds the namespace (the layer then keeps an index of it)."""
-        return self.max_age is not None or self.size is not None
+        """True if ``max_age`` or ``size`` bounds the namespace in the cache (the layer then keeps an index)."""
+        return self.caching and (self.max_age is not None or self.size is not None)
 
     @classmethod
     def from_config(cls, namespace: str, config: object) -> CachePolicy:
