@@ -27,6 +27,7 @@ from . import (
     s3,
     server_load,
     sftp,
+    single_calls,
     sync_overhead,
     zarr_chunks,
 )
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "emulated_latency": (emulated_latency.run, {"count": 1000}, {"count": 100}),
     "big_file": (big_file.run, {"size_mib": 512}, {"size_mib": 64}),
     "sync_overhead": (sync_overhead.run, {"calls": 5000}, {"calls": 500}),
+    "single_calls": (single_calls.run, {"calls": 5000}, {"calls": 500}),
     "sftp": (sftp.run, {"count": 1000}, {"count": 100}),
     "rest": (rest.run, {"count": 2000}, {"count": 200}),
     "server_load": (server_load.run, {"clients": 32, "operations": 500}, {"clients": 8, "operations": 50}),
