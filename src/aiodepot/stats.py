@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -27,40 +28,46 @@ class Stats:
     a user really got.
     """
 
-    __slots__ = ("_busy_since", "_counts", "_running")
+    __slots__ = ("_busy_since", "_counts", "_lock", "_running")
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._running: Counter[str] = Counter()
         self._busy_since: dict[str, int] = {}
+        # calls count from the event loop and, on the direct path of the sync facade, from callers' threads
+        self._lock = threading.Lock()
 
     def begin(self, op: str) -> int:
         """Mark the start of an ``op`` call; returns the start time to pass to `end`."""
         now = time.perf_counter_ns()
-        if not self._running[op]:
-            self._busy_since[op] = now
-        self._running[op] += 1
+        with self._lock:
+            if not self._running[op]:
+                self._busy_since[op] = now
+            self._running[op] += 1
         return now
 
     def end(self, op: str, started: int, volume: int = 0, *, calls: int = 1) -> None:
         """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes."""
         now = time.perf_counter_ns()
         counts = self._counts
-        counts[op + "_calls"] += calls
-        counts[op + "_time"] += now - started
-        if volume:
-            counts[op + "_volume"] += volume
-        self._running[op] -= 1
-        if not self._running[op]:
-            counts[op + "_busy_time"] += now - self._busy_since.pop(op)
+        with self._lock:
+            counts[op + "_calls"] += calls
+            counts[op + "_time"] += now - started
+            if volume:
+                counts[op + "_volume"] += volume
+            self._running[op] -= 1
+            if not self._running[op]:
+                counts[op + "_busy_time"] += now - self._busy_since.pop(op)
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add to a plain counter."""
-        self._counts[key] += amount
+        with self._lock:
+            self._counts[key] += amount
 
     def snapshot(self) -> dict[str, Any]:
         """The figures as a dict with borgstore's keys (times in seconds, throughput in bytes/s)."""
-        counts = self._counts
+        with self._lock:
+            counts = self._counts.copy()
         result: dict[str, Any] = {key: value for key, value in counts.items() if not key.endswith("time")}
         for op in _TIMED:
             result[f"{op}_calls"] = counts.get(f"{op}_calls", 0)

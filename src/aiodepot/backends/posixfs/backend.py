@@ -73,6 +73,7 @@ class PosixFSBackend(TempFiles, Backend):
         batch_size=256,  # fewer, bigger thread jobs: each hand-off costs more than a cached small read
         part_size=16 * MiB,
     )
+    blocking_operations = frozenset({"info", "load", "store", "delete"})
 
     def __init__(
         self,
@@ -132,6 +133,15 @@ class PosixFSBackend(TempFiles, Backend):
     async def _run(self, name: str, job: Any, *args: Any) -> Any:
         try:
             return await self._offloader.run(job, *args)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise_translated(exc, name)
+
+    def _call(self, name: str, job: Callable[..., T], *args: Any) -> T:
+        """``job(*args)`` in the caller's thread, errors translated as `_run` does."""
+        try:
+            return job(*args)
         except StoreError:
             raise
         except OSError as exc:
@@ -354,6 +364,18 @@ class PosixFSBackend(TempFiles, Backend):
                 except StoreError as translated:
                     results.append(translated)
         return results
+
+    def _info_blocking(self, name: str) -> ItemInfo:
+        return self._call(name, self._info_sync, name)
+
+    def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
+        return self._call(name, self._load_sync, name, offset, size)
+
+    def _store_blocking(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        self._call(name, self._store_sync, name, value, replace)
+
+    def _delete_blocking(self, name: str) -> None:
+        self._call(name, self._delete_sync, name)
 
     async def _info(self, name: str) -> ItemInfo:
         result: ItemInfo = await self._run(name, self._info_sync, name)
