@@ -2,10 +2,12 @@
 
 For each storage (``file://`` on the disk and on tmpfs, ``memory://``, ``sqlite://``) the same calls run
 through ``await Store``, ``SyncStore``, the borgstore drop-in (``aiodepot.compat.borgstore``), borgstore
-itself (where it has the backend) and the backend's own blocking code without any library (a raw
-open/read loop, a dict, plain ``sqlite3``). Each figure is the best of ``repeats`` runs; the note gives
+itself (where it has the backend), the aiodepot backend's blocking twins called directly (the floor under
+the sync facade's direct path) and the same work without any library (a raw open/read loop, a dict,
+plain ``sqlite3``). Each figure is the best of ``repeats`` runs; the note gives
 µs per call, CPU µs per call (``getrusage``: every thread of the process, so a hand-off to another thread
-counts) and the ratio to borgstore's µs/call (or, without borgstore, to the raw code's).
+counts) and the ratio to borgstore's µs/call (``memory://``: to ``MemoryBackend``'s blocking code, as a
+dict lookup is no yardstick; ``sqlite://``: to plain ``sqlite3``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from aiodepot import Store, SyncStore
+from aiodepot.backends.base import Backend
+from aiodepot.backends.memory import MemoryBackend
+from aiodepot.backends.posixfs import PosixFSBackend
 
 from .common import Row, names
 
@@ -111,6 +116,26 @@ def _borgstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int)
     store.create()
     with store:
         return _sync_calls(store, items, value, repeats)
+
+
+def _backend_blocking(backend: Backend, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    """The backend's blocking twins called directly: the floor under the Store's direct path."""
+
+    async def start() -> None:
+        await backend.create()
+        await backend.open()
+
+    asyncio.run(start())
+    try:
+        return _sync_calls(_Twins(backend), items, value, repeats)
+    finally:
+        asyncio.run(backend.close())
+
+
+class _Twins:
+    def __init__(self, backend: Backend) -> None:
+        self.load = backend.load_blocking
+        self.store = backend.store_blocking
 
 
 def _raw_files(root: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
@@ -222,6 +247,7 @@ def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
                 "aiodepot SyncStore": _syncstore_calls(f"file://{root}/sync", items, value, repeats),
                 "aiodepot compat.borgstore": _compat_calls(f"file://{root}/compat", items, value, repeats),
                 "borgstore": _borgstore_calls(f"file://{root}/borg", items, value, repeats),
+                "PosixFSBackend blocking": _backend_blocking(PosixFSBackend(f"{root}/twins"), items, value, repeats),
                 "raw open/read": _raw_files(f"{root}/raw", items, value, repeats),
             }
             reference = "borgstore" if results["borgstore"] is not None else "raw open/read"
@@ -233,9 +259,10 @@ def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
     memory: dict[str, Timings | None] = {
         "aiodepot await Store": _async_calls("memory://bench-single-async", items, value, repeats),
         "aiodepot SyncStore": _syncstore_calls("memory://bench-single-sync", items, value, repeats),
+        "MemoryBackend blocking": _backend_blocking(MemoryBackend(), items, value, repeats),
         "raw dict": _raw_dict(items, value, repeats),
     }
-    rows += _rows("single calls, memory://", memory, calls, "raw dict")
+    rows += _rows("single calls, memory://", memory, calls, "MemoryBackend blocking")
 
     root = tempfile.mkdtemp(prefix="aiodepot-single-")
     try:

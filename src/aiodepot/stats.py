@@ -17,6 +17,12 @@ __all__ = ["Emulator", "Stats"]
 _TIMED = ("info", "load", "store", "delete", "move", "list", "gather", "hash", "defrag")
 _VOLUMES = ("load", "store", "gather")
 _BACKEND = ("load", "gather", "store", "delete")
+_KEYS: dict[str, tuple[str, str, str, str]] = {}
+
+
+def _keys(op: str) -> tuple[str, str, str, str]:
+    keys = _KEYS[op] = (op + "_calls", op + "_time", op + "_volume", op + "_busy_time")
+    return keys
 
 
 class Stats:
@@ -50,19 +56,27 @@ class Stats:
         """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes."""
         now = time.perf_counter_ns()
         counts = self._counts
+        keys = _KEYS.get(op) or _keys(op)
         with self._lock:
-            counts[op + "_calls"] += calls
-            counts[op + "_time"] += now - started
+            counts[keys[0]] += calls
+            counts[keys[1]] += now - started
             if volume:
-                counts[op + "_volume"] += volume
+                counts[keys[2]] += volume
             self._running[op] -= 1
             if not self._running[op]:
-                counts[op + "_busy_time"] += now - self._busy_since.pop(op)
+                counts[keys[3]] += now - self._busy_since.pop(op)
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add to a plain counter."""
         with self._lock:
             self._counts[key] += amount
+
+    def add_call(self, calls_key: str, volume_key: str, volume: int) -> None:
+        """Count one call under ``calls_key`` and its ``volume`` bytes (if any) under ``volume_key``."""
+        with self._lock:
+            self._counts[calls_key] += 1
+            if volume:
+                self._counts[volume_key] += volume
 
     def snapshot(self) -> dict[str, Any]:
         """The figures as a dict with borgstore's keys (times in seconds, throughput in bytes/s)."""

@@ -14,12 +14,11 @@ comes after sees a closed store (``StoreNotOpen``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .errors import StoreError, StoreNotOpen
@@ -51,20 +50,19 @@ class CallGate:
         self._running = 0
         self._shut = False
 
-    @contextlib.contextmanager
-    def passing(self) -> Iterator[None]:
-        """Hold the gate open for one call; raises ``StoreNotOpen`` while the store is closing."""
+    def enter(self) -> None:
+        """Let one call in (pair with `leave`); raises ``StoreNotOpen`` while the store is closing."""
         with self._lock:
             if self._shut:
                 raise StoreNotOpen("the store is closing")
             self._running += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running -= 1
-                if not self._running:
-                    self._idle.notify_all()
+
+    def leave(self) -> None:
+        """The call that `enter` let in has finished."""
+        with self._lock:
+            self._running -= 1
+            if not self._running:
+                self._idle.notify_all()
 
     def shut(self) -> bool:
         """Let no new call in; return True if none is running."""
@@ -151,13 +149,17 @@ class DirectCalls(StoreBase):
     def _info_direct(self, name: str, *, deleted: bool = False) -> ItemInfo:
         """`info` in the caller's thread (only where ``_direct_ok("info")``)."""
         validate_name(name)
-        with self._gate.passing():
+        gate = self._gate
+        gate.enter()
+        try:
             self._require_open()
             started = self._stats.begin("info")
             try:
                 info = self._calls.info_blocking(self._find_blocking(name, deleted))
             finally:
                 self._stats.end("info", started)
+        finally:
+            gate.leave()
         return info.with_name(name)
 
     def _exists_direct(self, name: str, *, deleted: bool = False) -> bool:
@@ -170,7 +172,9 @@ class DirectCalls(StoreBase):
         """`load` in the caller's thread (only where ``_direct_ok("load")``)."""
         validate_name(name)
         check_range(offset, size)
-        with self._gate.passing():
+        gate = self._gate
+        gate.enter()
+        try:
             self._require_open()
             started = self._stats.begin("load")
             data = b""
@@ -178,6 +182,8 @@ class DirectCalls(StoreBase):
                 data = self._calls.load_blocking(self._find_blocking(name, deleted), offset=offset, size=size)
             finally:
                 self._stats.end("load", started, len(data))
+        finally:
+            gate.leave()
         return data
 
     @_naming_the_store
@@ -185,7 +191,9 @@ class DirectCalls(StoreBase):
         """`store` of bytes or a buffer in the caller's thread (only where ``_direct_ok("store")``)."""
         validate_name(name)
         data = validate_value(value)
-        with self._gate.passing():
+        gate = self._gate
+        gate.enter()
+        try:
             self._require_open()
             started = self._stats.begin("store")
             size = 0
@@ -194,15 +202,21 @@ class DirectCalls(StoreBase):
                 size = len(data)
             finally:
                 self._stats.end("store", started, size)
+        finally:
+            gate.leave()
 
     @_naming_the_store
     def _delete_direct(self, name: str, *, deleted: bool = False) -> None:
         """`delete` in the caller's thread (only where ``_direct_ok("delete")``)."""
         validate_name(name)
-        with self._gate.passing():
+        gate = self._gate
+        gate.enter()
+        try:
             self._require_open()
             started = self._stats.begin("delete")
             try:
                 self._calls.delete_blocking(self._find_blocking(name, deleted))
             finally:
                 self._stats.end("delete", started)
+        finally:
+            gate.leave()
