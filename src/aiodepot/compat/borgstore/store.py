@@ -1,7 +1,7 @@
 """borgstore's ``Store``, running on [`aiodepot.Store`][aiodepot.Store] through the Portal.
 
-Each public method is one blocking Portal call into the async core (``load``, ``store`` and ``delete`` of a
-file store without cache or emulation run in the caller's thread instead, see
+Each public method is one blocking Portal call into the async core (``info``, ``load``, ``store`` and
+``delete`` of a file store without cache or emulation run in the caller's thread instead, see
 [`aiodepot.store_direct`][aiodepot.store_direct]): names and nesting, soft deletion,
 listing, ``gather``/``defrag``/``hash``/``quota``, statistics, the cache and the latency/bandwidth emulation
 are aiodepot's. The layers are composed as borgstore has them:
@@ -262,9 +262,19 @@ class Store:
         if name == ROOTNS and not deleted:
             return run(self._root_info)
 
+        store = self.async_store
+        if store._direct_ok("info"):
+
+            def info_here() -> Any:
+                found = store._info_direct(name, deleted=deleted)  # checks the name first
+                nested = store._find_blocking(name, deleted)
+                return to_item_info(found)._replace(name=nested.rpartition("/")[2])
+
+            return direct(info_here)
+
         async def info() -> Any:
-            nested = await self.async_store.find(name, deleted=deleted)
-            found = await self.async_store.info(name, deleted=deleted)
+            nested = await store.find(name, deleted=deleted)
+            found = await store.info(name, deleted=deleted)
             return to_item_info(found)._replace(name=nested.rpartition("/")[2])
 
         return run(info)
