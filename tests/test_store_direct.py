@@ -33,6 +33,7 @@ class DirectStore(Store):
     """A Store whose single-item calls take the direct path wherever the sync facade would."""
 
     direct_calls = 0
+    _overridden = frozenset()  # these overrides take the direct path themselves
 
     async def info(self, name: str, *, deleted: bool = False) -> ItemInfo:
         if self._direct_ok("info"):
@@ -258,6 +259,22 @@ def test_a_subclass_that_overrides_an_async_hook_loses_its_twin() -> None:
     with store:
         store.store("a", b"1")
         assert store.load("a") == b"async"
+
+
+def test_a_store_subclass_that_overrides_a_method_keeps_it_on_the_loop() -> None:
+    class Counting(Store):
+        loads = 0
+
+        async def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
+            Counting.loads += 1
+            return await super().load(name, offset=offset, size=size, deleted=deleted)
+
+    store = SyncStore.wrap(Counting(f"memory://{uuid.uuid4().hex}"))
+    store.create()
+    with store:
+        assert not store.async_store._direct_ok("load") and store.async_store._direct_ok("store")
+        store.store("a", b"1")
+        assert store.load("a") == b"1" and Counting.loads == 1
 
 
 def test_layers_offer_no_twins_but_the_meter_does() -> None:

@@ -33,6 +33,8 @@ T = TypeVar("T")
 S = TypeVar("S", bound="DirectCalls")
 
 _gates: weakref.WeakSet[CallGate] = weakref.WeakSet()
+_DIRECT_OPERATIONS = {"info": "info", "exists": "info", "load": "load", "store": "store", "delete": "delete"}
+"""The Store's single-item methods with a direct path, and the backend operation each needs."""
 
 
 class CallGate:
@@ -112,16 +114,30 @@ class DirectCalls(StoreBase):
     They are for the sync facade and the borgstore drop-in, which ask `_direct_ok` first.
     """
 
+    _overridden: frozenset[str] = frozenset()
+    """The single-item methods a subclass overrides: their direct path would bypass the override."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_overridden" not in vars(cls):
+            cls._overridden = cls._overridden | (_DIRECT_OPERATIONS.keys() & vars(cls).keys())
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gate = CallGate()
 
     def _direct_ok(self, operation: str) -> bool:
-        """True if ``operation`` may run in the caller's thread now: the top of the layer stack has a
-        blocking twin for it (no cache, no emulation in the way) and no per-operation timeout is set."""
+        """True if ``operation`` (``info``, ``exists``, ``load``, ``store``, ``delete``) may run in the
+        caller's thread now: the top of the layer stack has a blocking twin for it (no cache, no emulation
+        in the way), no per-operation timeout is set and no subclass overrides the async method."""
         calls = self._calls
         # finding an item on a namespace with several nesting levels takes infos
-        return self.timeout is None and calls.has_blocking(operation) and calls.has_blocking("info")
+        return (
+            self.timeout is None
+            and operation not in self._overridden
+            and calls.has_blocking(_DIRECT_OPERATIONS[operation])
+            and calls.has_blocking("info")
+        )
 
     async def close(self) -> None:
         """Stop using the store, once the direct calls running in other threads have finished."""

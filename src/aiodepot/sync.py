@@ -461,7 +461,7 @@ class SyncStore:
     def exists(self, name: str, *, deleted: bool = False) -> bool:
         """See [`aiodepot.Store.exists`][aiodepot.Store.exists]."""
         store = self.async_store
-        if self._direct("info"):
+        if self._direct("exists"):
             return store._exists_direct(name, deleted=deleted)
         return self._run(store.exists, name, deleted=deleted)
 
