@@ -5,8 +5,10 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -18,6 +20,16 @@ _TIMED = ("info", "load", "store", "delete", "move", "list", "gather", "hash", "
 _VOLUMES = ("load", "store", "gather")
 _BACKEND = ("load", "gather", "store", "delete")
 _KEYS: dict[str, tuple[str, str, str, str]] = {}
+_all_stats: weakref.WeakSet[Stats] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    # a thread of the parent may have held a lock at the fork: in the child nobody would release it
+    for stats in list(_all_stats):
+        stats._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 def _keys(op: str) -> tuple[str, str, str, str]:
@@ -34,7 +46,7 @@ class Stats:
     a user really got.
     """
 
-    __slots__ = ("_busy_since", "_counts", "_lock", "_running")
+    __slots__ = ("__weakref__", "_busy_since", "_counts", "_lock", "_running")
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
@@ -42,6 +54,7 @@ class Stats:
         self._busy_since: dict[str, int] = {}
         # calls count from the event loop and, on the direct path of the sync facade, from callers' threads
         self._lock = threading.Lock()
+        _all_stats.add(self)
 
     def begin(self, op: str) -> int:
         """Mark the start of an ``op`` call; returns the start time to pass to `end`."""
