@@ -61,7 +61,7 @@ class Store(DirectCalls, BulkOperations, FileTransfers, Listing, Streams):
     Its parts live in modules by concern: [`store_base`][aiodepot.store_base] (configuration, lifecycle,
     single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files],
     [`store_streams`][aiodepot.store_streams], [`store_bulk`][aiodepot.store_bulk] and
-    [`store_direct`][aiodepot.store_direct] (the sync facade's calls in the caller's thread).
+    `store_direct` (the sync facade's calls in the caller's thread).
     """
 
 

@@ -2,7 +2,7 @@
 
 Each public method is one blocking Portal call into the async core (``info``, ``load``, ``store`` and
 ``delete`` of a file store without cache or emulation run in the caller's thread instead, see
-[`aiodepot.store_direct`][aiodepot.store_direct]): names and nesting, soft deletion,
+`aiodepot.store_direct`): names and nesting, soft deletion,
 listing, ``gather``/``defrag``/``hash``/``quota``, statistics, the cache and the latency/bandwidth emulation
 are aiodepot's. The layers are composed as borgstore has them:
 
