@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from aiodepot import ObjectNotFound, PermissionDenied, Store
+from aiodepot import BackendError, ObjectNotFound, PermissionDenied, Store
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.posixfs._safe_open import CACHED_LOOKUPS
 from aiodepot.backends.posixfs.backend import INLINE_READ_MAX
@@ -142,3 +142,28 @@ async def test_the_real_file_system_answers_one_way_or_the_other(tmp_path: Path)
         for _ in range(3):
             assert await store.load("a") == b"value"
             assert await store.load("a", offset=1, size=2) == b"al"
+
+
+async def test_an_io_error_of_the_inline_read_is_raised_not_retried(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", errno.EIO)
+    store = await _store_with(backend)
+    try:
+        with pytest.raises(BackendError, match="Input/output error"):
+            await store.load("a")
+        assert backend.thread_jobs == []
+    finally:
+        await store.close()
+
+
+async def test_inline_reads_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = PosixFSBackend(tmp_path / "s", inline_reads=False)
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        await store.store("a", b"value")
+        assert await store.load("a") == b"value"  # from a thread
+    monkeypatch.setenv("AIODEPOT_INLINE_READS", "0")
+    assert not PosixFSBackend(tmp_path / "u")._inline_reads
+    assert not PosixFSBackend(tmp_path / "u", inline_reads=False)._inline_reads
+    monkeypatch.delenv("AIODEPOT_INLINE_READS")
+    assert PosixFSBackend(tmp_path / "u")._inline_reads

@@ -66,6 +66,10 @@ class PosixFSBackend(TempFiles, Backend):
         limits: ``threads``: threads for blocking file operations (default 32).
         cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
             module docs); the number removed is then in ``temp_files_removed``.
+        inline_reads: let ``await load`` read small values that are in the page cache on the event loop
+            (``RWF_NOWAIT``, with a path walk that needs no I/O) instead of in a thread. Turn it off where
+            opening a file may wait on a network (NFS, FUSE). Default: on, unless the environment sets
+            ``AIODEPOT_INLINE_READS=0``.
     """
 
     capabilities = Capabilities(
@@ -88,6 +92,7 @@ class PosixFSBackend(TempFiles, Backend):
         quota: int | None = None,
         limits: Limits | None = None,
         cleanup: bool = True,
+        inline_reads: bool | None = None,
         **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
@@ -114,7 +119,9 @@ class PosixFSBackend(TempFiles, Backend):
         self._session: str | None = None
         self._session_touched = 0.0
         self._quota: Quota | None = None
-        self._inline_reads = _RWF_NOWAIT != 0  # until the file system answers EOPNOTSUPP
+        if inline_reads is None:
+            inline_reads = os.environ.get("AIODEPOT_INLINE_READS", "1") != "0"
+        self._inline_reads = inline_reads and _RWF_NOWAIT != 0  # until the file system answers EOPNOTSUPP
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
