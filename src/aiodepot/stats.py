@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+import weakref
 from collections import Counter
 from typing import Any
 
@@ -16,6 +19,22 @@ __all__ = ["Emulator", "Stats"]
 _TIMED = ("info", "load", "store", "delete", "move", "list", "gather", "hash", "defrag")
 _VOLUMES = ("load", "store", "gather")
 _BACKEND = ("load", "gather", "store", "delete")
+_KEYS: dict[str, tuple[str, str, str, str]] = {}
+_all_stats: weakref.WeakSet[Stats] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    # a thread of the parent may have held a lock at the fork: in the child nobody would release it
+    for stats in list(_all_stats):
+        stats._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
+def _keys(op: str) -> tuple[str, str, str, str]:
+    keys = _KEYS[op] = (op + "_calls", op + "_time", op + "_volume", op + "_busy_time")
+    return keys
 
 
 class Stats:
@@ -27,40 +46,55 @@ class Stats:
     a user really got.
     """
 
-    __slots__ = ("_busy_since", "_counts", "_running")
+    __slots__ = ("__weakref__", "_busy_since", "_counts", "_lock", "_running")
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
         self._running: Counter[str] = Counter()
         self._busy_since: dict[str, int] = {}
+        # calls count from the event loop and, on the direct path of the sync facade, from callers' threads
+        self._lock = threading.Lock()
+        _all_stats.add(self)
 
     def begin(self, op: str) -> int:
         """Mark the start of an ``op`` call; returns the start time to pass to `end`."""
         now = time.perf_counter_ns()
-        if not self._running[op]:
-            self._busy_since[op] = now
-        self._running[op] += 1
+        with self._lock:
+            if not self._running[op]:
+                self._busy_since[op] = now
+            self._running[op] += 1
         return now
 
     def end(self, op: str, started: int, volume: int = 0, *, calls: int = 1) -> None:
         """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes."""
         now = time.perf_counter_ns()
         counts = self._counts
-        counts[op + "_calls"] += calls
-        counts[op + "_time"] += now - started
-        if volume:
-            counts[op + "_volume"] += volume
-        self._running[op] -= 1
-        if not self._running[op]:
-            counts[op + "_busy_time"] += now - self._busy_since.pop(op)
+        keys = _KEYS.get(op) or _keys(op)
+        with self._lock:
+            counts[keys[0]] += calls
+            counts[keys[1]] += now - started
+            if volume:
+                counts[keys[2]] += volume
+            self._running[op] -= 1
+            if not self._running[op]:
+                counts[keys[3]] += now - self._busy_since.pop(op)
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add to a plain counter."""
-        self._counts[key] += amount
+        with self._lock:
+            self._counts[key] += amount
+
+    def add_call(self, calls_key: str, volume_key: str, volume: int) -> None:
+        """Count one call under ``calls_key`` and its ``volume`` bytes (if any) under ``volume_key``."""
+        with self._lock:
+            self._counts[calls_key] += 1
+            if volume:
+                self._counts[volume_key] += volume
 
     def snapshot(self) -> dict[str, Any]:
         """The figures as a dict with borgstore's keys (times in seconds, throughput in bytes/s)."""
-        counts = self._counts
+        with self._lock:
+            counts = self._counts.copy()
         result: dict[str, Any] = {key: value for key, value in counts.items() if not key.endswith("time")}
         for op in _TIMED:
             result[f"{op}_calls"] = counts.get(f"{op}_calls", 0)

@@ -25,6 +25,7 @@ from typing import Any
 from .errors import StoreError
 from .store_base import DEFAULT_CONFIG
 from .store_bulk import BulkOperations
+from .store_direct import DirectCalls
 from .store_files import FileTransfers
 from .store_listing import Listing
 from .store_streams import Streams
@@ -32,7 +33,7 @@ from .store_streams import Streams
 __all__ = ["DEFAULT_CONFIG", "Store"]
 
 
-class Store(BulkOperations, FileTransfers, Listing, Streams):
+class Store(DirectCalls, BulkOperations, FileTransfers, Listing, Streams):
     """An async key/value store over a backend.
 
     Args:
@@ -65,7 +66,8 @@ class Store(BulkOperations, FileTransfers, Listing, Streams):
 
     Its parts live in modules by concern: [`store_base`][aiodepot.store_base] (configuration, lifecycle,
     single items, ranges), [`store_listing`][aiodepot.store_listing], [`store_files`][aiodepot.store_files],
-    [`store_streams`][aiodepot.store_streams] and [`store_bulk`][aiodepot.store_bulk].
+    [`store_streams`][aiodepot.store_streams], [`store_bulk`][aiodepot.store_bulk] and
+    `store_direct` (the sync facade's calls in the caller's thread).
     """
 
 

@@ -180,3 +180,30 @@ def test_rclone_and_missing_backends_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         get_backend("sftp://host/path", permissions={"": "lr"})
     assert compat.installed() is False
+
+
+def test_single_calls_of_a_file_store_run_in_the_callers_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(url=f"file://{tmp_path}/s", config=CONFIG)
+    store.create()
+    with store:
+        assert store.async_store._direct_ok("load") and store.async_store._direct_ok("store")
+        key = keys(1)[0]
+        store.store(f"data/{key}", b"value")
+        assert store.load(f"data/{key}") == b"value"
+        info = store.info(f"data/{key}")
+        assert (info.name, info.exists, info.size) == (key, True, 5)
+        missing = keys(2)[1]
+        with pytest.raises(errors.ObjectNotFound):  # the drop-in's error class, as on the portal
+            store.load(f"data/{missing}")
+        assert not store.info(f"data/{missing}").exists
+        store.delete(f"data/{key}")
+        assert store.stats["load_calls"] == 2 and store.stats["store_calls"] == 1
+    # emulated latency needs the loop (the caller sleeps what it owes): no direct path there
+    monkeypatch.setenv("BORGSTORE_LATENCY", "1")
+    slow = Store(url=f"file://{tmp_path}/s", config=CONFIG)
+    with slow:
+        assert not slow.async_store._direct_ok("load")
+        slow.store(f"data/{key}", b"x")
+        assert slow.load(f"data/{key}") == b"x"

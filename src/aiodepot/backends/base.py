@@ -165,6 +165,19 @@ class Backend(abc.ABC):
     capabilities: Capabilities = Capabilities()
     """What this backend can do (the class attribute is the default for new instances)."""
 
+    blocking_operations: frozenset[str] = frozenset()
+    """The operations with a blocking twin (see `has_blocking`); their ``_<op>_blocking`` hooks are implemented.
+    A subclass that overrides ``<op>`` or ``_<op>`` but not ``_<op>_blocking`` loses the twin (its async code
+    would be bypassed)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "blocking_operations" not in vars(cls):
+            own = vars(cls)
+            cls.blocking_operations = frozenset(
+                op for op in cls.blocking_operations if f"_{op}_blocking" in own or not (op in own or f"_{op}" in own)
+            )
+
     def __init__(self, *, permissions: str | Mapping[str, str] | None = None) -> None:
         self.opened = False
         """Whether the backend is open (set by ``open``/``close``)."""
@@ -306,22 +319,34 @@ class Backend(abc.ABC):
         self.permissions.check(name, "wD")
         await self._rmdir(name)
 
-    async def info(self, name: str) -> ItemInfo:
-        """Describe ``name`` (``exists=False`` if it is missing); ``info.name`` is the last element."""
+    def _check(self, name: str, letters: str, *, allow_root: bool = False) -> None:
+        """The checks before an item operation: open, a valid name, and one of ``letters`` permitted."""
         if not self.opened:
             self._require_open()
-        validate_backend_name(name, allow_root=True)
-        self.permissions.check(name, "lr")
+        validate_backend_name(name, allow_root=allow_root)
+        self.permissions.check(name, letters)
+
+    def _check_load(self, name: str, size: int | None) -> None:
+        self._check(name, "r")
+        if size is not None and size < 0:
+            raise ValueError(f"size must be >= 0 or None, got {size}")
+
+    def _check_store(self, name: str, value: StoreValue) -> tuple[bytes | memoryview, bool]:
+        """The checks before a store; returns the value as bytes or a memoryview, and whether it may replace."""
+        if not self.opened:
+            self._require_open()
+        data = validate_value(value)
+        validate_backend_name(name)
+        return data, not self.permissions.restricted or self._may_replace(name)
+
+    async def info(self, name: str) -> ItemInfo:
+        """Describe ``name`` (``exists=False`` if it is missing); ``info.name`` is the last element."""
+        self._check(name, "lr", allow_root=True)
         return await self._info(name)
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Read ``size`` bytes (all if None) from ``offset`` (negative: from the end); short at the end."""
-        if not self.opened:
-            self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "r")
-        if size is not None and size < 0:
-            raise ValueError(f"size must be >= 0 or None, got {size}")
+        self._check_load(name, size)
         return await self._load(name, offset, size)
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
@@ -331,14 +356,11 @@ class Backend(abc.ABC):
         left alone, decided atomically; a backend without ``capabilities.atomic_create`` raises
         [`NotSupported`][aiodepot.errors.NotSupported].
         """
-        if not self.opened:
-            self._require_open()
-        data = validate_value(value)
-        validate_backend_name(name)
+        data, replace = self._check_store(name, value)
         if if_absent:
             self._check_create(name)
             await self._store(name, data, replace=False)
-        elif not self.permissions.restricted or self._may_replace(name):
+        elif replace:
             await self._store(name, data, replace=True)
         else:
             with _denied_if_exists(name):
@@ -346,11 +368,60 @@ class Backend(abc.ABC):
 
     async def delete(self, name: str) -> None:
         """Remove ``name``; a missing one raises ``ObjectNotFound``."""
-        if not self.opened:
-            self._require_open()
-        validate_backend_name(name)
-        self.permissions.check(name, "D")
+        self._check(name, "D")
         await self._delete(name)
+
+    # the contract: blocking twins in the caller's thread ---------------------------------------------
+
+    def has_blocking(self, operation: str) -> bool:
+        """True if ``<operation>_blocking`` works here (``"info"``, ``"load"``, ``"store"``, ``"delete"``).
+
+        A local backend whose operation needs no event loop runs it in the caller's thread this way, with
+        the same checks as the async method; the sync facade uses it to skip two thread hand-offs per call.
+        Safe from any thread while the backend is open. A backend lists its operations in
+        ``blocking_operations``; a layer offers none unless it says so.
+        """
+        return operation in self.blocking_operations
+
+    def info_blocking(self, name: str) -> ItemInfo:
+        """The blocking twin of `info` (only where ``has_blocking("info")``)."""
+        self._check(name, "lr", allow_root=True)
+        return self._info_blocking(name)
+
+    def load_blocking(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """The blocking twin of `load` (only where ``has_blocking("load")``)."""
+        self._check_load(name, size)
+        return self._load_blocking(name, offset, size)
+
+    def store_blocking(self, name: str, value: StoreValue) -> None:
+        """The blocking twin of `store` (only where ``has_blocking("store")``)."""
+        data, replace = self._check_store(name, value)
+        if replace:
+            self._store_blocking(name, data, replace=True)
+        else:
+            with _denied_if_exists(name):
+                self._store_blocking(name, data, replace=False)
+
+    def delete_blocking(self, name: str) -> None:
+        """The blocking twin of `delete` (only where ``has_blocking("delete")``)."""
+        self._check(name, "D")
+        self._delete_blocking(name)
+
+    def _info_blocking(self, name: str) -> ItemInfo:
+        """``_info`` in the caller's thread (for backends that list ``"info"`` in ``blocking_operations``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking info")
+
+    def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
+        """``_load`` in the caller's thread."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking load")
+
+    def _store_blocking(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        """``_store`` in the caller's thread."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking store")
+
+    def _delete_blocking(self, name: str) -> None:
+        """``_delete`` in the caller's thread."""
+        raise NotImplementedError(f"{type(self).__name__} has no blocking delete")
 
     async def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst``, replacing ``dst``; a missing ``src`` raises ``ObjectNotFound``."""

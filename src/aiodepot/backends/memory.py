@@ -96,6 +96,7 @@ class MemoryBackend(Backend):
     capabilities = Capabilities(
         server_side_hash=False, server_side_copy=True, atomic_create=True, preferred_concurrency=64
     )
+    blocking_operations = frozenset({"info", "load", "store", "delete"})
 
     def __init__(
         self,
@@ -190,6 +191,9 @@ class MemoryBackend(Backend):
             del parent.children[leaf]
 
     async def _info(self, name: str) -> ItemInfo:
+        return self._info_blocking(name)
+
+    def _info_blocking(self, name: str) -> ItemInfo:
         space = self._get()
         leaf = name.rpartition("/")[2]
         with space.lock:
@@ -201,6 +205,9 @@ class MemoryBackend(Backend):
         return ItemInfo.missing(leaf)
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
+        return self._load_blocking(name, offset, size)
+
+    def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
         space = self._get()
         with space.lock:
             node = space.walk(name)
@@ -214,6 +221,9 @@ class MemoryBackend(Backend):
         return data[start : None if size is None else start + size]
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        self._store_blocking(name, value, replace=replace)
+
+    def _store_blocking(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         space = self._get()
         data = bytes(value)  # a copy: the caller's buffer is not referenced
         with space.lock:
@@ -237,6 +247,9 @@ class MemoryBackend(Backend):
             raise QuotaExceeded(f"quota exceeded: {space.usage + delta} > {self.quota_limit} bytes")
 
     async def _delete(self, name: str) -> None:
+        self._delete_blocking(name)
+
+    def _delete_blocking(self, name: str) -> None:
         space = self._get()
         with space.lock:
             parent, leaf = space.parent_of(name, create=False)

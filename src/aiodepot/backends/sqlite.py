@@ -172,17 +172,17 @@ class _ReaderPool:
         finally:
             self._idle.put(conn)
 
-    async def run(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``job(conn)`` on a pool thread with a borrowed connection."""
-
-        def call() -> T:
+    def call(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` in this thread with a borrowed connection (SQLite errors translated)."""
+        try:
             with self.connection() as conn:
                 return job(conn)
-
-        try:
-            return await self.offloader.run(call)
         except sqlite3.Error as exc:
             _translate(exc, name)
+
+    async def run(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` on a pool thread with a borrowed connection."""
+        return await self.offloader.run(self.call, name, job)
 
     def close_all(self) -> None:
         """Close every connection (no job may be running)."""
@@ -215,6 +215,7 @@ class SQLiteBackend(Backend):
         preferred_concurrency=64,
         part_size=8 * MiB,
     )
+    blocking_operations = frozenset({"info", "load"})
 
     def __init__(
         self,
@@ -440,6 +441,15 @@ class SQLiteBackend(Backend):
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value, or a range of it through the incremental blob API."""
         return await self._readers().run(name, lambda conn: self._load_sync(conn, name, offset, size))
+
+    # the readers are plain sqlite3 connections: a blocking caller reads with one in its own thread (writes
+    # go through the one writer on the event loop)
+
+    def _info_blocking(self, name: str) -> ItemInfo:
+        return self._readers().call(name, lambda conn: self._info_sync(conn, name))
+
+    def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
+        return self._readers().call(name, lambda conn: self._load_sync(conn, name, offset, size))
 
     async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
         pool = self._readers()

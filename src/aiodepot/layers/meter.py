@@ -38,23 +38,43 @@ class Meter(Layer):
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Counted: one load and its bytes."""
         data = await self.inner.load(name, offset=offset, size=size)
-        add = self.stats.add
-        add("backend_load_calls")
-        if data:
-            add("backend_load_volume", len(data))
+        self.stats.add_call("backend_load_calls", "backend_load_volume", len(data))
         return data
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Counted: one store and its bytes."""
         await self.inner.store(name, value, if_absent=if_absent)
-        add = self.stats.add
-        add("backend_store_calls")
-        if value:
-            add("backend_store_volume", len(value))
+        self.stats.add_call("backend_store_calls", "backend_store_volume", len(value))
 
     async def delete(self, name: str) -> None:
         """Counted: one delete."""
         await self.inner.delete(name)
+        self.stats.add("backend_delete_calls")
+
+    # blocking twins: the meter needs no event loop, so it offers what the backend below offers
+
+    def has_blocking(self, operation: str) -> bool:
+        """What the metered backend offers."""
+        return self.inner.has_blocking(operation)
+
+    def info_blocking(self, name: str) -> ItemInfo:
+        """Forwarded (single infos are not counted, as in `info`)."""
+        return self.inner.info_blocking(name)
+
+    def load_blocking(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """Counted as `load`."""
+        data = self.inner.load_blocking(name, offset=offset, size=size)
+        self.stats.add_call("backend_load_calls", "backend_load_volume", len(data))
+        return data
+
+    def store_blocking(self, name: str, value: StoreValue) -> None:
+        """Counted as `store`."""
+        self.inner.store_blocking(name, value)
+        self.stats.add_call("backend_store_calls", "backend_store_volume", len(value))
+
+    def delete_blocking(self, name: str) -> None:
+        """Counted as `delete`."""
+        self.inner.delete_blocking(name)
         self.stats.add("backend_delete_calls")
 
     async def gather(self, sources: Iterable[Source]) -> bytes:

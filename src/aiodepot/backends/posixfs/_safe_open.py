@@ -29,15 +29,16 @@ _O_PATH = getattr(os, "O_PATH", os.O_RDONLY | os.O_NONBLOCK)  # O_PATH: no acces
 _SYS_OPENAT2 = 437  # the same number on every architecture that got the unified numbers (all but these:)
 _OPENAT2_MACHINES = frozenset({"x86_64", "aarch64", "arm64", "i686", "i386", "armv7l", "riscv64", "ppc64le", "s390x"})
 _RESOLVE_NO_SYMLINKS_BENEATH = 0x04 | 0x08
+_RESOLVE_CACHED = 0x20  # Linux 5.12+: fail with EAGAIN instead of doing I/O to resolve the path
 
 
 class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def _find_openat2() -> Callable[[int, str, int], int] | None:
-    """``openat2(dirfd, path, flags)`` that refuses symbolic links and escapes from ``dirfd``, or None where
-    the kernel (or a seccomp filter) does not have it."""
+def _find_openat2() -> Callable[[int, str, int, int], int] | None:
+    """``openat2(dirfd, path, flags, resolve)`` with the ``RESOLVE_*`` bits ``resolve`` (to refuse symbolic
+    links and escapes from ``dirfd``), or None where the kernel (or a seccomp filter) does not have it."""
     if sys.platform != "linux" or platform.machine() not in _OPENAT2_MACHINES:
         return None
     try:
@@ -47,14 +48,14 @@ def _find_openat2() -> Callable[[int, str, int], int] | None:
     syscall.restype = ctypes.c_long
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
     # per flags: the open_how structure (kept alive here) and its address; an int converts fastest
-    hows: dict[int, tuple[_OpenHow, int]] = {}
+    hows: dict[tuple[int, int], tuple[_OpenHow, int]] = {}
     how_size = ctypes.sizeof(_OpenHow)
 
-    def openat2(dirfd: int, path: str, flags: int) -> int:
-        entry = hows.get(flags)
+    def openat2(dirfd: int, path: str, flags: int, resolve: int) -> int:
+        entry = hows.get((flags, resolve))
         if entry is None:
-            how = _OpenHow(flags, 0, _RESOLVE_NO_SYMLINKS_BENEATH)
-            entry = hows[flags] = (how, ctypes.addressof(how))
+            how = _OpenHow(flags, 0, resolve)
+            entry = hows[flags, resolve] = (how, ctypes.addressof(how))
         fd: int = syscall(_SYS_OPENAT2, dirfd, os.fsencode(path), entry[1], how_size)
         if fd < 0:
             err = ctypes.get_errno()
@@ -64,7 +65,7 @@ def _find_openat2() -> Callable[[int, str, int], int] | None:
     try:
         root = os.open("/", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            os.close(openat2(root, ".", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC))
+            os.close(openat2(root, ".", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, _RESOLVE_NO_SYMLINKS_BENEATH))
         finally:
             os.close(root)
     except OSError:  # ENOSYS (before 5.6) or EPERM (a seccomp filter that does not know it)
@@ -73,6 +74,27 @@ def _find_openat2() -> Callable[[int, str, int], int] | None:
 
 
 _openat2 = _find_openat2()
+
+
+def _has_cached_lookups() -> bool:
+    """Whether openat2 takes RESOLVE_CACHED here (older kernels answer EINVAL)."""
+    if _openat2 is None:
+        return False
+    try:
+        root = os.open("/", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.close(_openat2(root, ".", _O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, _RESOLVE_CACHED))
+        finally:
+            os.close(root)
+    except BlockingIOError:
+        return True  # supported, only not cached
+    except OSError:
+        return False
+    return True
+
+
+CACHED_LOOKUPS = _has_cached_lookups()
+"""True where an item can be opened without any I/O for the path walk (openat2 with RESOLVE_CACHED)."""
 
 
 class _BaseDir:
@@ -124,7 +146,7 @@ class ConfinedPaths:
         base = self._base_dir  # held for the call: close() may drop it meanwhile
         if base is not None:
             assert _openat2 is not None
-            return _openat2(base.fd, path[len(self.base) :].lstrip("/") or ".", flags)
+            return _openat2(base.fd, path[len(self.base) :].lstrip("/") or ".", flags, _RESOLVE_NO_SYMLINKS_BENEATH)
         fd = os.open(path, flags)
         try:
             self._confine(fd, path)
@@ -132,6 +154,21 @@ class ConfinedPaths:
             os.close(fd)
             raise
         return fd
+
+    def _open_item_cached(self, path: str) -> int | None:
+        """Open an item for reading as `_open_item` does, but only if it takes no I/O: the path walk from
+        the dentry cache (RESOLVE_CACHED) and no wait on a FIFO (O_NONBLOCK). None where that cannot be
+        known (no openat2 with RESOLVE_CACHED, or the store is closing) or the walk would need I/O."""
+        base = self._base_dir
+        if base is None or not CACHED_LOOKUPS:
+            return None
+        assert _openat2 is not None
+        relative = path[len(self.base) :].lstrip("/") or "."
+        flags = os.O_RDONLY | os.O_CLOEXEC | _O_NOFOLLOW | os.O_NONBLOCK
+        try:
+            return _openat2(base.fd, relative, flags, _RESOLVE_NO_SYMLINKS_BENEATH | _RESOLVE_CACHED)
+        except BlockingIOError:
+            return None
 
     def _open_item(self, path: str) -> int:
         """Open an item for reading: never through a symbolic link, never outside the base."""

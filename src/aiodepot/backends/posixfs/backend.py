@@ -34,9 +34,13 @@ from ._fileio import MiB, copy_range, fsync_dir, pread_exact, write_all
 from ._quota import COMMIT_LOCKS, QUOTA_FILE, Quota, QuotaState
 from ._tempfiles import TempFiles, dead_sessions, remove_left_behind
 
-__all__ = ["PosixFSBackend"]
+__all__ = ["INLINE_READ_MAX", "PosixFSBackend"]
 
 T = TypeVar("T")
+
+INLINE_READ_MAX = 256 * 1024
+"""The biggest read `await load` does on the event loop from the page cache (bigger ones go to a thread)."""
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)  # 0: not on this platform
 
 
 def _item_info(name: str, st: os.stat_result) -> ItemInfo:
@@ -62,6 +66,10 @@ class PosixFSBackend(TempFiles, Backend):
         limits: ``threads``: threads for blocking file operations (default 32).
         cleanup: on ``open``, if a session crashed, remove the temp files of writers that crashed (see the
             module docs); the number removed is then in ``temp_files_removed``.
+        inline_reads: let ``await load`` read small values that are in the page cache on the event loop
+            (``RWF_NOWAIT``, with a path walk that needs no I/O) instead of in a thread. Turn it off where
+            opening a file may wait on a network (NFS, FUSE). Default: on, unless the environment sets
+            ``AIODEPOT_INLINE_READS=0``.
     """
 
     capabilities = Capabilities(
@@ -74,6 +82,7 @@ class PosixFSBackend(TempFiles, Backend):
         batch_size=256,  # fewer, bigger thread jobs: each hand-off costs more than a cached small read
         part_size=16 * MiB,
     )
+    blocking_operations = frozenset({"info", "load", "store", "delete"})
 
     def __init__(
         self,
@@ -84,6 +93,7 @@ class PosixFSBackend(TempFiles, Backend):
         quota: int | None = None,
         limits: Limits | None = None,
         cleanup: bool = True,
+        inline_reads: bool | None = None,
         **deprecated: Any,
     ) -> None:
         super().__init__(permissions=permissions)
@@ -110,6 +120,9 @@ class PosixFSBackend(TempFiles, Backend):
         self._session: str | None = None
         self._session_touched = 0.0
         self._quota: Quota | None = None
+        if inline_reads is None:
+            inline_reads = os.environ.get("AIODEPOT_INLINE_READS", "1") != "0"
+        self._inline_reads = inline_reads and _RWF_NOWAIT != 0  # until the file system answers EOPNOTSUPP
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
@@ -133,6 +146,15 @@ class PosixFSBackend(TempFiles, Backend):
     async def _run(self, name: str, job: Any, *args: Any) -> Any:
         try:
             return await self._offloader.run(job, *args)
+        except StoreError:
+            raise
+        except OSError as exc:
+            raise_translated(exc, name)
+
+    def _call(self, name: str, job: Callable[..., T], *args: Any) -> T:
+        """``job(*args)`` in the caller's thread, errors translated as `_run` does."""
+        try:
+            return job(*args)
         except StoreError:
             raise
         except OSError as exc:
@@ -356,14 +378,78 @@ class PosixFSBackend(TempFiles, Backend):
                     results.append(translated)
         return results
 
+    def _info_blocking(self, name: str) -> ItemInfo:
+        return self._call(name, self._info_sync, name)
+
+    def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
+        return self._call(name, self._load_sync, name, offset, size)
+
+    def _store_blocking(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        self._call(name, self._store_sync, name, value, replace)
+
+    def _delete_blocking(self, name: str) -> None:
+        self._call(name, self._delete_sync, name)
+
     async def _info(self, name: str) -> ItemInfo:
         result: ItemInfo = await self._run(name, self._info_sync, name)
         return result
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
-        """Read a whole value or a range of it (one ``pread``)."""
+        """Read a whole value or a range of it (one ``pread``): on the event loop if it is in the page cache
+        and small, else in a thread."""
+        if self._inline_reads:
+            try:
+                inline = self._load_inline(name, offset, size)
+            except StoreError:
+                raise
+            except OSError as exc:
+                raise_translated(exc, name)
+            if inline is not None:
+                return inline
         data: bytes = await self._run(name, self._load_sync, name, offset, size)
         return data
+
+    def _load_inline(self, name: str, offset: int, size: int | None) -> bytes | None:
+        """The value, read without any chance of blocking, or None if that cannot be done.
+
+        The item is opened with a path walk from the dentry cache only (see `_open_item_cached`) and read
+        with ``RWF_NOWAIT``: the kernel copies from the page cache or answers ``EAGAIN``. Values bigger
+        than ``INLINE_READ_MAX`` are read in a thread anyway (a long copy holds up the loop too). A file
+        system without ``RWF_NOWAIT`` (``EOPNOTSUPP``) is remembered: this backend stops trying.
+        """
+        fd = self._open_item_cached(self._path(name))
+        if fd is None:
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                return None  # the thread refuses it as it always has
+            total = st.st_size
+            start = max(total + offset, 0) if offset < 0 else min(offset, total)
+            length = total - start if size is None else min(size, total - start)
+            if length > INLINE_READ_MAX:
+                return None
+            if length <= 0:
+                return b""
+            buffer = bytearray(length)
+            try:
+                done = self._read_nowait(fd, buffer, start)
+            except OSError as exc:
+                if exc.errno == errno.EOPNOTSUPP:
+                    self._inline_reads = False
+                    return None
+                if exc.errno == errno.EAGAIN:
+                    return None
+                raise
+            # short: a part is not cached (or the file shrank meanwhile): the thread reads it as usual
+            return bytes(buffer) if done == length else None
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def _read_nowait(fd: int, buffer: bytearray, offset: int) -> int:
+        """Read into ``buffer`` at ``offset`` from the page cache only (``EAGAIN`` if it would wait)."""
+        return os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write a temp file beside the item, then rename it into place."""

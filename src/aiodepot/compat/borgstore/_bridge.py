@@ -64,6 +64,36 @@ class SyncBackendBridge(Wrapper):
             return obj.async_backend
         return None
 
+    # blocking twins: where the call goes straight to an aiodepot backend that has them (a file store), the
+    # drop-in's single calls run in the caller's thread, as borgstore's do
+
+    def has_blocking(self, operation: str) -> bool:
+        """True where the call goes to an aiodepot backend that has the blocking twin."""
+        native = self._native(operation)
+        return native is not None and native.has_blocking(operation)
+
+    def _blocking_native(self, operation: str) -> Backend:
+        native = self._native(operation)
+        if native is None:
+            raise NotImplementedError(f"{self!r} has no blocking {operation}")
+        return native
+
+    def info_blocking(self, name: str) -> ItemInfo:
+        """The native backend's blocking info."""
+        return ItemInfo(*self._blocking_native("info").info_blocking(name))
+
+    def load_blocking(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        """The native backend's blocking load."""
+        return self._blocking_native("load").load_blocking(name, offset=offset, size=size)
+
+    def store_blocking(self, name: str, value: StoreValue) -> None:
+        """The native backend's blocking store."""
+        self._blocking_native("store").store_blocking(name, value)
+
+    def delete_blocking(self, name: str) -> None:
+        """The native backend's blocking delete."""
+        self._blocking_native("delete").delete_blocking(name)
+
     async def _sync(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call ``sync_backend.method`` in a worker thread, one call at a time; errors become aiodepot's."""
         if self._lock is None:

@@ -9,7 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 from ...sync import Portal
 from .backends.errors import translate
 
-__all__ = ["construct", "iterate", "run"]
+__all__ = ["construct", "direct", "iterate", "run"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -22,6 +22,17 @@ def run(func: Callable[P, Coroutine[Any, Any, T]], /, *args: P.args, **kwargs: P
     """Run ``func(*args, **kwargs)`` on the shared portal; aiodepot errors leave as borgstore's classes."""
     try:
         return Portal.default().call(func, *args, **kwargs)
+    except Exception as exc:
+        translated = translate(exc)
+        if translated is exc:
+            raise
+        raise translated from exc
+
+
+def direct(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking twin of the async core (``Store._load_direct`` …) in this thread; errors as for `run`."""
+    try:
+        return func(*args, **kwargs)
     except Exception as exc:
         translated = translate(exc)
         if translated is exc:

@@ -1,6 +1,8 @@
 """borgstore's ``Store``, running on [`aiodepot.Store`][aiodepot.Store] through the Portal.
 
-Each public method is one blocking Portal call into the async core: names and nesting, soft deletion,
+Each public method is one blocking Portal call into the async core (``info``, ``load``, ``store`` and
+``delete`` of a file store without cache or emulation run in the caller's thread instead, see
+`aiodepot.store_direct`): names and nesting, soft deletion,
 listing, ``gather``/``defrag``/``hash``/``quota``, statistics, the cache and the latency/bandwidth emulation
 are aiodepot's. The layers are composed as borgstore has them:
 
@@ -32,7 +34,7 @@ from ...stats import Stats
 from ._bridge import SyncBackendBridge
 from ._config import CacheMode, CachePolicy, core_policy, parse_namespace_config
 from ._emulation import CallerThreadEmulator, Sleeps
-from ._portal import iterate
+from ._portal import direct, iterate
 from ._portal import run as _portal_run
 from ._stats import BorgStats, figures, raw_counters
 from .backends._base import BackendBase, ItemInfo, StoreValue, to_item_info, validate_sources, validate_value
@@ -261,9 +263,19 @@ class Store:
         if name == ROOTNS and not deleted:
             return run(self._root_info)
 
+        store = self.async_store
+        if store._direct_ok("info"):
+
+            def info_here() -> Any:
+                found = store._info_direct(name, deleted=deleted)  # checks the name first
+                nested = store._find_blocking(name, deleted)
+                return to_item_info(found)._replace(name=nested.rpartition("/")[2])
+
+            return direct(info_here)
+
         async def info() -> Any:
-            nested = await self.async_store.find(name, deleted=deleted)
-            found = await self.async_store.info(name, deleted=deleted)
+            nested = await store.find(name, deleted=deleted)
+            found = await store.info(name, deleted=deleted)
             return to_item_info(found)._replace(name=nested.rpartition("/")[2])
 
         return run(info)
@@ -280,17 +292,28 @@ class Store:
     def load(self, name: str, *, size: int | None = None, offset: int = 0, deleted: bool = False) -> bytes:
         """Return the value of ``name``, or ``size`` bytes from ``offset`` (negative: from the end)."""
         self._get_levels(name)
-        return run(self.async_store.load, name, offset=offset, size=size, deleted=deleted)
+        store = self.async_store
+        if store._direct_ok("load"):  # a file store without cache or emulation: in this thread, as borgstore
+            return direct(store._load_direct, name, offset=offset, size=size, deleted=deleted)
+        return run(store.load, name, offset=offset, size=size, deleted=deleted)
 
     def store(self, name: str, value: StoreValue) -> None:
         """Store ``value`` (bytes or a C-contiguous memoryview) under ``name``; the buffer is not kept."""
         self._get_levels(name)
-        run(self.async_store.store, name, validate_value(value))
+        store = self.async_store
+        if store._direct_ok("store"):
+            direct(store._store_direct, name, validate_value(value))
+        else:
+            run(store.store, name, validate_value(value))
 
     def delete(self, name: str, *, deleted: bool = False) -> None:
         """Delete ``name`` for good (see ``move(name, delete=True)`` for a soft delete)."""
         self._get_levels(name)
-        run(self.async_store.delete, name, deleted=deleted)
+        store = self.async_store
+        if store._direct_ok("delete"):
+            direct(store._delete_direct, name, deleted=deleted)
+        else:
+            run(store.delete, name, deleted=deleted)
 
     def move(
         self,

@@ -1,0 +1,277 @@
+"""Single calls: sequential 4 KiB loads and stores, one call after another, through every API.
+
+For each storage (``file://`` on the disk and on tmpfs, ``memory://``, ``sqlite://``) the same calls run
+through ``await Store``, ``SyncStore``, the borgstore drop-in (``aiodepot.compat.borgstore``), borgstore
+itself (where it has the backend), the aiodepot backend's blocking twins called directly (the floor under
+the sync facade's direct path) and the same work without any library (a raw open/read loop, a dict,
+plain ``sqlite3``). Each figure is the best of ``repeats`` runs; the note gives
+µs per call, CPU µs per call (``getrusage``: every thread of the process, so a hand-off to another thread
+counts) and the ratio to borgstore's µs/call (``memory://``: to ``MemoryBackend``'s blocking code, as a
+dict lookup is no yardstick; ``sqlite://``: to plain ``sqlite3``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+from aiodepot import Store, SyncStore
+from aiodepot.backends.base import Backend
+from aiodepot.backends.memory import MemoryBackend
+from aiodepot.backends.posixfs import PosixFSBackend
+
+from .common import Row, names
+
+VALUE_SIZE = 4096
+_UPSERT = "INSERT INTO items (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _best(run: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """The best wall-clock seconds of ``repeats`` runs of ``run``, and the CPU seconds of that run."""
+    best = (float("inf"), 0.0)
+    for _ in range(repeats):
+        cpu = _cpu()
+        started = time.perf_counter()
+        run()
+        wall = time.perf_counter() - started
+        best = min(best, (wall, _cpu() - cpu))
+    return best
+
+
+Timings = dict[str, tuple[float, float]]  # operation -> (wall s, cpu s)
+
+
+def _sync_calls(store: object, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    store_one = store.store  # type: ignore[attr-defined]
+    load_one = store.load  # type: ignore[attr-defined]
+
+    def stores() -> None:
+        for name in items:
+            store_one(name, value)
+
+    def loads() -> None:
+        for name in items:
+            load_one(name)
+
+    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+
+
+def _async_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    async def main() -> Timings:
+        store = Store(url)
+        await store.create()
+        async with store:
+            timings: Timings = {}
+            for op in ("store", "load"):
+                best = (float("inf"), 0.0)
+                for _ in range(repeats):
+                    cpu = _cpu()
+                    started = time.perf_counter()
+                    if op == "store":
+                        for name in items:
+                            await store.store(name, value)
+                    else:
+                        for name in items:
+                            await store.load(name)
+                    best = min(best, (time.perf_counter() - started, _cpu() - cpu))
+                timings[op] = best
+            return timings
+
+    return asyncio.run(main())
+
+
+def _syncstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    store = SyncStore(url)
+    store.create()
+    with store:
+        return _sync_calls(store, items, value, repeats)
+
+
+def _compat_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    from aiodepot.compat.borgstore.store import Store as CompatStore
+
+    store = CompatStore(url=url, config={"": {"levels": [0]}})
+    store.create()
+    with store:
+        return _sync_calls(store, items, value, repeats)
+
+
+def _borgstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings | None:
+    try:
+        from borgstore.store import Store as BorgStore
+    except ImportError:
+        return None
+    store = BorgStore(url=url, config={"": {"levels": [0]}})
+    store.create()
+    with store:
+        return _sync_calls(store, items, value, repeats)
+
+
+def _backend_blocking(backend: Backend, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    """The backend's blocking twins called directly: the floor under the Store's direct path."""
+
+    async def start() -> None:
+        await backend.create()
+        await backend.open()
+
+    asyncio.run(start())
+    try:
+        return _sync_calls(_Twins(backend), items, value, repeats)
+    finally:
+        asyncio.run(backend.close())
+
+
+class _Twins:
+    def __init__(self, backend: Backend) -> None:
+        self.load = backend.load_blocking
+        self.store = backend.store_blocking
+
+
+def _raw_files(root: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    """What a program does without any library: write a temp file and rename it; open, read, close."""
+    os.makedirs(root)
+    paths = [os.path.join(root, name.replace("/", "_")) for name in items]
+
+    def stores() -> None:
+        for path in paths:
+            tmp = path + ".tmp"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                os.write(fd, value)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+
+    def loads() -> None:
+        for path in paths:
+            with open(path, "rb") as f:
+                f.read()
+
+    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+
+
+def _raw_dict(items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    data: dict[str, bytes] = {}
+
+    def stores() -> None:
+        for name in items:
+            data[name] = bytes(value)
+
+    def loads() -> None:
+        for name in items:
+            data.get(name)
+
+    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+
+
+def _raw_sqlite(path: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+    """Plain sqlite3, WAL, one autocommitted upsert per store and one select per load."""
+    db = sqlite3.connect(path, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE items (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+
+        def stores() -> None:
+            for name in items:
+                db.execute(_UPSERT, (name, value))
+
+        def loads() -> None:
+            for name in items:
+                db.execute("SELECT value FROM items WHERE name = ?", (name,)).fetchone()
+
+        return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+    finally:
+        db.close()
+
+
+def _rows(scenario: str, results: dict[str, Timings | None], calls: int, reference: str) -> list[Row]:
+    rows = []
+    for contender, timings in results.items():
+        if timings is None:
+            continue
+        for op in ("load", "store"):
+            wall, cpu = timings[op]
+            note = f"{wall / calls * 1e6:.1f} µs/call, CPU {cpu / calls * 1e6:.1f} µs"
+            ref = results.get(reference)
+            if ref is not None and contender != reference:
+                note += f", {wall / ref[op][0]:.2f}x {reference}"
+            rows.append(Row(scenario, op, contender, wall, note))
+    return rows
+
+
+def _local_dirs() -> list[tuple[str, str]]:
+    """(label, directory) of the file systems to run on: the temp dir's, and tmpfs if it is another."""
+    dirs = [("disk" if not _is_tmpfs(tempfile.gettempdir()) else "tmpfs", tempfile.gettempdir())]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) and dirs[0][0] != "tmpfs":
+        dirs.append(("tmpfs", "/dev/shm"))
+    return dirs
+
+
+def _is_tmpfs(path: str) -> bool:
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best = ("", "")
+    for fields in mounts:
+        if len(fields) > 2 and (real == fields[1] or real.startswith(fields[1].rstrip("/") + "/")):
+            best = max(best, (fields[1], fields[2]), key=lambda m: len(m[0]))
+    return best[1] == "tmpfs"
+
+
+def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
+    """Time ``calls`` sequential 4 KiB stores, then loads, through each API on each local storage."""
+    value = os.urandom(VALUE_SIZE)
+    items = names(calls)
+    load_avg = f"{os.getloadavg()[0]:.1f}"
+    rows: list[Row] = []
+    for label, parent in _local_dirs():
+        root = tempfile.mkdtemp(prefix="aiodepot-single-", dir=parent)
+        try:
+            results: dict[str, Timings | None] = {
+                "aiodepot await Store": _async_calls(f"file://{root}/async", items, value, repeats),
+                "aiodepot SyncStore": _syncstore_calls(f"file://{root}/sync", items, value, repeats),
+                "aiodepot compat.borgstore": _compat_calls(f"file://{root}/compat", items, value, repeats),
+                "borgstore": _borgstore_calls(f"file://{root}/borg", items, value, repeats),
+                "PosixFSBackend blocking": _backend_blocking(PosixFSBackend(f"{root}/twins"), items, value, repeats),
+                "raw open/read": _raw_files(f"{root}/raw", items, value, repeats),
+            }
+            reference = "borgstore" if results["borgstore"] is not None else "raw open/read"
+            scenario = f"single calls, file:// {label} (load {load_avg})"
+            rows += _rows(scenario, results, calls, reference)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+    memory: dict[str, Timings | None] = {
+        "aiodepot await Store": _async_calls("memory://bench-single-async", items, value, repeats),
+        "aiodepot SyncStore": _syncstore_calls("memory://bench-single-sync", items, value, repeats),
+        "MemoryBackend blocking": _backend_blocking(MemoryBackend(), items, value, repeats),
+        "raw dict": _raw_dict(items, value, repeats),
+    }
+    rows += _rows("single calls, memory://", memory, calls, "MemoryBackend blocking")
+
+    root = tempfile.mkdtemp(prefix="aiodepot-single-")
+    try:
+        sqlite: dict[str, Timings | None] = {
+            "aiodepot await Store": _async_calls(f"sqlite://{root}/async.db", items, value, repeats),
+            "aiodepot SyncStore": _syncstore_calls(f"sqlite://{root}/sync.db", items, value, repeats),
+            "raw sqlite3": _raw_sqlite(f"{root}/raw.db", items, value, repeats),
+        }
+        rows += _rows("single calls, sqlite://", sqlite, calls, "raw sqlite3")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return rows

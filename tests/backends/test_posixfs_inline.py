@@ -1,0 +1,169 @@
+"""posixfs ``await load`` from the page cache on the event loop, and its fall-backs to a thread.
+
+The seam is ``PosixFSBackend._read_nowait`` (the one ``preadv(..., RWF_NOWAIT)``): a subclass makes it
+answer as a file system would (a hit, ``EAGAIN``, ``EOPNOTSUPP``, a short read); ``_run`` counts the thread
+jobs. The files, the open and the path walk are real.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aiodepot import BackendError, ObjectNotFound, PermissionDenied, Store
+from aiodepot.backends.posixfs import PosixFSBackend
+from aiodepot.backends.posixfs._safe_open import CACHED_LOOKUPS
+from aiodepot.backends.posixfs.backend import INLINE_READ_MAX
+
+pytestmark = pytest.mark.skipif(not CACHED_LOOKUPS, reason="needs openat2 with RESOLVE_CACHED (Linux 5.12+)")
+
+
+class Answering(PosixFSBackend):
+    """Reads from the page cache answer ``answer``: None (a hit), an errno, or a byte count (short read)."""
+
+    def __init__(self, path: Path, answer: int | None = None, *, short: int | None = None) -> None:
+        super().__init__(path)
+        self.answer = answer
+        self.short = short
+        self.nowait_reads = 0
+        self.thread_jobs: list[str] = []
+
+    def _read_nowait(self, fd: int, buffer: bytearray, offset: int) -> int:
+        self.nowait_reads += 1
+        if self.answer is not None:
+            raise OSError(self.answer, os.strerror(self.answer))
+        done = os.preadv(fd, [buffer], offset)  # what a page-cache hit gives, on any file system
+        return min(done, self.short) if self.short is not None else done
+
+    async def _run(self, name: str, job: Any, *args: Any) -> Any:
+        self.thread_jobs.append(getattr(job, "__name__", "job"))
+        return await super()._run(name, job, *args)
+
+
+async def _store_with(backend: Answering) -> Store:
+    store = Store(backend=backend)
+    await store.create()
+    await store.open()
+    await store.store("a", b"0123456789")
+    backend.thread_jobs.clear()
+    return store
+
+
+async def test_a_hit_is_read_on_the_loop_without_a_thread(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s")
+    store = await _store_with(backend)
+    try:
+        assert await store.load("a") == b"0123456789"
+        assert await store.load("a", offset=2, size=3) == b"234"
+        assert await store.load("a", offset=-4) == b"6789"
+        assert await store.load("a", offset=-4, size=1) == b"6"
+        assert await store.load("a", offset=20) == b""
+        assert await store.load("a", offset=8, size=10) == b"89"
+        assert backend.nowait_reads == 5  # the empty range needs no read
+        assert backend.thread_jobs == []
+    finally:
+        await store.close()
+
+
+async def test_eagain_falls_back_to_the_thread_and_tries_again_next_time(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", errno.EAGAIN)
+    store = await _store_with(backend)
+    try:
+        assert await store.load("a") == b"0123456789"
+        assert await store.load("a", offset=1, size=2) == b"12"
+        assert backend.nowait_reads == 2 and backend.thread_jobs == ["_load_sync", "_load_sync"]
+    finally:
+        await store.close()
+
+
+async def test_eopnotsupp_is_remembered(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", errno.EOPNOTSUPP)
+    store = await _store_with(backend)
+    try:
+        assert await store.load("a") == b"0123456789"
+        assert await store.load("a") == b"0123456789"
+        assert backend.nowait_reads == 1  # not asked again
+        assert backend.thread_jobs == ["_load_sync", "_load_sync"]
+    finally:
+        await store.close()
+
+
+async def test_a_short_read_goes_to_the_thread(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", short=4)  # part of the value is not in the page cache
+    store = await _store_with(backend)
+    try:
+        assert await store.load("a") == b"0123456789"
+        assert backend.nowait_reads == 1 and backend.thread_jobs == ["_load_sync"]
+    finally:
+        await store.close()
+
+
+async def test_big_values_are_read_in_a_thread(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s")
+    store = await _store_with(backend)
+    try:
+        big = os.urandom(INLINE_READ_MAX + 1)
+        await store.store("big", big)
+        backend.thread_jobs.clear()
+        assert await store.load("big") == big
+        assert await store.load("big", size=INLINE_READ_MAX) == big[:INLINE_READ_MAX]  # a small range: inline
+        assert backend.thread_jobs == ["_load_sync"] and backend.nowait_reads == 1
+    finally:
+        await store.close()
+
+
+async def test_errors_on_the_loop_are_the_usual_ones(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s")
+    store = await _store_with(backend)
+    try:
+        with pytest.raises(ObjectNotFound):
+            await store.load("missing")
+        os.symlink(tmp_path / "s" / "a", tmp_path / "s" / "link")
+        with pytest.raises(PermissionDenied):
+            await store.load("link")
+        (tmp_path / "s" / "dir").mkdir()
+        with pytest.raises(ObjectNotFound):  # a directory is no item: the thread says so, as before
+            await store.load("dir")
+    finally:
+        await store.close()
+
+
+async def test_the_real_file_system_answers_one_way_or_the_other(tmp_path: Path) -> None:
+    # ext4, xfs, btrfs read from the page cache here; tmpfs and others answer EOPNOTSUPP once
+    backend = PosixFSBackend(tmp_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        await store.store("a", b"value")
+        for _ in range(3):
+            assert await store.load("a") == b"value"
+            assert await store.load("a", offset=1, size=2) == b"al"
+
+
+async def test_an_io_error_of_the_inline_read_is_raised_not_retried(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", errno.EIO)
+    store = await _store_with(backend)
+    try:
+        with pytest.raises(BackendError, match="Input/output error"):
+            await store.load("a")
+        assert backend.thread_jobs == []
+    finally:
+        await store.close()
+
+
+async def test_inline_reads_can_be_turned_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = PosixFSBackend(tmp_path / "s", inline_reads=False)
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        await store.store("a", b"value")
+        assert await store.load("a") == b"value"  # from a thread
+    monkeypatch.setenv("AIODEPOT_INLINE_READS", "0")
+    assert not PosixFSBackend(tmp_path / "u")._inline_reads
+    assert not PosixFSBackend(tmp_path / "u", inline_reads=False)._inline_reads
+    monkeypatch.delenv("AIODEPOT_INLINE_READS")
+    assert PosixFSBackend(tmp_path / "u")._inline_reads
