@@ -43,6 +43,7 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "sftp": ("aiodepot.backends.sftp:SftpBackend", "sftp"),
     "s3": ("aiodepot.backends.s3:S3Backend", "s3"),
     "b2": ("aiodepot.backends.s3:S3Backend", "s3"),
+    "gs": ("aiodepot.backends.gcs:GcsBackend", "gcs"),
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
     "https": ("aiodepot.backends.rest:RestBackend", "rest"),
     "rest": ("aiodepot.backends.rest:RestBackend", "rest"),
@@ -56,6 +57,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
 }
 _NOT_URLS = frozenset({"rclone"})
 """Schemes whose locations are not URLs (``rclone:remote:path``): a '?' there is part of the path."""
+_QUERY_URLS = frozenset({"gs"})
+"""Schemes whose URLs take a query (``gs://…?endpoint=…``): the backend parses it."""
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False
 
@@ -126,7 +129,7 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     if not sep or not scheme:
         raise BackendURLInvalid(f"not a store URL (no scheme): {url!r}")
     scheme = scheme.lower()
-    if scheme in _BUILTIN and scheme not in _NOT_URLS and ("?" in url or "#" in url):
+    if scheme in _BUILTIN and scheme not in _NOT_URLS | _QUERY_URLS and ("?" in url or "#" in url):
         raise BackendURLInvalid(
             f"{scheme}: URLs take no query (?…) or fragment (#…): {url!r} (write a '?' or '#' in a path as %3F or %23)"
         )
