@@ -314,7 +314,11 @@ class GcsBackend(Backend):
         self._storage = Storage(token=token, session=self._http, api_root=self.endpoint, api_is_dev=self.anonymous)  # type: ignore[arg-type]
         self._service = service
         if not self.anonymous:
-            await self._auth()
+            try:
+                await self._auth()
+            except BaseException:
+                await self._disconnect()
+                raise
 
     async def _disconnect(self) -> None:
         http, self._http, self._storage = self._http, None, None
@@ -545,8 +549,45 @@ class GcsBackend(Backend):
                 raise
             # after a retry the object there may be our own first attempt, whose reply was lost
             return attempts > 1 and await self._is_ours(name, key, crc, len(body))
-        check_stored(name, "upload", crc, stored.get("crc32c"))
+        if stored.get("crc32c") not in (None, crc):
+            await self._replace_damaged(name, key, body, crc, stored)
         return True
+
+    async def _replace_damaged(self, name: str, key: str, body: bytes, crc: str, damaged: dict[str, Any]) -> None:
+        """The service stored other bytes than were sent (an emulator that does not check the CRC32C sent):
+        send them once more in place of that object (its generation pinned); if that fails too, delete it
+        and raise ``IntegrityError``."""
+        generation = str(damaged.get("generation", ""))
+        logger.warning("gs %s: the service stored other bytes than were sent; sending again", name)
+        try:
+            stored = await self._call(
+                name,
+                lambda: self._client().upload(
+                    self.bucket,
+                    key,
+                    body,
+                    content_type="application/octet-stream",
+                    metadata={"crc32c": crc},
+                    parameters={"ifGenerationMatch": generation} if generation else {},
+                    force_resumable_upload=False,
+                    timeout=self._timeout,  # type: ignore[arg-type]
+                ),
+            )
+            check_stored(name, "upload", crc, stored.get("crc32c"))
+        except BaseException:
+            await asyncio.shield(self._drop_damaged(name, key, generation))
+            raise
+
+    async def _drop_damaged(self, name: str, key: str, generation: str) -> None:
+        """Delete the damaged object we wrote (only that generation of it), swallowing errors."""
+        try:
+            params = {"ifGenerationMatch": generation} if generation else {}
+            await self._call(
+                name,
+                lambda: self._client().delete(self.bucket, key, params=dict(params), timeout=self._timeout),  # type: ignore[arg-type]
+            )
+        except StoreError as exc:
+            logger.warning("gs %s: the damaged object could not be deleted: %s", name, exc)
 
     async def _is_ours(self, name: str, key: str, crc: str, size: int) -> bool:
         metadata = await self._metadata(name, key)
@@ -619,6 +660,8 @@ class GcsBackend(Backend):
         (the JSON API has no parallel chunks); the last carries the CRC32C of the whole value for the
         service to check. A chunk that fails on the way is resumed from what the service holds. Any
         failure cancels the upload. False: ``replace=False`` found an object there."""
+        if not replace and await self._metadata(name, key) is not None:
+            return False  # as the precondition would say (which fake-gcs-server ignores on resumable uploads)
         params = {"uploadType": "resumable", **({} if replace else {"ifGenerationMatch": "0"})}
         headers = {"X-Upload-Content-Type": "application/octet-stream"}
         if size is not None:
@@ -629,7 +672,12 @@ class GcsBackend(Backend):
                 "POST", f"{self._upload_api}/o", params=params, headers=headers, json_body={"name": key}
             )
             response.release()
-            return response.headers["Location"]
+            location = urlsplit(response.headers["Location"])
+            if self.endpoint is None:
+                return location.geturl()
+            # an emulator names itself by its own address: reach the session through the endpoint given
+            origin = urlsplit(self.endpoint)
+            return location._replace(scheme=origin.scheme, netloc=origin.netloc).geturl()
 
         try:
             session = await self._call(name, start)
@@ -654,7 +702,11 @@ class GcsBackend(Backend):
             if isinstance(exc, BackendError) and not replace and is_precondition_failure(exc):
                 return False
             raise
-        check_stored(name, "resumable upload", crc.b64(), stored.get("crc32c"))
+        try:
+            check_stored(name, "resumable upload", crc.b64(), stored.get("crc32c"))
+        except IntegrityError:
+            await asyncio.shield(self._drop_damaged(name, key, str(stored.get("generation", ""))))
+            raise
         return True
 
     async def _send_chunk(
@@ -673,7 +725,7 @@ class GcsBackend(Backend):
             if crc is not None:
                 headers["X-Goog-Hash"] = f"crc32c={crc}"
             try:
-                response = await self._request("PUT", session, headers=headers, data=bytes(piece))
+                response = await self._request("PUT", session, headers=headers, data=io.BytesIO(bytes(piece)))
             except (TimeoutError, aiohttp.ClientConnectionError):
                 sent_from = await self._persisted(session, offset, total)
                 raise

@@ -50,6 +50,9 @@ def native(exc: BaseException) -> Native:
     reason, _, body = exc.message.partition(": ")
     try:
         error = json.loads(body)["error"]
+        if isinstance(error, str):  # OAuth's form: {"error": "invalid_grant", "error_description": "…"}
+            description = json.loads(body).get("error_description") or error
+            return Native(code=error, status=exc.status, message=_one_line(str(description)))
         details = (error.get("errors") or [{}])[0]
         message = str(error.get("message") or reason)
         code = str(details.get("reason") or reason)
