@@ -22,6 +22,7 @@ from . import (
     big_file,
     emulated_latency,
     fsspec_read,
+    gcs,
     posixfs_small,
     rest,
     s3,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "rest": (rest.run, {"count": 2000}, {"count": 200}),
     "server_load": (server_load.run, {"clients": 32, "operations": 500}, {"clients": 8, "operations": 50}),
     "s3": (s3.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
+    "gcs": (gcs.run, {"count": 2000, "big_mib": 256}, {"count": 200, "big_mib": 16}),
     "fsspec_read": (fsspec_read.run, {"size_mib": 256}, {"size_mib": 32}),
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
 }
