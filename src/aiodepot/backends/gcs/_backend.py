@@ -22,6 +22,7 @@ from ..._threads import Offloader
 from ...errors import (
     BackendError,
     BackendURLInvalid,
+    ConnectionLost,
     IntegrityError,
     NotSupported,
     ObjectNotFound,
@@ -254,6 +255,7 @@ class GcsBackend(Backend):
             data=data,
             json=json_body,
             timeout=self._timeout,
+            allow_redirects=False,  # a resumable upload answers 308 for "go on", not a redirect
         )
         await raise_for_status(response)
         return response
@@ -712,23 +714,24 @@ class GcsBackend(Backend):
     async def _send_chunk(
         self, name: str, session: str, chunk: bytes | memoryview, offset: int, total: int | None, crc: str | None
     ) -> dict[str, Any]:
-        """PUT one chunk at ``offset`` (the last one when ``total`` is given); after a failure, ask the
-        service how much it holds and send the rest. The final reply's object metadata is returned."""
-        sent_from = offset
+        """PUT one chunk at ``offset`` (the last one when ``total`` is given); after a failure the chunk is
+        sent again whole (no status query: fake-gcs-server takes one for the end of the upload and stores
+        what it holds). The final reply's object metadata is returned."""
 
         async def once() -> dict[str, Any]:
-            nonlocal sent_from
-            piece = memoryview(chunk)[sent_from - offset :]
+            sent_from = offset
+            piece = memoryview(chunk)
             end = f"{total}" if total is not None else "*"
             span = f"bytes {sent_from}-{sent_from + len(piece) - 1}/{end}" if len(piece) else f"bytes */{end}"
             headers = {"Content-Range": span}
             if crc is not None:
                 headers["X-Goog-Hash"] = f"crc32c={crc}"
+            headers["Content-Length"] = str(len(piece))
             try:
-                response = await self._request("PUT", session, headers=headers, data=io.BytesIO(bytes(piece)))
-            except (TimeoutError, aiohttp.ClientConnectionError):
-                sent_from = await self._persisted(session, offset, total)
-                raise
+                async with asyncio.timeout(None) as deadline:
+                    response = await self._request("PUT", session, headers=headers, data=self._watched(piece, deadline))
+            except TimeoutError as exc:
+                raise ConnectionLost(f"{name}: the upload stalled (nothing sent for {self.timeouts.read} s)") from exc
             async with response:
                 if response.status == 308:
                     return {}
@@ -737,17 +740,15 @@ class GcsBackend(Backend):
 
         return await self._call(name, once)
 
-    async def _persisted(self, session: str, floor: int, total: int | None) -> int:
-        """How many bytes the service holds of the upload (at least ``floor``, the start of this chunk)."""
-        try:
-            response = await self._request(
-                "PUT", session, headers={"Content-Range": f"bytes */{total if total is not None else '*'}"}
-            )
-        except (TimeoutError, aiohttp.ClientError):
-            return floor
-        response.release()
-        held = response.headers.get("Range", "")  # "bytes=0-N"
-        return max(floor, int(held.rpartition("-")[2]) + 1) if held else floor
+    async def _watched(self, piece: memoryview, deadline: asyncio.Timeout) -> AsyncIterator[bytes]:
+        """The chunk in 1 MiB slices, each of which must leave within the read timeout of the one before:
+        aiohttp's timeouts cover the reply, and a server that stops taking the body would hold the request
+        on a full send buffer for ever."""
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(piece), MiB):
+            deadline.reschedule(loop.time() + (self.timeouts.read or 60.0))
+            yield bytes(piece[start : start + MiB])
+        deadline.reschedule(None)
 
     async def _cancel_upload(self, session: str) -> None:
         """Drop an unfinished resumable upload (GCS answers 499), swallowing errors."""
