@@ -660,7 +660,7 @@ class GcsBackend(Backend):
     ) -> bool:
         """A resumable upload of ``pieces`` (each a multiple of 256 KiB but the last), one chunk at a time
         (the JSON API has no parallel chunks); the last carries the CRC32C of the whole value for the
-        service to check. A chunk that fails on the way is resumed from what the service holds. Any
+        service to check. A chunk that fails on the way is sent again whole (see ``_send_chunk``). Any
         failure cancels the upload. False: ``replace=False`` found an object there."""
         if not replace and await self._metadata(name, key) is not None:
             return False  # as the precondition would say (which fake-gcs-server ignores on resumable uploads)
