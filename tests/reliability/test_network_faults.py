@@ -42,6 +42,7 @@ from aiodepot.errors import IntegrityError, StoreError
 from tests.servers import require_module
 from tests.servers.azurite import Azurite, start_azurite
 from tests.servers.faultproxy import Direction, Fault, FaultProxy
+from tests.servers.gcs import FakeGcsServer, start_fake_gcs_server
 from tests.servers.moto import MotoServer, start_moto_server
 from tests.servers.rest import ThreadedServer
 from tests.servers.sshd import Sshd, sshd
@@ -56,7 +57,7 @@ OP_BOUND = 30.0
 CONFIG = {"data/": {"levels": [0]}}
 SMALL = 40_000
 BIG = 9 * MiB  # more than one 8 MiB part: parallel ranged loads, multipart uploads on s3, a streamed body on rest
-BACKENDS = ["rest", "s3", "azure", "sftp"]
+BACKENDS = ["rest", "s3", "azure", "gcs", "sftp"]
 DIRECTIONS: tuple[Direction, ...] = ("up", "down")
 ABORTED_DEFAULT = 100
 ABORTED_SLOW = 1000
@@ -66,7 +67,7 @@ def give_up_budget(kind: str) -> float:
     """The longest an operation may take when every attempt fails by timing out: each attempt connects
     (and logs in) and then waits out a read, with the backoff between attempts (botocore's standard mode
     waits up to 1, 2 and 4 s; rest and sftp wait 0.01 s here), plus 3 s of slack for a loaded machine."""
-    backoff = {"s3": 7.0, "azure": 0.7}.get(kind, RETRIES * 0.02)  # azure: 0.1 s doubling
+    backoff = {"s3": 7.0, "azure": 0.7, "gcs": 0.7}.get(kind, RETRIES * 0.02)  # azure, gcs: 0.1 s doubling
     return (RETRIES + 1) * 3 * TIMEOUT + backoff + 3
 
 
@@ -88,8 +89,15 @@ def moto_server() -> Iterator[MotoServer]:
 
 @pytest.fixture(scope="module")
 def azurite() -> Iterator[Azurite]:
-    pytest.importorskip("azure.storage.blob")
+    require_module("azure.storage.blob", pip="aiodepot[azure]")
     server = start_azurite()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def fake_gcs() -> Iterator[FakeGcsServer]:
+    server = start_fake_gcs_server()
     yield server
     server.stop()
 
@@ -165,6 +173,21 @@ def _server_for(
             )
 
         yield emulator.port, azure
+    elif kind == "gcs":
+        from aiodepot.backends.gcs import GcsBackend
+
+        emulator: FakeGcsServer = request.getfixturevalue("fake_gcs")
+        bucket = f"faults-{uuid.uuid4().hex[:16]}"
+
+        def gcs(port: int) -> Backend:
+            return GcsBackend.from_url(
+                f"gs://{bucket}/depot?endpoint=http://127.0.0.1:{port}",
+                create_bucket=True,
+                timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
+                retry=GcsBackend.default_retry.with_attempts(RETRIES + 1),
+            )
+
+        yield emulator.port, gcs
     else:
         from aiodepot.backends.sftp import SftpBackend
 
@@ -499,6 +522,7 @@ FLIP_LOADS = {
     "rest": ("load", "ranged load", "list", "big load"),
     "s3": ("load",),
     "azure": ("load", "ranged load", "big load"),  # every range of at most 4 MiB comes with its MD5
+    "gcs": ("load",),  # a whole GET is checked against the stored CRC32C; GCS has none for a range
     "sftp": ("load", "ranged load", "list", "big load"),
 }
 
@@ -557,6 +581,7 @@ FLIP_STORES = {
     "rest": ("store", "big store"),
     "s3": ("store", "big store"),
     "azure": ("store", "big store"),
+    "gcs": ("store", "big store"),
     "sftp": ("store", "big store"),
 }
 

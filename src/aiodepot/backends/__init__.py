@@ -44,6 +44,7 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "s3": ("aiodepot.backends.s3:S3Backend", "s3"),
     "b2": ("aiodepot.backends.s3:S3Backend", "s3"),
     "azure": ("aiodepot.backends.azure:AzureBackend", "azure"),
+    "gs": ("aiodepot.backends.gcs:GcsBackend", "gcs"),
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
     "https": ("aiodepot.backends.rest:RestBackend", "rest"),
     "rest": ("aiodepot.backends.rest:RestBackend", "rest"),
@@ -57,8 +58,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
 }
 _NOT_URLS = frozenset({"rclone"})
 """Schemes whose locations are not URLs (``rclone:remote:path``): a '?' there is part of the path."""
-_QUERY_URLS = frozenset({"azure"})
-"""Schemes whose URLs take a query (``azure://…?endpoint=…``): the backend parses it."""
+_QUERY_URLS = frozenset({"azure", "gs"})
+"""Schemes whose URLs take a query (``azure://…?endpoint=…``, ``gs://…?endpoint=…``): the backend parses it."""
 _registry: dict[str, type[Backend] | tuple[str, str | None]] = dict(_BUILTIN)
 _entry_points_loaded = False
 

@@ -1,0 +1,202 @@
+"""GCS on a local fake-gcs-server: many small values and one big one, aiodepot vs gcloud-aio-storage.
+
+Every contender talks to the same fake-gcs-server (in memory, plain HTTP) on loopback, each in a bucket
+of its own:
+
+- aiodepot: ``store_many``/``load_many`` (32 in flight, a CRC32C on every upload and whole GET); the big
+  value as a resumable upload in 8 MiB chunks, and a load of parallel 8 MiB ranges (32 in flight);
+- gcloud-aio-storage used plainly: one ``upload``/``download`` after the other (the big value as its one
+  resumable PUT and one GET);
+- google-cloud-storage (the official sync client), one call after the other, if it is installed.
+
+Client CPU per operation is this process's user + system time (``getrusage``) over the operations, the
+emulator's own CPU left out (it is another process). fake-gcs-server is a Go program on the same two cores,
+so the figures compare the clients' overheads under its bound, not GCS's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import resource
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiodepot import Limits, Store
+
+from .common import Row, names
+
+MiB = 1024 * 1024
+CONCURRENCY = 32
+PART = 8 * MiB
+CONFIG = {"data/": {"levels": [0]}}
+
+Measure = tuple[float, float]
+"""Seconds of wall time and of client CPU."""
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _measured(make: Callable[[], Awaitable[object]]) -> Measure:
+    cpu, started = _cpu(), time.perf_counter()
+    await make()
+    return time.perf_counter() - started, _cpu() - cpu
+
+
+def _measured_sync(func: Callable[[], object]) -> Measure:
+    cpu, started = _cpu(), time.perf_counter()
+    func()
+    return time.perf_counter() - started, _cpu() - cpu
+
+
+def _bucket() -> str:
+    return f"bench-{uuid.uuid4().hex[:16]}"
+
+
+def aiodepot_run(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure]:
+    value = os.urandom(size)
+    items = names(count)
+
+    async def run() -> dict[str, Measure]:
+        store = Store(
+            f"gs://{_bucket()}/aiodepot?endpoint={endpoint}",
+            config=CONFIG,
+            max_concurrency=CONCURRENCY,
+            backend_options={"create_bucket": True, "limits": Limits(connections=CONCURRENCY), "part_size": PART},
+        )
+        await store.create()
+        async with store:
+            times = {
+                "store": await _measured(lambda: store.store_many((name, value) for name in items)),
+                "load": await _measured(lambda: store.load_many(items)),
+                "store big": await _measured(lambda: store.store("data/big", big)),
+            }
+            loaded: list[bytes] = []
+
+            async def load_big() -> None:
+                loaded.append(await store.load("data/big"))
+
+            times["load big"] = await _measured(load_big)
+            assert loaded[0] == big
+        await store.destroy()
+        return times
+
+    return asyncio.run(run())
+
+
+def gcloud_aio_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure]:
+    import aiohttp
+    from gcloud.aio.storage import Storage
+
+    value = os.urandom(size)
+    keys = names(count)
+    bucket = _bucket()
+
+    async def run() -> dict[str, Measure]:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{endpoint}/storage/v1/b", params={"project": "bench"}, json={"name": bucket}):
+                pass
+            storage = Storage(session=session, api_root=endpoint)  # type: ignore[arg-type]
+
+            async def write() -> None:
+                for key in keys:
+                    await storage.upload(bucket, key, value)
+
+            async def read() -> None:
+                for key in keys:
+                    await storage.download(bucket, key)
+
+            async def read_big() -> None:
+                assert await storage.download(bucket, "data/big", timeout=600) == big
+
+            return {
+                "store": await _measured(write),
+                "load": await _measured(read),
+                "store big": await _measured(lambda: storage.upload(bucket, "data/big", big, timeout=600)),
+                "load big": await _measured(read_big),
+            }
+
+    return asyncio.run(run())
+
+
+def google_cloud_storage_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure] | None:
+    try:
+        from google.auth.credentials import AnonymousCredentials  # type: ignore[import-not-found]
+        from google.cloud import storage  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    client = storage.Client(
+        project="bench", credentials=AnonymousCredentials(), client_options={"api_endpoint": endpoint}
+    )
+    bucket = client.create_bucket(_bucket())
+    value = os.urandom(size)
+    keys = names(count)
+
+    def write() -> None:
+        for key in keys:
+            bucket.blob(key).upload_from_string(value)
+
+    def read() -> None:
+        for key in keys:
+            bucket.blob(key).download_as_bytes()
+
+    def read_big() -> None:
+        assert bucket.blob("data/big").download_as_bytes() == big
+
+    return {
+        "store": _measured_sync(write),
+        "load": _measured_sync(read),
+        "store big": _measured_sync(lambda: bucket.blob("data/big").upload_from_string(big)),
+        "load big": _measured_sync(read_big),
+    }
+
+
+def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
+    """Run the scenario: one row per contender and operation."""
+    from tests.servers.gcs import start_fake_gcs_server
+
+    big = os.urandom(big_mib * MiB)
+    server = start_fake_gcs_server()
+    try:
+        results: dict[str, dict[str, Measure]] = {}
+        for label, contender in (
+            ("aiodepot", aiodepot_run),
+            ("gcloud-aio seq", gcloud_aio_sequential),
+            ("google-cloud-storage seq", google_cloud_storage_sequential),
+        ):
+            measured: Any = contender(server.endpoint, count, size, big)
+            if measured is not None:
+                results[label] = measured
+    finally:
+        server.stop()
+    small = f"gcs fake-gcs-server {count} x {size // 1024} KiB"
+    large = f"gcs fake-gcs-server 1 x {big_mib} MiB"
+    rows = [
+        Row(
+            small,
+            op,
+            contender,
+            times[op][0],
+            f"{count / times[op][0]:,.0f} items/s, {count * size / MiB / times[op][0]:,.1f} MB/s, "
+            f"{times[op][1] / count * 1e3:.2f} ms CPU/op",
+        )
+        for op in ("store", "load")
+        for contender, times in results.items()
+    ]
+    rows += [
+        Row(
+            large,
+            op.removesuffix(" big"),
+            contender,
+            times[op][0],
+            f"{big_mib / times[op][0]:,.0f} MiB/s, {times[op][1]:.2f} s CPU",
+        )
+        for op in ("store big", "load big")
+        for contender, times in results.items()
+    ]
+    return rows
