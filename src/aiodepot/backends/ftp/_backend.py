@@ -1,37 +1,13 @@
-"""``ftp://[user[:password]@]host[:port]/path`` and ``ftps://…`` — items as files on an FTP server, over aioftp.
-
-The layout is borgstore's, as on ``file://`` and ``sftp://``: one file per item at its nested path below the
-base directory, ``.del`` for soft-deleted items, and ``….tmp`` files that are renamed into place
-(``STOR`` to the temp name, then ``RNFR``/``RNTO``), so a reader never sees a half-written value.
-
-``ftps://`` is explicit TLS: ``AUTH TLS`` on the control connection, then ``PBSZ 0``/``PROT P`` so that every
-data connection is encrypted too (resuming the control connection's TLS session, as servers demand).
-
-An FTP control connection carries one command at a time, so concurrency comes from a small pool of
-logged-in connections (``Limits(connections=…)``, default 4); a command's error reply leaves its
-connection usable, anything else (a timeout, a reset, a transfer cut short) drops it. Ranged loads send
-``REST offset`` before ``RETR`` and close the data connection once they have what they asked for;
-listings and item info use ``MLSD``/``MLST`` (RFC 3659), which the server must offer with ``REST STREAM``:
-the first connection checks ``FEAT`` and a server without them fails at ``open`` with
-[`NotSupported`][aiodepot.errors.NotSupported].
-
-Not atomic: ``replace=False`` (a permission map that allows creating items but not replacing them)
-checks that the target is absent, then renames — FTP has no rename that refuses an existing target, and
-most servers replace on ``RNTO``. ``capabilities.atomic_create`` is False, so ``store(…, if_absent=True)``
-raises [`NotSupported`][aiodepot.errors.NotSupported].
-"""
+"""``FtpBackend``: the backend's hooks, its connections' lifecycle and the reconnect-and-retry loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
-import errno
 import logging
 import os
 import posixpath
 import re
-import socket
 import ssl as ssl_module
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, ClassVar, Self, TypeVar
@@ -40,23 +16,23 @@ from urllib.parse import unquote
 import aiofiles
 import aioftp
 
-from ..errors import (
+from ...errors import (
     BackendError,
     BackendURLInvalid,
-    ConnectionLost,
     NotSupported,
     ObjectNotFound,
     PermissionDenied,
-    QuotaExceeded,
     StoreError,
     StoreExists,
     StoreNotFound,
     StoreNotOpen,
 )
-from ..items import ItemInfo
-from ..names import temp_name, validate_backend_name
-from .base import Backend, Capabilities
-from .options import Limits, RetryPolicy, Timeouts, never_reached
+from ...items import ItemInfo
+from ...names import temp_name, validate_backend_name
+from ..base import Backend, Capabilities
+from ..options import Limits, RetryPolicy, Timeouts, never_reached
+from ._connection import DataConnection, Pool, close_client, closed, item_info, mlsx_entry
+from ._errors import is_lost, is_missing, reply, translate
 
 __all__ = ["FtpBackend"]
 
@@ -66,8 +42,6 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 PIECE = 256 * 1024
 """Bytes handed to the data connection at once (a memoryview slice: no copy)."""
-CLOSE_TIMEOUT = 5.0
-"""Seconds to wait for a closed connection to finish closing (a TLS goodbye)."""
 
 _URL = re.compile(
     r"""(?P<scheme>ftps?)://
@@ -78,198 +52,7 @@ _URL = re.compile(
     """,
     re.VERBOSE | re.DOTALL | re.IGNORECASE,
 )
-_NETWORK_ERRNOS = frozenset(
-    getattr(errno, name)
-    for name in ("ENETDOWN", "ENETUNREACH", "ENETRESET", "EHOSTDOWN", "EHOSTUNREACH", "ETIMEDOUT", "EPIPE")
-    if hasattr(errno, name)
-)
-_LOST_REPLIES = frozenset({"421", "425", "426"})
-"""Replies that mean the connection (or its data connection) broke: a new try may succeed."""
-_DENIED_WORDS = ("permission", "privilege", "denied", "not allowed", "forbidden")
 _REQUIRED_FEATURES = {"MLST": "MLST/MLSD (RFC 3659)", "REST STREAM": "REST STREAM (RFC 3659)"}
-
-
-def _reply(exc: aioftp.StatusCodeError) -> tuple[str, str]:
-    """The reply code and its text, on one line."""
-    code = str(exc.received_codes[-1]) if exc.received_codes else "???"
-    lines = exc.info if isinstance(exc.info, list) else [str(exc.info)]
-    return code, " ".join(line.strip().lstrip("-").strip() for line in lines if line.strip())
-
-
-def is_lost(exc: BaseException) -> bool:
-    """True if ``exc`` means the connection is gone or hangs: a new connection may succeed."""
-    if isinstance(exc, aioftp.StatusCodeError):
-        return _reply(exc)[0] in _LOST_REPLIES
-    if isinstance(exc, ssl_module.SSLError):
-        return False  # a certificate or protocol problem: another try gives the same answer
-    return isinstance(exc, ConnectionError | TimeoutError | EOFError | socket.gaierror) or (
-        isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS
-    )
-
-
-def _missing(exc: BaseException) -> bool:
-    """True if ``exc`` is a 550 reply that does not say permission was refused."""
-    if not isinstance(exc, aioftp.StatusCodeError):
-        return False
-    code, text = _reply(exc)
-    return code == "550" and not any(word in text.lower() for word in _DENIED_WORDS)
-
-
-def translate(exc: BaseException, where: str) -> StoreError:
-    """The [`StoreError`][aiodepot.errors.StoreError] for an FTP reply or a network error, with a one-line
-    message that starts with ``where`` (the server and the item); the caller raises it ``from exc``."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, aioftp.StatusCodeError):
-        code, text = _reply(exc)
-        message = f"{where}: {code} {text}"
-        lowered = text.lower()
-        if code in ("530", "532"):
-            return PermissionDenied(f"{where}: login refused: {code} {text}")
-        if code in ("550", "553", "450") and any(word in lowered for word in _DENIED_WORDS):
-            return PermissionDenied(message)
-        if code == "550" and "not empty" in lowered:
-            return BackendError(message)
-        if code == "550":
-            return ObjectNotFound(message)
-        if code in ("452", "552"):
-            return QuotaExceeded(message)
-        if code in ("500", "501", "502", "504"):
-            return NotSupported(message)
-        if code in _LOST_REPLIES:
-            return ConnectionLost(message)
-        return BackendError(message)
-    if isinstance(exc, ssl_module.SSLError):
-        return BackendError(f"{where}: TLS failed: {getattr(exc, 'verify_message', None) or exc.reason or exc}")
-    if is_lost(exc):
-        return ConnectionLost(f"{where}: connection lost: {exc!r}")
-    return BackendError(f"{where}: {exc!r}")
-
-
-def _mlsx_entry(line: str) -> tuple[str, dict[str, str]]:
-    """The name and the facts (lower-case keys) of one ``MLSD``/``MLST`` line: ``fact=value;… name``."""
-    facts_text, _, name = line.lstrip(" ").partition(" ")
-    facts = {}
-    for fact in facts_text.split(";"):
-        key, sep, value = fact.partition("=")
-        if sep:
-            facts[key.lower()] = value
-    return name, facts
-
-
-def _item_info(name: str, facts: Mapping[str, str]) -> ItemInfo:
-    kind = facts.get("type", "").lower()
-    directory = kind in ("dir", "cdir", "pdir")
-    mtime = 0.0
-    modify = facts.get("modify", "")
-    if len(modify) >= 14:
-        with contextlib.suppress(ValueError):
-            whole = datetime.datetime.strptime(modify[:14], "%Y%m%d%H%M%S").replace(tzinfo=datetime.UTC)
-            fraction = float("0" + modify[14:]) if modify[14:15] == "." else 0.0
-            mtime = whole.timestamp() + fraction
-    size = 0 if directory else int(facts.get("size", "0") or 0)
-    return ItemInfo(name=name, exists=True, size=size, directory=directory, atime=0.0, mtime=mtime)
-
-
-class _Data:
-    """One data connection: the stream to read or write, and the control connection that reports on it."""
-
-    __slots__ = ("client", "reader", "timeout", "writer")
-
-    def __init__(
-        self, client: aioftp.Client, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float
-    ) -> None:
-        self.client = client
-        self.reader = reader
-        self.writer = writer
-        self.timeout = timeout
-
-    async def read(self, count: int) -> bytes:
-        async with asyncio.timeout(self.timeout):
-            return await self.reader.read(count)
-
-    async def write(self, data: bytes | memoryview) -> None:
-        self.writer.write(data)
-        async with asyncio.timeout(self.timeout):
-            await self.writer.drain()
-
-    async def abort(self) -> None:
-        """Cut the data connection at once (no TLS goodbye: the peer may still be sending)."""
-        self.writer.transport.abort()
-        await _closed(self.writer)
-
-    async def finish(self, expected: tuple[str, ...] = ("2xx",), *, cut: bool = False) -> None:
-        """Close the data connection (``cut``: at once) and wait for the transfer's final reply."""
-        if cut:
-            self.writer.transport.abort()
-        await _closed(self.writer)
-        async with asyncio.timeout(self.timeout):
-            await self.client.command(None, expected, "1xx")
-
-
-async def _closed(writer: asyncio.StreamWriter) -> None:
-    """Close a connection and wait (briefly) until it is closed: a TLS connection ends with a goodbye."""
-    writer.close()
-    with contextlib.suppress(Exception):
-        async with asyncio.timeout(CLOSE_TIMEOUT):
-            await writer.wait_closed()
-
-
-async def _close_client(client: aioftp.Client) -> None:
-    """Close a control connection without a word (it broke, or the server said goodbye)."""
-    stream = getattr(client, "_stream", None)
-    if stream is not None:
-        await _closed(stream.writer)
-
-
-class _Pool:
-    """Up to ``size`` logged-in control connections; each operation holds one for itself."""
-
-    def __init__(self, connect: Callable[[], Awaitable[aioftp.Client]], size: int, wait: float | None) -> None:
-        self._connect = connect
-        self.size = size
-        self._wait = wait
-        self._idle: list[aioftp.Client] = []
-        self._slots: asyncio.Semaphore | None = None
-        self._pid = os.getpid()
-
-    def _fresh(self) -> asyncio.Semaphore:
-        if self._pid != os.getpid():  # a forked child leaves the parent's connections alone
-            self._idle, self._slots, self._pid = [], None, os.getpid()
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.size)
-        return self._slots
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[aioftp.Client]:
-        """A connection for one operation; it goes back to the pool unless the operation broke it."""
-        slots = self._fresh()
-        async with asyncio.timeout(self._wait):
-            await slots.acquire()
-        try:
-            client = self._idle.pop() if self._idle else await self._connect()
-            try:
-                yield client
-            except BaseException as exc:
-                # an error reply leaves the connection in step; anything else may leave it mid-command
-                if isinstance(exc, aioftp.StatusCodeError | StoreError) and not is_lost(exc):
-                    self._idle.append(client)
-                else:
-                    await _close_client(client)
-                raise
-            self._idle.append(client)
-        finally:
-            slots.release()
-
-    async def close(self) -> None:
-        """Say goodbye on every idle connection (briefly) and close them."""
-        self._fresh()
-        idle, self._idle = self._idle, []
-        for client in idle:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(2):
-                    await client.command("QUIT", "2xx")
-            await _close_client(client)
 
 
 class FtpBackend(Backend):
@@ -346,7 +129,7 @@ class FtpBackend(Backend):
         connections = self.limits.connections or 4
         self.capabilities = self.capabilities.replace(preferred_concurrency=connections)
         self._prefix = "/" if self.path == "/" else self.path + "/"
-        self._pool = _Pool(self._connect, connections, self.timeouts.pool)
+        self._pool = Pool(self._connect, connections, self.timeouts.pool)
         self._checked_features = False
         self._epsv = True  # until the server refuses it
 
@@ -414,14 +197,12 @@ class FtpBackend(Backend):
                 try:
                     await client.login(user, password)
                 except aioftp.StatusCodeError as exc:
-                    raise PermissionDenied(
-                        f"{self._where}: login as {user!r} refused: {' '.join(_reply(exc))}"
-                    ) from exc
+                    raise PermissionDenied(f"{self._where}: login as {user!r} refused: {' '.join(reply(exc))}") from exc
                 await client.command("TYPE I", "200")
                 if not self._checked_features:
                     await self._check_features(client)
         except BaseException:
-            await _close_client(client)
+            await close_client(client)
             raise
         return client
 
@@ -431,7 +212,7 @@ class FtpBackend(Backend):
             _, lines = await client.command("FEAT", "211")
         except aioftp.StatusCodeError as exc:
             raise NotSupported(
-                f"{self._where}: the server does not answer FEAT ({' '.join(_reply(exc))}); the ftp backend "
+                f"{self._where}: the server does not answer FEAT ({' '.join(reply(exc))}); the ftp backend "
                 "needs MLST/MLSD and REST STREAM (RFC 3659)"
             ) from exc
         features = {line.strip().upper() for line in lines}
@@ -445,7 +226,7 @@ class FtpBackend(Backend):
             raise NotSupported(f"{self._where}: the server lacks {' and '.join(missing)}, which the ftp backend needs")
         self._checked_features = True
 
-    async def _data(self, client: aioftp.Client, command: str, offset: int = 0) -> _Data:
+    async def _data(self, client: aioftp.Client, command: str, offset: int = 0) -> DataConnection:
         """Open a passive data connection and start ``command`` on it (after ``REST offset`` if given)."""
         host, port = await self._passive(client)
         reader, writer = await client._open_connection(host, port)  # resumes the control's TLS session
@@ -455,10 +236,10 @@ class FtpBackend(Backend):
             await client.command(command, "1xx")
         except BaseException:
             writer.transport.abort()
-            await _closed(writer)
+            await closed(writer)
             raise
         assert self.timeouts.read is not None
-        return _Data(client, reader, writer, self.timeouts.read)
+        return DataConnection(client, reader, writer, self.timeouts.read)
 
     async def _passive(self, client: aioftp.Client) -> tuple[str, int]:
         if self._epsv:
@@ -498,7 +279,7 @@ class FtpBackend(Backend):
                 try:
                     return await op(client)
                 except aioftp.StatusCodeError as exc:
-                    if gone_is_done and tries > 1 and _missing(exc):
+                    if gone_is_done and tries > 1 and is_missing(exc):
                         return None  # type: ignore[return-value]
                     raise
 
@@ -527,12 +308,12 @@ class FtpBackend(Backend):
         try:
             _, lines = await client.command("MLST " + path, "2xx")
         except aioftp.StatusCodeError as exc:
-            if _missing(exc):
+            if is_missing(exc):
                 return None
             raise
         for line in lines[1:]:
             if "=" in line:
-                return _mlsx_entry(line)[1]
+                return mlsx_entry(line)[1]
         raise BackendError(f"{self._where}: {path}: MLST gave no facts: {lines!r}")
 
     async def _is_dir(self, client: aioftp.Client, path: str) -> bool:
@@ -549,7 +330,7 @@ class FtpBackend(Backend):
             await client.command("MKD " + path, "257")
             return
         except aioftp.StatusCodeError as exc:
-            if not _missing(exc):
+            if not is_missing(exc):
                 raise
             if await self._is_dir(client, path):
                 return
@@ -574,13 +355,13 @@ class FtpBackend(Backend):
         for line in text.splitlines():
             if not line.strip():
                 continue
-            name, facts = _mlsx_entry(line)
+            name, facts = mlsx_entry(line)
             if facts.get("type", "").lower() in ("cdir", "pdir") or name in (".", ".."):
                 continue
             entries.append((name, facts))
         return entries
 
-    async def _receive(self, data: _Data, size: int | None) -> bytes:
+    async def _receive(self, data: DataConnection, size: int | None) -> bytes:
         """Read a transfer to its end, or its first ``size`` bytes (then cut it: the server answers 226 or
         426)."""
         parts = []
@@ -681,7 +462,7 @@ class FtpBackend(Backend):
 
         async def op(client: aioftp.Client) -> ItemInfo:
             facts = await self._stat(client, path)
-            return ItemInfo.missing(leaf) if facts is None else _item_info(leaf, facts)
+            return ItemInfo.missing(leaf) if facts is None else item_info(leaf, facts)
 
         return await self._run(name, op)
 
@@ -700,7 +481,7 @@ class FtpBackend(Backend):
                 data = await self._data(client, "RETR " + path, start)
             except aioftp.StatusCodeError as exc:
                 # REST past the end of the file: the range is empty
-                if start and _reply(exc)[0] == "554" and start >= await self._size(client, path):
+                if start and reply(exc)[0] == "554" and start >= await self._size(client, path):
                     return b""
                 raise
             return await self._receive(data, size)
@@ -761,17 +542,19 @@ class FtpBackend(Backend):
 
         return op
 
-    async def _start_upload(self, client: aioftp.Client, tmp: str, path: str) -> _Data:
+    async def _start_upload(self, client: aioftp.Client, tmp: str, path: str) -> DataConnection:
         """``STOR`` to ``tmp``; a missing directory is created and the ``STOR`` sent again."""
         try:
             return await self._data(client, "STOR " + tmp)
         except aioftp.StatusCodeError as exc:
-            if not _missing(exc):
+            if not is_missing(exc):
                 raise
         await self._makedirs(client, posixpath.dirname(path))
         return await self._data(client, "STOR " + tmp)
 
-    async def _send(self, data: _Data, chunks: AsyncIterator[bytes | memoryview], size: int | None, name: str) -> None:
+    async def _send(
+        self, data: DataConnection, chunks: AsyncIterator[bytes | memoryview], size: int | None, name: str
+    ) -> None:
         """Write the stream to the data connection; end the transfer (226) only if its size is right."""
         sent = 0
         try:
@@ -815,7 +598,7 @@ class FtpBackend(Backend):
             try:
                 await self._rename(client, src_path, dst_path)
             except aioftp.StatusCodeError as exc:
-                if not _missing(exc) or await self._stat(client, src_path) is None:
+                if not is_missing(exc) or await self._stat(client, src_path) is None:
                     raise
                 await self._makedirs(client, posixpath.dirname(dst_path))  # the target directory is missing
                 await self._rename(client, src_path, dst_path)
@@ -830,7 +613,7 @@ class FtpBackend(Backend):
             try:
                 return await self._entries(client, path)
             except aioftp.StatusCodeError as exc:
-                if _reply(exc)[0] == "501" and not await self._is_dir(client, path):
+                if reply(exc)[0] == "501" and not await self._is_dir(client, path):
                     raise ObjectNotFound(f"{self._where}: {name}: not a directory") from exc
                 raise
 
@@ -840,7 +623,7 @@ class FtpBackend(Backend):
                 validate_backend_name(filename)
             except StoreError:
                 continue  # not ours, or still being written
-            infos.append(_item_info(filename, facts))
+            infos.append(item_info(filename, facts))
         infos.sort(key=lambda info: info.name)
         for info in infos:
             yield info
