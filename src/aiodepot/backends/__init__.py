@@ -45,6 +45,8 @@ _BUILTIN: dict[str, tuple[str, str | None]] = {
     "b2": ("aiodepot.backends.s3:S3Backend", "s3"),
     "azure": ("aiodepot.backends.azure:AzureBackend", "azure"),
     "gs": ("aiodepot.backends.gcs:GcsBackend", "gcs"),
+    "ftp": ("aiodepot.backends.ftp:FtpBackend", "ftp"),
+    "ftps": ("aiodepot.backends.ftp:FtpBackend", "ftp"),
     "http": ("aiodepot.backends.rest:RestBackend", "rest"),
     "https": ("aiodepot.backends.rest:RestBackend", "rest"),
     "rest": ("aiodepot.backends.rest:RestBackend", "rest"),
