@@ -295,10 +295,10 @@ async def test_memory_stays_bounded(make_store: MakeStore, tmp_path: Path) -> No
 class FailingMemory(MemoryBackend):
     """A memory backend that refuses to store names containing "bad"."""
 
-    async def store(self, name: str, value: StoreValue) -> None:
+    async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         if "bad" in name:
             raise PermissionDenied(f"{name}: refused by the test backend")
-        await super().store(name, value)
+        await super().store(name, value, if_absent=if_absent)
 
 
 async def test_a_failing_item_is_reported_not_skipped(make_store: MakeStore) -> None:

@@ -47,12 +47,12 @@ class DirectStore(Store):
             return self._load_direct(name, offset=offset, size=size, deleted=deleted)
         return await super().load(name, offset=offset, size=size, deleted=deleted)
 
-    async def store(self, name: str, value: Any) -> None:
-        if isinstance(value, bytes | bytearray | memoryview) and self._direct_ok("store"):
+    async def store(self, name: str, value: Any, *, if_absent: bool = False) -> None:
+        if not if_absent and isinstance(value, bytes | bytearray | memoryview) and self._direct_ok("store"):
             DirectStore.direct_calls += 1
             self._store_direct(name, value)
         else:
-            await super().store(name, value)
+            await super().store(name, value, if_absent=if_absent)
 
     async def delete(self, name: str, *, deleted: bool = False) -> None:
         if self._direct_ok("delete"):
