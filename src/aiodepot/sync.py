@@ -333,6 +333,10 @@ class SyncStore:
         """See [`aiodepot.Store.set_levels`][aiodepot.Store.set_levels]."""
         self.async_store.set_levels(config)
 
+    def save_layout(self) -> None:
+        """See [`aiodepot.Store.save_layout`][aiodepot.Store.save_layout]."""
+        self._run(self.async_store.save_layout)
+
     @property
     def stats(self) -> dict[str, Any]:
         """See [`aiodepot.Store.stats`][aiodepot.Store.stats]."""

@@ -28,7 +28,7 @@ from .common import (
 )
 from .demo import demo
 from .inspect import du, hash_, info, ls
-from .items import cat, create, get, mv, put, rm, undelete
+from .items import cat, config, create, get, mv, put, rm, undelete
 from .serve import serve
 from .transfer import cp, sync
 
@@ -102,5 +102,5 @@ def _log_to_stderr() -> None:
 for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):
     main.add_command(_command)
 main.add_command(du, "stats")
-for _command in (create, bench, demo, serve):
+for _command in (create, config, bench, demo, serve):
     main.add_command(_command)
