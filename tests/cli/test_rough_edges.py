@@ -484,3 +484,67 @@ def test_cp_encode_names_round_trips_every_file_name(tmp_path: Path) -> None:
     refused = script("cp", "--encode-names", database, str(tmp_path / "again"))
     assert refused.returncode != 0 and b"not a path inside the destination" in refused.stderr
     assert not (tmp_path / "evil").exists()
+
+
+# point 5: a refused S3 endpoint fails at once; Ctrl-C while the command starts -----------------------------------
+
+_SLOW_IMPORT = """
+import importlib.abc, os, sys, time
+
+class _Slow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["SLOW_MODULE"]:
+            open(os.environ["STARTED"], "w").close()
+            time.sleep(30)
+        return None
+
+sys.meta_path.insert(0, _Slow())
+"""
+
+
+@pytest.mark.parametrize("module", ["aiodepot.store", "aiodepot.cli.transfer"])
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path: Path, module: str) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SLOW_IMPORT)  # holds the import of `module` until interrupted
+    started = tmp_path / "started"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIODEPOT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env.update(SLOW_MODULE=module, STARTED=str(started))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiodepot", "ls", str(tmp_path / "depot")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the import was never reached"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, out, err) == (130, b"", b"aiodepot: interrupted\n")
+
+
+def test_an_s3_endpoint_that_refuses_connections_fails_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"s3:KEY:SECRET@http://127.0.0.1:{port}/bucket/path"
+    begin = time.monotonic()
+    baseline = subprocess.run(
+        [sys.executable, "-c", "import aiodepot.cli, aiodepot.backends.s3"], capture_output=True, check=True
+    )
+    startup = time.monotonic() - begin  # what importing costs on this (possibly busy) machine
+    assert baseline.returncode == 0
+    begin = time.monotonic()
+    done = script("ls", url)
+    elapsed = time.monotonic() - begin
+    text = one_line_error(done, display_url(url), "KEY:***@", "Could not connect", code=done.returncode)
+    assert done.returncode != 0 and "SECRET" not in text
+    assert elapsed - startup < 3, f"{elapsed:.1f} s ({startup:.1f} s of it starting): botocore retried"

@@ -12,25 +12,31 @@ import logging
 import os
 from typing import Any
 
-import click
+try:
+    import click
 
-from .. import __version__
-from ..errors import StoreError
-from .bench import bench
-from .common import (
-    EXIT_INTERRUPTED,
-    EXIT_PIPE,
-    CliError,
-    display_url,
-    is_broken_pipe,
-    silence_stdout,
-    translate_error,
-)
-from .demo import demo
-from .inspect import du, hash_, info, ls
-from .items import cat, config, create, get, mv, put, rm, undelete
-from .serve import serve
-from .transfer import cp, sync
+    from .. import __version__
+    from ..errors import StoreError
+    from .bench import bench
+    from .common import (
+        EXIT_INTERRUPTED,
+        EXIT_PIPE,
+        CliError,
+        display_url,
+        is_broken_pipe,
+        silence_stdout,
+        translate_error,
+    )
+    from .demo import demo
+    from .inspect import du, hash_, info, ls
+    from .items import cat, config, create, get, mv, put, rm, undelete
+    from .serve import serve
+    from .transfer import cp, sync
+except KeyboardInterrupt:  # Ctrl-C while the command starts: one line, no traceback
+    from .._startup import interrupted_while_starting
+
+    interrupted_while_starting()
+    raise
 
 __all__ = ["main"]
 
