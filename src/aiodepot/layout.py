@@ -24,9 +24,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .backends.base import Backend
-from .errors import InvalidName, ObjectNotFound, StoreCorrupt
+from .errors import ObjectNotFound, StoreCorrupt
 from .names import INTERNAL_NAMES, LAYOUT_NAME
-from .protocol import BadRequest
 
 __all__ = ["LAYOUT_FORMAT", "internal_names", "levels_only", "nests", "read_layout", "write_layout"]
 
@@ -64,8 +63,8 @@ async def read_layout(backend: Backend) -> dict[str, dict[str, list[int]]] | Non
     with internal_names():
         try:
             data = await backend.load(LAYOUT_NAME)
-        except (ObjectNotFound, InvalidName, BadRequest):  # no file; or a REST server keeps .hid names to itself
-            return None
+        except (ObjectNotFound, ValueError):  # no file; or a backend that refuses .hid names (a REST server:
+            return None  # BadRequest; a borgstore backend: ValueError; InvalidName is one too)
     try:
         document = json.loads(data)
         if document.get("format") != LAYOUT_FORMAT:
@@ -82,6 +81,6 @@ async def write_layout(backend: Backend, config: Mapping[str, Mapping[str, Any]]
     with internal_names():
         try:
             await backend.store(LAYOUT_NAME, json.dumps(document, indent=1).encode())
-        except (InvalidName, BadRequest):
+        except ValueError:  # InvalidName, BadRequest: the backend keeps .hid names to itself
             return False
     return True

@@ -130,8 +130,8 @@ def validate_backend_name(name: object, *, allow_root: bool = False) -> str:
     The store's own layout file ([`aiodepot.layout`][aiodepot.layout]) passes only while that module
     reads or writes it; a listing never shows it.
     """
-    if name in INTERNAL_NAMES.get():
-        return str(name)
+    if type(name) is str and name in INTERNAL_NAMES.get():
+        return name
     return _check(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
 
 

@@ -238,12 +238,18 @@ class StoreBase:
         if not self.backend.opened:
             raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
 
-    async def create(self) -> None:
-        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy]."""
+    async def create(self, *, remember_layout: bool = True) -> None:
+        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy].
+
+        A store given a config that nests a namespace remembers it (see [`aiodepot.layout`][aiodepot.layout]),
+        unless ``remember_layout=False`` (the borgstore drop-in makes what borgstore makes).
+        """
         if self.backend.opened:
             raise StoreAlreadyOpen("create() needs a closed store")
         await self._calls.create()
-        if self._config_given and nests(self._layout()):  # remember it: Store(url) then finds the items
+        if (
+            remember_layout and self._config_given and nests(self._layout())
+        ):  # remember it: Store(url) then finds the items
             await self._calls.open()
             try:
                 await write_layout(self._plain, self._layout())
@@ -286,6 +292,7 @@ class StoreBase:
             await self._calls.close()
             raise
         if remembered:
+            remembered.setdefault(ROOTNS, {"levels": [0]})  # names outside the remembered namespaces: flat, as before
             self._levels = _parse_config(remembered)
 
     @operation

@@ -348,9 +348,9 @@ class SyncStore:
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    def create(self) -> None:
+    def create(self, *, remember_layout: bool = True) -> None:
         """See [`aiodepot.Store.create`][aiodepot.Store.create]."""
-        self._run(self.async_store.create)
+        self._run(self.async_store.create, remember_layout=remember_layout)
 
     def create_levels(self) -> None:
         """See [`aiodepot.Store.create_levels`][aiodepot.Store.create_levels]."""
