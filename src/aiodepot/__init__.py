@@ -6,37 +6,43 @@ concurrency for bulk and big transfers, and [`SyncStore`][aiodepot.SyncStore], a
 
 from __future__ import annotations
 
-from . import errors
-from .backends import register_backend, registered_schemes
-from .backends.base import Backend, Capabilities
-from .backends.options import Limits, RetryPolicy, Timeouts
-from .errors import (
-    BackendError,
-    BackendURLInvalid,
-    ConnectionLost,
-    IntegrityError,
-    InvalidName,
-    MissingDependency,
-    NotSupported,
-    ObjectExists,
-    ObjectNotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    ReadRangeError,
-    StoreAlreadyOpen,
-    StoreCorrupt,
-    StoreError,
-    StoreExists,
-    StoreNotFound,
-    StoreNotOpen,
-    StoreStateError,
-    WriteBackError,
-)
-from .items import ItemInfo, StoreValue
-from .replicate import copy_store, sync_stores
-from .store import Store
-from .sync import Portal, SyncStore
-from .transfer import Progress, ProgressCallback
+try:
+    from . import errors
+    from .backends import register_backend, registered_schemes
+    from .backends.base import Backend, Capabilities
+    from .backends.options import Limits, RetryPolicy, Timeouts
+    from .errors import (
+        BackendError,
+        BackendURLInvalid,
+        ConnectionLost,
+        IntegrityError,
+        InvalidName,
+        MissingDependency,
+        NotSupported,
+        ObjectExists,
+        ObjectNotFound,
+        PermissionDenied,
+        QuotaExceeded,
+        ReadRangeError,
+        StoreAlreadyOpen,
+        StoreCorrupt,
+        StoreError,
+        StoreExists,
+        StoreNotFound,
+        StoreNotOpen,
+        StoreStateError,
+        WriteBackError,
+    )
+    from .items import ItemInfo, StoreValue
+    from .replicate import copy_store, sync_stores
+    from .store import Store
+    from .sync import Portal, SyncStore
+    from .transfer import Progress, ProgressCallback
+except KeyboardInterrupt:  # Ctrl-C while the aiodepot command starts: one line, no traceback
+    from ._startup import interrupted_while_starting
+
+    interrupted_while_starting()
+    raise
 
 __version__ = "0.1.0"
 

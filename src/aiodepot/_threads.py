@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import os
 import threading
@@ -51,9 +52,11 @@ class Offloader:
             return self._executor
 
     async def run(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run ``func(*args, **kwargs)`` in the pool and return its result."""
+        """Run ``func(*args, **kwargs)`` in the pool and return its result (in the caller's context, as
+        ``asyncio.to_thread`` does, so context variables reach the job)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._get(), functools.partial(func, *args, **kwargs))
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self._get(), functools.partial(context.run, func, *args, **kwargs))
 
     def shutdown(self) -> None:
         """Let the worker threads finish their jobs and exit; the pool is recreated on next use."""

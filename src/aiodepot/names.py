@@ -12,6 +12,7 @@ directory listing yields keys directly and a sorted listing is in key order.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import os
 import re
@@ -22,10 +23,13 @@ from .errors import InvalidName
 __all__ = [
     "DEL_SUFFIX",
     "HID_SUFFIX",
+    "INTERNAL_NAMES",
+    "LAYOUT_NAME",
     "MAX_BACKEND_NAME_LENGTH",
     "MAX_NAME_LENGTH",
     "ROOTNS",
     "TMP_SUFFIX",
+    "is_internal",
     "nest",
     "split_key",
     "temp_name",
@@ -121,8 +125,28 @@ def validate_namespace(name: object) -> str:
 
 
 def validate_backend_name(name: object, *, allow_root: bool = False) -> str:
-    """Check a name as a backend sees it: nested, possibly with the ``.del`` suffix."""
+    """Check a name as a backend sees it: nested, possibly with the ``.del`` suffix.
+
+    The store's own layout file ([`aiodepot.layout`][aiodepot.layout]) passes only while that module
+    reads or writes it; a listing never shows it.
+    """
+    if type(name) is str and name in INTERNAL_NAMES.get():
+        return name
     return _check(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
+
+
+LAYOUT_NAME = "layout" + HID_SUFFIX
+"""The store's remembered nesting levels (see [`aiodepot.layout`][aiodepot.layout]), at the top of the store."""
+
+
+def is_internal(name: str) -> bool:
+    """True for a top-level name of the store's own (``layout.hid``): backends accept it only inside
+    [`aiodepot.layout`][aiodepot.layout], and leave it out of listings, counts and quota usage."""
+    return name == LAYOUT_NAME
+
+
+INTERNAL_NAMES: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("INTERNAL_NAMES", default=frozenset())
+"""Internal ``.hid`` names a backend accepts in the current context (set by [`aiodepot.layout`][aiodepot.layout])."""
 
 
 def split_key(name: str) -> tuple[str | None, str]:

@@ -54,6 +54,10 @@ class Stack:
     """The latency/bandwidth emulation in force (an inactive one without emulation)."""
     writeback: WriteBack | None = None
     """The write-back layer in the stack, if there is one."""
+    plain: Backend | None = None
+    """The given backend, below the layers the Store made (meter, cache, write-back, emulation): where the
+    store's own files (its remembered layout) are read and written, uncounted and unbuffered; None:
+    ``backend``."""
 
 
 WriteBackOption = bool | str | Backend | None
@@ -156,7 +160,7 @@ def build_stack(
         if emulator:
             # the emulation stands for the primary: it goes below the user's cache layer
             existing.inner = Emulate(existing.inner, emulator)
-        return Stack(backend, Meter(backend, stats), existing, emulator, find_writeback(backend))
+        return Stack(backend, Meter(backend, stats), existing, emulator, find_writeback(backend), backend)
     if cache_url is not None:
         cache_backend = backend_from_url(cache_url)
     if cache_backend is None:
@@ -165,7 +169,7 @@ def build_stack(
             raise ValueError(f"namespaces {caching} use the cache: give cache_url= or cache_backend=")
         below = _writeback(_emulated(backend, emulator), policies, writeback, max_concurrency)
         top = below if isinstance(below, WriteBack) else backend
-        return Stack(top, Meter(below, stats), None, emulator, find_writeback(below))
+        return Stack(top, Meter(below, stats), None, emulator, find_writeback(below), backend)
     below = _writeback(_emulated(backend, emulator), policies, writeback, max_concurrency)
     cache = Cache(below, cache_backend, policies)
-    return Stack(cache, Meter(cache, stats), cache, emulator, find_writeback(below))
+    return Stack(cache, Meter(cache, stats), cache, emulator, find_writeback(below), backend)

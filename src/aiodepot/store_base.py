@@ -26,8 +26,17 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 from . import hashing
 from .backends import backend_from_url, normalize_url
 from .backends.base import Backend
-from .errors import BackendError, InvalidName, ObjectNotFound, ReadRangeError, StoreAlreadyOpen, StoreNotOpen
+from .errors import (
+    BackendError,
+    InvalidName,
+    NotSupported,
+    ObjectNotFound,
+    ReadRangeError,
+    StoreAlreadyOpen,
+    StoreNotOpen,
+)
 from .items import BinaryReader, ItemInfo, Source, StoreInput, validate_sources, validate_value
+from .layout import internal_names, nests, read_layout, write_layout
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stack import WriteBackOption, build_stack, cache_policies
 from .stats import Stats
@@ -147,6 +156,7 @@ class StoreBase:
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
         self.url = url if url is None else normalize_url(url)
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
+        self._config_given = config is not None  # else: the layout the store remembers, read at open
         self._stats = Stats()
         stack = build_stack(
             backend,
@@ -162,6 +172,7 @@ class StoreBase:
         self.backend: Backend = stack.backend
         """The backend (or layer stack) the store runs on; a cache layer the store made is part of it."""
         self._calls = stack.calls  # the top of the layer stack: every backend call goes here
+        self._plain = stack.plain or stack.backend  # the store's own files: not counted, not buffered
         self._cache: Cache | None = stack.cache
         self._writeback: WriteBack | None = stack.writeback
         self.emulator: Emulator = stack.emulator
@@ -201,7 +212,9 @@ class StoreBase:
         """Replace the namespace configuration (e.g. to start a migration to other nesting levels).
 
         Cache keys in ``config`` replace the cache policies too (only while the store is closed); a config
-        without them leaves the cache policies alone.
+        without them leaves the cache policies alone. The change applies to this store object; to make
+        the store remember it for every later ``Store(url)`` without a config, follow it with
+        ``await store.save_layout()``.
         """
         levels = _parse_config(config)
         policies = cache_policies(config)
@@ -210,6 +223,7 @@ class StoreBase:
                 raise ValueError("the config sets cache policies but the store has no cache (give cache_url=)")
             self._cache.set_policies(policies)
         self._levels = levels
+        self._config_given = True
 
     def _levels_for(self, name: str) -> builtins.list[int]:
         for prefix, levels in self._levels:
@@ -224,11 +238,23 @@ class StoreBase:
         if not self.backend.opened:
             raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
 
-    async def create(self) -> None:
-        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy]."""
+    async def create(self, *, remember_layout: bool = True) -> None:
+        """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy].
+
+        A store given a config that nests a namespace remembers it (see [`aiodepot.layout`][aiodepot.layout]),
+        unless ``remember_layout=False`` (the borgstore drop-in makes what borgstore makes).
+        """
         if self.backend.opened:
             raise StoreAlreadyOpen("create() needs a closed store")
         await self._calls.create()
+        if (
+            remember_layout and self._config_given and nests(self._layout())
+        ):  # remember it: Store(url) then finds the items
+            await self._calls.open()
+            try:
+                await write_layout(self._plain, self._layout())
+            finally:
+                await self._calls.close()
 
     @operation
     async def create_levels(self) -> None:
@@ -254,8 +280,33 @@ class StoreBase:
         await self._calls.destroy()
 
     async def open(self) -> None:
-        """Start using the store."""
-        await self._calls.open()
+        """Start using the store; without a config, with the nesting levels the store remembers (if any,
+        see [`aiodepot.layout`][aiodepot.layout])."""
+        with internal_names():  # a backend that indexes its content at open sees the layout file
+            await self._calls.open()
+        if self._config_given:
+            return
+        try:
+            remembered = await read_layout(self._plain)
+        except BaseException:
+            await self._calls.close()
+            raise
+        if remembered:
+            remembered.setdefault(ROOTNS, {"levels": [0]})  # names outside the remembered namespaces: flat, as before
+            self._levels = _parse_config(remembered)
+
+    @operation
+    async def save_layout(self) -> None:
+        """Remember the nesting levels in force in the store (its internal ``layout.hid``), for every later
+        ``Store(url)`` without a config; ``aiodepot config URL --levels …`` does the same. See
+        [`set_levels`][aiodepot.Store.set_levels] to change them first."""
+        self._require_open()
+        if not await write_layout(self._plain, self._layout()):
+            raise NotSupported(f"{self.url or self.backend!r}: this backend cannot hold the store's layout file")
+        self._config_given = True
+
+    def _layout(self) -> dict[str, dict[str, builtins.list[int]]]:
+        return {prefix: {"levels": levels} for prefix, levels in self._levels}
 
     async def close(self) -> None:
         """Stop using the store and release its resources."""

@@ -394,6 +394,10 @@ class SyncStore:
         """See [`aiodepot.Store.set_levels`][aiodepot.Store.set_levels]."""
         self.async_store.set_levels(config)
 
+    def save_layout(self) -> None:
+        """See [`aiodepot.Store.save_layout`][aiodepot.Store.save_layout]."""
+        self._run(self.async_store.save_layout)
+
     @property
     def stats(self) -> dict[str, Any]:
         """See [`aiodepot.Store.stats`][aiodepot.Store.stats]."""
@@ -405,9 +409,9 @@ class SyncStore:
 
     # lifecycle -------------------------------------------------------------------------------------------
 
-    def create(self) -> None:
+    def create(self, *, remember_layout: bool = True) -> None:
         """See [`aiodepot.Store.create`][aiodepot.Store.create]."""
-        self._run(self.async_store.create)
+        self._run(self.async_store.create, remember_layout=remember_layout)
 
     def create_levels(self) -> None:
         """See [`aiodepot.Store.create_levels`][aiodepot.Store.create_levels]."""

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from aiodepot import PermissionDenied, Store, StoreNotFound
+from aiodepot.names import LAYOUT_NAME
 
 CONFIG: dict[str, dict[str, Any]] = {"": {"levels": [0]}, "data/": {"levels": [1]}}
 LETTERS = ["", "l", "r", "w", "W", "D"]
@@ -68,6 +69,7 @@ class Location:
             return {
                 str(p.relative_to(self.path)): (p.read_bytes() if p.is_file() else None)
                 for p in sorted(self.path.rglob("*"))
+                if p.relative_to(self.path) != Path(LAYOUT_NAME)  # the remembered levels, not an item
             }
         try:
             async with self.store() as store:

@@ -29,7 +29,8 @@ def disk_state(path: Path) -> dict[str, bytes | None]:
 
 
 def disk_usage(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "quota.hid")
+    """The bytes of the items: the store's own quota.hid and layout.hid are not usage."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in ("quota.hid", "layout.hid"))
 
 
 def temp_files(path: Path) -> list[Path]:

@@ -100,7 +100,7 @@ async def test_key_layout(redis_url: str) -> None:
         base = f"{{{prefix}}}/"
         nested = f"{base}data/{k[:2]}/{k[2:4]}/"
         expected = [base, base + "config/", base + "config/main", base + "data/", f"{base}data/{k[:2]}/", nested]
-        assert keys == sorted([*expected, nested + k])
+        assert keys == sorted([*expected, nested + k, base + "layout.hid"])  # layout.hid: the remembered levels
         raw = client.get(base + "config/main")
         assert isinstance(raw, bytes) and raw[8:] == b"cfg" and len(raw) == 11  # mtime header + value
     finally:

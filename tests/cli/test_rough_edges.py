@@ -371,7 +371,7 @@ def test_the_cli_reference_page_is_generated_from_the_commands() -> None:
     text = page.read_text()
     for command in ("ls", "cat", "get", "put", "rm", "undelete", "mv", "cp", "sync", "hash", "info", "du"):
         assert f"<!-- aiodepot-help: {command} -->" in text
-    for command in ("create", "bench", "demo", "serve"):
+    for command in ("create", "config", "bench", "demo", "serve"):
         assert f"<!-- aiodepot-help: {command} -->" in text
 
 
@@ -405,3 +405,146 @@ def test_cp_of_a_plain_directory_says_what_it_skips(tmp_path: Path) -> None:
     assert (target / "good").read_text() == "good" and (target / "ok" / "fine").read_text() == "ok/fine"
     # a store's own files and soft-deleted items are not foreign
     assert script("cp", str(target), str(tmp_path / "again")).returncode == 0
+
+
+# point 1: a store remembers its nesting levels --------------------------------------------------------------------
+
+
+def test_a_store_created_with_levels_remembers_them(tmp_path: Path) -> None:
+    depot = tmp_path / "depot"
+    chunk = tmp_path / "chunk.bin"
+    chunk.write_bytes(b"chunk")
+    assert script("create", "--levels", "data=2", str(depot)).returncode == 0
+    assert script("put", str(depot), "data/8f3a0c2e", str(chunk)).returncode == 0
+    assert (depot / "data" / "8f" / "3a" / "8f3a0c2e").read_bytes() == b"chunk"
+    listed = script("ls", "-R", str(depot))
+    assert (listed.returncode, listed.stdout, listed.stderr) == (0, b"data/8f3a0c2e\n", b"")
+    assert script("cat", str(depot), "data/8f3a0c2e").stdout == b"chunk"
+    assert json.loads(script("du", "--json", str(depot)).stdout)  # counts work; layout.hid is no item
+
+    async def in_python() -> tuple[dict[str, list[int]], bytes, list[str], list[str]]:
+        async with Store(str(depot)) as store:  # no config: the remembered one
+            top = [info.name async for info in store.list("") if info.name != "8f3a0c2e"]
+            return store.levels, await store.load("data/8f3a0c2e"), [i.name async for i in store.list("data")], top
+
+    levels, value, items, top = asyncio.run(in_python())
+    assert (levels, value, items, top) == ({"data/": [2], "": [0]}, b"chunk", ["8f3a0c2e"], [])
+    # overridable per command, changed for good by config (a migration: both levels are searched)
+    assert script("ls", "-R", "--levels", "data=0", str(depot)).stdout == b"data/8f/3a/8f3a0c2e\n"
+    assert script("config", str(depot), "--levels", "data=2,3").returncode == 0
+    assert json.loads(script("config", str(depot)).stdout)["data/"] == {"levels": [2, 3]}
+    assert script("put", str(depot), "data/0123abcd", str(chunk)).returncode == 0
+    assert (depot / "data" / "01" / "23" / "ab" / "0123abcd").exists()
+    assert script("ls", "-R", str(depot)).stdout == b"data/0123abcd\ndata/8f3a0c2e\n"
+    assert script("rm", str(depot), "data/8f3a0c2e").returncode == 0
+    copied = script("cp", str(depot), str(tmp_path / "copy"))
+    assert copied.returncode == 0, copied.stderr
+    assert script("cat", str(tmp_path / "copy"), "data/0123abcd").stdout == b"chunk"
+
+
+def test_a_store_without_a_layout_behaves_as_before(tmp_path: Path) -> None:
+    depot = tmp_path / "depot"
+    assert script("create", str(depot)).returncode == 0
+    assert script("create", "--levels", "data=0", str(tmp_path / "flat")).returncode == 0
+    assert os.listdir(depot) == os.listdir(tmp_path / "flat") == []  # flat levels: nothing to remember
+    assert script("put", str(depot), "data/8f3a0c2e", input=b"v").returncode == 0
+    assert (depot / "data" / "8f3a0c2e").exists()  # flat, as a borgstore store without config
+    assert json.loads(script("config", str(depot)).stdout) == {"": {"levels": [0]}}
+
+
+def test_a_damaged_layout_file_is_a_one_line_error(tmp_path: Path) -> None:
+    depot = tmp_path / "depot"
+    assert script("create", "--levels", "data=1", str(depot)).returncode == 0
+    (depot / "layout.hid").write_text("{not json")
+    one_line_error(script("ls", str(depot)), depot.as_uri(), "layout.hid", "damaged")
+
+
+def test_cp_encode_names_round_trips_every_file_name(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    (real / "Sub").mkdir(parents=True)
+    (real / "ok").mkdir()
+    names = ("README.md", "my file.txt", "Sub/x.txt", "über.txt", "y.tmp", "good", "ok/fine", "50%.txt", "a%41")
+    for name in names:
+        (real / name).write_text(name)
+    database = f"sqlite://{tmp_path / 'store.db'}"
+    into = script("cp", "--encode-names", str(real), database)
+    assert into.returncode == 0, into.stderr
+    assert into.stdout.decode().startswith(f"copied {len(names)} items")
+    listed = script("ls", "-R", database).stdout.decode().split()
+    assert "%52%45%41%44%4d%45.md" in listed and "%53ub%2fx.txt" in listed and "50%25.txt" in listed
+    assert "good" in listed and "ok/fine" in listed  # valid names stay as they are
+    back = tmp_path / "back"
+    out = script("cp", "--encode-names", database, str(back))
+    assert out.returncode == 0, out.stderr
+    restored = sorted(str(p.relative_to(back)) for p in back.rglob("*") if p.is_file())
+    assert restored == sorted(names)
+    assert all((back / name).read_text() == name for name in names)
+    # a store may not name files outside the directory it is copied into
+    assert script("put", database, "%2e%2e%2fevil", input=b"x").returncode == 0
+    refused = script("cp", "--encode-names", database, str(tmp_path / "again"))
+    assert refused.returncode != 0 and b"not a path inside the destination" in refused.stderr
+    assert not (tmp_path / "evil").exists()
+
+
+# point 5: a refused S3 endpoint fails at once; Ctrl-C while the command starts -----------------------------------
+
+_SLOW_IMPORT = """
+import importlib.abc, os, sys, time
+
+class _Slow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["SLOW_MODULE"]:
+            open(os.environ["STARTED"], "w").close()
+            time.sleep(30)
+        return None
+
+sys.meta_path.insert(0, _Slow())
+"""
+
+
+@pytest.mark.parametrize("module", ["aiodepot.store", "aiodepot.cli.transfer"])
+def test_ctrl_c_while_the_command_imports_is_one_line(tmp_path: Path, module: str) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SLOW_IMPORT)  # holds the import of `module` until interrupted
+    started = tmp_path / "started"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("AIODEPOT_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])
+    env.update(SLOW_MODULE=module, STARTED=str(started))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aiodepot", "ls", str(tmp_path / "depot")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the import was never reached"
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert (process.returncode, out, err) == (130, b"", b"aiodepot: interrupted\n")
+
+
+def test_an_s3_endpoint_that_refuses_connections_fails_at_once(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"s3:KEY:SECRET@http://127.0.0.1:{port}/bucket/path"
+    begin = time.monotonic()
+    baseline = subprocess.run(
+        [sys.executable, "-c", "import aiodepot.cli, aiodepot.backends.s3"], capture_output=True, check=True
+    )
+    startup = time.monotonic() - begin  # what importing costs on this (possibly busy) machine
+    assert baseline.returncode == 0
+    begin = time.monotonic()
+    done = script("ls", url)
+    elapsed = time.monotonic() - begin
+    text = one_line_error(done, display_url(url), "KEY:***@", "Could not connect", code=done.returncode)
+    assert done.returncode != 0 and "SECRET" not in text
+    assert elapsed - startup < 3, f"{elapsed:.1f} s ({startup:.1f} s of it starting): botocore retried"

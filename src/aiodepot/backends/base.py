@@ -38,7 +38,7 @@ from ..errors import (
     StoreNotOpen,
 )
 from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_value
-from ..names import DEL_SUFFIX, nest, validate_backend_name
+from ..names import DEL_SUFFIX, is_internal, nest, validate_backend_name
 from ..permissions import Permissions
 
 __all__ = ["Backend", "Capabilities"]
@@ -445,7 +445,8 @@ class Backend(abc.ABC):
         entries = self._list(name)
         try:
             async for entry in entries:
-                yield entry
+                if name or not is_internal(entry.name):  # the store's own file at the top is no item
+                    yield entry
         finally:
             await _aclose(entries)
 
@@ -465,7 +466,8 @@ class Backend(abc.ABC):
         entries = self._list_range(name, prefix, start_after)
         try:
             async for entry in entries:
-                yield entry
+                if name or not is_internal(entry.name):
+                    yield entry
         finally:
             await _aclose(entries)
 
@@ -492,7 +494,7 @@ class Backend(abc.ABC):
             async for entry in entries:
                 if entry.directory:
                     subdirs.append(f"{name}/{entry.name}" if name else entry.name)
-                elif entry.name.endswith(DEL_SUFFIX) == deleted:
+                elif entry.name.endswith(DEL_SUFFIX) == deleted and (name or not is_internal(entry.name)):
                     total += 1
         finally:
             await _aclose(entries)

@@ -23,7 +23,7 @@ from ..errors import (
     StoreNotFound,
 )
 from ..items import ItemInfo
-from ..names import DEL_SUFFIX
+from ..names import DEL_SUFFIX, is_internal
 from .base import Backend, Capabilities
 
 __all__ = ["MemoryBackend"]
@@ -234,6 +234,8 @@ class MemoryBackend(Backend):
             if old is not None and not replace:
                 self._refuse_replace(name)
             delta = len(data) - (len(old.data) if old is not None else 0)
+            if is_internal(name):
+                delta = 0  # the store's own file (layout.hid) is not the user's usage
             self._check_quota(space, delta)
             if parent is None:  # create the directories only once the store is sure to happen
                 parent, leaf = space.parent_of(name, create=True)
@@ -308,10 +310,11 @@ class MemoryBackend(Backend):
                 raise ObjectNotFound(name)
             total, todo = 0, [node]
             while todo:
-                for key, child in todo.pop().children.items():
+                here = todo.pop()
+                for key, child in here.children.items():
                     if isinstance(child, _Dir):
                         todo.append(child)
-                    elif key.endswith(DEL_SUFFIX) == deleted:
+                    elif key.endswith(DEL_SUFFIX) == deleted and not (here is space.root and is_internal(key)):
                         total += 1
         return total
 

@@ -46,6 +46,7 @@ from ..errors import (
 from ..hashing import check_algorithm
 from ..hashing import new as new_hasher
 from ..items import ItemInfo
+from ..names import is_internal
 from .base import Backend, Capabilities
 from .options import Limits, RetryPolicy, Timeouts, legacy_options
 
@@ -100,6 +101,14 @@ _LIST = (
     "SELECT name, 1, 0, mtime FROM dirs WHERE parent = ? "
     "UNION ALL SELECT name, 0, length(value), mtime FROM items WHERE parent = ? ORDER BY 1"
 )
+
+
+def _load_internal(conn: sqlite3.Connection, name: str) -> bytes:
+    """The value of the store's own file ``name`` (kept in ``aiodepot_meta``, not among the items)."""
+    row = conn.execute("SELECT value FROM aiodepot_meta WHERE key = ?", (name,)).fetchone()
+    if row is None or not isinstance(row[0], bytes):
+        raise ObjectNotFound(name)
+    return row[0]
 
 
 def _parent(name: str) -> str:
@@ -440,6 +449,8 @@ class SQLiteBackend(Backend):
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value, or a range of it through the incremental blob API."""
+        if is_internal(name):
+            return await self._readers().run(name, lambda conn: _load_internal(conn, name))
         return await self._readers().run(name, lambda conn: self._load_sync(conn, name, offset, size))
 
     # the readers are plain sqlite3 connections: a blocking caller reads with one in its own thread (writes
@@ -554,6 +565,10 @@ class SQLiteBackend(Backend):
         """Insert or replace the row of ``name`` (and its parent directories) in one transaction."""
         data = value
         now = time.time()
+        if is_internal(name):  # the store's own file: beside the items, out of listings, counts and usage
+            async with self._transaction(name) as db:
+                await db.execute("INSERT OR REPLACE INTO aiodepot_meta (key, value) VALUES (?, ?)", (name, bytes(data)))
+            return
         async with self._transaction(name) as db:
             if not replace or self.quota_limit is not None:
                 old = (await self._existing_sizes(db, [name])).get(name)

@@ -12,25 +12,31 @@ import logging
 import os
 from typing import Any
 
-import click
+try:
+    import click
 
-from .. import __version__
-from ..errors import StoreError
-from .bench import bench
-from .common import (
-    EXIT_INTERRUPTED,
-    EXIT_PIPE,
-    CliError,
-    display_url,
-    is_broken_pipe,
-    silence_stdout,
-    translate_error,
-)
-from .demo import demo
-from .inspect import du, hash_, info, ls
-from .items import cat, create, get, mv, put, rm, undelete
-from .serve import serve
-from .transfer import cp, sync
+    from .. import __version__
+    from ..errors import StoreError
+    from .bench import bench
+    from .common import (
+        EXIT_INTERRUPTED,
+        EXIT_PIPE,
+        CliError,
+        display_url,
+        is_broken_pipe,
+        silence_stdout,
+        translate_error,
+    )
+    from .demo import demo
+    from .inspect import du, hash_, info, ls
+    from .items import cat, config, create, get, mv, put, rm, undelete
+    from .serve import serve
+    from .transfer import cp, sync
+except KeyboardInterrupt:  # Ctrl-C while the command starts: one line, no traceback
+    from .._startup import interrupted_while_starting
+
+    interrupted_while_starting()
+    raise
 
 __all__ = ["main"]
 
@@ -102,5 +108,5 @@ def _log_to_stderr() -> None:
 for _command in (ls, cat, get, put, rm, undelete, mv, cp, sync, hash_, info, du):
     main.add_command(_command)
 main.add_command(du, "stats")
-for _command in (create, bench, demo, serve):
+for _command in (create, config, bench, demo, serve):
     main.add_command(_command)

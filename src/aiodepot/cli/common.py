@@ -237,15 +237,18 @@ class StoreOptions:
         config: namespace → ``{"levels": [...]}``, as `aiodepot.Store` takes it; the root namespace is
             added flat (``{"": {"levels": [0]}}``) unless it is configured.
         concurrency: operations in flight in bulk calls (None: what the backend prefers).
+        given: the user gave the config; without it, stores open with the levels they remember (or flat).
     """
 
-    __slots__ = ("concurrency", "config")
+    __slots__ = ("concurrency", "config", "given")
 
-    def __init__(self, config: Mapping[str, Mapping[str, Any]], concurrency: int | None) -> None:
+    def __init__(self, config: Mapping[str, Mapping[str, Any]], concurrency: int | None, *, given: bool = True) -> None:
         merged = dict(config)
         merged.setdefault(ROOTNS, {"levels": [0]})
         self.config = merged
         self.concurrency = concurrency
+        self.given = given
+        """False when neither --config nor --levels was given: a store's remembered levels apply."""
 
     @classmethod
     def parse(
@@ -262,15 +265,16 @@ class StoreOptions:
         With ``base``, what is not given is taken from there (``--dst-levels`` falls back to ``--levels``).
         """
         if base is not None and config is None and not levels:
-            return cls(base.config, concurrency)
+            return cls(base.config, concurrency, given=base.given)
         merged = _parse_config(config, f"--{prefix}config")
         merged.update(_parse_levels(levels, f"--{prefix}levels"))
-        return cls(merged, concurrency)
+        return cls(merged, concurrency, given=config is not None or bool(levels))
 
     def store(self, url: str) -> Store:
-        """A (closed) store for ``url``; a bad URL or configuration is a usage error."""
+        """A (closed) store for ``url``; a bad URL or configuration is a usage error. Without --config or
+        --levels the store opens with the nesting levels it remembers."""
         try:
-            return Store(url, config=self.config, max_concurrency=self.concurrency)
+            return Store(url, config=self.config if self.given else None, max_concurrency=self.concurrency)
         except (BackendURLInvalid, InvalidName, ValueError, TypeError) as exc:
             raise CliError(f"{display_url(url)}: {exc}", EXIT_USAGE) from exc
 

@@ -1,4 +1,5 @@
-"""Commands on items: ``create`` (a store to put them in), ``cat``, ``get``, ``put``, ``rm``, ``undelete``, ``mv``."""
+"""Commands on items: ``create`` (a store to put them in), ``config`` (its remembered levels), ``cat``,
+``get``, ``put``, ``rm``, ``undelete``, ``mv``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from .common import (
     StoreOptions,
     about_store,
     display_url,
+    json_dumps,
     open_store,
     report,
     store_options,
@@ -35,7 +37,7 @@ from .common import (
 from .stdio import BinaryInput, BinaryOutput, in_daemon_thread
 from .walk import top_namespaces, walk
 
-__all__ = ["cat", "create", "get", "mv", "put", "rm", "undelete"]
+__all__ = ["cat", "config", "create", "get", "mv", "put", "rm", "undelete"]
 
 MiB = 1024 * 1024
 SPOOL_LIMIT = 32 * MiB
@@ -102,7 +104,8 @@ def create(url: str, options: StoreOptions) -> None:
     """Create an empty store at URL (an existing empty directory is fine).
 
     Commands that write into a store (put, rm, mv) need an existing one; cp and sync create their
-    destination themselves.
+    destination themselves. With --levels/--config that nest a namespace, the store remembers them
+    (see the config command): later commands need no --levels.
     """
 
     async def run() -> None:
@@ -114,6 +117,27 @@ def create(url: str, options: StoreOptions) -> None:
             raise about_store(url, exc) from exc
         if url.startswith("memory:"):
             report(f"note: {url} lives only inside this process: it is gone when this command ends")
+
+    asyncio.run(run())
+
+
+@click.command(short_help="Show or change the nesting levels a store remembers.")
+@URL
+@store_options
+def config(url: str, options: StoreOptions) -> None:
+    """Show the nesting levels the store at URL remembers (JSON), or with --levels/--config, remember those.
+
+    A store created with --levels remembers them, so later commands need no --levels. Changing them
+    starts a migration: items are still found at the levels listed before the last one, new items go to
+    the last one (e.g. --levels data=1,2 while moving from one level to two).
+    """
+
+    async def run() -> None:
+        async with open_store(url, options) as store:
+            if options.given:
+                await store.save_layout()
+            else:
+                click.echo(json_dumps({prefix: {"levels": levels} for prefix, levels in store.levels.items()}))
 
     asyncio.run(run())
 

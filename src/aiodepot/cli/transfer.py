@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
+from ..errors import InvalidName, ObjectNotFound, QuotaExceeded, StoreError, StoreNotFound
 from ..replicate import DEFAULT_MAX_BYTES_IN_FLIGHT, Plan, Report, apply_plan, plan_copy, plan_sync
 from ..store import Store
 from .common import (
@@ -36,7 +36,8 @@ from .common import (
     wants_progress,
     warn_strays,
 )
-from .foreign import unreachable_files
+from .encoded import Encoded, decoded_path, encode, is_encoded, read_file, write_file
+from .foreign import Unreachable, unreachable_files
 from .stdio import LineOutput
 from .walk import top_namespaces
 
@@ -152,9 +153,11 @@ async def _execute(
     as_json: bool,
     keep_going: bool = False,
     skip_invalid: bool = False,
+    encode_names: bool = False,
 ) -> tuple[Report, list[str]]:
     """Plan and (unless a dry run) carry out a copy or sync; return the report and the stray items seen."""
     started = time.perf_counter()
+    dst_base = _local_base(dst_options.store(dst_url)) if encode_names else None
     async with open_store(src_url, options) as src, _existing(dst_url, dst_options) as existing:
         try:
             if sync:
@@ -163,10 +166,18 @@ async def _execute(
                 plan = await plan_copy(src, existing, namespaces)
         except ObjectNotFound as exc:
             raise CliError(f"{display_url(src_url)}: {exc}") from exc
-        await _check_unreachable(src, src_url, namespaces, skip_invalid=skip_invalid)
+        encoded = await _check_unreachable(
+            src, src_url, namespaces, skip_invalid=skip_invalid, encode_names=encode_names
+        )
+        escaped = _take_escaped(plan, encoded, dst_base) if encode_names else []
         await _report_plan(plan, dry_run=dry_run, as_json=as_json, quiet=quiet)
+        for entry in encoded if dry_run and not (as_json or quiet) else ():
+            click.echo(f"copy {entry.path} as {entry.key}")
+        for name in escaped if dry_run and not (as_json or quiet) else ():
+            click.echo(f"copy {name} as {decoded_path(name)}")
         if dry_run:
             report = Report.dry(plan)
+            report.copied += len(encoded) + len(escaped)
         else:
             display = ProgressDisplay(
                 enabled=progress and not quiet,
@@ -186,6 +197,7 @@ async def _execute(
                             progress=display.callback(),
                             collect_errors=keep_going,
                         )
+                        await _copy_encoded(src, dst, encoded, escaped, report)
     report.seconds = time.perf_counter() - started
     return report, plan.strays
 
@@ -226,25 +238,87 @@ _SHOWN_NAMES = 3
 """Files with invalid names shown by name (the rest are counted)."""
 
 
-async def _check_unreachable(src: Store, src_url: str, namespaces: Sequence[str], *, skip_invalid: bool) -> None:
-    """Refuse (or with ``skip_invalid`` warn about) files of a local source that no item name reaches."""
+def _local_base(store: Store) -> str | None:
+    """The directory of a ``file://`` store (whose files may have any name), else None."""
     from ..backends.posixfs import PosixFSBackend  # only now: the command line starts faster without it
 
-    if not isinstance(src.backend, PosixFSBackend):
-        return
-    found = await asyncio.to_thread(unreachable_files, src.backend.base, list(namespaces))
+    return store.backend.base if isinstance(store.backend, PosixFSBackend) else None
+
+
+async def _check_unreachable(
+    src: Store, src_url: str, namespaces: Sequence[str], *, skip_invalid: bool, encode_names: bool = False
+) -> list[Encoded]:
+    """Refuse (or with ``skip_invalid`` warn about) files of a local source that no item name reaches; with
+    ``encode_names``, return those that an escaped key can hold (the rest are still refused or skipped)."""
+    base = _local_base(src)
+    if base is None:
+        return []
+    found = await asyncio.to_thread(unreachable_files, base, list(namespaces))
+    encoded: list[Encoded] = []
+    if encode_names:
+        unencodable = []
+        for entry in found:
+            try:
+                if entry.reason.startswith("a symbolic link"):
+                    raise InvalidName(entry.reason)
+                encoded.append(encode(entry.path))
+            except InvalidName as exc:
+                unencodable.append(Unreachable(entry.path, str(exc)))
+        found = unencodable
     if not found:
-        return
+        return encoded
     examples = ", ".join(f"{entry.path} ({entry.reason})" for entry in found[:_SHOWN_NAMES])
     more = f" and {len(found) - _SHOWN_NAMES} more" if len(found) > _SHOWN_NAMES else ""
     what = f"{len(found)} file(s) whose names no store item can have: {examples}{more}"
     if skip_invalid:
         report(f"warning: {display_url(src_url)}: skipped {what}")
-        return
+        return encoded
+    hint = "" if encode_names else " or --encode-names to store them under escaped names"
     raise CliError(
-        f"{display_url(src_url)}: has {what}; nothing was copied (give --skip-invalid to copy the other files; "
+        f"{display_url(src_url)}: has {what}; nothing was copied (give --skip-invalid to copy the other files{hint}; "
         "item names are lowercase ASCII without blanks, see docs/concepts.md#names)"
     )
+
+
+def _take_escaped(plan: Plan, encoded: list[Encoded], dst_base: str | None) -> list[str]:
+    """Take the items that ``--encode-names`` copies itself out of ``plan``.
+
+    A copy from a local directory that holds files to encode (``encoded``) goes into a store: its valid
+    names that hold a ``%`` are encoded too (``50%.txt`` → ``50%25.txt``), so they come back unchanged.
+    Any other copy into a local directory decodes: the items with escaped names are returned (checked to
+    stand for paths inside the directory) to be written to their original paths.
+    """
+    if not encoded and dst_base is None:
+        return []
+    escaped: list[str] = []
+    kept = []
+    for entry in plan.copy:
+        if entry.deleted or not is_encoded(entry.name):
+            kept.append(entry)
+        elif encoded:
+            encoded.append(encode(entry.name))
+        else:
+            decoded_path(entry.name)  # a name that would leave the directory fails before anything is copied
+            escaped.append(entry.name)
+    plan.copy[:] = kept
+    return escaped
+
+
+async def _copy_encoded(src: Store, dst: Store, encoded: list[Encoded], escaped: list[str], report: Report) -> None:
+    """Copy what ``--encode-names`` maps: files under escaped keys, escaped items to their paths."""
+    src_base, dst_base = _local_base(src), _local_base(dst)
+    for entry in encoded:
+        assert src_base is not None
+        data = await asyncio.to_thread(read_file, src_base, entry.path)
+        await dst.store(entry.key, data)
+        report.copied += 1
+        report.bytes += len(data)
+    for name in escaped:
+        assert dst_base is not None
+        data = await src.load(name)
+        await asyncio.to_thread(write_file, dst_base, decoded_path(name), data)
+        report.copied += 1
+        report.bytes += len(data)
 
 
 def _same_store(src_url: str, dst_url: str) -> None:
@@ -269,6 +343,7 @@ def _run(
     as_json: bool,
     keep_going: bool,
     skip_invalid: bool,
+    encode_names: bool = False,
 ) -> None:
     """What ``cp`` and ``sync`` share: run the transfer, warn about strays, print the summary."""
     _same_store(src_url, dst_url)
@@ -289,6 +364,7 @@ def _run(
             as_json=as_json,
             keep_going=keep_going,
             skip_invalid=skip_invalid,
+            encode_names=encode_names,
         )
     )
     warn_strays(strays)
@@ -311,6 +387,12 @@ _SHOWN_ERRORS = 10
 @url_argument("dst_url", "DST")
 @click.argument("namespaces", metavar="[NAMESPACE...]", nargs=-1)
 @_transfer_options
+@click.option(
+    "--encode-names",
+    is_flag=True,
+    help="From a local directory with files whose names no item can have: store them under %xx-escaped "
+    "names; otherwise, into a local directory: write items with escaped names to their original paths.",
+)
 @store_options
 @dst_store_options
 def cp(
@@ -321,6 +403,7 @@ def cp(
     dry_run: bool,
     keep_going: bool,
     skip_invalid: bool,
+    encode_names: bool,
     as_json: bool,
     quiet: bool,
     progress: bool | None,
@@ -331,6 +414,9 @@ def cp(
 
     Items keep their names; items at DST are replaced. A NAMESPACE may also name a single item. DST is
     created if it does not exist. Give --dst-levels to write DST with other nesting than SRC.
+
+    With --encode-names, a copy from a local directory into a store and back restores every file name:
+    README.md is stored as %52%45%41%44%4d%45.md and written back as README.md.
     """
     _run(
         src_url,
@@ -348,6 +434,7 @@ def cp(
         as_json=as_json,
         keep_going=keep_going,
         skip_invalid=skip_invalid,
+        encode_names=encode_names,
     )
 
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from ..backends.base import Backend, Capabilities
 from ..errors import IntegrityError, InvalidName, ObjectExists, ObjectNotFound
 from ..items import ItemInfo, Source, StoreValue, validate_value
-from ..names import DEL_SUFFIX, MAX_BACKEND_NAME_LENGTH, validate_backend_name
+from ..names import DEL_SUFFIX, MAX_BACKEND_NAME_LENGTH, is_internal, validate_backend_name
 from .base import Layer, RenamingLayer
 
 __all__ = ["HashedNames", "URLEncode"]
@@ -187,6 +187,8 @@ class HashedNames(Layer):
         """A whole load checks the header; a ranged load reads only its range."""
         if size is not None and size < 0:
             raise ValueError(f"size must be >= 0 or None, got {size}")
+        if is_internal(name):  # the store's own layout file keeps its name (and stays out of listings)
+            return await self.inner.load(name, offset=offset, size=size)
         path, header = self._item(name)
         if offset == 0 and size is None:
             stored = await self.inner.load(path)
@@ -204,6 +206,9 @@ class HashedNames(Layer):
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """The header and the value, under the hashed name."""
+        if is_internal(name):
+            await self.inner.store(name, value, if_absent=if_absent)
+            return
         path, header = self._item(name)
         try:
             await self.inner.store(path, b"".join((header, validate_value(value))), if_absent=if_absent)

@@ -41,7 +41,7 @@ from .. import hashing
 from ..backends.base import Backend
 from ..errors import ObjectNotFound, StoreError, StoreExists, StoreNotFound, WriteBackError
 from ..items import ItemInfo, Source, StoreValue, validate_value
-from ..names import DEL_SUFFIX, validate_backend_name
+from ..names import DEL_SUFFIX, is_internal, validate_backend_name
 from ..transfer import run_bounded
 from .base import Layer
 
@@ -186,7 +186,8 @@ class WriteBack(Layer):
         }
 
     def _buffered(self, name: str) -> bool:
-        return any(name.startswith(prefix) for prefix in self.namespaces)
+        # the store's own files (its remembered layout) are written through
+        return not is_internal(name) and any(name.startswith(prefix) for prefix in self.namespaces)
 
     def _add(self, change: _Change) -> _Change | None:
         """Make ``change`` the pending change of its name; return the one it replaces."""

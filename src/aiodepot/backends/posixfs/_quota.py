@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 
 from ...errors import QuotaExceeded
-from ...names import HID_SUFFIX
+from ...names import HID_SUFFIX, is_internal
 from ._fileio import write_all
 from ._tempfiles import temp_path
 
@@ -123,6 +123,8 @@ class Quota:
                 if entry.is_dir(follow_symlinks=False):
                     total += self._scan(entry.path)
                 elif entry.is_file(follow_symlinks=False) and entry.path != self.path:
+                    if path == self.base and is_internal(entry.name):
+                        continue  # the store's own layout.hid, no more usage than quota.hid
                     total += entry.stat(follow_symlinks=False).st_size
         return total
 

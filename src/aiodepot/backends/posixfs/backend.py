@@ -26,7 +26,7 @@ from ...errors import (
 )
 from ...hashing import check_algorithm, file_digest
 from ...items import ItemInfo, Source
-from ...names import DEL_SUFFIX, validate_backend_name
+from ...names import DEL_SUFFIX, is_internal, validate_backend_name
 from ..base import Backend, Capabilities
 from ..options import Limits, RetryPolicy, Timeouts, legacy_options
 from ._errors import NOT_FOUND, raise_translated
@@ -164,7 +164,7 @@ class PosixFSBackend(TempFiles, Backend):
         """Put a new ``size``-byte value under ``name``: a temp file written by ``fill(fd)``, renamed into
         place, with the replace and quota checks first."""
         path = self._path(name)
-        quota = self._quota
+        quota = None if is_internal(name) else self._quota  # the store's own layout.hid, as quota.hid: no usage
         if quota is None and replace:
             self._commit(self._write_temp(path, fill), path)  # nothing depends on what was there before
             return

@@ -10,6 +10,8 @@ import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import Any, ClassVar, Literal, Self
 
+from botocore.exceptions import EndpointConnectionError  # type: ignore[import-untyped]
+
 from ..._threads import Offloader
 from ...errors import (
     BackendError,
@@ -189,6 +191,7 @@ class S3Backend(Backend):
         )
         self._session: Any = None
         self._client: Any = None
+        self._reached = False  # a request of this session got a reply: botocore may retry connection errors
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._offloader = Offloader(f"aiodepot-s3-{bucket}", self.limits.threads or 4)
         self._uploads = Uploads(self, self._call, self._offloader)
@@ -229,10 +232,23 @@ class S3Backend(Backend):
                 self._session = await self._offloader.run(make_session, self.endpoint, self.region, b2=self.b2)
             context = self._session.client("s3", endpoint_url=self.endpoint.endpoint_url, config=self._config)
             client = await context.__aenter__()
+            service = client.meta.service_model.service_id.hyphenize()
+            client.meta.events.register_first(f"needs-retry.{service}", self._refused_before_any_reply)
+            client.meta.events.register(f"after-call.{service}", self._replied)
         try:
             yield client
         finally:
             await context.__aexit__(None, None, None)
+
+    def _refused_before_any_reply(self, caught_exception: BaseException | None = None, **_: Any) -> None:
+        """A ``needs-retry`` handler that runs before botocore's: a connection that could not be made before
+        any request of this session got a reply (a wrong address, a server that is not running) fails at
+        once. Retries are for connections that worked before; botocore would retry for seconds."""
+        if not self._reached and isinstance(caught_exception, EndpointConnectionError):
+            raise caught_exception
+
+    def _replied(self, **_: Any) -> None:
+        self._reached = True
 
     async def _first_keys(self, client: Any, prefix: str, count: int, name: str = "") -> builtins.list[str]:
         """Up to ``count`` keys that start with ``prefix``."""
@@ -314,6 +330,7 @@ class S3Backend(Backend):
 
     async def _open(self) -> None:
         """Connect (one client, one connection pool for this backend) and check that the store exists."""
+        self._reached = False
         stack = contextlib.AsyncExitStack()
         try:
             client = await stack.enter_async_context(self._connect())

@@ -219,7 +219,7 @@ class Store:
 
     def create(self) -> None:
         """Initialize the storage (and the cache storage, if there is one)."""
-        run(self.async_store.create)
+        run(self.async_store.create, remember_layout=False)  # borgstore writes no layout.hid
         if getattr(self.backend, "precreate_dirs", False):
             self.create_levels()
 

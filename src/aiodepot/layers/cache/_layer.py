@@ -15,6 +15,7 @@ from typing import Any
 from ...backends.base import Backend, Capabilities
 from ...errors import ObjectNotFound, ReadRangeError, StoreError, StoreExists, StoreNotFound
 from ...items import ItemInfo, Source, StoreValue, validate_value
+from ...names import is_internal
 from ..base import Layer
 from ._index import CACHE_RESCAN_DIVISOR, Fill, Index
 from ._policy import NO_CACHE, CacheMode, CachePolicy, prefix_of
@@ -131,7 +132,8 @@ class Cache(Layer):
         return None
 
     def _caching(self, name: str) -> bool:
-        return self._cache_open and not self._disabled and self.policy_for(name).caching
+        # the store's own files (its remembered layout) go to the primary only
+        return self._cache_open and not self._disabled and self.policy_for(name).caching and not is_internal(name)
 
     def _index_for(self, name: str) -> Index | None:
         namespace = self._namespace_of(name)
