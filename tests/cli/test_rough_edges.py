@@ -126,6 +126,10 @@ def test_a_refused_connection_fails_at_once_naming_the_url() -> None:
         f"redis://127.0.0.1:{port}/0",
         f"rest://127.0.0.1:{port}/store",  # ssh to a closed port
         "sftp://no-such-host.invalid/store",
+        f"ftp://user:sekrit@127.0.0.1:{port}/store",
+        f"ftps://127.0.0.1:{port}/store",
+        f"gs://bucket/store?endpoint=http://127.0.0.1:{port}",
+        f"azure://devstoreaccount1:c2Vrcml0@container/store?endpoint=http://127.0.0.1:{port}/devstoreaccount1",
     ]
     for url in urls:
         for command in ("ls", "create"):
@@ -134,7 +138,8 @@ def test_a_refused_connection_fails_at_once_naming_the_url() -> None:
             took = time.monotonic() - started
             text = one_line_error(done, display_url(url), "is the server running")
             assert took < 5, (url, took)  # no retries: RestBackend alone would wait 3 x 5 s
-            assert "sekrit" not in text and "retry" not in text
+            assert "sekrit" not in text and "c2Vrcml0" not in text and "retry" not in text
+            assert "the store:" not in text, text  # the URL names the store already
 
 
 def test_retries_go_to_the_log_at_debug_level() -> None:

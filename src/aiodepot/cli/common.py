@@ -342,6 +342,7 @@ def about_store(url: str, exc: BaseException, *, exit_code: int = EXIT_FAILURE) 
     (password masked) and, where there is one, what to do."""
     shown = display_url(url)
     message = display_url(str(exc)) or type(exc).__name__
+    message = message.removeprefix("the store: ")  # the URL in front names it
     if isinstance(exc, StoreNotFound):
         if url.startswith("memory:"):
             message = "no such store: a memory:// store lives only inside the process that made it"
