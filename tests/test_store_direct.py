@@ -21,6 +21,7 @@ from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.sqlite import SQLiteBackend
 from aiodepot.items import StoreValue
+from aiodepot.names import is_internal
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance
 
 B = TypeVar("B", bound=Backend)
@@ -243,7 +244,7 @@ def test_a_per_operation_timeout_of_the_async_store_keeps_calls_on_the_loop() ->
 def test_a_subclass_that_overrides_an_async_hook_loses_its_twin() -> None:
     class Slow(MemoryBackend):
         async def _load(self, name: str, offset: int, size: int | None) -> bytes:
-            return b"async"
+            return b"async" if name == "a" else await super()._load(name, offset, size)  # not layout.hid
 
     class SlowEverywhere(MemoryBackend):
         async def _load(self, name: str, offset: int, size: int | None) -> bytes:
@@ -345,8 +346,9 @@ class _GatedLoads(MemoryBackend):
         self.release = threading.Event()
 
     def _load_blocking(self, name: str, offset: int, size: int | None) -> bytes:
-        self.entered.set()
-        assert self.release.wait(10)
+        if not is_internal(name):  # the open's read of layout.hid passes
+            self.entered.set()
+            assert self.release.wait(10)
         return super()._load_blocking(name, offset, size)
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
