@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,9 @@ import pytest
 
 from aiodepot import BackendError, ObjectNotFound, PermissionDenied, Store
 from aiodepot.backends.posixfs import PosixFSBackend
+from aiodepot.backends.posixfs import _fileio as fileio
+from aiodepot.backends.posixfs import backend as backend_module
+from aiodepot.backends.posixfs._fileio import memory_file_system
 from aiodepot.backends.posixfs._safe_open import CACHED_LOOKUPS
 from aiodepot.backends.posixfs.backend import INLINE_READ_MAX
 
@@ -167,3 +172,101 @@ async def test_inline_reads_can_be_turned_off(tmp_path: Path, monkeypatch: pytes
     assert not PosixFSBackend(tmp_path / "u", inline_reads=False)._inline_reads
     monkeypatch.delenv("AIODEPOT_INLINE_READS")
     assert PosixFSBackend(tmp_path / "u")._inline_reads
+
+
+# tmpfs and ramfs: no RWF_NOWAIT, but their pages are memory ------------------------------------------------------
+
+
+def _kind(path: Path) -> str | None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return memory_file_system(fd)
+    finally:
+        os.close(fd)
+
+
+def _shm_dir() -> Path | None:
+    """``/dev/shm`` if it is a tmpfs (Linux), or None."""
+    shm = Path("/dev/shm")
+    return shm if shm.is_dir() and _kind(shm) == "tmpfs" else None
+
+
+@pytest.fixture
+def shm_path() -> Iterator[Path]:
+    shm = _shm_dir()
+    if shm is None:
+        pytest.skip("no tmpfs at /dev/shm on this machine")
+    with tempfile.TemporaryDirectory(dir=shm, prefix="aiodepot-test-") as path:
+        yield Path(path)
+
+
+class Counting(PosixFSBackend):
+    """Counts the thread jobs; reads go to the real file system."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.thread_jobs: list[str] = []
+
+    async def _run(self, name: str, job: Any, *args: Any) -> Any:
+        self.thread_jobs.append(getattr(job, "__name__", "job"))
+        return await super()._run(name, job, *args)
+
+
+async def test_tmpfs_without_swap_is_read_on_the_loop(shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+    backend = Counting(shm_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        await store.store("a", b"0123456789")
+        backend.thread_jobs.clear()
+        for _ in range(3):
+            assert await store.load("a") == b"0123456789"
+            assert await store.load("a", offset=-3) == b"789"
+        assert backend.thread_jobs == [] and backend._inline_reads
+        assert backend._memory_dev == os.stat(shm_path).st_dev and backend._memory_swaps
+
+
+async def test_tmpfs_with_swap_on_is_read_in_a_thread(shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "swap_in_use", lambda: True)  # its pages could be on a swap device
+    backend = Counting(shm_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        await store.store("a", b"value")
+        backend.thread_jobs.clear()
+        assert await store.load("a") == b"value"
+        assert await store.load("a") == b"value"
+        assert len(backend.thread_jobs) == 2
+        assert backend._inline_reads  # still tried: swap may be turned off again
+        monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+        assert await store.load("a") == b"value"
+        assert len(backend.thread_jobs) == 2
+
+
+async def test_another_file_system_without_nowait_stops_inline_reads(tmp_path: Path) -> None:
+    backend = Answering(tmp_path / "s", errno.EOPNOTSUPP)
+    store = await _store_with(backend)
+    try:
+        assert await store.load("a") == b"0123456789"  # from a thread
+        if _kind(tmp_path) is None:  # e.g. ext4 answering EOPNOTSUPP: no more tries
+            assert not backend._inline_reads and backend._memory_dev is None
+        else:  # the temporary directory is on tmpfs itself: read as one
+            assert backend._inline_reads and backend._memory_dev is not None
+    finally:
+        await store.close()
+
+
+def test_swap_in_use_reads_proc_swaps_at_most_each_second(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    swaps = tmp_path / "swaps"
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n")
+    monkeypatch.setattr(fileio, "_SWAPS", str(swaps))
+    monkeypatch.setattr(fileio, "_swap_seen", (-10.0, True))
+    assert fileio.swap_in_use() is False
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n/swapfile file 1024 0 -2\n")
+    assert fileio.swap_in_use() is False  # the answer of the last second
+    monkeypatch.setattr(fileio, "_swap_seen", (-10.0, False))
+    assert fileio.swap_in_use() is True
+    monkeypatch.setattr(fileio, "_SWAPS", str(tmp_path / "missing"))
+    monkeypatch.setattr(fileio, "_swap_seen", (-10.0, False))
+    assert fileio.swap_in_use() is True  # unknown counts as on

@@ -2,17 +2,66 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import time
 
 from ...errors import ReadRangeError
 from ..base import pwrite_all
 
-__all__ = ["MiB", "copy_range", "fsync_dir", "link_new", "pread_exact", "write_all"]
+__all__ = [
+    "MiB",
+    "copy_range",
+    "fsync_dir",
+    "link_new",
+    "memory_file_system",
+    "pread_exact",
+    "swap_in_use",
+    "write_all",
+]
 
 MiB = 1024 * 1024
 _MAX_POSITION = 2**63 - 1
 _LARGE_READ = 64 * MiB
+
+
+_MEMORY_FS_MAGIC = {0x01021994: "tmpfs", 0x858458F6: "ramfs"}  # statfs f_type (linux/magic.h)
+_SWAPS = "/proc/swaps"
+_SWAP_RECHECK = 1.0  # seconds
+_swap_seen: tuple[float, bool] = (-_SWAP_RECHECK, True)
+
+
+def memory_file_system(fd: int) -> str | None:
+    """``"tmpfs"`` or ``"ramfs"`` if the file ``fd`` lives in memory (Linux ``fstatfs``), else None."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        buffer = ctypes.create_string_buffer(256)  # struct statfs is 120 bytes on 64-bit Linux; f_type first
+        if libc.fstatfs(fd, buffer) != 0:
+            return None
+    except (OSError, AttributeError):  # no libc with fstatfs: not Linux
+        return None
+    return _MEMORY_FS_MAGIC.get(ctypes.c_long.from_buffer(buffer).value & 0xFFFFFFFF)
+
+
+def swap_in_use() -> bool:
+    """Whether the machine has swap space on (so tmpfs pages can leave memory); read again each second.
+
+    Without swap, a tmpfs file's pages cannot be written out, so reading it is a copy from memory.
+    Unknown (no ``/proc/swaps``) counts as on.
+    """
+    global _swap_seen
+    now = time.monotonic()
+    checked, answer = _swap_seen
+    if now - checked < _SWAP_RECHECK:
+        return answer
+    try:
+        with open(_SWAPS, "rb") as f:
+            answer = len(f.read().splitlines()) > 1  # a header line, then one line per swap area
+    except OSError:
+        answer = True
+    _swap_seen = (now, answer)
+    return answer
 
 
 def pread_exact(fd: int, size: int, offset: int) -> bytes:

@@ -30,7 +30,7 @@ from ...names import DEL_SUFFIX, is_internal, validate_backend_name
 from ..base import Backend, Capabilities
 from ..options import Limits, RetryPolicy, Timeouts, legacy_options
 from ._errors import NOT_FOUND, raise_translated
-from ._fileio import MiB, copy_range, fsync_dir, pread_exact, write_all
+from ._fileio import MiB, copy_range, fsync_dir, memory_file_system, pread_exact, swap_in_use, write_all
 from ._quota import COMMIT_LOCKS, QUOTA_FILE, Quota, QuotaState
 from ._tempfiles import TempFiles, dead_sessions, remove_left_behind
 
@@ -123,6 +123,8 @@ class PosixFSBackend(TempFiles, Backend):
         if inline_reads is None:
             inline_reads = os.environ.get("AIODEPOT_INLINE_READS", "1") != "0"
         self._inline_reads = inline_reads and _RWF_NOWAIT != 0  # until the file system answers EOPNOTSUPP
+        self._memory_dev: int | None = None  # st_dev of the tmpfs/ramfs the items are on (no RWF_NOWAIT there)
+        self._memory_swaps = True  # tmpfs pages can go to swap; ramfs pages cannot
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
@@ -414,8 +416,12 @@ class PosixFSBackend(TempFiles, Backend):
 
         The item is opened with a path walk from the dentry cache only (see `_open_item_cached`) and read
         with ``RWF_NOWAIT``: the kernel copies from the page cache or answers ``EAGAIN``. Values bigger
-        than ``INLINE_READ_MAX`` are read in a thread anyway (a long copy holds up the loop too). A file
-        system without ``RWF_NOWAIT`` (``EOPNOTSUPP``) is remembered: this backend stops trying.
+        than ``INLINE_READ_MAX`` are read in a thread anyway (a long copy holds up the loop too).
+
+        tmpfs and ramfs answer ``EOPNOTSUPP`` to ``RWF_NOWAIT`` (Linux 6.18 still does), yet their files
+        are nothing but pages in memory: on ramfs always, and on tmpfs while the machine has no swap on
+        (`swap_in_use`, read again each second), a read there is a memory copy and runs inline too. Any
+        other file system without ``RWF_NOWAIT`` is remembered: this backend stops trying.
         """
         fd = self._open_item_cached(self._path(name))
         if fd is None:
@@ -432,19 +438,37 @@ class PosixFSBackend(TempFiles, Backend):
             if length <= 0:
                 return b""
             buffer = bytearray(length)
-            try:
-                done = self._read_nowait(fd, buffer, start)
-            except OSError as exc:
-                if exc.errno == errno.EOPNOTSUPP:
-                    self._inline_reads = False
-                    return None
-                if exc.errno == errno.EAGAIN:
-                    return None
-                raise
+            if st.st_dev == self._memory_dev:
+                done = self._read_resident(fd, buffer, start)
+            else:
+                try:
+                    done = self._read_nowait(fd, buffer, start)
+                except OSError as exc:
+                    if exc.errno == errno.EAGAIN:
+                        return None
+                    if exc.errno != errno.EOPNOTSUPP:
+                        raise
+                    done = self._read_in_memory_fs(fd, st, buffer, start)
             # short: a part is not cached (or the file shrank meanwhile): the thread reads it as usual
             return bytes(buffer) if done == length else None
         finally:
             os.close(fd)
+
+    def _read_in_memory_fs(self, fd: int, st: os.stat_result, buffer: bytearray, offset: int) -> int:
+        """After ``EOPNOTSUPP``: learn whether the file system is tmpfs/ramfs and read as one; else stop
+        inline reads for good. -1: not read."""
+        kind = memory_file_system(fd)
+        if kind is None:
+            self._inline_reads = False
+            return -1
+        self._memory_dev, self._memory_swaps = st.st_dev, kind == "tmpfs"
+        return self._read_resident(fd, buffer, offset)
+
+    def _read_resident(self, fd: int, buffer: bytearray, offset: int) -> int:
+        """Read a tmpfs/ramfs file, whose pages are in memory unless swap can hold them (-1: not read)."""
+        if self._memory_swaps and swap_in_use():
+            return -1
+        return os.preadv(fd, [buffer], offset)
 
     @staticmethod
     def _read_nowait(fd: int, buffer: bytearray, offset: int) -> int:
