@@ -10,7 +10,10 @@ rename; without the file fsync before it, the rename may survive while the data 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import re
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -185,7 +188,7 @@ async def test_rest_server_with_fsync_syncs_before_it_answers(tmp_path: Path) ->
     command = [strace, "-f", "-qq", "-y", "-s", "512", "-e", f"trace={SYSCALLS},sendto,sendmsg", "-o", str(log)]
     command += [sys.executable, "-m", "aiodepot.server", "--backend", f"file://{base}", "--fsync"]
     command += ["--no-auth", "--port", str(port), "--log-level", "WARNING"]
-    server = start_process(command)
+    server = start_process(command, start_new_session=True)
     try:
         await asyncio.to_thread(wait_for_port, port, process=server)
         async with Store(f"http://127.0.0.1:{port}", config=CONFIG) as client:
@@ -193,6 +196,8 @@ async def test_rest_server_with_fsync_syncs_before_it_answers(tmp_path: Path) ->
             await client.store("data/ff06", VALUE * 40)  # 1.3 MB
             await client.store("data/0a07", VALUE * 300)  # 9.4 MiB: over the server's 8 MiB limit, it streams in
     finally:
+        with contextlib.suppress(ProcessLookupError):  # strace stopped alone detaches: the server would live on
+            os.killpg(server.pid, signal.SIGTERM)
         stop_process(server)
     events = parse(log.read_text(errors="replace"))
     for name in ("data/ee05", "data/ff06", "data/0a07"):
