@@ -270,3 +270,61 @@ def test_swap_in_use_reads_proc_swaps_at_most_each_second(tmp_path: Path, monkey
     monkeypatch.setattr(fileio, "_SWAPS", str(tmp_path / "missing"))
     monkeypatch.setattr(fileio, "_swap_seen", (-10.0, False))
     assert fileio.swap_in_use() is True  # unknown counts as on
+
+
+# batch loads (load_many): cached items on the loop, the others in one thread job -----------------------------------
+
+
+class BatchAnswering(Answering):
+    """`Answering`, and records the names each batch thread job gets."""
+
+    def __init__(self, path: Path, answer: int | None = None) -> None:
+        super().__init__(path, answer)
+        self.batch_jobs: list[list[str]] = []
+
+    def _batch_sync(self, operation: Any, calls: Any) -> Any:
+        self.batch_jobs.append([args[0] for args in calls])
+        return super()._batch_sync(operation, calls)
+
+
+async def test_a_batch_reads_cached_items_on_the_loop_and_the_rest_in_one_job(tmp_path: Path) -> None:
+    backend = BatchAnswering(tmp_path / "s")
+    store = await _store_with(backend)
+    try:
+        big = os.urandom(INLINE_READ_MAX + 1)
+        await store.store("big", big)
+        names = [f"n{i:03d}" for i in range(150)]  # more than one slice of 64
+        await store.store_many((name, name.encode()) for name in names)
+        backend.batch_jobs.clear()
+        loaded = await store.load_many(["a", *names, "big"])
+        assert loaded == [b"0123456789", *(name.encode() for name in names), big]
+        assert backend.batch_jobs == [["big"]]  # too big for the loop: the only thread job
+        missing = await store.load_many(["a", "missing"], return_exceptions=True)
+        assert missing[0] == b"0123456789" and isinstance(missing[1], ObjectNotFound)
+    finally:
+        await store.close()
+
+
+async def test_a_batch_on_a_file_system_without_nowait_goes_to_a_thread(tmp_path: Path) -> None:
+    backend = BatchAnswering(tmp_path / "s", errno.EOPNOTSUPP)
+    store = await _store_with(backend)
+    try:
+        await store.store_many((f"n{i}", b"v") for i in range(5))
+        backend.batch_jobs.clear()
+        assert await store.load_many(["a", *(f"n{i}" for i in range(5))]) == [b"0123456789", *[b"v"] * 5]
+        if _kind(tmp_path) is None:  # ext4 and the like: the first refusal sends the whole batch to a thread
+            assert not backend._inline_reads
+            assert backend.batch_jobs == [["a", *(f"n{i}" for i in range(5))]]
+    finally:
+        await store.close()
+
+
+async def test_a_batch_names_an_io_error_per_item(tmp_path: Path) -> None:
+    backend = BatchAnswering(tmp_path / "s", errno.EIO)
+    store = await _store_with(backend)
+    try:
+        result = await store.load_many(["a"], return_exceptions=True)
+        assert isinstance(result[0], BackendError) and "Input/output error" in str(result[0])
+        assert backend.batch_jobs == []
+    finally:
+        await store.close()

@@ -3,13 +3,14 @@ directory (the layout and crash cleanup are described in [`aiodepot.backends.pos
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
 import shutil
 import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 from urllib.parse import unquote
 
 import aiofiles
@@ -41,6 +42,8 @@ T = TypeVar("T")
 INLINE_READ_MAX = 256 * 1024
 """The biggest read `await load` does on the event loop from the page cache (bigger ones go to a thread)."""
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)  # 0: not on this platform
+_INLINE_BATCH_SLICE = 64
+"""A batch load reads this many cached items on the loop, then lets other tasks run."""
 
 
 def _item_info(name: str, st: os.stat_result) -> ItemInfo:
@@ -483,8 +486,33 @@ class PosixFSBackend(TempFiles, Backend):
         await self._run(name, self._delete_sync, name)
 
     async def _load_batch(self, names: Sequence[str]) -> list[bytes | Exception]:
-        """Load many whole values in one thread job."""
-        return await self._offloader.run(self._batch_sync, self._load_sync, [(name,) for name in names])
+        """Load many whole values: those in the page cache on the event loop as `_load` does (yielding to
+        other tasks every ``_INLINE_BATCH_SLICE`` items), the others in one thread job."""
+        if not self._inline_reads:
+            return await self._offloader.run(self._batch_sync, self._load_sync, [(name,) for name in names])
+        results: list[bytes | Exception | None] = [None] * len(names)
+        left: list[int] = []
+        for i, name in enumerate(names):
+            if i and not i % _INLINE_BATCH_SLICE:
+                await asyncio.sleep(0)  # a slice costs about a millisecond: let other tasks run between
+            if not self._inline_reads:  # the file system refused RWF_NOWAIT meanwhile
+                left.extend(range(i, len(names)))
+                break
+            try:
+                try:
+                    results[i] = inline = self._load_inline(name, 0, None)
+                except OSError as exc:
+                    raise_translated(exc, name)
+            except StoreError as exc:
+                results[i] = exc
+            else:
+                if inline is None:
+                    left.append(i)
+        if left:
+            rest = await self._offloader.run(self._batch_sync, self._load_sync, [(names[i],) for i in left])
+            for i, outcome in zip(left, rest, strict=True):
+                results[i] = outcome
+        return cast(list[bytes | Exception], results)  # every slot is filled above
 
     async def _store_batch(self, items: Sequence[tuple[str, bytes | memoryview, bool]]) -> list[Exception | None]:
         """Store many values in one thread job, each atomically."""
