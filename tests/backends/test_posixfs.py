@@ -10,7 +10,15 @@ import pytest
 from aiodepot import BackendURLInvalid, Store, StoreError, StoreExists
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.posixfs import PosixFSBackend
-from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.conformance.suite import (
+    CONFIG,
+    BackendConformance,
+    MakeBackend,
+    StoreConformance,
+    key,
+    pool_threads,
+    threads_settle,
+)
 
 
 class TestPosixFSStore(StoreConformance):
@@ -126,3 +134,17 @@ def test_the_old_workers_option_warns_and_still_works(tmp_path: Path) -> None:
         backend = PosixFSBackend(tmp_path / "store", workers=3)
     assert backend.limits.threads == 3
     assert PosixFSBackend(tmp_path / "store", limits=Limits(threads=5)).limits.threads == 5
+
+
+async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
+    """A closed backend holds no worker thread, whether create/destroy worked or failed: a REST server
+    creates repositories by the hundred and each would otherwise keep one."""
+    before = pool_threads("aiodepot-posixfs-")
+    await PosixFSBackend(tmp_path / "store").create()
+    (tmp_path / "store" / "x").write_bytes(b"")
+    with pytest.raises(StoreExists):
+        await PosixFSBackend(tmp_path / "store").create()
+    await PosixFSBackend(tmp_path / "store").destroy()
+    with pytest.raises(StoreError):
+        await PosixFSBackend(tmp_path / "store").destroy()
+    assert await threads_settle("aiodepot-posixfs-", before)

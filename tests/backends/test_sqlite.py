@@ -12,7 +12,15 @@ import pytest
 from aiodepot import BackendError, BackendURLInvalid, QuotaExceeded, Store, StoreCorrupt, StoreExists, StoreNotFound
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.sqlite import SQLiteBackend
-from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.conformance.suite import (
+    CONFIG,
+    BackendConformance,
+    MakeBackend,
+    StoreConformance,
+    key,
+    pool_threads,
+    threads_settle,
+)
 
 
 class TestSQLiteStore(StoreConformance):
@@ -133,3 +141,17 @@ async def test_readers_run_concurrently_with_a_writer(tmp_path: Path) -> None:
 
         await asyncio.gather(write(), *(read() for _ in range(4)))
     await backend.destroy()
+
+
+async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
+    """A closed backend holds no worker thread after create/destroy, worked or failed."""
+
+    before = pool_threads("aiodepot-sqlite-")
+    await SQLiteBackend(tmp_path / "s.db").create()
+    (tmp_path / "dir.db").mkdir()
+    with pytest.raises(StoreExists):
+        await SQLiteBackend(tmp_path / "dir.db").create()
+    await SQLiteBackend(tmp_path / "s.db").destroy()
+    with pytest.raises(StoreNotFound):
+        await SQLiteBackend(tmp_path / "s.db").destroy()
+    assert await threads_settle("aiodepot-sqlite-", before)

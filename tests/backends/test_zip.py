@@ -8,10 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendError, BackendURLInvalid, ObjectNotFound, Store, StoreExists
+from aiodepot import BackendError, BackendURLInvalid, ObjectNotFound, Store, StoreError, StoreExists
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.zip import WriteOnce, ZipBackend
-from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.conformance.suite import (
+    CONFIG,
+    BackendConformance,
+    MakeBackend,
+    StoreConformance,
+    key,
+    pool_threads,
+    threads_settle,
+)
 
 
 class WriteOnceFlags:
@@ -148,3 +156,17 @@ def test_the_old_workers_option_warns_and_still_works(tmp_path: Path) -> None:
         backend = ZipBackend(tmp_path / "a.zip", workers=3)
     assert backend.limits.threads == 3
     assert ZipBackend(tmp_path / "a.zip", limits=Limits(threads=5)).limits.threads == 5
+
+
+async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
+    """A closed backend holds no worker thread after create/destroy, worked or failed."""
+
+    before = pool_threads("aiodepot-zip-")
+    await ZipBackend(tmp_path / "a.zip").create()
+    (tmp_path / "b.zip").write_bytes(b"not a zip")
+    with pytest.raises(StoreExists):
+        await ZipBackend(tmp_path / "b.zip").create()
+    await ZipBackend(tmp_path / "a.zip").destroy()
+    with pytest.raises(StoreError):
+        await ZipBackend(tmp_path / "a.zip").destroy()
+    assert await threads_settle("aiodepot-zip-", before)

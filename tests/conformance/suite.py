@@ -12,6 +12,7 @@ import array
 import asyncio
 import hashlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -103,6 +104,21 @@ class _FeatureFlags:
         for feature in getattr(request.function, "required_features", ()):
             if not getattr(self, f"supports_{feature}"):
                 pytest.skip(f"the backend does not support {feature} (supports_{feature} = False)")
+
+
+def pool_threads(prefix: str) -> list[str]:
+    """The names of the live threads whose name starts with ``prefix`` (a backend's worker pool)."""
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(prefix))
+
+
+async def threads_settle(prefix: str, expected: list[str]) -> bool:
+    """Whether the pool threads named ``prefix…`` come back to ``expected`` within 5 s (stopped workers
+    exit on their own, a moment after the pool is shut down)."""
+    for _ in range(500):
+        if pool_threads(prefix) == expected:
+            return True
+        await asyncio.sleep(0.01)
+    return pool_threads(prefix) == expected
 
 
 async def names_in(store: Store, namespace: str, *, deleted: bool = False) -> list[str]:

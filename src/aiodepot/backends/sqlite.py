@@ -317,6 +317,12 @@ class SQLiteBackend(Backend):
 
     async def _create(self) -> None:
         """Create the database file with its tables; an existing file that holds items raises ``StoreExists``."""
+        try:
+            await self._create_tables()
+        finally:
+            self._files.shutdown()  # a closed store keeps no thread
+
+    async def _create_tables(self) -> None:
         await self._files.run(os.makedirs, os.path.dirname(self.path), exist_ok=True)
         if await self._files.run(os.path.isdir, self.path):
             raise StoreExists(f"{self.path} is a directory, but a sqlite store is a file")
@@ -344,8 +350,10 @@ class SQLiteBackend(Backend):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.path + suffix)
 
-        await self._files.run(job)
-        self._files.shutdown()
+        try:
+            await self._files.run(job)
+        finally:
+            self._files.shutdown()
 
     async def _open(self) -> None:
         """Connect the writer and check the schema; a missing database raises ``StoreNotFound``."""

@@ -284,7 +284,10 @@ class ZipBackend(Backend):
                     if archive.infolist():
                         raise StoreExists(f"zip archive is not empty: {self.path}") from None
 
-        await self._run("", job)
+        try:
+            await self._run("", job)
+        finally:
+            self._offloader.shutdown()  # a closed store keeps no thread
 
     async def _destroy(self) -> None:
         """Delete the archive file."""
@@ -295,8 +298,10 @@ class ZipBackend(Backend):
             except FileNotFoundError:
                 raise StoreNotFound(f"zip archive does not exist: {self.path}") from None
 
-        await self._run("", job)
-        self._offloader.shutdown()
+        try:
+            await self._run("", job)
+        finally:
+            self._offloader.shutdown()
 
     async def _open(self) -> None:
         """Read the archive's table of contents; append to it where the file is writable."""

@@ -232,7 +232,10 @@ class PosixFSBackend(TempFiles, Backend):
             if os.listdir(self.base):
                 raise StoreExists(f"posixfs store directory is not empty: {self.base}")
 
-        await self._run("", job)
+        try:
+            await self._run("", job)
+        finally:
+            self._offloader.shutdown()  # a closed store keeps no thread (a server creates many)
 
     async def _destroy(self) -> None:
         """Remove everything below the base directory, and the directory itself where allowed."""
@@ -247,8 +250,10 @@ class PosixFSBackend(TempFiles, Backend):
 
             shutil.rmtree(self.base, onerror=on_error)
 
-        await self._run("", job)
-        self._offloader.shutdown()
+        try:
+            await self._run("", job)
+        finally:
+            self._offloader.shutdown()
 
     async def _open(self) -> None:
         """Start using the store: register the session; if an earlier one crashed (and ``cleanup``), walk
