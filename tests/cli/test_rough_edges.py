@@ -137,7 +137,8 @@ def test_a_refused_connection_fails_at_once_naming_the_url() -> None:
             done = script(command, url)
             took = time.monotonic() - started
             text = one_line_error(done, display_url(url), "is the server running")
-            assert took < 5, (url, took)  # no retries: RestBackend alone would wait 3 x 5 s
+            # no retries: RestBackend's would wait 3 x 5 s; the bound leaves room for a slow start under load
+            assert took < 10, (url, took)
             assert "sekrit" not in text and "c2Vrcml0" not in text and "retry" not in text
             assert "the store:" not in text, text  # the URL names the store already
 
