@@ -7,7 +7,8 @@ the sync facade's direct path) and the same work without any library (a raw open
 plain ``sqlite3``). Each figure is the best of ``repeats`` runs; the note gives
 µs per call, CPU µs per call (``getrusage``: every thread of the process, so a hand-off to another thread
 counts) and the ratio to borgstore's µs/call (``memory://``: to ``MemoryBackend``'s blocking code, as a
-dict lookup is no yardstick; ``sqlite://``: to plain ``sqlite3``).
+dict lookup is no yardstick; ``sqlite://``: to ``SQLiteBackend``'s blocking code, with plain ``sqlite3``
+beside it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aiodepot import Store, SyncStore
 from aiodepot.backends.base import Backend
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
+from aiodepot.backends.sqlite import SQLiteBackend
 
 from .common import Row, names
 
@@ -269,9 +271,10 @@ def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
         sqlite: dict[str, Timings | None] = {
             "aiodepot await Store": _async_calls(f"sqlite://{root}/async.db", items, value, repeats),
             "aiodepot SyncStore": _syncstore_calls(f"sqlite://{root}/sync.db", items, value, repeats),
+            "SQLiteBackend blocking": _backend_blocking(SQLiteBackend(f"{root}/twins.db"), items, value, repeats),
             "raw sqlite3": _raw_sqlite(f"{root}/raw.db", items, value, repeats),
         }
-        rows += _rows("single calls, sqlite://", sqlite, calls, "raw sqlite3")
+        rows += _rows("single calls, sqlite://", sqlite, calls, "SQLiteBackend blocking")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return rows

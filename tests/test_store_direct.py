@@ -176,10 +176,8 @@ def test_local_backends_take_it(scheme: str, tmp_path: Path) -> None:
     }
     store = _sync_store(url[scheme])
     try:
-        writes = scheme != "sqlite"  # SQLite writes go through its one writer on the event loop
-        assert store.async_store._direct_ok("load") and store.async_store._direct_ok("info")
-        assert store.async_store._direct_ok("store") is writes
-        assert store.async_store._direct_ok("delete") is writes
+        for operation in ("load", "info", "store", "delete"):
+            assert store.async_store._direct_ok(operation), operation
         store.store("a", b"value")
         assert store.load("a") == b"value"
         assert store.load("a", offset=-3, size=2) == b"lu"
@@ -292,9 +290,13 @@ def test_layers_offer_no_twins_but_the_meter_does() -> None:
 # 3. threads -------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", ["memory", "file"])
+@pytest.mark.parametrize("scheme", ["memory", "file", "sqlite"])
 def test_sixteen_threads(scheme: str, tmp_path: Path) -> None:
-    url = f"memory://{uuid.uuid4().hex}" if scheme == "memory" else f"file://{tmp_path}/s"
+    url = {
+        "memory": f"memory://{uuid.uuid4().hex}",
+        "file": f"file://{tmp_path}/s",
+        "sqlite": f"sqlite://{tmp_path}/s.db",
+    }[scheme]
     store = _sync_store(url, quota=10**9)
     rounds, threads = 100, 16
     errors: list[BaseException] = []

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import signal
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendError, BackendURLInvalid, QuotaExceeded, Store, StoreCorrupt, StoreExists, StoreNotFound
+from aiodepot import (
+    BackendError,
+    BackendURLInvalid,
+    QuotaExceeded,
+    Store,
+    StoreCorrupt,
+    StoreExists,
+    StoreNotFound,
+    SyncStore,
+)
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.sqlite import SQLiteBackend
 from tests.conformance.suite import (
@@ -155,3 +168,49 @@ async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
     with pytest.raises(StoreNotFound):
         await SQLiteBackend(tmp_path / "s.db").destroy()
     assert await threads_settle("aiodepot-sqlite-", before)
+
+
+def _in_forked_child(job: Callable[[], None], timeout: float = 30.0) -> int:
+    """Run ``job`` in a forked child; its exit status (1 if it raised), or a failure if it hangs."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            job()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail(f"the forked child hung for {timeout} s")
+
+
+def test_a_store_opened_before_fork_writes_in_the_child(tmp_path: Path) -> None:
+    """SQLite connections must not cross a fork: the child makes its own, for direct and awaited writes,
+    and the parent's keep working."""
+    store = SyncStore(f"sqlite://{tmp_path}/s.db")
+    store.create()
+    store.open()
+    try:
+        store.store("before", b"parent")
+        store.load("before")  # the parent's reader and writer connections exist
+
+        def child() -> None:
+            store.store("direct", b"child")  # the caller's thread
+            store.store_many({"bulk1": b"1", "bulk2": b"2"})  # the writer's thread
+            assert store.load("direct") == b"child" and store.load("before") == b"parent"
+            store.delete("bulk2")
+
+        assert _in_forked_child(child) == 0
+        assert store.load("direct") == b"child" and store.load("bulk1") == b"1"
+        assert not store.exists("bulk2")
+        store.store("after", b"parent again")
+        assert store.load("after") == b"parent again"
+    finally:
+        store.close()

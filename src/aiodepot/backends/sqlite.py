@@ -7,17 +7,21 @@ sorted, from an index. The database runs in WAL mode: readers never wait for the
 
 Connections:
 
-- **one writer**, an `aiosqlite` connection. Every mutation is one transaction on it, so a reader sees
-  a value whole or not at all; triggers keep the byte count for the quota and refuse an item where a
-  directory is (and the other way round).
-- **a small pool of readers**, plain `sqlite3` connections on the backend's own threads (aiosqlite does
-  not expose SQLite's incremental blob API). A ranged load opens the blob and reads only the asked range,
-  never the whole value, inside one read transaction.
+- **one writer**, a plain `sqlite3` connection behind a thread lock. Every mutation is one
+  ``BEGIN IMMEDIATE … COMMIT`` on it, run as one job on the writer's thread (awaited calls) or in the
+  caller's own thread (the blocking twins `SyncStore` uses), so a store costs one thread hand-off, or none.
+  A reader sees a value whole or not at all; triggers keep the byte count for the quota and refuse an item
+  where a directory is (and the other way round).
+- **a small pool of readers**, plain `sqlite3` connections on the backend's own threads. A ranged load opens
+  the blob (SQLite's incremental blob API) and reads only the asked range, never the whole value, inside one
+  read transaction.
+
+After ``os.fork()`` the child opens its own connections on first use (SQLite connections must not cross a
+fork); the parent's stay untouched in the child, never used nor closed there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import contextlib
 import os
@@ -25,11 +29,10 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, NoReturn, Self, TypeVar
 from urllib.parse import quote, unquote
-
-import aiosqlite
 
 from .._threads import Offloader
 from ..errors import (
@@ -150,6 +153,16 @@ def _translate(exc: sqlite3.Error, name: str) -> NoReturn:
     raise BackendError(f"{name}: {message}") from exc
 
 
+_inherited: list[sqlite3.Connection] = []
+"""In a forked child: the parent's connections, kept referenced so that they are never closed (nor used) here."""
+
+_forkable: weakref.WeakSet[_ReaderPool | _Writer] = weakref.WeakSet()
+
+
+def _connect(uri: str, timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+
+
 class _ReaderPool:
     """Read-only ``sqlite3`` connections, each used by one thread job at a time."""
 
@@ -160,6 +173,13 @@ class _ReaderPool:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self.offloader = Offloader(f"aiodepot-sqlite-{os.path.basename(path)}", size)
+        _forkable.add(self)
+
+    def _after_fork(self) -> None:
+        _inherited.extend(self._all)
+        self._idle = queue.SimpleQueue()
+        self._all = []
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[sqlite3.Connection]:
@@ -167,9 +187,7 @@ class _ReaderPool:
         try:
             conn = self._idle.get_nowait()
         except queue.Empty:
-            conn = sqlite3.connect(
-                self._uri, uri=True, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = _connect(self._uri, self._timeout)
             with self._lock:
                 self._all.append(conn)
         try:
@@ -201,6 +219,91 @@ class _ReaderPool:
             conn.close()
 
 
+class _Writer:
+    """The one write connection, behind a thread lock: each mutation is one ``BEGIN IMMEDIATE … COMMIT``
+    in whichever thread calls (the writer's own thread for awaited calls, or a blocking caller's)."""
+
+    def __init__(self, path: str, timeout: float, synchronous: str) -> None:
+        self.path = path
+        self._uri = f"file:{quote(path)}?mode=rw"
+        self._timeout = timeout
+        self._synchronous = synchronous
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.offloader = Offloader(f"aiodepot-sqlite-{os.path.basename(path)}-writer", 1)
+        _forkable.add(self)
+
+    def _after_fork(self) -> None:
+        if self._conn is not None:
+            _inherited.append(self._conn)
+            self._conn = None
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        """Connect (in this thread) and check that the file is a store of this format."""
+        try:
+            conn = _connect(self._uri, self._timeout)
+        except sqlite3.Error as exc:
+            _translate(exc, self.path)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            versions = [row[0] for row in conn.execute("SELECT value FROM aiodepot_meta WHERE key = 'format'")]
+            if versions != [FORMAT_VERSION]:
+                raise BackendError(f"{self.path}: unknown store format {versions or 'none'}")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise StoreCorrupt(f"{self.path} is a SQLite database of something else, not an aiodepot store") from exc
+        except sqlite3.Error as exc:
+            conn.close()
+            _translate(exc, self.path)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def call(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` in one write transaction in this thread, rolled back on any error (SQLite's
+        errors translated into the store's)."""
+        with self._lock:
+            if self._conn is None:  # first write in a forked child
+                self.connect()
+            conn = self._conn
+            assert conn is not None
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = job(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                _translate(exc, name)
+        return result
+
+    async def run(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """`call` on the writer's thread."""
+        return await self.offloader.run(self.call, name, job)
+
+    def close(self) -> None:
+        """Close the connection (in this thread; it may checkpoint the WAL)."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+def _renew_after_fork() -> None:
+    for owner in list(_forkable):
+        owner._after_fork()
+
+
+os.register_at_fork(after_in_child=_renew_after_fork)
+
+
 class SQLiteBackend(Backend):
     """Items as blobs in one SQLite database file (WAL mode), directories emulated by a table.
 
@@ -224,7 +327,7 @@ class SQLiteBackend(Backend):
         preferred_concurrency=64,
         part_size=8 * MiB,
     )
-    blocking_operations = frozenset({"info", "load"})
+    blocking_operations = frozenset({"info", "load", "store", "delete"})
 
     def __init__(
         self,
@@ -258,10 +361,8 @@ class SQLiteBackend(Backend):
         self.readers: int = self.limits.threads or 4
         self.timeout = timeout
         self.synchronous = synchronous.upper()
-        self._writer: aiosqlite.Connection | None = None
-        self._write_lock: asyncio.Lock | None = None  # made on the running loop by open()
+        self._writer = _Writer(self.path, timeout, self.synchronous)
         self._pool: _ReaderPool | None = None
-        self._files = Offloader(f"aiodepot-sqlite-{os.path.basename(self.path)}-files", 1)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -280,11 +381,6 @@ class SQLiteBackend(Backend):
 
     # connections ---------------------------------------------------------------------------------------
 
-    def _connect(self, mode: str) -> aiosqlite.Connection:
-        return aiosqlite.connect(
-            f"file:{quote(self.path)}?mode={mode}", uri=True, timeout=self.timeout, isolation_level=None
-        )
-
     def _readers(self) -> _ReaderPool:
         pool = self._pool
         if pool is None:
@@ -292,51 +388,40 @@ class SQLiteBackend(Backend):
             raise AssertionError("an open sqlite backend has its readers")
         return pool
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self, name: str) -> AsyncIterator[aiosqlite.Connection]:
-        """The writer inside ``BEGIN IMMEDIATE`` … ``COMMIT`` (rolled back on any error), one at a time."""
+    def _write(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` in one write transaction in the caller's thread."""
         self._require_open()
-        writer = self._writer
-        lock = self._write_lock
-        assert writer is not None
-        assert lock is not None
-        async with lock:
-            try:
-                await writer.execute("BEGIN IMMEDIATE")
-                try:
-                    yield writer
-                    await writer.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        await writer.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                _translate(exc, name)
+        return self._writer.call(name, job)
+
+    async def _write_async(self, name: str, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job(conn)`` in one write transaction on the writer's thread."""
+        self._require_open()
+        return await self._writer.run(name, job)
 
     # lifecycle -----------------------------------------------------------------------------------------
 
     async def _create(self) -> None:
         """Create the database file with its tables; an existing file that holds items raises ``StoreExists``."""
         try:
-            await self._create_tables()
+            await self._writer.offloader.run(self._create_sync)
         finally:
-            self._files.shutdown()  # a closed store keeps no thread
+            self._writer.offloader.shutdown()  # a closed store keeps no thread
 
-    async def _create_tables(self) -> None:
-        await self._files.run(os.makedirs, os.path.dirname(self.path), exist_ok=True)
-        if await self._files.run(os.path.isdir, self.path):
+    def _create_sync(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if os.path.isdir(self.path):
             raise StoreExists(f"{self.path} is a directory, but a sqlite store is a file")
         try:
-            async with self._connect("rwc") as db:
-                tables = {row[0] for row in await db.execute_fetchall("SELECT name FROM sqlite_master")}
+            with contextlib.closing(_connect(f"file:{quote(self.path)}?mode=rwc", self.timeout)) as db:
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
                 if tables and "items" not in tables:
                     raise StoreExists(f"{self.path} is a SQLite database of something else, not an aiodepot store")
                 if "items" in tables:
-                    rows = await db.execute_fetchall("SELECT 1 FROM items UNION ALL SELECT 1 FROM dirs LIMIT 1")
-                    if list(rows):
+                    rows = db.execute("SELECT 1 FROM items UNION ALL SELECT 1 FROM dirs LIMIT 1").fetchall()
+                    if rows:
                         raise StoreExists(f"sqlite store is not empty: {self.path}")
-                await db.execute("PRAGMA journal_mode=WAL")
-                await db.executescript(_SCHEMA)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             _translate(exc, self.path)
 
@@ -351,72 +436,59 @@ class SQLiteBackend(Backend):
                     os.unlink(self.path + suffix)
 
         try:
-            await self._files.run(job)
+            await self._writer.offloader.run(job)
         finally:
-            self._files.shutdown()
+            self._writer.offloader.shutdown()
 
     async def _open(self) -> None:
         """Connect the writer and check the schema; a missing database raises ``StoreNotFound``."""
-        if not await self._files.run(os.path.isfile, self.path):
-            if await self._files.run(os.path.lexists, self.path):
-                raise StoreCorrupt(f"{self.path} is not a file, so not a sqlite store")
-            raise StoreNotFound(f"sqlite store does not exist: {self.path} (call create())")
-        writer = self._connect("rw")
+
+        def job() -> None:
+            if not os.path.isfile(self.path):
+                if os.path.lexists(self.path):
+                    raise StoreCorrupt(f"{self.path} is not a file, so not a sqlite store")
+                raise StoreNotFound(f"sqlite store does not exist: {self.path} (call create())")
+            self._writer.connect()
+
         try:
-            await writer
-        except sqlite3.Error as exc:
-            _translate(exc, self.path)
-        try:
-            await writer.execute("PRAGMA journal_mode=WAL")
-            await writer.execute(f"PRAGMA synchronous={self.synchronous}")
-            rows = await writer.execute_fetchall("SELECT value FROM aiodepot_meta WHERE key = 'format'")
-            versions = [row[0] for row in rows]
-            if versions != [FORMAT_VERSION]:
-                raise BackendError(f"{self.path}: unknown store format {versions or 'none'}")
-        except sqlite3.OperationalError as exc:
-            await writer.close()
-            raise StoreCorrupt(f"{self.path} is a SQLite database of something else, not an aiodepot store") from exc
-        except sqlite3.Error as exc:
-            await writer.close()
-            _translate(exc, self.path)
+            await self._writer.offloader.run(job)
         except BaseException:
-            await writer.close()
+            self._writer.offloader.shutdown()
             raise
-        self._writer = writer
-        self._write_lock = asyncio.Lock()
         self._pool = _ReaderPool(self.path, self.readers, self.timeout)
 
     async def _close(self) -> None:
         """Close the writer and the read connections."""
-        writer, pool = self._writer, self._pool
-        self._writer = self._pool = None
+        pool, self._pool = self._pool, None
         try:
-            if writer is not None:
-                await writer.close()
+            await self._writer.offloader.run(self._writer.close)
         finally:
+            self._writer.offloader.shutdown()
             if pool is not None:
                 await pool.offloader.run(pool.close_all)
                 pool.offloader.shutdown()
-            self._files.shutdown()
 
     # directories ---------------------------------------------------------------------------------------
 
     async def _mkdir(self, name: str) -> None:
-        async with self._transaction(name) as db:
-            await db.executemany(_ADD_DIR, _dir_rows([name], time.time(), include_self=True))
+        def job(db: sqlite3.Connection) -> None:
+            db.executemany(_ADD_DIR, _dir_rows([name], time.time(), include_self=True))
+
+        await self._write_async(name, job)
 
     async def _rmdir(self, name: str) -> None:
-        async with self._transaction(name) as db:
-            rows = await db.execute_fetchall("SELECT 1 FROM dirs WHERE name = ?", (name,))
-            if not list(rows):
+        def job(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM dirs WHERE name = ?", (name,)).fetchone() is None:
                 raise ObjectNotFound(name)
-            children = await db.execute_fetchall(
+            children = db.execute(
                 "SELECT 1 FROM dirs WHERE parent = ? UNION ALL SELECT 1 FROM items WHERE parent = ? LIMIT 1",
                 (name, name),
-            )
-            if list(children):
+            ).fetchone()
+            if children is not None:
                 raise BackendError(f"directory {name!r} is not empty")
-            await db.execute("DELETE FROM dirs WHERE name = ?", (name,))
+            db.execute("DELETE FROM dirs WHERE name = ?", (name,))
+
+        await self._write_async(name, job)
 
     # reading -------------------------------------------------------------------------------------------
 
@@ -461,8 +533,8 @@ class SQLiteBackend(Backend):
             return await self._readers().run(name, lambda conn: _load_internal(conn, name))
         return await self._readers().run(name, lambda conn: self._load_sync(conn, name, offset, size))
 
-    # the readers are plain sqlite3 connections: a blocking caller reads with one in its own thread (writes
-    # go through the one writer on the event loop)
+    # the readers are plain sqlite3 connections: a blocking caller reads with one in its own thread (and
+    # writes with the writer, see _store_blocking)
 
     def _info_blocking(self, name: str) -> ItemInfo:
         return self._readers().call(name, lambda conn: self._info_sync(conn, name))
@@ -556,36 +628,49 @@ class SQLiteBackend(Backend):
 
     # writing -------------------------------------------------------------------------------------------
 
-    async def _existing_sizes(self, db: aiosqlite.Connection, names: Sequence[str]) -> dict[str, int]:
+    @staticmethod
+    def _existing_sizes(db: sqlite3.Connection, names: Sequence[str]) -> dict[str, int]:
         sizes: dict[str, int] = {}
         for i in range(0, len(names), _IN_CHUNK):
             chunk = list(names[i : i + _IN_CHUNK])
             marks = ",".join("?" * len(chunk))
-            rows = await db.execute_fetchall(f"SELECT name, length(value) FROM items WHERE name IN ({marks})", chunk)
+            rows = db.execute(f"SELECT name, length(value) FROM items WHERE name IN ({marks})", chunk)
             sizes.update((row[0], row[1]) for row in rows)
         return sizes
 
-    async def _usage(self, db: aiosqlite.Connection) -> int:
-        rows = list(await db.execute_fetchall("SELECT value FROM aiodepot_meta WHERE key = 'usage'"))
-        return int(rows[0][0]) if rows else 0
+    @staticmethod
+    def _usage(db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM aiodepot_meta WHERE key = 'usage'").fetchone()
+        return int(row[0]) if row else 0
 
-    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
-        """Insert or replace the row of ``name`` (and its parent directories) in one transaction."""
-        data = value
+    def _store_job(self, name: str, data: bytes | memoryview, replace: bool) -> Callable[[sqlite3.Connection], None]:
+        """The transaction that inserts or replaces the row of ``name`` (and its parent directories)."""
         now = time.time()
         if is_internal(name):  # the store's own file: beside the items, out of listings, counts and usage
-            async with self._transaction(name) as db:
-                await db.execute("INSERT OR REPLACE INTO aiodepot_meta (key, value) VALUES (?, ?)", (name, bytes(data)))
-            return
-        async with self._transaction(name) as db:
+
+            def internal(db: sqlite3.Connection) -> None:
+                db.execute("INSERT OR REPLACE INTO aiodepot_meta (key, value) VALUES (?, ?)", (name, bytes(data)))
+
+            return internal
+
+        def job(db: sqlite3.Connection) -> None:
             if not replace or self.quota_limit is not None:
-                old = (await self._existing_sizes(db, [name])).get(name)
+                old = self._existing_sizes(db, [name]).get(name)
                 if old is not None and not replace:
                     self._refuse_replace(name)
                 if self.quota_limit is not None:
-                    self._check_quota(await self._usage(db), len(data) - (old or 0))
-            await db.executemany(_ADD_DIR, _dir_rows([name], now))
-            await db.execute(_UPSERT, (name, _parent(name), data, now))
+                    self._check_quota(self._usage(db), len(data) - (old or 0))
+            db.executemany(_ADD_DIR, _dir_rows([name], now))
+            db.execute(_UPSERT, (name, _parent(name), data, now))
+
+        return job
+
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        """Insert or replace the row of ``name`` (and its parent directories) in one transaction."""
+        await self._write_async(name, self._store_job(name, value, replace))
+
+    def _store_blocking(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        self._write(name, self._store_job(name, value, replace))
 
     def _check_quota(self, usage: int, delta: int) -> None:
         if self.quota_limit is not None and delta > 0 and usage + delta > self.quota_limit:
@@ -595,69 +680,88 @@ class SQLiteBackend(Backend):
         self, items: Sequence[tuple[str, bytes | memoryview, bool]]
     ) -> builtins.list[Exception | None]:
         """Store many values in one transaction (each item whole or not at all)."""
+        self._require_open()
+        return await self._writer.offloader.run(self._store_batch_sync, items)
+
+    def _store_batch_sync(
+        self, items: Sequence[tuple[str, bytes | memoryview, bool]]
+    ) -> builtins.list[Exception | None]:
         results: builtins.list[Exception | None] = [None] * len(items)
         checked = [(index, name, data) for index, (name, data, _) in enumerate(items)]
         restricted = not all(replace for _, _, replace in items)
         now = time.time()
+
+        def job(db: sqlite3.Connection) -> None:
+            accepted = checked
+            if restricted or self.quota_limit is not None:
+                old = self._existing_sizes(db, [name for _, name, _ in checked])
+                usage = self._usage(db) if self.quota_limit is not None else 0
+                accepted = []
+                for index, name, data in checked:
+                    try:
+                        if name in old and not items[index][2]:
+                            self._refuse_replace(name)
+                        delta = len(data) - old.get(name, 0)
+                        self._check_quota(usage, delta)
+                    except StoreError as exc:
+                        results[index] = exc
+                        continue
+                    usage += delta
+                    old[name] = len(data)
+                    accepted.append((index, name, data))
+            db.executemany(_ADD_DIR, _dir_rows([name for _, name, _ in accepted], now))
+            db.executemany(_UPSERT, [(name, _parent(name), data, now) for _, name, data in accepted])
+
         try:
-            async with self._transaction(checked[0][1]) as db:
-                accepted = checked
-                if restricted or self.quota_limit is not None:
-                    old = await self._existing_sizes(db, [name for _, name, _ in checked])
-                    usage = await self._usage(db) if self.quota_limit is not None else 0
-                    accepted = []
-                    for index, name, data in checked:
-                        try:
-                            if name in old and not items[index][2]:
-                                self._refuse_replace(name)
-                            delta = len(data) - old.get(name, 0)
-                            self._check_quota(usage, delta)
-                        except StoreError as exc:
-                            results[index] = exc
-                            continue
-                        usage += delta
-                        old[name] = len(data)
-                        accepted.append((index, name, data))
-                await db.executemany(_ADD_DIR, _dir_rows([name for _, name, _ in accepted], now))
-                await db.executemany(_UPSERT, [(name, _parent(name), data, now) for _, name, data in accepted])
+            self._writer.call(checked[0][1], job)
         except BackendError:
             # one item could not go in (e.g. a directory of that name): find it, storing one by one
             for index, (name, data, replace) in enumerate(items):
-                results[index] = await _outcome(self._store(name, data, replace=replace))
+                results[index] = _outcome(self._writer.call, name, self._store_job(name, data, replace))
         return results
 
-    async def _delete(self, name: str) -> None:
-        async with self._transaction(name) as db:
-            cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
-            if cursor.rowcount != 1:
+    @staticmethod
+    def _delete_job(name: str) -> Callable[[sqlite3.Connection], None]:
+        def job(db: sqlite3.Connection) -> None:
+            if db.execute("DELETE FROM items WHERE name = ?", (name,)).rowcount != 1:
                 raise ObjectNotFound(name)
+
+        return job
+
+    async def _delete(self, name: str) -> None:
+        await self._write_async(name, self._delete_job(name))
+
+    def _delete_blocking(self, name: str) -> None:
+        self._write(name, self._delete_job(name))
 
     async def _delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """Delete many items in one transaction."""
         results: builtins.list[Exception | None] = [None] * len(names)
-        async with self._transaction("") as db:
+
+        def job(db: sqlite3.Connection) -> None:
             for index, name in enumerate(names):
-                try:
-                    cursor = await db.execute("DELETE FROM items WHERE name = ?", (name,))
-                    if cursor.rowcount != 1:
-                        raise ObjectNotFound(name)
-                except StoreError as exc:
-                    results[index] = exc
+                if db.execute("DELETE FROM items WHERE name = ?", (name,)).rowcount != 1:
+                    results[index] = ObjectNotFound(name)
+
+        await self._write_async("", job)
         return results
 
     async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Rename a row (replacing ``dst``) in one transaction; the value is not copied."""
-        async with self._transaction(src) as db:
-            sizes = await self._existing_sizes(db, [src, dst])
+
+        def job(db: sqlite3.Connection) -> None:
+            sizes = self._existing_sizes(db, [src, dst])
             if src not in sizes:
                 raise ObjectNotFound(src)
             if dst in sizes and not replace:
                 self._refuse_replace(dst)
             if src == dst:
                 return
-            await db.executemany(_ADD_DIR, _dir_rows([dst], time.time()))
-            await db.execute("DELETE FROM items WHERE name = ?", (dst,))
-            await db.execute("UPDATE items SET name = ?, parent = ? WHERE name = ?", (dst, _parent(dst), src))
+            db.executemany(_ADD_DIR, _dir_rows([dst], time.time()))
+            db.execute("DELETE FROM items WHERE name = ?", (dst,))
+            db.execute("UPDATE items SET name = ?, parent = ? WHERE name = ?", (dst, _parent(dst), src))
+
+        await self._write_async(src, job)
 
     async def _quota_usage(self) -> dict[str, int]:
         """The limit and the usage (-1 when no quota is set); the usage is the sum of all value sizes."""
@@ -672,9 +776,9 @@ class SQLiteBackend(Backend):
         return {"limit": self.quota_limit, "usage": await pool.run("", job)}
 
 
-async def _outcome(call: Any) -> Exception | None:
+def _outcome(call: Callable[..., Any], *args: Any) -> Exception | None:
     try:
-        await call
+        call(*args)
     except StoreError as exc:
         return exc
     return None
