@@ -16,13 +16,15 @@ from typing import Any
 
 import pytest
 
-from aiodepot import BackendError, ObjectNotFound, PermissionDenied, Store
+from aiodepot import BackendError, ObjectExists, ObjectNotFound, PermissionDenied, Store
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.posixfs import _fileio as fileio
 from aiodepot.backends.posixfs import backend as backend_module
 from aiodepot.backends.posixfs._fileio import memory_file_system
 from aiodepot.backends.posixfs._safe_open import CACHED_LOOKUPS
 from aiodepot.backends.posixfs.backend import INLINE_READ_MAX
+from aiodepot.names import TMP_SUFFIX
+from tests.conformance.suite import BackendConformance, MakeBackend, StoreConformance
 
 pytestmark = pytest.mark.skipif(not CACHED_LOOKUPS, reason="needs openat2 with RESOLVE_CACHED (Linux 5.12+)")
 
@@ -244,6 +246,65 @@ async def test_tmpfs_with_swap_on_is_read_in_a_thread(shm_path: Path, monkeypatc
         assert len(backend.thread_jobs) == 2
 
 
+async def test_tmpfs_without_swap_stores_and_deletes_small_values_on_the_loop(
+    shm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+    backend = Counting(shm_path / "s")
+    store = Store(backend=backend, config={"data/": {"levels": [2]}})
+    await store.create()
+    async with store:
+        backend.thread_jobs.clear()
+        name = "data/" + "ab" * 32
+        await store.store(name, b"first")  # the nesting directories are made on the loop too
+        await store.store(name, b"second")
+        with pytest.raises(ObjectExists):
+            await store.store(name, b"third", if_absent=True)
+        assert await store.load(name) == b"second"
+        await store.delete(name)
+        with pytest.raises(ObjectNotFound):
+            await store.delete(name)
+        assert backend.thread_jobs == []
+        await store.store(name, bytes(INLINE_READ_MAX + 1))  # a long copy would hold up the loop
+        assert backend.thread_jobs == ["_store_sync"]
+        assert [p.name for p in (shm_path / "s").rglob(f"*{TMP_SUFFIX}")] == []  # no temp file left behind
+
+
+async def test_tmpfs_with_swap_on_stores_in_a_thread(shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "swap_in_use", lambda: True)
+    backend = Counting(shm_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        backend.thread_jobs.clear()
+        await store.store("a", b"value")
+        await store.delete("a")
+        assert backend.thread_jobs == ["_store_sync", "_delete_sync"]
+
+
+async def test_inline_writes_follow_the_inline_reads_option(shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+    monkeypatch.setenv("AIODEPOT_INLINE_READS", "0")
+    backend = Counting(shm_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        backend.thread_jobs.clear()
+        await store.store("a", b"value")
+        assert backend.thread_jobs == ["_store_sync"]
+
+
+async def test_stores_on_a_disk_file_system_go_to_a_thread(tmp_path: Path) -> None:
+    backend = Counting(tmp_path / "s")
+    store = Store(backend=backend)
+    await store.create()
+    async with store:
+        backend.thread_jobs.clear()
+        await store.store("a", b"value")
+        expected = [] if _kind(tmp_path) is not None and not fileio.swap_in_use() else ["_store_sync"]
+        assert backend.thread_jobs == expected
+
+
 async def test_another_file_system_without_nowait_stops_inline_reads(tmp_path: Path) -> None:
     backend = Answering(tmp_path / "s", errno.EOPNOTSUPP)
     store = await _store_with(backend)
@@ -328,3 +389,19 @@ async def test_a_batch_names_an_io_error_per_item(tmp_path: Path) -> None:
         assert backend.batch_jobs == []
     finally:
         await store.close()
+
+
+class TestPosixFSStoreOnTmpfs(StoreConformance):
+    """The whole Store suite where stores, deletes and loads run on the event loop (tmpfs, no swap)."""
+
+    @pytest.fixture
+    def make_backend(self, shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeBackend:
+        monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+        return lambda: PosixFSBackend(shm_path / "store")
+
+
+class TestPosixFSBackendOnTmpfs(BackendConformance):
+    @pytest.fixture
+    def make_backend(self, shm_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeBackend:
+        monkeypatch.setattr(backend_module, "swap_in_use", lambda: False)
+        return lambda: PosixFSBackend(shm_path / "store")

@@ -71,8 +71,9 @@ class PosixFSBackend(TempFiles, Backend):
             module docs); the number removed is then in ``temp_files_removed``.
         inline_reads: let ``await load`` read small values that are in the page cache on the event loop
             (``RWF_NOWAIT``, with a path walk that needs no I/O) instead of in a thread. Turn it off where
-            opening a file may wait on a network (NFS, FUSE). Default: on, unless the environment sets
-            ``AIODEPOT_INLINE_READS=0``.
+            opening a file may wait on a network (NFS, FUSE). On tmpfs (without swap) and ramfs, where
+            files are memory, small stores and deletes run on the event loop too. Default: on, unless the
+            environment sets ``AIODEPOT_INLINE_READS=0``.
     """
 
     capabilities = Capabilities(
@@ -126,8 +127,10 @@ class PosixFSBackend(TempFiles, Backend):
         if inline_reads is None:
             inline_reads = os.environ.get("AIODEPOT_INLINE_READS", "1") != "0"
         self._inline_reads = inline_reads and _RWF_NOWAIT != 0  # until the file system answers EOPNOTSUPP
+        self._inline_reads_allowed = inline_reads  # also small writes on tmpfs/ramfs (see _writes_inline)
         self._memory_dev: int | None = None  # st_dev of the tmpfs/ramfs the items are on (no RWF_NOWAIT there)
         self._memory_swaps = True  # tmpfs pages can go to swap; ramfs pages cannot
+        self._memory_base = False  # the base directory is on tmpfs/ramfs (learnt at open): small writes inline
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
 
     @classmethod
@@ -265,6 +268,7 @@ class PosixFSBackend(TempFiles, Backend):
                     raise StoreCorrupt(f"{self.base} is not a directory, so not a posixfs store")
                 raise StoreNotFound(f"posixfs store directory does not exist: {self.base}")
             self._open_base()
+            self._learn_memory_base()
             if self.cleanup:
                 dead = dead_sessions(self.base)
                 self.temp_files_removed = remove_left_behind(self.base) if dead else 0
@@ -484,11 +488,42 @@ class PosixFSBackend(TempFiles, Backend):
         return os.preadv(fd, [buffer], offset, _RWF_NOWAIT)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
-        """Write a temp file beside the item, then rename it into place."""
-        await self._run(name, self._store_sync, name, value, replace)
+        """Write a temp file beside the item, then rename it into place: in a thread, or on the event loop
+        where that is a memory copy (see `_writes_inline`)."""
+        if self._writes_inline(len(value)):
+            self._call(name, self._store_sync, name, value, replace)
+        else:
+            await self._run(name, self._store_sync, name, value, replace)
 
     async def _delete(self, name: str) -> None:
-        await self._run(name, self._delete_sync, name)
+        if self._writes_inline(0):
+            self._call(name, self._delete_sync, name)
+        else:
+            await self._run(name, self._delete_sync, name)
+
+    def _learn_memory_base(self) -> None:
+        """Note whether the base directory is on tmpfs or ramfs (in the open's thread job)."""
+        fd = os.open(self.base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            kind = memory_file_system(fd)
+            if kind is not None:
+                self._memory_dev, self._memory_swaps = os.fstat(fd).st_dev, kind == "tmpfs"
+        finally:
+            os.close(fd)
+        self._memory_base = kind is not None
+
+    def _writes_inline(self, size: int) -> bool:
+        """Whether a store of ``size`` bytes (or a delete) runs on the event loop: only where the store is
+        on ramfs, or on tmpfs while no swap is on, and the value is at most ``INLINE_READ_MAX``. There the
+        temp file, its pages, the rename and the directories are kernel memory: no step waits for a device,
+        so it costs a copy and a few system calls, less than the hand-off to a thread. (A file system
+        mounted inside the store's directory would not be noticed: the store does not expect one.)"""
+        return (
+            self._memory_base
+            and self._inline_reads_allowed
+            and size <= INLINE_READ_MAX
+            and not (self._memory_swaps and swap_in_use())
+        )
 
     async def _load_batch(self, names: Sequence[str]) -> list[bytes | Exception]:
         """Load many whole values: those in the page cache on the event loop as `_load` does (yielding to
