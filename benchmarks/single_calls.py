@@ -4,7 +4,7 @@ For each storage (``file://`` on the disk and on tmpfs, ``memory://``, ``sqlite:
 through ``await Store``, ``SyncStore``, the borgstore drop-in (``aiodepot.compat.borgstore``), borgstore
 itself (where it has the backend), the aiodepot backend's blocking twins called directly (the floor under
 the sync facade's direct path) and the same work without any library (a raw open/read loop, a dict,
-plain ``sqlite3``). Each figure is the best of ``repeats`` runs; the note gives
+plain ``sqlite3``). Each figure is the best of ``repeats`` runs, each on fresh names (see `Rounds`); the note gives
 µs per call, CPU µs per call (``getrusage``: every thread of the process, so a hand-off to another thread
 counts) and the ratio to borgstore's µs/call (``memory://``: to ``MemoryBackend``'s blocking code, as a
 dict lookup is no yardstick; ``sqlite://``: to ``SQLiteBackend``'s blocking code, with plain ``sqlite3``
@@ -39,13 +39,19 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _best(run: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """The best wall-clock seconds of ``repeats`` runs of ``run``, and the CPU seconds of that run."""
+Rounds = Sequence[Sequence[str]]
+"""The names of each repeat: fresh ones every time, so a store creates an item as Borg's do (its chunks are
+content-addressed, so new), rather than replacing one (on ext4 that costs the kernel 50 to 250 µs more per
+call, growing from pass to pass, and swamped every library's own cost)."""
+
+
+def _best(run: Callable[[int], None], repeats: int) -> tuple[float, float]:
+    """The best wall-clock seconds of ``repeats`` runs of ``run(repeat)``, and the CPU seconds of that run."""
     best = (float("inf"), 0.0)
-    for _ in range(repeats):
+    for repeat in range(repeats):
         cpu = _cpu()
         started = time.perf_counter()
-        run()
+        run(repeat)
         wall = time.perf_counter() - started
         best = min(best, (wall, _cpu() - cpu))
     return best
@@ -54,22 +60,22 @@ def _best(run: Callable[[], None], repeats: int) -> tuple[float, float]:
 Timings = dict[str, tuple[float, float]]  # operation -> (wall s, cpu s)
 
 
-def _sync_calls(store: object, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _sync_calls(store: object, rounds: Rounds, value: bytes) -> Timings:
     store_one = store.store  # type: ignore[attr-defined]
     load_one = store.load  # type: ignore[attr-defined]
 
-    def stores() -> None:
-        for name in items:
+    def stores(repeat: int) -> None:
+        for name in rounds[repeat]:
             store_one(name, value)
 
-    def loads() -> None:
-        for name in items:
+    def loads(repeat: int) -> None:
+        for name in rounds[repeat]:
             load_one(name)
 
-    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+    return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
 
 
-def _async_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _async_calls(url: str, rounds: Rounds, value: bytes) -> Timings:
     async def main() -> Timings:
         store = Store(url)
         await store.create()
@@ -77,14 +83,14 @@ def _async_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> 
             timings: Timings = {}
             for op in ("store", "load"):
                 best = (float("inf"), 0.0)
-                for _ in range(repeats):
+                for repeat in range(len(rounds)):
                     cpu = _cpu()
                     started = time.perf_counter()
                     if op == "store":
-                        for name in items:
+                        for name in rounds[repeat]:
                             await store.store(name, value)
                     else:
-                        for name in items:
+                        for name in rounds[repeat]:
                             await store.load(name)
                     best = min(best, (time.perf_counter() - started, _cpu() - cpu))
                 timings[op] = best
@@ -93,23 +99,23 @@ def _async_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> 
     return asyncio.run(main())
 
 
-def _syncstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _syncstore_calls(url: str, rounds: Rounds, value: bytes) -> Timings:
     store = SyncStore(url)
     store.create()
     with store:
-        return _sync_calls(store, items, value, repeats)
+        return _sync_calls(store, rounds, value)
 
 
-def _compat_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _compat_calls(url: str, rounds: Rounds, value: bytes) -> Timings:
     from aiodepot.compat.borgstore.store import Store as CompatStore
 
     store = CompatStore(url=url, config={"": {"levels": [0]}})
     store.create()
     with store:
-        return _sync_calls(store, items, value, repeats)
+        return _sync_calls(store, rounds, value)
 
 
-def _borgstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int) -> Timings | None:
+def _borgstore_calls(url: str, rounds: Rounds, value: bytes) -> Timings | None:
     try:
         from borgstore.store import Store as BorgStore
     except ImportError:
@@ -117,10 +123,10 @@ def _borgstore_calls(url: str, items: Sequence[str], value: bytes, repeats: int)
     store = BorgStore(url=url, config={"": {"levels": [0]}})
     store.create()
     with store:
-        return _sync_calls(store, items, value, repeats)
+        return _sync_calls(store, rounds, value)
 
 
-def _backend_blocking(backend: Backend, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _backend_blocking(backend: Backend, rounds: Rounds, value: bytes) -> Timings:
     """The backend's blocking twins called directly: the floor under the Store's direct path."""
 
     async def start() -> None:
@@ -129,7 +135,7 @@ def _backend_blocking(backend: Backend, items: Sequence[str], value: bytes, repe
 
     asyncio.run(start())
     try:
-        return _sync_calls(_Twins(backend), items, value, repeats)
+        return _sync_calls(_Twins(backend), rounds, value)
     finally:
         asyncio.run(backend.close())
 
@@ -140,13 +146,13 @@ class _Twins:
         self.store = backend.store_blocking
 
 
-def _raw_files(root: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _raw_files(root: str, rounds: Rounds, value: bytes) -> Timings:
     """What a program does without any library: write a temp file and rename it; open, read, close."""
     os.makedirs(root)
-    paths = [os.path.join(root, name.replace("/", "_")) for name in items]
+    paths = [[os.path.join(root, name.replace("/", "_")) for name in names] for names in rounds]
 
-    def stores() -> None:
-        for path in paths:
+    def stores(repeat: int) -> None:
+        for path in paths[repeat]:
             tmp = path + ".tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
             try:
@@ -155,29 +161,29 @@ def _raw_files(root: str, items: Sequence[str], value: bytes, repeats: int) -> T
                 os.close(fd)
             os.replace(tmp, path)
 
-    def loads() -> None:
-        for path in paths:
+    def loads(repeat: int) -> None:
+        for path in paths[repeat]:
             with open(path, "rb") as f:
                 f.read()
 
-    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+    return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
 
 
-def _raw_dict(items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _raw_dict(rounds: Rounds, value: bytes) -> Timings:
     data: dict[str, bytes] = {}
 
-    def stores() -> None:
-        for name in items:
+    def stores(repeat: int) -> None:
+        for name in rounds[repeat]:
             data[name] = bytes(value)
 
-    def loads() -> None:
-        for name in items:
+    def loads(repeat: int) -> None:
+        for name in rounds[repeat]:
             data.get(name)
 
-    return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+    return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
 
 
-def _raw_sqlite(path: str, items: Sequence[str], value: bytes, repeats: int) -> Timings:
+def _raw_sqlite(path: str, rounds: Rounds, value: bytes) -> Timings:
     """Plain sqlite3, WAL, one autocommitted upsert per store and one select per load."""
     db = sqlite3.connect(path, isolation_level=None)
     try:
@@ -185,15 +191,15 @@ def _raw_sqlite(path: str, items: Sequence[str], value: bytes, repeats: int) -> 
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE items (name TEXT PRIMARY KEY, value BLOB NOT NULL)")
 
-        def stores() -> None:
-            for name in items:
+        def stores(repeat: int) -> None:
+            for name in rounds[repeat]:
                 db.execute(_UPSERT, (name, value))
 
-        def loads() -> None:
-            for name in items:
+        def loads(repeat: int) -> None:
+            for name in rounds[repeat]:
                 db.execute("SELECT value FROM items WHERE name = ?", (name,)).fetchone()
 
-        return {"store": _best(stores, repeats), "load": _best(loads, repeats)}
+        return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
     finally:
         db.close()
 
@@ -238,19 +244,19 @@ def _is_tmpfs(path: str) -> bool:
 def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
     """Time ``calls`` sequential 4 KiB stores, then loads, through each API on each local storage."""
     value = os.urandom(VALUE_SIZE)
-    items = names(calls)
+    rounds = [names(calls, f"data{repeat}") for repeat in range(repeats)]
     load_avg = f"{os.getloadavg()[0]:.1f}"
     rows: list[Row] = []
     for label, parent in _local_dirs():
         root = tempfile.mkdtemp(prefix="aiodepot-single-", dir=parent)
         try:
             results: dict[str, Timings | None] = {
-                "aiodepot await Store": _async_calls(f"file://{root}/async", items, value, repeats),
-                "aiodepot SyncStore": _syncstore_calls(f"file://{root}/sync", items, value, repeats),
-                "aiodepot compat.borgstore": _compat_calls(f"file://{root}/compat", items, value, repeats),
-                "borgstore": _borgstore_calls(f"file://{root}/borg", items, value, repeats),
-                "PosixFSBackend blocking": _backend_blocking(PosixFSBackend(f"{root}/twins"), items, value, repeats),
-                "raw open/read": _raw_files(f"{root}/raw", items, value, repeats),
+                "aiodepot await Store": _async_calls(f"file://{root}/async", rounds, value),
+                "aiodepot SyncStore": _syncstore_calls(f"file://{root}/sync", rounds, value),
+                "aiodepot compat.borgstore": _compat_calls(f"file://{root}/compat", rounds, value),
+                "borgstore": _borgstore_calls(f"file://{root}/borg", rounds, value),
+                "PosixFSBackend blocking": _backend_blocking(PosixFSBackend(f"{root}/twins"), rounds, value),
+                "raw open/read": _raw_files(f"{root}/raw", rounds, value),
             }
             reference = "borgstore" if results["borgstore"] is not None else "raw open/read"
             scenario = f"single calls, file:// {label} (load {load_avg})"
@@ -259,20 +265,20 @@ def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
             shutil.rmtree(root, ignore_errors=True)
 
     memory: dict[str, Timings | None] = {
-        "aiodepot await Store": _async_calls("memory://bench-single-async", items, value, repeats),
-        "aiodepot SyncStore": _syncstore_calls("memory://bench-single-sync", items, value, repeats),
-        "MemoryBackend blocking": _backend_blocking(MemoryBackend(), items, value, repeats),
-        "raw dict": _raw_dict(items, value, repeats),
+        "aiodepot await Store": _async_calls("memory://bench-single-async", rounds, value),
+        "aiodepot SyncStore": _syncstore_calls("memory://bench-single-sync", rounds, value),
+        "MemoryBackend blocking": _backend_blocking(MemoryBackend(), rounds, value),
+        "raw dict": _raw_dict(rounds, value),
     }
     rows += _rows("single calls, memory://", memory, calls, "MemoryBackend blocking")
 
     root = tempfile.mkdtemp(prefix="aiodepot-single-")
     try:
         sqlite: dict[str, Timings | None] = {
-            "aiodepot await Store": _async_calls(f"sqlite://{root}/async.db", items, value, repeats),
-            "aiodepot SyncStore": _syncstore_calls(f"sqlite://{root}/sync.db", items, value, repeats),
-            "SQLiteBackend blocking": _backend_blocking(SQLiteBackend(f"{root}/twins.db"), items, value, repeats),
-            "raw sqlite3": _raw_sqlite(f"{root}/raw.db", items, value, repeats),
+            "aiodepot await Store": _async_calls(f"sqlite://{root}/async.db", rounds, value),
+            "aiodepot SyncStore": _syncstore_calls(f"sqlite://{root}/sync.db", rounds, value),
+            "SQLiteBackend blocking": _backend_blocking(SQLiteBackend(f"{root}/twins.db"), rounds, value),
+            "raw sqlite3": _raw_sqlite(f"{root}/raw.db", rounds, value),
         }
         rows += _rows("single calls, sqlite://", sqlite, calls, "SQLiteBackend blocking")
     finally:
