@@ -4,9 +4,11 @@ metrics, OpenAPI and the access log."""
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import ssl
@@ -26,7 +28,7 @@ from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
 from aiodepot.protocol import ACCEPT
 from aiodepot.server.auth import HtpasswdAuth
-from aiodepot.server.run import _EscapingAccessLogger
+from aiodepot.server.run import _DroppingQueueHandler, _EscapingAccessLogger
 from tests.servers import free_port, start_process, stop_process, wait_for_port
 from tests.servers.rest import ThreadedServer
 
@@ -288,3 +290,48 @@ def test_idle_connections_are_closed(tmp_path: Path) -> None:
             assert sock.recv(65536) == b""  # the server hung up on the idle keep-alive connection
     finally:
         stop_process(process)
+
+
+def test_a_stuck_log_output_does_not_hold_up_requests(tmp_path: Path) -> None:
+    """stderr is a pipe nobody reads (it fills after a few hundred access-log lines): the server goes on
+    answering, since lines are written by a thread; once the pipe is read, every line arrives."""
+    port = free_port()
+    command = [sys.executable, "-m", "aiodepot.server", "--backend", "memory://stuck-log", "--port", str(port)]
+    process = subprocess.Popen([*command, "--no-auth"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, process=process)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        try:
+            for i in range(2000):  # ~100 bytes of log each: 3x what a pipe holds
+                connection.request("GET", f"/data/{i:064x}", headers={"Accept": ACCEPT})
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 410  # no store there: answered all the same
+        finally:
+            connection.close()
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    lines = [line for line in output.decode().splitlines() if '"GET /data/' in line]
+    assert len(lines) == 2000
+
+
+def test_the_log_backlog_drops_lines_and_says_how_many() -> None:
+    backlog: queue.Queue[logging.LogRecord] = queue.Queue(2)
+    handler = _DroppingQueueHandler(backlog)
+    logger = logging.getLogger("test-backlog")
+    logger.propagate = False
+    logger.addHandler(handler)
+    try:
+        for i in range(5):
+            logger.warning("line %d", i)
+        assert handler.dropped == 3
+        assert [backlog.get_nowait().getMessage() for _ in range(2)] == ["line 0", "line 1"]
+        logger.warning("line 5")
+        assert [backlog.get_nowait().getMessage() for _ in range(2)] == [
+            "3 log lines dropped: the log output was stuck",
+            "line 5",
+        ]
+        assert handler.dropped == 0
+    finally:
+        logger.removeHandler(handler)

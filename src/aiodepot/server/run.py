@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import logging.handlers
 import os
+import queue
 import signal
 import socket
 import ssl
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from aiohttp import web, web_response
@@ -98,6 +100,59 @@ class _EscapingAccessLogger(AbstractAccessLogger):
         target = _escaped(f"{request.method} {request.rel_url}")
         agent = _escaped(request.headers.get("User-Agent", "-"))
         self.logger.info('%s "%s" %s %s %.6f "%s"', peer, target, response.status, response.body_length, time, agent)
+
+
+LOG_BACKLOG = 10_000
+"""Log records waiting for the writer thread at most; more are dropped (and counted) while it is stuck."""
+
+
+class _DroppingQueueHandler(logging.handlers.QueueHandler):
+    """Hands records to the writer thread; drops them while its backlog is full, and says how many."""
+
+    def __init__(self, backlog: queue.Queue[logging.LogRecord]) -> None:
+        super().__init__(backlog)
+        self.dropped = 0
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        if self.dropped:
+            note = logging.LogRecord(
+                "aiodepot.server",
+                logging.WARNING,
+                __file__,
+                0,
+                "%d log lines dropped: the log output was stuck",
+                (self.dropped,),
+                None,
+            )
+            try:
+                self.queue.put_nowait(note)
+            except queue.Full:
+                self.dropped += 1
+                return
+            self.dropped = 0
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+@contextlib.contextmanager
+def logging_off_the_loop() -> Iterator[_DroppingQueueHandler]:
+    """Send the root logger's records to a thread that writes them: the event loop formats a line and
+    queues it, so a slow or stuck log output (a full pipe, a stalled journal) never holds up requests.
+    At exit the writer finishes what is queued."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    backlog: queue.Queue[logging.LogRecord] = queue.Queue(LOG_BACKLOG)
+    handler = _DroppingQueueHandler(backlog)
+    listener = logging.handlers.QueueListener(backlog, *handlers, respect_handler_level=True)
+    root.handlers = [handler]
+    listener.start()
+    try:
+        yield handler
+    finally:
+        root.handlers = handlers
+        listener.stop()
 
 
 def _escaped(text: str) -> str:
@@ -263,6 +318,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """The ``aiodepot-server-rest`` command (and ``python -m aiodepot.server``)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    with logging_off_the_loop():
+        _main(args)
+
+
+def _main(args: argparse.Namespace) -> None:
     password = args.password or os.environ.get("AIODEPOT_SERVER_PASSWORD")
     try:
         permissions = args.permissions
