@@ -35,6 +35,14 @@ _EXIT_JOIN_TIMEOUT = 30.0
 """At interpreter exit, how long to wait for running jobs (a write in progress) to finish."""
 
 _pools: weakref.WeakSet[Offloader] = weakref.WeakSet()
+_job = threading.local()  # .claim: the claim of the job this worker thread runs for Offloader.run
+
+
+def cancelled() -> bool:
+    """Inside a job of [`Offloader.run`][aiodepot._threads.Offloader.run]: True once the awaiting caller was
+    cancelled (it then waits for the job). A job of many independent steps (a batch of items) checks this
+    between steps and stops early; its result is thrown away."""
+    return bool(getattr(_job, "claim", None))
 
 
 class Offloader(Executor):
@@ -163,10 +171,13 @@ def _run_for_loop(
         claim.pop()  # atomic: the job is this worker's, or a cancel took it first
     except IndexError:
         return None
+    _job.claim = claim  # empty while the caller waits; a cancel puts its waiter in
     try:
         result = call()
     except BaseException as exc:  # delivered to the awaiting coroutine, as an executor does
         return functools.partial(_settle_threadsafe, loop, _fail, future, claim, exc)
+    finally:
+        _job.claim = None
     return functools.partial(_settle_threadsafe, loop, _succeed, future, claim, result)
 
 

@@ -16,7 +16,7 @@ from urllib.parse import unquote
 
 import aiofiles
 
-from ..._threads import Offloader
+from ..._threads import Offloader, cancelled
 from ...errors import (
     BackendURLInvalid,
     ObjectNotFound,
@@ -386,6 +386,8 @@ class PosixFSBackend(TempFiles, Backend):
     def _batch_sync(self, operation: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T | Exception]:
         results: list[T | Exception] = []
         for args in calls:
+            if cancelled():  # the caller is gone (Ctrl-C, a timeout): stop between items, each one atomic
+                break
             try:
                 results.append(operation(*args))
             except StoreError as exc:
