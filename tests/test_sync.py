@@ -1215,12 +1215,13 @@ def local_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite://{tmp_path / 'store.db'}"
 
 
-BULK_ITEMS = {"memory": 200_000, "file": 10_000}
+BULK_ITEMS = {"memory": 200_000, "file": 10_000, "sqlite": 100_000}
 """Items in a bulk call that Ctrl-C interrupts: seconds of work on this machine, so the interrupt lands inside."""
 
 
 @pytest.mark.parametrize("operation", ["store_many", "load_many", "delete_many"])
-def test_ctrl_c_stops_a_bulk_call_and_nothing_runs_on(url: str, operation: str) -> None:
+def test_ctrl_c_stops_a_bulk_call_and_nothing_runs_on(local_url: str, operation: str) -> None:
+    url = local_url
     count = BULK_ITEMS[url.partition(":")[0]]
     items = {f"k{i:07d}": b"v" for i in range(count)}
     names = list(items)

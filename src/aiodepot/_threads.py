@@ -101,18 +101,19 @@ class Offloader(Executor):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-        claim: list[Any] = [None]  # popped by whoever gets the job first: the worker (runs it) or a cancel
+        # The claim is popped by whoever gets the job first: the worker (runs it) or a cancel (the job never
+        # runs). Once the job is over, its outcome handler puts _DONE back, on the loop as a cancel runs.
+        claim: list[Any] = [None]
         self._put(functools.partial(_run_for_loop, loop, future, claim, call))
         try:
             return await future
         except asyncio.CancelledError:
             try:
-                claim.pop()
+                claim.pop()  # None: the job will not run; _DONE: it is over
             except IndexError:  # a worker runs the job: let it finish before the cancellation goes on
-                if not future.done() or future.cancelled():
-                    finished = loop.create_future()
-                    claim.append(finished)
-                    await _uncancellable(finished)
+                finished = loop.create_future()
+                claim.append(finished)
+                await _uncancellable(finished)
             raise
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
@@ -195,18 +196,27 @@ def _settle_threadsafe(loop: asyncio.AbstractEventLoop, how: Callable[..., None]
         pass
 
 
+_DONE = object()
+"""Put in a job's claim once the job is over (see `Offloader.run`)."""
+
+
+def _over(claim: list[Any]) -> None:
+    if claim:  # a cancelled caller waits for the job to be over
+        claim[0].set_result(None)
+    else:  # a cancel that comes later need not wait
+        claim.append(_DONE)
+
+
 def _succeed(future: asyncio.Future[Any], claim: list[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
-    if claim:  # a cancelled caller waits for the job to have finished
-        claim[0].set_result(None)
+    _over(claim)
 
 
 def _fail(future: asyncio.Future[Any], claim: list[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
-    if claim:
-        claim[0].set_result(None)
+    _over(claim)
 
 
 def _run_for_future(future: Future[Any], call: Callable[[], Any]) -> _Deliver | None:
