@@ -26,6 +26,7 @@ from . import (
     fsspec_read,
     ftp,
     gcs,
+    interrupt_latency,
     posixfs_small,
     remote_calls,
     rest,
@@ -58,6 +59,11 @@ SCENARIOS: dict[str, tuple[Callable[..., list[Row]], dict[str, int], dict[str, i
     "zarr_chunks": (zarr_chunks.run, {"chunks": 1000}, {"chunks": 200}),
     "borg": (borg.run, {"size_mib": 128}, {"size_mib": 16}),
     "writeback": (writeback.run, {"count": 10_000}, {"count": 500}),
+    "interrupt_latency": (
+        interrupt_latency.run,
+        {"memory_items": 1_200_000, "file_items": 20_000},
+        {"memory_items": 100_000, "file_items": 3_000},
+    ),
 }
 
 

@@ -1200,3 +1200,202 @@ def test_constructor_errors_are_raised_directly() -> None:
         SyncStore("nope://x")
     with pytest.raises(ValueError, match="levels"):
         SyncStore(memory_url(), config={"data/": {"levels": [9]}})
+
+
+# 10. bulk calls under Ctrl-C, fork on every local backend, close twice (issue 18) -------------------------
+
+
+@pytest.fixture(params=["memory", "file", "sqlite"])
+def local_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL that nothing has created yet, on each local backend the direct path serves."""
+    if request.param == "memory":
+        return memory_url()
+    if request.param == "file":
+        return f"file://{tmp_path / 'store'}"
+    return f"sqlite://{tmp_path / 'store.db'}"
+
+
+BULK_ITEMS = {"memory": 200_000, "file": 10_000, "sqlite": 100_000}
+"""Items in a bulk call that Ctrl-C interrupts: seconds of work on this machine, so the interrupt lands inside."""
+
+
+@pytest.mark.parametrize("operation", ["store_many", "load_many", "delete_many"])
+def test_ctrl_c_stops_a_bulk_call_and_nothing_runs_on(local_url: str, operation: str) -> None:
+    url = local_url
+    count = BULK_ITEMS[url.partition(":")[0]]
+    items = {f"k{i:07d}": b"v" for i in range(count)}
+    names = list(items)
+    main = threading.main_thread().ident
+    assert main is not None
+    fired = threading.Event()
+
+    def progress(done: Progress) -> None:  # on the portal's thread, while the call runs
+        if done.items_done >= 100 and not fired.is_set():
+            fired.set()
+            signal.pthread_kill(main, signal.SIGINT)
+
+    def measure() -> tuple[int, int]:
+        return store.count(), store.stats["backend_load_calls"]
+
+    with opened(url) as store:
+        if operation != "store_many":
+            store.store_many(items)
+        with default_sigint_handler():
+            with pytest.raises(KeyboardInterrupt):
+                if operation == "store_many":
+                    store.store_many(items, progress=progress)
+                elif operation == "load_many":
+                    store.load_many(names, progress=progress)
+                else:
+                    store.delete_many(names, progress=progress)
+            assert fired.is_set()
+            at_catch = measure()
+            time.sleep(0.3)  # work left running on the loop or in a thread would show meanwhile
+            assert measure() == at_catch
+        stored, loads = at_catch
+        if operation == "store_many":
+            assert 0 < stored < count  # stopped part-way, each item whole
+        elif operation == "load_many":
+            assert stored == count and 0 < loads < count
+        else:
+            assert 0 < stored < count
+        started = time.monotonic()
+        store.store("after", b"ok")  # the loop is free: no interrupted work ahead of this call
+        assert store.load("after") == b"ok"
+        assert store.load_many(["after"]) == [b"ok"]
+        assert time.monotonic() - started < 1.0
+
+
+def _run_in_fork(child: Callable[[], dict[str, Any]], *, limit: float = 30.0) -> dict[str, Any]:
+    """Run ``child()`` in a forked child and return its report; a child that hangs is killed after
+    ``limit`` seconds and fails the test (as does one that dies or raises)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage does not follow it
+        report: dict[str, Any] = {"ok": False}
+        try:
+            os.close(read_end)
+            report.update(child())
+            report["ok"] = True
+        except BaseException as exc:
+            report["error"] = repr(exc)
+        finally:
+            try:
+                os.write(write_end, json.dumps(report).encode())
+            finally:
+                os._exit(0 if report.get("ok") else 1)
+    os.close(write_end)
+    deadline = time.monotonic() + limit
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(read_end)
+            pytest.fail(f"the forked child hung for {limit} s")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        raw = pipe.read()
+    report = json.loads(raw) if raw else {}
+    assert report.get("ok"), report
+    return report
+
+
+def _work_in_child(store: SyncStore, tag: str) -> dict[str, Any]:
+    """What a child does with a store its parent opened: single and bulk writes, reads, deletes, a listing."""
+    store.store(f"{tag}-single", b"1")
+    store.store_many({f"{tag}-bulk-{i}": b"2" for i in range(20)})
+    store.delete(f"{tag}-bulk-0")
+    store.delete_many([f"{tag}-bulk-1"])
+    return {
+        "single": store.load(f"{tag}-single").decode(),
+        "bulk": [value.decode() for value in store.load_many([f"{tag}-bulk-2", f"{tag}-bulk-19"])],
+        "parent": store.load("parent").decode(),
+        "count": len([info for info in store.list() if info.name.startswith(f"{tag}-")]),
+    }
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork() of a process with threads
+def test_store_opened_before_fork_works_in_the_child(local_url: str) -> None:
+    with opened(local_url) as store:
+        store.store("parent", b"p")
+        assert store.load("parent") == b"p"  # the parent's direct path, readers and portal are in use
+
+        def child() -> dict[str, Any]:
+            report = _work_in_child(store, "child")
+            store.close()
+            store.close()
+            return report
+
+        report = _run_in_fork(child)
+        assert report["single"] == "1"
+        assert report["bulk"] == ["2", "2"]
+        assert report["parent"] == "p"
+        assert report["count"] == 19  # 1 single + 20 bulk - 2 deleted
+        # the parent's store is still open and working after the child closed its copy
+        store.store("parent-after", b"q")
+        assert store.load("parent-after") == b"q"
+        if not local_url.startswith("memory:"):  # a memory store's data went separate ways at the fork
+            assert store.load("child-single") == b"1"
+            assert sorted(store.load_many(["child-bulk-2", "child-bulk-19"])) == [b"2", b"2"]
+
+
+_forked_store: SyncStore | None = None
+"""The store a fork pool's workers inherit (module state: the fork start method copies it)."""
+
+
+def _pool_task(index: int) -> list[str]:
+    assert _forked_store is not None
+    report = _work_in_child(_forked_store, f"pool{index}")
+    return [report["single"], *report["bulk"], report["parent"], str(report["count"])]
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork() of a process with threads
+def test_store_opened_before_fork_works_in_a_fork_pool(local_url: str) -> None:
+    import multiprocessing
+
+    global _forked_store
+    with opened(local_url) as store:
+        store.store("parent", b"p")
+        _forked_store = store
+        try:
+            with multiprocessing.get_context("fork").Pool(2) as pool:
+                # a worker that hangs fails the test here (multiprocessing.TimeoutError), not the suite
+                results = pool.map_async(_pool_task, range(6)).get(timeout=60)
+        finally:
+            _forked_store = None
+        assert results == [["1", "2", "2", "p", "19"]] * 6
+        store.store("parent-after", b"q")
+        if not local_url.startswith("memory:"):
+            assert store.load_many([f"pool{i}-single" for i in range(6)]) == [b"1"] * 6
+
+
+def test_close_twice_or_never_opened_does_nothing(local_url: str) -> None:
+    store = SyncStore(local_url)
+    store.close()  # never opened, never created
+    store.create()
+    store.close()
+    with store:
+        store.store("x", b"1")
+    store.close()
+    store.close()
+    assert not store.opened
+    with pytest.raises(StoreNotOpen) as caught:
+        store.load("x")
+    message = str(caught.value)
+    assert "the store is not open" in message
+    for internal in ("Meter", "Backend", "Layer"):
+        assert internal not in message
+    store.destroy()
+
+
+def test_close_twice_with_a_cache_layer(tmp_path: Path) -> None:
+    store = SyncStore(
+        f"file://{tmp_path / 'store'}", config={"": {"levels": [0], "cache": "mirror"}}, cache_url=memory_url()
+    )
+    store.create()
+    store.close()
+    store.open()
+    store.store("x", b"1")
+    store.close()
+    store.close()
+    store.destroy()

@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import aiofiles
 import pytest
 
-from aiodepot._threads import Offloader
+from aiodepot._threads import Offloader, cancelled
 
 CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("CURRENT", default="unset")
 
@@ -88,6 +89,81 @@ async def test_a_job_finishing_after_its_caller_was_cancelled_is_harmless() -> N
         with pytest.raises(asyncio.CancelledError):
             await task
         assert await pool.run(int, "5") == 5
+    finally:
+        pool.shutdown(wait=True)
+
+
+async def test_a_cancel_waits_for_the_job_a_worker_runs() -> None:
+    """Once a cancelled caller's CancelledError is through, the job it started is over (no write runs on)."""
+    pool = Offloader("t-wait", 1)
+    gate, started = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def job() -> None:
+        started.set()
+        gate.wait(10)
+        events.append("job over")
+
+    try:
+        task = asyncio.ensure_future(pool.run(job))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=0.05)
+        assert not done  # still waiting for the job
+        gate.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        events.append("cancel through")
+        assert events == ["job over", "cancel through"]
+    finally:
+        pool.shutdown(wait=True)
+
+
+async def test_a_cancel_after_the_outcome_was_delivered_does_not_wait() -> None:
+    """The job is over and its outcome queued on the loop when the cancel comes: the cancel must not wait
+    for an end that has already happened (it did, forever, in a first version)."""
+    pool = Offloader("t-race", 1)
+    finished = threading.Event()
+
+    def job() -> int:
+        finished.set()
+        return 1
+
+    try:
+        task = asyncio.ensure_future(pool.run(job))
+        await asyncio.sleep(0)  # the task awaits the job's future
+        assert finished.wait(10)
+        time.sleep(0.2)  # noqa: ASYNC251 - holding the loop on purpose: the outcome is queued ahead of the cancel
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)
+        assert done and task.cancelled()
+    finally:
+        pool.shutdown(wait=True)
+
+
+async def test_a_job_can_see_that_its_caller_was_cancelled() -> None:
+    pool = Offloader("t-seen", 1)
+    started = threading.Event()
+    seen: list[bool] = []
+
+    def batch() -> None:
+        seen.append(cancelled())
+        started.set()
+        for _ in range(10_000):  # a batch of items, stopping between two when the caller is gone
+            if cancelled():
+                seen.append(True)
+                return
+            time.sleep(0.001)
+
+    try:
+        task = asyncio.ensure_future(pool.run(batch))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=10)
+        assert done and task.cancelled()
+        assert seen == [False, True]
+        assert not cancelled()  # outside a job
+        assert await pool.run(cancelled) is False  # the next job starts afresh
     finally:
         pool.shutdown(wait=True)
 
@@ -168,7 +244,7 @@ def test_a_job_running_at_exit_finishes(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import time
-        from aiodepot._threads import Offloader
+        from aiodepot._threads import Offloader, cancelled
 
         def write():
             time.sleep(0.3)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import contextvars
 import functools
 import os
@@ -34,6 +35,14 @@ _EXIT_JOIN_TIMEOUT = 30.0
 """At interpreter exit, how long to wait for running jobs (a write in progress) to finish."""
 
 _pools: weakref.WeakSet[Offloader] = weakref.WeakSet()
+_job = threading.local()  # .claim: the claim of the job this worker thread runs for Offloader.run
+
+
+def cancelled() -> bool:
+    """Inside a job of [`Offloader.run`][aiodepot._threads.Offloader.run]: True once the awaiting caller was
+    cancelled (it then waits for the job). A job of many independent steps (a batch of items) checks this
+    between steps and stops early; its result is thrown away."""
+    return bool(getattr(_job, "claim", None))
 
 
 class Offloader(Executor):
@@ -85,13 +94,27 @@ class Offloader(Executor):
         """Run ``func(*args, **kwargs)`` in the pool and return its result (in the caller's context, as
         ``asyncio.to_thread`` does, so context variables reach the job).
 
-        If the caller is cancelled before a worker takes the job, the job does not run.
+        If the caller is cancelled before a worker takes the job, the job does not run; if a worker has
+        taken it, the cancellation waits for the job to finish (a write half-way is completed, and once the
+        caller's cancellation is through, nothing it started runs on).
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-        self._put(functools.partial(_run_for_loop, loop, future, call))
-        return await future
+        # The claim is popped by whoever gets the job first: the worker (runs it) or a cancel (the job never
+        # runs). Once the job is over, its outcome handler puts _DONE back, on the loop as a cancel runs.
+        claim: list[Any] = [None]
+        self._put(functools.partial(_run_for_loop, loop, future, claim, call))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            try:
+                claim.pop()  # None: the job will not run; _DONE: it is over
+            except IndexError:  # a worker runs the job: let it finish before the cancellation goes on
+                finished = loop.create_future()
+                claim.append(finished)
+                await _uncancellable(finished)
+            raise
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         """``concurrent.futures.Executor.submit``: run ``fn`` in the pool, its outcome in the returned future."""
@@ -143,15 +166,27 @@ class Offloader(Executor):
 
 
 def _run_for_loop(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], call: Callable[[], Any]
+    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], claim: list[Any], call: Callable[[], Any]
 ) -> _Deliver | None:
-    if future.cancelled():  # a read of a flag another thread may be setting: at worst the job runs anyway
+    try:
+        claim.pop()  # atomic: the job is this worker's, or a cancel took it first
+    except IndexError:
         return None
+    _job.claim = claim  # empty while the caller waits; a cancel puts its waiter in
     try:
         result = call()
     except BaseException as exc:  # delivered to the awaiting coroutine, as an executor does
-        return functools.partial(_settle_threadsafe, loop, _fail, future, exc)
-    return functools.partial(_settle_threadsafe, loop, _succeed, future, result)
+        return functools.partial(_settle_threadsafe, loop, _fail, future, claim, exc)
+    finally:
+        _job.claim = None
+    return functools.partial(_settle_threadsafe, loop, _succeed, future, claim, result)
+
+
+async def _uncancellable(finished: asyncio.Future[None]) -> None:
+    """Wait for ``finished`` even if cancelled again meanwhile (the job it stands for is running)."""
+    while not finished.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(finished)
 
 
 def _settle_threadsafe(loop: asyncio.AbstractEventLoop, how: Callable[..., None], *args: Any) -> None:
@@ -161,14 +196,27 @@ def _settle_threadsafe(loop: asyncio.AbstractEventLoop, how: Callable[..., None]
         pass
 
 
-def _succeed(future: asyncio.Future[Any], result: Any) -> None:
+_DONE = object()
+"""Put in a job's claim once the job is over (see `Offloader.run`)."""
+
+
+def _over(claim: list[Any]) -> None:
+    if claim:  # a cancelled caller waits for the job to be over
+        claim[0].set_result(None)
+    else:  # a cancel that comes later need not wait
+        claim.append(_DONE)
+
+
+def _succeed(future: asyncio.Future[Any], claim: list[Any], result: Any) -> None:
     if not future.done():
         future.set_result(result)
+    _over(claim)
 
 
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+def _fail(future: asyncio.Future[Any], claim: list[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+    _over(claim)
 
 
 def _run_for_future(future: Future[Any], call: Callable[[], Any]) -> _Deliver | None:

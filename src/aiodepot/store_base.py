@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from . import hashing
 from .backends import backend_from_url, normalize_url
-from .backends.base import Backend
+from .backends.base import NOT_OPEN_MESSAGE, Backend
 from .errors import (
     BackendError,
     InvalidName,
@@ -236,7 +236,7 @@ class StoreBase:
 
     def _require_open(self) -> None:
         if not self.backend.opened:
-            raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
+            raise StoreNotOpen(NOT_OPEN_MESSAGE)
 
     async def create(self, *, remember_layout: bool = True) -> None:
         """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy].

@@ -3,6 +3,10 @@
 Every bulk call runs its items through ``_run_many``: one by one (each a full single-item call, bounded by
 ``max_concurrency``), or, where the backend does many items in one round trip or thread job
 (``capabilities.batch_ops``), in batches of ``capabilities.batch_size``.
+
+A bulk call of a million items must stay cancellable: its name checks and the work itself give the event
+loop back every few milliseconds (see [`aiodepot.transfer`][aiodepot.transfer]), so Ctrl-C in a blocking
+caller or a timeout stops it promptly, and no item is written after the cancellation went through.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from . import keygen
 from .items import ItemInfo, StoreValue, validate_value
 from .names import DEL_SUFFIX, ROOTNS, nest, validate_name, validate_namespace
 from .store_base import StoreBase
-from .transfer import ProgressCallback, ProgressTracker, run_bounded
+from .transfer import LoopShare, ProgressCallback, ProgressTracker, map_pausing, run_bounded
 
 if TYPE_CHECKING:
     from .mapping import AsyncStoreMapping
     from .store import Store
 
 __all__ = ["BulkOperations"]
+
+
+def _checked_pair(pair: tuple[str, StoreValue]) -> tuple[str, bytes | memoryview]:
+    name, value = pair
+    return validate_name(name), validate_value(value)
 
 
 class BulkOperations(StoreBase):
@@ -34,22 +43,25 @@ class BulkOperations(StoreBase):
     # by max_concurrency), or, where the backend does many items in one round trip or thread job
     # (capabilities.batch_ops), in batches of capabilities.batch_size.
 
-    def _names(self, names: Iterable[str]) -> builtins.list[str]:
-        checked = [validate_name(name) for name in names]
+    async def _names(self, names: Iterable[str]) -> builtins.list[str]:
+        checked = await map_pausing(validate_name, names)
         self._require_open()
         return checked
 
-    def _batchable(self, names: Sequence[str], deleted: bool) -> builtins.list[str] | None:
+    async def _batchable(self, names: Sequence[str], deleted: bool) -> builtins.list[str] | None:
         """The backend names for a batched bulk call, or None where items must go one by one."""
         if not self.backend.capabilities.batch_ops or len(names) < 2:
             return None
         suffix = DEL_SUFFIX if deleted else None
         nested = []
-        for name in names:
+        share = LoopShare()
+        for index, name in enumerate(names):
             levels = self._levels_for(name)
             if len(levels) != 1:
                 return None  # a namespace between two levels: finding each item costs lookups
             nested.append(nest(name, levels[0], add_suffix=suffix))
+            if not index % 512:
+                await share.pause()
         return nested
 
     async def _run_many(
@@ -143,7 +155,7 @@ class BulkOperations(StoreBase):
         The first failure cancels the rest and is raised as itself, unless ``return_exceptions=True``
         puts each failure in the result list in its item's place.
         """
-        checked = self._names(names)
+        checked = await self._names(names)
 
         async def single(index: int) -> bytes:
             return await self.load(checked[index], deleted=deleted)
@@ -155,7 +167,7 @@ class BulkOperations(StoreBase):
             "load",
             len(checked),
             single=single,
-            nested=self._batchable(checked, deleted),
+            nested=await self._batchable(checked, deleted),
             batch=batch,
             max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
@@ -176,8 +188,9 @@ class BulkOperations(StoreBase):
         Returns one entry per item: None, or with ``return_exceptions=True`` the item's exception.
         """
         pairs = items.items() if isinstance(items, Mapping) else items
-        checked = [(validate_name(name), validate_value(value)) for name, value in pairs]
+        checked = await map_pausing(_checked_pair, pairs)
         self._require_open()
+        batched = self.backend.capabilities.batch_ops and len(checked) > 1
 
         async def single(index: int) -> None:
             await self.store(*checked[index])
@@ -191,12 +204,12 @@ class BulkOperations(StoreBase):
             "store",
             len(checked),
             single=single,
-            nested=self._batchable([name for name, _ in checked], False),
+            nested=await self._batchable([name for name, _ in checked], False) if batched else None,
             batch=batch,
             max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
             progress=progress,
-            bytes_total=sum(len(value) for _, value in checked),
+            bytes_total=None if progress is None else sum(len(value) for _, value in checked),
             bytes_of=lambda index, _: len(checked[index][1]),
         )
 
@@ -210,7 +223,7 @@ class BulkOperations(StoreBase):
         deleted: bool = False,
     ) -> builtins.list[Exception | None]:
         """Delete many items concurrently; returns None per item (or its exception, see ``store_many``)."""
-        checked = self._names(names)
+        checked = await self._names(names)
 
         async def single(index: int) -> None:
             await self.delete(checked[index], deleted=deleted)
@@ -222,7 +235,7 @@ class BulkOperations(StoreBase):
             "delete",
             len(checked),
             single=single,
-            nested=self._batchable(checked, deleted),
+            nested=await self._batchable(checked, deleted),
             batch=batch,
             max_concurrency=max_concurrency,
             return_exceptions=return_exceptions,
@@ -238,7 +251,7 @@ class BulkOperations(StoreBase):
         deleted: bool = False,
     ) -> builtins.list[ItemInfo]:
         """Describe many items concurrently, in the order of ``names`` (missing ones: ``exists=False``)."""
-        checked = self._names(names)
+        checked = await self._names(names)
 
         async def single(index: int) -> ItemInfo:
             return await self.info(checked[index], deleted=deleted)
@@ -254,7 +267,7 @@ class BulkOperations(StoreBase):
             "info",
             len(checked),
             single=single,
-            nested=self._batchable(checked, deleted),
+            nested=await self._batchable(checked, deleted),
             batch=batch,
             max_concurrency=max_concurrency,
             return_exceptions=False,

@@ -4,6 +4,12 @@
 worker tasks pulls jobs, so a million jobs cost a million results, not a million tasks). Results come back
 in job order. The first failure cancels the rest and is raised as itself, not wrapped in an
 ExceptionGroup, unless ``return_exceptions=True`` asks for the per-job errors in the result list instead.
+
+Jobs that finish without waiting (a memory backend, pages in the cache) never give the event loop back on
+their own: a million of them would hold it for seconds, and a cancel (Ctrl-C in a blocking caller, a
+timeout) would land only at the end. So the workers of one call share a [`LoopShare`][aiodepot.transfer.LoopShare]
+and pause after `LOOP_SLICE` seconds of work; ``map_pausing`` does the same for the checks a bulk call
+makes before it starts.
 """
 
 from __future__ import annotations
@@ -13,13 +19,72 @@ import collections
 import contextlib
 import dataclasses
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, TypeAlias, TypeVar
 
-__all__ = ["ByteBudget", "Progress", "ProgressCallback", "ProgressTracker", "RangePlan", "plan_ranges", "run_bounded"]
+__all__ = [
+    "LOOP_SLICE",
+    "ByteBudget",
+    "LoopShare",
+    "Progress",
+    "ProgressCallback",
+    "ProgressTracker",
+    "RangePlan",
+    "map_pausing",
+    "plan_ranges",
+    "run_bounded",
+]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+LOOP_SLICE = 0.01
+"""Seconds a bulk call may hold the event loop before it lets other callbacks (a cancel) run."""
+_CHECK_EVERY = 512
+"""Items ``map_pausing`` handles between two looks at the clock."""
+
+
+class LoopShare:
+    """Lets the tasks of one bulk call hold the event loop for at most about `LOOP_SLICE` seconds in a row.
+
+    ``await share.pause()`` after each piece of work returns at once while the slice lasts. Once it is
+    over, every task that asks yields (``asyncio.sleep(0)``); the slice starts again one loop iteration
+    later, after the callbacks that waited (a cancellation, other tasks' wake-ups) have run. A cancel
+    therefore waits for at most about one slice, however many tasks share it.
+    """
+
+    __slots__ = ("_deadline", "_renewing")
+
+    def __init__(self) -> None:
+        self._deadline = time.monotonic() + LOOP_SLICE
+        self._renewing = False
+
+    def _renew(self) -> None:
+        self._deadline = time.monotonic() + LOOP_SLICE
+        self._renewing = False
+
+    async def pause(self) -> None:
+        """Yield to the event loop if this call has held it for a slice."""
+        if time.monotonic() < self._deadline:
+            return
+        if not self._renewing:
+            self._renewing = True
+            asyncio.get_running_loop().call_soon(self._renew)
+        await asyncio.sleep(0)
+
+
+async def map_pausing(func: Callable[[T], R], items: Iterable[T]) -> list[R]:
+    """``[func(item) for item in items]``, yielding to the event loop every `LOOP_SLICE` seconds (for the
+    checks of a million names, which take seconds)."""
+    results: list[R] = []
+    share = LoopShare()
+    pending = iter(items)
+    while chunk := list(itertools.islice(pending, _CHECK_EVERY)):
+        results.extend(map(func, chunk))
+        await share.pause()
+    return results
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -86,6 +151,7 @@ async def run_bounded(
     tracker = ProgressTracker(progress, count, bytes_total)
     pending = iter(range(count))
     first_error: BaseException | None = None
+    share = LoopShare()
 
     async def work() -> None:
         nonlocal first_error
@@ -100,9 +166,11 @@ async def run_bounded(
                     raise
                 results[index] = exc
                 await tracker.step(0)
+                await share.pause()
                 continue
             results[index] = result
             await tracker.step(bytes_of(job, result) if bytes_of is not None else 0)
+            await share.pause()
 
     failure: BaseException | None = None
     try:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import gc
+import json
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
 from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendURLInvalid, Store, StoreError, StoreExists
+from aiodepot import BackendURLInvalid, Store, StoreError, StoreExists, SyncStore
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.posixfs import PosixFSBackend
 from tests.conformance.suite import (
@@ -148,3 +156,100 @@ async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         await PosixFSBackend(tmp_path / "store").destroy()
     assert await threads_settle("aiodepot-posixfs-", before)
+
+
+# sessions of stores left unclosed (issue 18) -------------------------------------------------------------
+
+
+def session_files(store_dir: Path) -> list[str]:
+    return sorted(path.name for path in store_dir.glob("session.*.hid"))
+
+
+def test_unclosed_stores_leave_no_session_files_when_the_process_exits(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    script = textwrap.dedent(
+        f"""
+        import glob, json, sys, warnings
+        warnings.simplefilter("ignore", ResourceWarning)
+        import aiodepot
+        url = "file://{store_dir}"
+        aiodepot.SyncStore(url).create()
+        stores = []
+        for i in range(200):
+            store = aiodepot.SyncStore(url)
+            store.open()
+            store.store(f"item{{i}}", b"x")
+            stores.append(store)  # alive and open at exit, never closed
+        json.dump(len(glob.glob("{store_dir}/session.*.hid")), sys.stdout)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == 200  # each open store had its session while the program ran
+    assert session_files(store_dir) == []
+    assert len([name for name in os.listdir(store_dir) if name.startswith("item")]) == 200
+
+
+def test_dropped_unclosed_stores_end_their_sessions(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    url = f"file://{store_dir}"
+    SyncStore(url).create()
+    kept = SyncStore(url)
+    kept.open()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # "was not closed": that is the point here
+        dropped = []
+        for i in range(50):
+            store = SyncStore(url)
+            store.open()
+            store.store(f"item{i}", b"x")
+            dropped.append(store)
+        assert len(session_files(store_dir)) == 51
+        del dropped, store
+        gc.collect()
+    assert len(session_files(store_dir)) == 1  # the store still open keeps its session
+    kept.close()
+    assert session_files(store_dir) == []
+    with SyncStore(url) as again:  # the next open finds nothing to clean up
+        assert again.backend.temp_files_removed == 0  # type: ignore[attr-defined]
+        assert again.count() == 50
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+: fork() of a process with threads
+def test_a_forked_child_leaves_the_parents_session_alone(tmp_path: Path) -> None:
+    store_dir = tmp_path / "store"
+    store = SyncStore(f"file://{store_dir}")
+    store.create()
+    store.open()
+    parents = session_files(store_dir)
+    assert len(parents) == 1
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage does not follow it
+        status = 1
+        try:
+            os.close(read_end)
+            store.store("from-child", b"c")  # the child's first write registers its own session
+            during = session_files(store_dir)
+            store.close()  # ends the child's session, not the parent's
+            os.write(write_end, json.dumps(during).encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    deadline = time.monotonic() + 30
+    while not (waited := os.waitpid(pid, os.WNOHANG))[0]:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.02)
+    with os.fdopen(read_end, "rb") as pipe:
+        during = json.loads(pipe.read() or b"null")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert len(during) == 2 and set(parents) < set(during)
+    assert session_files(store_dir) == parents
+    assert store.load("from-child") == b"c"
+    store.close()
+    assert session_files(store_dir) == []
+    store.destroy()

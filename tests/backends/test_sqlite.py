@@ -158,7 +158,8 @@ async def test_readers_run_concurrently_with_a_writer(tmp_path: Path) -> None:
 
 async def test_create_and_destroy_keep_no_thread(tmp_path: Path) -> None:
     """A closed backend holds no worker thread after create/destroy, worked or failed."""
-
+    # the pools of stores that earlier tests closed may still be exiting: count from where they end
+    await threads_settle("aiodepot-sqlite-", [])
     before = pool_threads("aiodepot-sqlite-")
     await SQLiteBackend(tmp_path / "s.db").create()
     (tmp_path / "dir.db").mkdir()

@@ -30,6 +30,7 @@ from aiodepot import (
     ReadRangeError,
     Store,
     StoreAlreadyOpen,
+    StoreError,
     StoreExists,
     StoreNotFound,
     StoreNotOpen,
@@ -90,6 +91,15 @@ def requires(*features: str) -> Callable[[F], F]:
         return test
 
     return mark
+
+
+def _layers_of(backend: Backend) -> list[Backend]:
+    """``backend`` and every backend below it (layers wrap one ``inner``; a mirror has ``children``)."""
+    found = [backend]
+    for below in [getattr(backend, "inner", None), *getattr(backend, "children", ())]:
+        if isinstance(below, Backend):
+            found.extend(_layers_of(below))
+    return found
 
 
 class _FeatureFlags:
@@ -177,6 +187,40 @@ class StoreConformance(_FeatureFlags):
             await store.open()
         with pytest.raises(StoreNotFound):
             await store.destroy()
+
+    async def test_close_twice_or_never_opened_does_nothing(self, make_store: Callable[..., Store]) -> None:
+        store = make_store()
+        await store.close()  # never opened (nor created): nothing to release
+        await store.create()
+        await store.close()
+        await store.open()
+        await store.store("config/a", b"kept")
+        await store.close()
+        await store.close()  # as for files and httpx clients: a second close is no error
+        assert not store.opened
+        async with store:  # and the store opens again as usual
+            assert await store.load("config/a") == b"kept"
+        await store.close()
+        await store.destroy()
+
+    async def test_state_errors_name_the_store_not_its_layers(self, make_store: Callable[..., Store]) -> None:
+        store = make_store()
+        await store.create()
+        internal = {type(layer).__name__ for layer in _layers_of(store.backend)} | {"Meter", "Backend"}
+        errors: list[StoreError] = []
+        for call in (store.load("config/a"), store.load_many(["config/a", "config/b"]), store.quota()):
+            with pytest.raises(StoreNotOpen) as caught:
+                await call
+            errors.append(caught.value)
+        async with store:
+            with pytest.raises(StoreAlreadyOpen) as already:
+                await store.open()
+            errors.append(already.value)
+        for error in errors:
+            message = str(error)
+            assert "store" in message
+            assert not [name for name in internal if name in message], message
+        await store.destroy()
 
     async def test_closed_store_refuses_every_operation(self, make_store: Callable[..., Store]) -> None:
         store = make_store()

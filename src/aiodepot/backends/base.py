@@ -46,6 +46,12 @@ __all__ = ["Backend", "Capabilities"]
 MiB = 1024 * 1024
 T = TypeVar("T")
 
+NOT_OPEN_MESSAGE = "the store is not open: call open() or use 'async with store'"
+"""The message of [`StoreNotOpen`][aiodepot.errors.StoreNotOpen]: it speaks of the store the user opened,
+never of the layer or backend class below it that noticed."""
+ALREADY_OPEN_MESSAGE = "the store is open: this operation needs a closed store"
+"""The message of [`StoreAlreadyOpen`][aiodepot.errors.StoreAlreadyOpen], in the same terms."""
+
 
 def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write all of ``data`` to ``fd`` at ``offset`` (``os.pwrite`` may write less than asked)."""
@@ -197,11 +203,12 @@ class Backend(abc.ABC):
 
     def _require_open(self) -> None:
         if not self.opened:
-            raise StoreNotOpen(f"{type(self).__name__} must be open for this operation")
+            # the user sees the store, not the layer or backend class that checked (Meter, PosixFSBackend, …)
+            raise StoreNotOpen(NOT_OPEN_MESSAGE)
 
     def _require_closed(self) -> None:
         if self.opened:
-            raise StoreAlreadyOpen(f"{type(self).__name__} must not be open for this operation")
+            raise StoreAlreadyOpen(ALREADY_OPEN_MESSAGE)
 
     def _may_replace(self, name: str) -> bool:
         """Check that ``name`` may be written; True if an existing item may be replaced, False if the
@@ -280,8 +287,12 @@ class Backend(abc.ABC):
         self.opened = True
 
     async def close(self) -> None:
-        """Stop using the storage and release its resources (it counts as closed even if that fails)."""
-        self._require_open()
+        """Stop using the storage and release its resources (it counts as closed even if that fails).
+
+        Closing a closed backend (twice, or one never opened) does nothing, as for files.
+        """
+        if not self.opened:
+            return
         self.opened = False
         await self._close()
 

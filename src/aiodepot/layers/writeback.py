@@ -334,7 +334,8 @@ class WriteBack(Layer):
         raised and ``flush()``/``close()`` can be tried again. A buffer store's backlog is safe on disk:
         the layer closes and raises the error; the next ``open()`` replays it.
         """
-        self._require_open()
+        if not self.opened:  # closing twice, or a layer never opened: nothing to do
+            return
         self._disarm_timer()
         failure: WriteBackError | None = None
         try:

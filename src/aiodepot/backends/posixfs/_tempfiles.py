@@ -6,6 +6,11 @@ session in an empty ``session.w<host>-<pid>-<start>-<n>.hid`` file at the top, r
 session whose registration outlives it crashed: ``remove_left_behind`` then removes the temp files of
 processes on this machine that no longer run, and any other temp file untouched for `STALE_TEMP_AGE`
 seconds.
+
+A backend dropped without ``close`` ends its session when it is garbage collected, or at the latest when
+the interpreter exits normally (a ``weakref.finalize``): a program that leaves stores unclosed leaves no
+registrations behind, and the next ``open`` need not walk the store. A forked child does not end its
+parent's session; it registers its own on its first write.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import re
 import stat
 import time
+import weakref
 from collections.abc import Callable
 
 from ...errors import BackendError, ObjectExists, PermissionDenied
@@ -145,12 +151,21 @@ def remove_left_behind(base: str) -> int:
     return removed
 
 
+def _end_session(path: str, pid: int) -> None:
+    """Remove the registration ``path`` of a session of process ``pid``, if this is that process."""
+    if os.getpid() == pid:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 class TempFiles(ConfinedPaths):
     """Writing through temp files renamed into place, and this session's registration (mixed into
     [`PosixFSBackend`][aiodepot.backends.posixfs.PosixFSBackend])."""
 
     _session: str | None
     _session_touched: float
+    _session_pid: int
+    _session_end: weakref.finalize[[str, int], TempFiles] | None
 
     def _write_temp(self, path: str, fill: Callable[[int], object]) -> str:
         """Create a temp file beside ``path`` (and missing directories), let ``fill(fd)`` write it; return
@@ -210,12 +225,30 @@ class TempFiles(ConfinedPaths):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666))
         except OSError:
             return
+        pid = os.getpid()
         self._session = path
+        self._session_pid = pid
         self._session_touched = time.monotonic()
+        # holds no reference to self: ends the session of a backend collected, or alive at exit, unclosed
+        self._session_end = weakref.finalize(self, _end_session, path, pid)
+
+    def _unregister(self) -> str | None:
+        """Forget the session and return its registration's path for ``close`` to remove (None: no
+        session, or in a forked child the parent's, which the child leaves alone)."""
+        session, self._session = self._session, None
+        end, self._session_end = self._session_end, None
+        if end is not None:
+            end.detach()
+        return session if self._session_pid == os.getpid() else None
 
     def _touch_session(self) -> None:
         """Keep the registration fresh for other machines (they judge it by its age), and bring it back
-        if another machine took this session for a crashed one."""
+        if another machine took this session for a crashed one. A forked child registers its own."""
+        if self._session_pid != os.getpid() and self._session is not None:
+            if self._session_end is not None:
+                self._session_end.detach()  # the parent's: the child leaves it alone
+            self._register()
+            return
         if self._session is None or time.monotonic() - self._session_touched < STALE_TEMP_AGE / 4:
             return
         self._session_touched = time.monotonic()

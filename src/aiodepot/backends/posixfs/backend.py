@@ -9,13 +9,14 @@ import errno
 import os
 import shutil
 import stat
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from typing import Any, Self, TypeVar, cast
 from urllib.parse import unquote
 
 import aiofiles
 
-from ..._threads import Offloader
+from ..._threads import Offloader, cancelled
 from ...errors import (
     BackendURLInvalid,
     ObjectNotFound,
@@ -122,7 +123,9 @@ class PosixFSBackend(TempFiles, Backend):
         self.cleanup = cleanup
         self.temp_files_removed = 0
         self._session: str | None = None
+        self._session_pid = 0
         self._session_touched = 0.0
+        self._session_end = None
         self._quota: Quota | None = None
         if inline_reads is None:
             inline_reads = os.environ.get("AIODEPOT_INLINE_READS", "1") != "0"
@@ -132,6 +135,8 @@ class PosixFSBackend(TempFiles, Backend):
         self._memory_swaps = True  # tmpfs pages can go to swap; ramfs pages cannot
         self._memory_base = False  # the base directory is on tmpfs/ramfs (learnt at open): small writes inline
         self._offloader = Offloader(f"aiodepot-posixfs-{os.path.basename(self.base)}", self.limits.threads or 32)
+        # a backend dropped without close() keeps no idle worker threads (at exit the pool's own hook joins them)
+        weakref.finalize(self, self._offloader.shutdown).atexit = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -292,7 +297,7 @@ class PosixFSBackend(TempFiles, Backend):
     async def _close(self) -> None:
         """Persist the quota usage and release the thread pool."""
         quota, self._quota = self._quota, None
-        session, self._session = self._session, None
+        session = self._unregister()
         self._base_dir = None
 
         def job() -> None:
@@ -381,6 +386,8 @@ class PosixFSBackend(TempFiles, Backend):
     def _batch_sync(self, operation: Callable[..., T], calls: Sequence[tuple[Any, ...]]) -> list[T | Exception]:
         results: list[T | Exception] = []
         for args in calls:
+            if cancelled():  # the caller is gone (Ctrl-C, a timeout): stop between items, each one atomic
+                break
             try:
                 results.append(operation(*args))
             except StoreError as exc:

@@ -38,7 +38,7 @@ from ._portal import direct, iterate
 from ._portal import run as _portal_run
 from ._stats import BorgStats, figures, raw_counters
 from .backends._base import BackendBase, ItemInfo, StoreValue, to_item_info, validate_sources, validate_value
-from .backends.errors import BackendURLInvalid, NoBackendGiven, ObjectNotFound, ReadRangeError
+from .backends.errors import BackendMustBeOpen, BackendURLInvalid, NoBackendGiven, ObjectNotFound, ReadRangeError
 from .backends.posixfs import get_file_backend
 from .backends.rclone import get_rclone_backend
 from .backends.rest import get_rest_backend
@@ -232,7 +232,10 @@ class Store:
         run(self.async_store.open)
 
     def close(self) -> None:
-        """Stop using the store (cleaning up size- and age-limited cache namespaces first)."""
+        """Stop using the store (cleaning up size- and age-limited cache namespaces first); as in borgstore,
+        closing a closed store raises ``BackendMustBeOpen``."""
+        if not self.async_store.opened:
+            raise BackendMustBeOpen("Backend must be open")
         run(self.async_store.close)
 
     def __enter__(self) -> Store:

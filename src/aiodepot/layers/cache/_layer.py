@@ -441,7 +441,8 @@ class Cache(Layer):
 
     async def close(self) -> None:
         """Finish background work, clean up limited namespaces, close the cache, then the primary."""
-        self._require_open()
+        if not self.opened:  # closing twice, or a layer never opened: nothing to do
+            return
         try:
             pending = builtins.list(self._tasks) + builtins.list(self._inflight.values())
             for task in pending:

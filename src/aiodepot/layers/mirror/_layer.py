@@ -180,7 +180,8 @@ class Mirror(Wrapper):
 
     async def close(self) -> None:
         """Wait for pending repairs, then close the open children."""
-        self._require_open()
+        if not self.opened:  # closing twice, or a layer never opened: nothing to do
+            return
         await self.flush_repairs()  # while still open
         await super().close()
 

@@ -17,7 +17,7 @@ from .._portal import iterate, run
 from ..constants import HID_SUFFIX, MAX_NAME_LENGTH, TMP_SUFFIX
 from ..utils import hashing
 from ..utils.nesting import nest
-from .errors import ReadRangeError
+from .errors import BackendMustBeOpen, ReadRangeError
 
 __all__ = [
     "AiodepotBackend",
@@ -228,7 +228,10 @@ class AiodepotBackend(BackendBase):
         run(self.async_backend.open)
 
     def close(self) -> None:
-        """Stop using the storage."""
+        """Stop using the storage; as in borgstore, closing a closed backend raises ``BackendMustBeOpen``
+        (aiodepot's own backends make it a no-op)."""
+        if not self.async_backend.opened:
+            raise BackendMustBeOpen("Backend must be open")
         run(self.async_backend.close)
 
     def mkdir(self, name: str) -> None:
