@@ -42,6 +42,7 @@ from aiodepot.backends.gcs import ERRORS, GcsBackend
 from aiodepot.backends.gcs._signing import canonical_request, string_to_sign
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance
 from tests.servers import free_port
+from tests.servers.faultproxy import FaultProxy
 from tests.servers.gcs import FakeGcsServer, start_fake_gcs_server
 
 MiB = 1024 * 1024
@@ -93,6 +94,77 @@ class TestGcsBackend(BackendConformance):
     def make_backend(self, gcs_server: FakeGcsServer) -> MakeBackend:
         url = gcs_server.url(fresh_bucket(), "depot/store")
         return lambda: GcsBackend.from_url(url, create_bucket=True)
+
+
+# listing ---------------------------------------------------------------------------------------------------
+
+
+async def test_list_range_gives_what_the_filtered_listing_gives(backend_at: Any) -> None:
+    backend = await backend_at(list_page_size=2)
+    names = ["ns/a", "ns/a.del", "ns/a-b", "ns/a/x", "ns/a0", "ns/ab", "ns/b.del", "ns/b/y", "ns/ba", "ns/c"]
+    for name in names:
+        await backend.store(name, name.encode())
+    whole = [(info.name, info.directory) async for info in backend.list("ns")]
+    assert whole == [
+        ("a", False),
+        ("a", True),
+        ("a-b", False),
+        ("a.del", False),
+        ("a0", False),
+        ("ab", False),
+        ("b", True),
+        ("b.del", False),
+        ("ba", False),
+        ("c", False),
+    ]  # GCS: fake-gcs-server repeats every prefix on every page; each is listed once, in order
+    for prefix, start_after in [
+        ("a", None),
+        ("", "a"),
+        ("a", "a-b"),
+        ("b", "b"),
+        ("", "a.del"),
+        ("z", None),
+        ("", "c"),
+    ]:
+        narrowed = [
+            (i.name, i.directory) async for i in backend.list_range("ns", prefix=prefix, start_after=start_after)
+        ]
+        expected = [
+            entry
+            for entry in whole
+            if (entry[0] + "/" if entry[1] else entry[0]).startswith(prefix)
+            and (start_after is None or (entry[0] + "/" if entry[1] else entry[0]) > start_after)
+        ]
+        assert narrowed == expected, (prefix, start_after)
+
+
+async def test_prefix_and_start_after_are_listed_by_the_service(gcs_server: FakeGcsServer) -> None:
+    """A flat namespace listed from a start key or by a prefix asks GCS for those names only (``prefix``,
+    ``startOffset``): through a proxy that counts bytes, the narrowed listings fetch a small part of what the
+    whole listing does."""
+    with FaultProxy(gcs_server.port) as proxy:
+        url = gcs_server.url(fresh_bucket(), "depot").replace(f":{gcs_server.port}", f":{proxy.port}")
+        backend = GcsBackend.from_url(url, create_bucket=True, list_page_size=20)
+        store = Store(backend=backend, config={"flat/": {"levels": [0]}})
+        await store.create()
+        async with store:
+            await store.store_many({f"flat/{i:04d}": b"" for i in range(400)}, max_concurrency=32)
+
+            async def listed(**bounds: str) -> tuple[list[str], int]:
+                before = proxy.counters().bytes_down
+                names = [info.name async for info in store.list("flat", **bounds)]
+                return names, proxy.counters().bytes_down - before
+
+            everything, whole = await listed()
+            tail, tail_bytes = await listed(start_after="0389")
+            some, some_bytes = await listed(prefix="012")
+            both, both_bytes = await listed(prefix="03", start_after="0395")
+        await store.destroy()
+    assert everything == [f"{i:04d}" for i in range(400)]
+    assert tail == [f"{i:04d}" for i in range(390, 400)]
+    assert some == [f"{i:04d}" for i in range(120, 130)]
+    assert both == [f"{i:04d}" for i in range(396, 400)]
+    assert max(tail_bytes, some_bytes, both_bytes) * 10 < whole, (whole, tail_bytes, some_bytes, both_bytes)
 
 
 # URLs, options ----------------------------------------------------------------------------------------------

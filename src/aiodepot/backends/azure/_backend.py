@@ -322,8 +322,15 @@ class AzureBackend(Backend):
         async for info in merge_listing(name, self._pages(name)):
             yield info
 
-    async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
-        prefix = self.layout.dir_prefix(name)
+    async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """`_list` with ``prefix`` given to the service (``name_starts_with``); the Blob service has no start
+        key, so the entries up to ``start_after`` are dropped here (the prefix still narrows what comes)."""
+        async for info in merge_listing(name, self._pages(name, prefix, start_after), missing_if_empty=False):
+            yield info
+
+    async def _pages(self, name: str, narrow: str = "", start_after: str | None = None) -> AsyncIterator[ListingPage]:
+        directory = self.layout.dir_prefix(name)
+        prefix = directory + narrow
         token: str | None = None
         while True:
 
@@ -335,7 +342,9 @@ class AzureBackend(Backend):
                 page = ListingPage()
                 async for entries in pages:
                     async for entry in entries:
-                        relative = entry.name[len(prefix) :]
+                        relative = entry.name[len(directory) :]
+                        if start_after is not None and relative <= start_after:
+                            continue
                         if entry.name.endswith(DELIMITER) and not hasattr(entry, "size"):
                             page.directories.append(relative)
                         else:

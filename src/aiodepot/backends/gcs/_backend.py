@@ -270,11 +270,13 @@ class GcsBackend(Backend):
         return await self._call(name, once)
 
     async def _list_page(
-        self, name: str, prefix: str, count: int, *, delimiter: bool, token: str = ""
+        self, name: str, prefix: str, count: int, *, delimiter: bool, token: str = "", start: str = ""
     ) -> dict[str, Any]:
         params = {"prefix": prefix, "maxResults": str(count)}
         if delimiter:
             params["delimiter"] = DELIMITER
+        if start:
+            params["startOffset"] = start
         if token:
             params["pageToken"] = token
         return await self._call(
@@ -423,19 +425,42 @@ class GcsBackend(Backend):
         async for info in merge_listing(name, self._pages(name)):
             yield info
 
-    async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
-        prefix = self.layout.dir_prefix(name)
+    async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """`_list` with ``prefix`` and ``startOffset`` given to the service (GCS lists in name order).
+
+        ``startOffset`` is inclusive and ``start_after`` is not: the service starts at ``start_after``'s key
+        and the one entry of that very key is dropped here.
+        """
+        async for info in merge_listing(name, self._pages(name, prefix, start_after), missing_if_empty=False):
+            yield info
+
+    async def _pages(self, name: str, narrow: str = "", start_after: str | None = None) -> AsyncIterator[ListingPage]:
+        # fake-gcs-server gives every page all the prefixes of the whole listing: a prefix is passed on once,
+        # with the first page whose objects reach it (the merge needs pages in key order), or with the last
+        directory = self.layout.dir_prefix(name)
+        start = directory + start_after if start_after else ""
         token = ""
+        seen: set[str] = set()
+        waiting: set[str] = set()
         while True:
-            page = await self._list_page(name, prefix, self.list_page_size, delimiter=True, token=token)
-            yield ListingPage(
-                files=[
-                    (item["name"][len(prefix) :], int(item.get("size", 0)), _mtime(item.get("updated")))
-                    for item in page.get("items", ())
-                ],
-                directories=[entry[len(prefix) :] for entry in page.get("prefixes", ())],
+            page = await self._list_page(
+                name, directory + narrow, self.list_page_size, delimiter=True, token=token, start=start
             )
             token = page.get("nextPageToken") or ""
+            files = [
+                (item["name"][len(directory) :], int(item.get("size", 0)), _mtime(item.get("updated")))
+                for item in page.get("items", ())
+            ]
+            reached = max((entry[0] for entry in files), default="") if token else None
+            waiting.update(prefix[len(directory) :] for prefix in page.get("prefixes", ()))
+            waiting -= seen
+            directories = sorted(entry for entry in waiting if reached is None or entry <= reached)
+            seen.update(directories)
+            waiting.difference_update(directories)
+            if start_after:
+                files = [entry for entry in files if entry[0] > start_after]
+                directories = [entry for entry in directories if entry > start_after]
+            yield ListingPage(files=files, directories=directories)
             if not token:
                 return
 
