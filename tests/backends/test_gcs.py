@@ -218,6 +218,9 @@ def test_options_shape_the_store() -> None:
         GcsBackend("bucket", "path", part_size=MiB + 1)
     with pytest.raises(ValueError):
         GcsBackend("bucket", "path", list_page_size=0)
+    assert backend.composite_threshold == 150 * MiB and backend.limits.parts == 8
+    with pytest.raises(ValueError):
+        GcsBackend("bucket", "path", composite_threshold=-1)
 
 
 # big values, ranges, checksums ------------------------------------------------------------------------------
@@ -265,6 +268,72 @@ async def test_big_values_load_in_parallel_ranges(gcs_server: FakeGcsServer) -> 
         await store.store("flat/big", value)
         assert await store.load("flat/big") == value
         assert await store.load("flat/big", offset=300_000, size=1_000_000) == value[300_000:1_300_000]
+
+
+async def bucket_keys(gcs_server: FakeGcsServer, bucket: str) -> list[str]:
+    """Every object name in ``bucket``, looked at behind the backend's back."""
+    url = f"{gcs_server.endpoint}/storage/v1/b/{bucket}/o"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        listing = await response.json(content_type=None)
+    return sorted(item["name"] for item in listing.get("items", ()) if item["name"] != "depot/layout.hid")
+
+
+class PartFails(GcsBackend):
+    """A gs backend whose upload of one part object of a composite upload fails (the other requests are real)."""
+
+    failing_part = "-03.tmp"
+
+    async def _upload(self, name: str, key: str, data: bytes | memoryview, *, replace: bool) -> bool:
+        if key.endswith(self.failing_part):
+            raise ConnectionLost(f"{name}: the test broke this part's upload")
+        return await super()._upload(name, key, data, replace=replace)
+
+
+async def test_big_values_as_parallel_composite_uploads(gcs_server: FakeGcsServer) -> None:
+    """Above composite_threshold a value goes up as parts composed into one object: at most 32 parts, the
+    composed object's CRC32C checked, the parts deleted afterwards; if_absent holds on the composed object."""
+    bucket = fresh_bucket()
+    options = {"create_bucket": True, "part_size": 256 * 1024, "composite_threshold": MiB}
+    store = Store(gcs_server.url(bucket, "depot"), backend_options=options, config=CONFIG)
+    await store.create()
+    rng = random.Random(11)
+    value = rng.randbytes(3 * MiB + 17)  # 13 parts of 256 KiB
+    many = rng.randbytes(10 * MiB + 5)  # would be 41 parts of 256 KiB: 32 bigger ones instead
+    async with store:
+        await store.store("flat/big", value)
+        await store.store("flat/many", many)
+        assert await store.load("flat/big") == value
+        assert await store.load("flat/many") == many
+        assert [info.name async for info in store.list("flat")] == ["big", "many"]
+        assert await bucket_keys(gcs_server, bucket) == ["depot/", "depot/flat/big", "depot/flat/many"]
+        metadata = await store.backend._metadata("flat/big", "depot/flat/big")  # type: ignore[attr-defined]
+        assert metadata["crc32c"] == base64.b64encode(google_crc32c.value(value).to_bytes(4, "big")).decode()
+        with pytest.raises(ObjectExists):
+            await store.store("flat/big", many, if_absent=True)
+        await store.store("flat/new", many, if_absent=True)
+        assert await store.load("flat/big") == value and await store.load("flat/new") == many
+        assert await bucket_keys(gcs_server, bucket) == [
+            "depot/",
+            "depot/flat/big",
+            "depot/flat/many",
+            "depot/flat/new",
+        ]
+    await store.destroy()
+
+
+async def test_a_failed_composite_upload_leaves_no_part_objects(gcs_server: FakeGcsServer) -> None:
+    bucket = fresh_bucket()
+    backend = PartFails.from_url(
+        gcs_server.url(bucket, "depot"), create_bucket=True, part_size=256 * 1024, composite_threshold=MiB
+    )
+    store = Store(backend=backend, config=CONFIG)
+    await store.create()
+    async with store:
+        with pytest.raises(ConnectionLost, match="broke"):
+            await store.store("flat/big", random.Random(3).randbytes(2 * MiB))
+        assert not await store.exists("flat/big")
+        assert await bucket_keys(gcs_server, bucket) == ["depot/"]  # the parts that went up were deleted
+    await store.destroy()
 
 
 async def test_crc32c_is_sent_and_checked(backend_at: Any, gcs_server: FakeGcsServer) -> None:
