@@ -404,22 +404,21 @@ class StoreBase:
         raise BackendError(f"{nested} kept changing while it was loaded in parts")
 
     async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
-        buffer = bytearray(end - offset)
-        buffer[:part] = first
+        # The parts are joined once at the end: one copy of the value, where a preallocated buffer costs
+        # its zeroing, a copy in and a copy out to bytes.
         spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
-        short_at = end  # where the value turned out to end, if it shrank meanwhile
 
-        async def fetch(span: tuple[int, int]) -> None:
-            nonlocal short_at
+        async def fetch(span: tuple[int, int]) -> bytes:
             start, length = span
             async with self.budget.reserve(length):
-                data = await self._calls.load(nested, offset=start, size=length)
-                buffer[start - offset : start - offset + len(data)] = data
-            if len(data) < length:
-                short_at = min(short_at, start + len(data))
+                return await self._calls.load(nested, offset=start, size=length)
 
-        await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
-        return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
+        parts: builtins.list[bytes] = [first, *await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)]
+        for index, (_, length) in enumerate(spans, start=1):
+            if len(parts[index]) < length:  # the value shrank meanwhile: it ends there
+                del parts[index + 1 :]
+                break
+        return b"".join(parts)
 
     @operation
     async def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:

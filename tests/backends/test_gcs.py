@@ -42,6 +42,7 @@ from aiodepot.backends.gcs import ERRORS, GcsBackend
 from aiodepot.backends.gcs._signing import canonical_request, string_to_sign
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance
 from tests.servers import free_port
+from tests.servers.faultproxy import FaultProxy
 from tests.servers.gcs import FakeGcsServer, start_fake_gcs_server
 
 MiB = 1024 * 1024
@@ -95,6 +96,77 @@ class TestGcsBackend(BackendConformance):
         return lambda: GcsBackend.from_url(url, create_bucket=True)
 
 
+# listing ---------------------------------------------------------------------------------------------------
+
+
+async def test_list_range_gives_what_the_filtered_listing_gives(backend_at: Any) -> None:
+    backend = await backend_at(list_page_size=2)
+    names = ["ns/a", "ns/a.del", "ns/a-b", "ns/a/x", "ns/a0", "ns/ab", "ns/b.del", "ns/b/y", "ns/ba", "ns/c"]
+    for name in names:
+        await backend.store(name, name.encode())
+    whole = [(info.name, info.directory) async for info in backend.list("ns")]
+    assert whole == [
+        ("a", False),
+        ("a", True),
+        ("a-b", False),
+        ("a.del", False),
+        ("a0", False),
+        ("ab", False),
+        ("b", True),
+        ("b.del", False),
+        ("ba", False),
+        ("c", False),
+    ]  # GCS: fake-gcs-server repeats every prefix on every page; each is listed once, in order
+    for prefix, start_after in [
+        ("a", None),
+        ("", "a"),
+        ("a", "a-b"),
+        ("b", "b"),
+        ("", "a.del"),
+        ("z", None),
+        ("", "c"),
+    ]:
+        narrowed = [
+            (i.name, i.directory) async for i in backend.list_range("ns", prefix=prefix, start_after=start_after)
+        ]
+        expected = [
+            entry
+            for entry in whole
+            if (entry[0] + "/" if entry[1] else entry[0]).startswith(prefix)
+            and (start_after is None or (entry[0] + "/" if entry[1] else entry[0]) > start_after)
+        ]
+        assert narrowed == expected, (prefix, start_after)
+
+
+async def test_prefix_and_start_after_are_listed_by_the_service(gcs_server: FakeGcsServer) -> None:
+    """A flat namespace listed from a start key or by a prefix asks GCS for those names only (``prefix``,
+    ``startOffset``): through a proxy that counts bytes, the narrowed listings fetch a small part of what the
+    whole listing does."""
+    with FaultProxy(gcs_server.port) as proxy:
+        url = gcs_server.url(fresh_bucket(), "depot").replace(f":{gcs_server.port}", f":{proxy.port}")
+        backend = GcsBackend.from_url(url, create_bucket=True, list_page_size=20)
+        store = Store(backend=backend, config={"flat/": {"levels": [0]}})
+        await store.create()
+        async with store:
+            await store.store_many({f"flat/{i:04d}": b"" for i in range(400)}, max_concurrency=32)
+
+            async def listed(**bounds: str) -> tuple[list[str], int]:
+                before = proxy.counters().bytes_down
+                names = [info.name async for info in store.list("flat", **bounds)]
+                return names, proxy.counters().bytes_down - before
+
+            everything, whole = await listed()
+            tail, tail_bytes = await listed(start_after="0389")
+            some, some_bytes = await listed(prefix="012")
+            both, both_bytes = await listed(prefix="03", start_after="0395")
+        await store.destroy()
+    assert everything == [f"{i:04d}" for i in range(400)]
+    assert tail == [f"{i:04d}" for i in range(390, 400)]
+    assert some == [f"{i:04d}" for i in range(120, 130)]
+    assert both == [f"{i:04d}" for i in range(396, 400)]
+    assert max(tail_bytes, some_bytes, both_bytes) * 10 < whole, (whole, tail_bytes, some_bytes, both_bytes)
+
+
 # URLs, options ----------------------------------------------------------------------------------------------
 
 
@@ -146,6 +218,9 @@ def test_options_shape_the_store() -> None:
         GcsBackend("bucket", "path", part_size=MiB + 1)
     with pytest.raises(ValueError):
         GcsBackend("bucket", "path", list_page_size=0)
+    assert backend.composite_threshold == 150 * MiB and backend.limits.parts == 8
+    with pytest.raises(ValueError):
+        GcsBackend("bucket", "path", composite_threshold=-1)
 
 
 # big values, ranges, checksums ------------------------------------------------------------------------------
@@ -193,6 +268,72 @@ async def test_big_values_load_in_parallel_ranges(gcs_server: FakeGcsServer) -> 
         await store.store("flat/big", value)
         assert await store.load("flat/big") == value
         assert await store.load("flat/big", offset=300_000, size=1_000_000) == value[300_000:1_300_000]
+
+
+async def bucket_keys(gcs_server: FakeGcsServer, bucket: str) -> list[str]:
+    """Every object name in ``bucket``, looked at behind the backend's back."""
+    url = f"{gcs_server.endpoint}/storage/v1/b/{bucket}/o"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        listing = await response.json(content_type=None)
+    return sorted(item["name"] for item in listing.get("items", ()) if item["name"] != "depot/layout.hid")
+
+
+class PartFails(GcsBackend):
+    """A gs backend whose upload of one part object of a composite upload fails (the other requests are real)."""
+
+    failing_part = "-03.tmp"
+
+    async def _upload(self, name: str, key: str, data: bytes | memoryview, *, replace: bool) -> bool:
+        if key.endswith(self.failing_part):
+            raise ConnectionLost(f"{name}: the test broke this part's upload")
+        return await super()._upload(name, key, data, replace=replace)
+
+
+async def test_big_values_as_parallel_composite_uploads(gcs_server: FakeGcsServer) -> None:
+    """Above composite_threshold a value goes up as parts composed into one object: at most 32 parts, the
+    composed object's CRC32C checked, the parts deleted afterwards; if_absent holds on the composed object."""
+    bucket = fresh_bucket()
+    options = {"create_bucket": True, "part_size": 256 * 1024, "composite_threshold": MiB}
+    store = Store(gcs_server.url(bucket, "depot"), backend_options=options, config=CONFIG)
+    await store.create()
+    rng = random.Random(11)
+    value = rng.randbytes(3 * MiB + 17)  # 13 parts of 256 KiB
+    many = rng.randbytes(10 * MiB + 5)  # would be 41 parts of 256 KiB: 32 bigger ones instead
+    async with store:
+        await store.store("flat/big", value)
+        await store.store("flat/many", many)
+        assert await store.load("flat/big") == value
+        assert await store.load("flat/many") == many
+        assert [info.name async for info in store.list("flat")] == ["big", "many"]
+        assert await bucket_keys(gcs_server, bucket) == ["depot/", "depot/flat/big", "depot/flat/many"]
+        metadata = await store.backend._metadata("flat/big", "depot/flat/big")  # type: ignore[attr-defined]
+        assert metadata["crc32c"] == base64.b64encode(google_crc32c.value(value).to_bytes(4, "big")).decode()
+        with pytest.raises(ObjectExists):
+            await store.store("flat/big", many, if_absent=True)
+        await store.store("flat/new", many, if_absent=True)
+        assert await store.load("flat/big") == value and await store.load("flat/new") == many
+        assert await bucket_keys(gcs_server, bucket) == [
+            "depot/",
+            "depot/flat/big",
+            "depot/flat/many",
+            "depot/flat/new",
+        ]
+    await store.destroy()
+
+
+async def test_a_failed_composite_upload_leaves_no_part_objects(gcs_server: FakeGcsServer) -> None:
+    bucket = fresh_bucket()
+    backend = PartFails.from_url(
+        gcs_server.url(bucket, "depot"), create_bucket=True, part_size=256 * 1024, composite_threshold=MiB
+    )
+    store = Store(backend=backend, config=CONFIG)
+    await store.create()
+    async with store:
+        with pytest.raises(ConnectionLost, match="broke"):
+            await store.store("flat/big", random.Random(3).randbytes(2 * MiB))
+        assert not await store.exists("flat/big")
+        assert await bucket_keys(gcs_server, bucket) == ["depot/"]  # the parts that went up were deleted
+    await store.destroy()
 
 
 async def test_crc32c_is_sent_and_checked(backend_at: Any, gcs_server: FakeGcsServer) -> None:

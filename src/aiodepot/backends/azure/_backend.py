@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import builtins
 import datetime
 import logging
@@ -44,6 +45,7 @@ MiB = 1024 * 1024
 T = TypeVar("T")
 _OFFLOAD_AT = 256 * 1024  # hash bigger bodies on a thread
 _COPY_POLL = (0.05, 1.0)  # first and longest wait between looks at a pending copy
+_MD5_RANGE = 4 * MiB  # the longest range the service sends the MD5 of
 _SINGLE_PUT = MiB  # aiohttp sends a bigger body from bytes only with a warning (a stream is used for blocks)
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -322,8 +324,15 @@ class AzureBackend(Backend):
         async for info in merge_listing(name, self._pages(name)):
             yield info
 
-    async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
-        prefix = self.layout.dir_prefix(name)
+    async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """`_list` with ``prefix`` given to the service (``name_starts_with``); the Blob service has no start
+        key, so the entries up to ``start_after`` are dropped here (the prefix still narrows what comes)."""
+        async for info in merge_listing(name, self._pages(name, prefix, start_after), missing_if_empty=False):
+            yield info
+
+    async def _pages(self, name: str, narrow: str = "", start_after: str | None = None) -> AsyncIterator[ListingPage]:
+        directory = self.layout.dir_prefix(name)
+        prefix = directory + narrow
         token: str | None = None
         while True:
 
@@ -335,7 +344,9 @@ class AzureBackend(Backend):
                 page = ListingPage()
                 async for entries in pages:
                     async for entry in entries:
-                        relative = entry.name[len(prefix) :]
+                        relative = entry.name[len(directory) :]
+                        if start_after is not None and relative <= start_after:
+                            continue
                         if entry.name.endswith(DELIMITER) and not hasattr(entry, "size"):
                             page.directories.append(relative)
                         else:
@@ -378,8 +389,10 @@ class AzureBackend(Backend):
     async def _get(self, name: str, offset: int, size: int | None) -> bytes:
         """GET ``size`` bytes (None: to the end) from ``offset`` >= 0; past the end is empty.
 
-        Each range of at most 4 MiB comes with the service's MD5 of it, which the SDK checks; a body that
-        breaks off or fails the check is fetched again (``retry``).
+        Each range of at most 4 MiB comes with the service's MD5 of it, which is checked; a body that
+        breaks off or fails the check is fetched again (``retry``). One request of a range (the ranges of a
+        big load) is checked here, a big body on a thread, so the loop goes on receiving the other ranges
+        meanwhile; the SDK checks the requests of a longer read, on the event loop.
         """
         blob = self._blob(name)
 
@@ -388,12 +401,34 @@ class AzureBackend(Backend):
             data: bytes = await downloader.readall()
             return data
 
+        async def get_checked() -> bytes:
+            replies: builtins.list[Any] = []
+            downloader = await blob.download_blob(
+                offset=offset,
+                length=size,
+                max_concurrency=1,
+                headers={"x-ms-range-get-content-md5": "true"},
+                raw_response_hook=lambda pipeline: replies.append(pipeline.http_response),
+            )
+            data = b"".join([chunk async for chunk in downloader.chunks()])  # one request: its body, uncopied
+            await self._check_md5(name, data, replies[-1].headers.get("Content-MD5") if replies else None)
+            return data
+
         try:
-            return await self._call(name, get)
+            return await self._call(name, get_checked if size is not None and 0 < size <= _MD5_RANGE else get)
         except BackendError as exc:
             if status_of(exc) == 416:  # the range starts at or past the end (so the blob exists)
                 return b""
             raise
+
+    async def _check_md5(self, name: str, data: bytes, expected: str | None) -> None:
+        """Raise ``IntegrityError`` unless ``data``'s MD5 is ``expected`` (the base64 ``Content-MD5``)."""
+        digest = md5(data) if len(data) < _OFFLOAD_AT else await self._offloader.run(md5, data)
+        if expected is None or base64.b64decode(expected) != digest:
+            raise IntegrityError(
+                f"{name}: the data does not match the MD5 the service sent ({base64.b64encode(digest).decode()} != "
+                f"{expected})"
+            )
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """GET the value or a range of it (a range from the end needs the size first)."""

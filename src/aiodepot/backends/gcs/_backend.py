@@ -47,10 +47,15 @@ __all__ = ["GcsBackend"]
 logger = logging.getLogger("aiodepot.backends.gcs")
 
 T = TypeVar("T")
+OCTETS = "application/octet-stream"
 KiB = 1024
 MiB = 1024 * KiB
 CHUNK_GRAIN = 256 * KiB
 """Every chunk of a resumable upload but the last is a multiple of this (GCS's rule)."""
+COMPOSITE_THRESHOLD = 150 * MiB
+"""Values bigger than this go up as a parallel composite upload by default (``gcloud storage``'s threshold)."""
+MAX_COMPOSE = 32
+"""The most source objects one ``compose`` request takes."""
 ADC_FILE = os.path.join("~", ".config", "gcloud", "application_default_credentials.json")
 """Where ``gcloud auth application-default login`` leaves the user's credentials."""
 
@@ -99,19 +104,23 @@ class GcsBackend(Backend):
         retry: how often a request that lost its connection or got a 408/429/5xx is tried again, and a
             GET whose body broke off (default ``default_retry``: 5 attempts, 0.1 s doubling up to 2 s).
         limits: ``connections``: the pool, and the store's default for bulk calls (default 32);
-            ``threads``: for checksums of big values (default 4).
+            ``parts``: parts of a composite upload in flight (default 8); ``threads``: for checksums of big
+            values (default 4).
         timeouts: ``connect`` (default 10 s) and ``read`` (for data on a connection, default 60 s).
         part_size: range size of parallel loads and chunk size of resumable uploads (a multiple of
             256 KiB; default 8 MiB).
         resumable_threshold: values bigger than this go up as resumable uploads in ``part_size`` chunks
             (default: ``part_size``); smaller ones in one request.
+        composite_threshold: values in memory bigger than this go up as parallel parts (``limits.parts`` in
+            flight), each an object of its own with its CRC32C, joined by one ``compose`` (default 150 MiB, as
+            ``gcloud storage``; 0: never). See "Parallel composite uploads" in the docs before you lower it.
         list_page_size: objects per listing request (GCS returns at most 1000).
         permissions: a permission map, shortcut name or JSON (see [`aiodepot.permissions`][aiodepot.permissions]).
     """
 
     default_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=5, backoff=0.1, multiplier=2.0, cap=2.0, jitter=0.5)
     """The retry policy without ``retry=``."""
-    default_limits: ClassVar[Limits] = Limits(connections=32, threads=4, parts=1)
+    default_limits: ClassVar[Limits] = Limits(connections=32, threads=4, parts=8)
     """The limits that ``limits=`` leaves ``None``."""
     default_timeouts: ClassVar[Timeouts] = Timeouts(connect=10.0, read=60.0)
     """The timeouts that ``timeouts=`` leaves ``None``."""
@@ -141,6 +150,7 @@ class GcsBackend(Backend):
         timeouts: Timeouts | None = None,
         part_size: int | None = None,
         resumable_threshold: int | None = None,
+        composite_threshold: int = COMPOSITE_THRESHOLD,
         list_page_size: int = 1000,
         permissions: str | dict[str, str] | None = None,
     ) -> None:
@@ -170,6 +180,9 @@ class GcsBackend(Backend):
             preferred_concurrency=self.limits.connections, part_size=part_size or type(self).capabilities.part_size
         )
         self.resumable_threshold = resumable_threshold or self.capabilities.part_size
+        if not isinstance(composite_threshold, int) or composite_threshold < 0:
+            raise ValueError(f"composite_threshold must be an int >= 0, got {composite_threshold!r}")
+        self.composite_threshold = composite_threshold
         self.list_page_size = min(list_page_size, 1000)
         self._api = (self.endpoint or "https://storage.googleapis.com") + "/storage/v1/b/" + quote(bucket, safe="")
         self._upload_api = (
@@ -270,11 +283,13 @@ class GcsBackend(Backend):
         return await self._call(name, once)
 
     async def _list_page(
-        self, name: str, prefix: str, count: int, *, delimiter: bool, token: str = ""
+        self, name: str, prefix: str, count: int, *, delimiter: bool, token: str = "", start: str = ""
     ) -> dict[str, Any]:
         params = {"prefix": prefix, "maxResults": str(count)}
         if delimiter:
             params["delimiter"] = DELIMITER
+        if start:
+            params["startOffset"] = start
         if token:
             params["pageToken"] = token
         return await self._call(
@@ -423,19 +438,42 @@ class GcsBackend(Backend):
         async for info in merge_listing(name, self._pages(name)):
             yield info
 
-    async def _pages(self, name: str) -> AsyncIterator[ListingPage]:
-        prefix = self.layout.dir_prefix(name)
+    async def _list_range(self, name: str, prefix: str, start_after: str | None) -> AsyncIterator[ItemInfo]:
+        """`_list` with ``prefix`` and ``startOffset`` given to the service (GCS lists in name order).
+
+        ``startOffset`` is inclusive and ``start_after`` is not: the service starts at ``start_after``'s key
+        and the one entry of that very key is dropped here.
+        """
+        async for info in merge_listing(name, self._pages(name, prefix, start_after), missing_if_empty=False):
+            yield info
+
+    async def _pages(self, name: str, narrow: str = "", start_after: str | None = None) -> AsyncIterator[ListingPage]:
+        # fake-gcs-server gives every page all the prefixes of the whole listing: a prefix is passed on once,
+        # with the first page whose objects reach it (the merge needs pages in key order), or with the last
+        directory = self.layout.dir_prefix(name)
+        start = directory + start_after if start_after else ""
         token = ""
+        seen: set[str] = set()
+        waiting: set[str] = set()
         while True:
-            page = await self._list_page(name, prefix, self.list_page_size, delimiter=True, token=token)
-            yield ListingPage(
-                files=[
-                    (item["name"][len(prefix) :], int(item.get("size", 0)), _mtime(item.get("updated")))
-                    for item in page.get("items", ())
-                ],
-                directories=[entry[len(prefix) :] for entry in page.get("prefixes", ())],
+            page = await self._list_page(
+                name, directory + narrow, self.list_page_size, delimiter=True, token=token, start=start
             )
             token = page.get("nextPageToken") or ""
+            files = [
+                (item["name"][len(directory) :], int(item.get("size", 0)), _mtime(item.get("updated")))
+                for item in page.get("items", ())
+            ]
+            reached = max((entry[0] for entry in files), default="") if token else None
+            waiting.update(prefix[len(directory) :] for prefix in page.get("prefixes", ()))
+            waiting -= seen
+            directories = sorted(entry for entry in waiting if reached is None or entry <= reached)
+            seen.update(directories)
+            waiting.difference_update(directories)
+            if start_after:
+                files = [entry for entry in files if entry[0] > start_after]
+                directories = [entry for entry in directories if entry > start_after]
+            yield ListingPage(files=files, directories=directories)
             if not token:
                 return
 
@@ -599,7 +637,9 @@ class GcsBackend(Backend):
         """One upload, or a resumable upload in ``part_size`` chunks above ``resumable_threshold``;
         ``replace=False`` sends ``ifGenerationMatch=0``, so the service decides."""
         key = self.layout.key(name)
-        if len(value) > self.resumable_threshold:
+        if self.composite_threshold and len(value) > self.composite_threshold:
+            done = await self._composite(name, key, memoryview(value), replace=replace)
+        elif len(value) > self.resumable_threshold:
             view = memoryview(value)
             step = self.capabilities.part_size
 
@@ -612,6 +652,79 @@ class GcsBackend(Backend):
             done = await self._upload(name, key, value, replace=replace)
         if not done:
             self._refuse_replace(name)
+
+    async def _composite(self, name: str, key: str, view: memoryview, *, replace: bool) -> bool:
+        """A parallel composite upload: at most ``MAX_COMPOSE`` parts of at least ``part_size`` bytes, each
+        uploaded as an object of its own with its CRC32C (``limits.parts`` in flight), then one ``compose``
+        into ``key`` whose CRC32C must be the value's. The part objects (``.tmp`` names, never listed) are
+        deleted afterwards, whether it worked or not. ``replace=False`` sends ``ifGenerationMatch=0`` with the
+        compose, after a look at the key (fake-gcs-server ignores the precondition there). False: an object
+        was there."""
+        if not replace and await self._metadata(name, key) is not None:
+            return False
+        size = len(view)
+        step = max(self.capabilities.part_size, -(-size // MAX_COMPOSE))
+        spans = [(start, min(step, size - start)) for start in range(0, size, step)]
+        token = os.urandom(6).hex()
+        part_keys = [f"{key}.{token}-{i:02d}.tmp" for i in range(len(spans))]
+        whole = asyncio.ensure_future(self._offloader.run(crc32c_b64, view))  # on a thread, while parts go up
+
+        async def send(index: int) -> None:
+            start, length = spans[index]
+            await self._upload(name, part_keys[index], view[start : start + length], replace=True)
+
+        try:
+            await run_bounded(range(len(spans)), send, max_concurrency=self.limits.parts or 1)
+            crc = await whole
+            return await self._compose(name, key, part_keys, crc, size, replace=replace)
+        finally:
+            whole.cancel()
+            await asyncio.shield(self._delete_parts(name, part_keys))
+
+    async def _compose(
+        self, name: str, key: str, sources: builtins.list[str], crc: str, size: int, *, replace: bool
+    ) -> bool:
+        """``compose`` ``sources`` into ``key`` and check the result's CRC32C (a damaged result is deleted)."""
+        params = {} if replace else {"ifGenerationMatch": "0"}
+        body = {"sourceObjects": [{"name": source} for source in sources], "destination": {"contentType": OCTETS}}
+        attempts = 0
+
+        async def once() -> dict[str, Any]:
+            nonlocal attempts
+            attempts += 1
+            response = await self._request(
+                "POST", f"{self._media_url(key)}/compose", params=dict(params), json_body=body
+            )
+            async with response:
+                stored: dict[str, Any] = await response.json(content_type=None)
+            return stored
+
+        try:
+            stored = await self._call(name, once)
+        except BackendError as exc:
+            if replace or not is_precondition_failure(exc):
+                raise
+            # after a retry the object there may be our own first compose, whose reply was lost
+            return attempts > 1 and await self._is_ours(name, key, crc, size)
+        try:
+            check_stored(name, "compose", crc, stored.get("crc32c"))
+        except IntegrityError:
+            await asyncio.shield(self._drop_damaged(name, key, str(stored.get("generation", ""))))
+            raise
+        return True
+
+    async def _delete_parts(self, name: str, keys: builtins.list[str]) -> None:
+        """Delete the part objects of a composite upload (those never uploaded are 404s), swallowing errors."""
+
+        async def delete(key: str) -> None:
+            try:
+                await self._delete_key(key, name)
+            except ObjectNotFound:
+                pass
+            except StoreError as exc:
+                logger.warning("gs %s: a part object of a composite upload was left behind: %s", name, exc)
+
+        await run_bounded(keys, delete, max_concurrency=self.limits.parts or 1)
 
     async def _store_chunks(self, name: str, chunks: AsyncIterable[bytes], size: int | None, *, replace: bool) -> None:
         """One upload if the stream ends within ``resumable_threshold``, else a resumable upload whose chunks
