@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import datetime
 import functools
+import io
 import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -404,22 +405,24 @@ class StoreBase:
         raise BackendError(f"{nested} kept changing while it was loaded in parts")
 
     async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
-        buffer = bytearray(end - offset)
-        buffer[:part] = first
-        spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
-        short_at = end  # where the value turned out to end, if it shrank meanwhile
+        """The ranges after ``first``, each loaded into its place in one buffer (``load_into``: a backend
+        that can receives straight into it), returned without a copy."""
+        buffer = _Buffer(end - offset)
+        with buffer.view() as view:
+            view[:part] = first
+            spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
+            short_at = end  # where the value turned out to end, if it shrank meanwhile
 
-        async def fetch(span: tuple[int, int]) -> None:
-            nonlocal short_at
-            start, length = span
-            async with self.budget.reserve(length):
-                data = await self._calls.load(nested, offset=start, size=length)
-                buffer[start - offset : start - offset + len(data)] = data
-            if len(data) < length:
-                short_at = min(short_at, start + len(data))
+            async def fetch(span: tuple[int, int]) -> None:
+                nonlocal short_at
+                start, length = span
+                async with self.budget.reserve(length):
+                    got = await self._calls.load_into(nested, start, view[start - offset : start - offset + length])
+                if got < length:
+                    short_at = min(short_at, start + got)
 
-        await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
-        return bytes(buffer) if short_at == end else bytes(buffer[: short_at - offset])
+            await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
+        return buffer.value(short_at - offset)
 
     @operation
     async def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:
@@ -753,3 +756,31 @@ def check_range(offset: object, size: object) -> None:
         raise TypeError(f"offset must be an int, got {offset!r}")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ValueError(f"size must be None or an int >= 0, got {size!r}")
+
+
+class _Buffer:
+    """A zero-filled buffer of ``size`` bytes that is written through a memoryview and then becomes a
+    ``bytes`` object without a copy (``io.BytesIO`` hands over its storage when no view is left)."""
+
+    __slots__ = ("_io",)
+
+    def __init__(self, size: int) -> None:
+        self._io = io.BytesIO()
+        if size:
+            self._io.seek(size - 1)
+            self._io.write(b"\0")
+
+    def view(self) -> memoryview:
+        """A writable view of the whole buffer; release it (``with``) before `value`."""
+        return self._io.getbuffer()
+
+    def value(self, size: int) -> bytes:
+        """The first ``size`` bytes (a copy only if a view is still alive)."""
+        try:
+            self._io.truncate(size)
+        except BufferError:  # a view is still alive: the storage cannot be handed over
+            with self._io.getbuffer() as view:
+                return bytes(view[:size])
+        value = self._io.getvalue()
+        self._io = io.BytesIO()
+        return value
