@@ -765,10 +765,9 @@ class _Buffer:
     __slots__ = ("_io",)
 
     def __init__(self, size: int) -> None:
-        self._io = io.BytesIO()
-        if size:
-            self._io.seek(size - 1)
-            self._io.write(b"\0")
+        # bytes(size) is calloc'ed: its pages are mapped (zero) when first written, not zero-filled here; a
+        # BytesIO that holds the only reference to its initial bytes writes into them without a copy
+        self._io = io.BytesIO(bytes(size))
 
     def view(self) -> memoryview:
         """A writable view of the whole buffer; release it (``with``) before `value`."""

@@ -31,7 +31,7 @@ from ...items import ItemInfo
 from ...names import temp_name, validate_backend_name
 from ..base import Backend, Capabilities
 from ..options import Limits, RetryPolicy, Timeouts, never_reached
-from ._connection import DataConnection, Download, Pool, close_client, closed, item_info, mlsx_entry
+from ._connection import Client, DataConnection, Download, Pool, close_client, closed, item_info, mlsx_entry
 from ._errors import is_lost, is_missing, reply, translate
 
 __all__ = ["FtpBackend"]
@@ -182,8 +182,8 @@ class FtpBackend(Backend):
 
     async def _connect(self) -> aioftp.Client:
         """A new control connection: connect, TLS, log in, binary mode; the first one checks ``FEAT``."""
-        client = aioftp.Client(
-            socket_timeout=self.timeouts.read,
+        client = Client(
+            reply_timeout=self.timeouts.read,
             connection_timeout=self.timeouts.connect,
             passive_commands=("epsv", "pasv"),
         )
