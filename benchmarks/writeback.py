@@ -1,7 +1,8 @@
 """Write-back: many small values stored one call after another, then made durable — through a
 [`WriteBack`][aiodepot.layers.WriteBack] layer (memory backlog) plus one ``flush()``, against direct stores.
 
-Contenders, on a ``file://`` directory and on S3 (a local moto server):
+Contenders, on a ``file://`` directory, on S3 (a local moto server) and on FTP (a local pyftpdlib server,
+as the tests start it; ``examples/ftp_store.py`` is the same comparison as a script):
 
 - aiodepot WriteBack + flush: a ``store()`` loop into the memory backlog (a background flush starts when
   half of ``max_items`` is reached), then ``flush()``; the time is until everything is durable in the store.
@@ -9,7 +10,9 @@ Contenders, on a ``file://`` directory and on S3 (a local moto server):
 - direct store_many: one bulk call with the same concurrency the flush uses (what a program that can
   batch its writes itself would do).
 
-moto closes every connection after one response, so the S3 figures compare the clients under that bound.
+moto closes every connection after one response, so the S3 figures compare the clients under that bound;
+pyftpdlib is one single-threaded Python process, and the ftp backend's pool has 4 connections (one
+operation each at a time), so the FTP figures compare the clients under those bounds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiodepot import Limits, Store
@@ -100,10 +104,23 @@ def s3(count: int, size: int) -> dict[str, float]:
         server.stop()
 
 
+def ftp(count: int, size: int) -> dict[str, float]:
+    from tests.servers.ftp import ftp_server
+
+    runs = iter(range(100))
+
+    with tempfile.TemporaryDirectory(prefix="aiodepot-bench-") as root, ftp_server(Path(root)) as server:
+
+        def make(**options: Any) -> Store:
+            return Store(server.url(f"run{next(runs)}"), config=CONFIG, max_concurrency=CONCURRENCY, **options)
+
+        return asyncio.run(_contenders(make, count, size))
+
+
 def run(count: int = 10_000, size: int = 4096) -> list[Row]:
     """Run the scenario: one row per backend and contender."""
     rows = []
-    for where, runner in (("file://", posixfs), ("s3 moto", s3)):
+    for where, runner in (("file://", posixfs), ("s3 moto", s3), ("ftp pyftpdlib", ftp)):
         scenario = f"write-back {where} {count} x {size // 1024} KiB"
         times = runner(count, size)
         acknowledged = times.pop("acknowledged")

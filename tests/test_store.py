@@ -11,6 +11,7 @@ import pytest
 import aiodepot
 from aiodepot import BackendURLInvalid, Store
 from aiodepot.backends.memory import MemoryBackend
+from aiodepot.layers.views import ReadOnly, WriteOnly
 
 
 def test_needs_exactly_one_of_url_and_backend() -> None:
@@ -142,6 +143,50 @@ async def test_big_loads_go_as_parallel_ranges() -> None:
         assert backend.loads == [(0, 1000)]  # one request, as a plain load
         assert await store.load("big", offset=-10) == payload[-10:]  # from the end: one plain request
         assert await store.load("big", offset=10_000, size=5000) == payload[10_000:]  # short at the end
+    await store.destroy()
+
+
+class IntoMemory(RangedMemory):
+    """A ranged memory backend that receives ranges into the caller's buffer, and counts those."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.into: list[tuple[int, int]] = []
+
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        self.into.append((offset, len(buffer)))
+        data = await self._load(name, offset, len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+async def test_ranges_go_into_one_buffer_where_the_backend_can() -> None:
+    backend = IntoMemory(uuid.uuid4().hex)
+    store = Store(backend=backend)
+    payload = bytes(range(251)) * 10  # 2510 bytes: a probe of 1000, then two ranges into the buffer
+    await store.create()
+    async with store:
+        await store.store("big", payload)
+        backend.loads.clear()
+        assert await store.load("big") == payload
+        assert backend.loads == [(0, 1000)] and sorted(backend.into) == [(1000, 1000), (2000, 510)]
+        assert store.stats["backend_load_calls"] >= 3  # the meter counts the ranges as loads
+        # a layer that forwards load forwards load_into; one with a load of its own loads with it
+        buffer = bytearray(100)
+        assert await ReadOnly(backend).load_into("big", 5, buffer) == 100 and buffer == payload[5:105]
+        assert backend.into[-1] == (5, 100)
+        with pytest.raises(aiodepot.PermissionDenied):
+            await WriteOnly(backend).load_into("big", 5, buffer)
+        # the default (load and copy) where a backend has no _load_into, through a layer that changes loads
+        plain = MemoryBackend(uuid.uuid4().hex)
+        await plain.create()
+        async with plain:
+            await plain.store("x", payload)
+            buffer = bytearray(100)
+            assert await plain.load_into("x", 2500, buffer) == 10 and buffer[:10] == payload[2500:]
+            assert await plain.load_into("x", 5000, buffer) == 0
+            with pytest.raises(ValueError):
+                await plain.load_into("x", -1, buffer)
     await store.destroy()
 
 

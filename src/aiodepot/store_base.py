@@ -17,6 +17,7 @@ import asyncio
 import builtins
 import datetime
 import functools
+import io
 import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from . import hashing
 from .backends import backend_from_url, normalize_url
-from .backends.base import NOT_OPEN_MESSAGE, Backend
+from .backends.base import Backend
 from .errors import (
     BackendError,
     InvalidName,
@@ -236,7 +237,7 @@ class StoreBase:
 
     def _require_open(self) -> None:
         if not self.backend.opened:
-            raise StoreNotOpen(NOT_OPEN_MESSAGE)
+            raise StoreNotOpen("the store is not open: call open() or use 'async with store'")
 
     async def create(self, *, remember_layout: bool = True) -> None:
         """Initialize the storage (an empty existing directory is accepted); see [`destroy`][aiodepot.Store.destroy].
@@ -404,21 +405,24 @@ class StoreBase:
         raise BackendError(f"{nested} kept changing while it was loaded in parts")
 
     async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
-        # The parts are joined once at the end: one copy of the value, where a preallocated buffer costs
-        # its zeroing, a copy in and a copy out to bytes.
-        spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
+        """The ranges after ``first``, each loaded into its place in one buffer (``load_into``: a backend
+        that can receives straight into it), returned without a copy."""
+        buffer = _Buffer(end - offset)
+        with buffer.view() as view:
+            view[:part] = first
+            spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
+            short_at = end  # where the value turned out to end, if it shrank meanwhile
 
-        async def fetch(span: tuple[int, int]) -> bytes:
-            start, length = span
-            async with self.budget.reserve(length):
-                return await self._calls.load(nested, offset=start, size=length)
+            async def fetch(span: tuple[int, int]) -> None:
+                nonlocal short_at
+                start, length = span
+                async with self.budget.reserve(length):
+                    got = await self._calls.load_into(nested, start, view[start - offset : start - offset + length])
+                if got < length:
+                    short_at = min(short_at, start + got)
 
-        parts: builtins.list[bytes] = [first, *await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)]
-        for index, (_, length) in enumerate(spans, start=1):
-            if len(parts[index]) < length:  # the value shrank meanwhile: it ends there
-                del parts[index + 1 :]
-                break
-        return b"".join(parts)
+            await run_bounded(spans, fetch, max_concurrency=self.max_concurrency)
+        return buffer.value(short_at - offset)
 
     @operation
     async def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:
@@ -752,3 +756,30 @@ def check_range(offset: object, size: object) -> None:
         raise TypeError(f"offset must be an int, got {offset!r}")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ValueError(f"size must be None or an int >= 0, got {size!r}")
+
+
+class _Buffer:
+    """A zero-filled buffer of ``size`` bytes that is written through a memoryview and then becomes a
+    ``bytes`` object without a copy (``io.BytesIO`` hands over its storage when no view is left)."""
+
+    __slots__ = ("_io",)
+
+    def __init__(self, size: int) -> None:
+        # bytes(size) is calloc'ed: its pages are mapped (zero) when first written, not zero-filled here; a
+        # BytesIO that holds the only reference to its initial bytes writes into them without a copy
+        self._io = io.BytesIO(bytes(size))
+
+    def view(self) -> memoryview:
+        """A writable view of the whole buffer; release it (``with``) before `value`."""
+        return self._io.getbuffer()
+
+    def value(self, size: int) -> bytes:
+        """The first ``size`` bytes (a copy only if a view is still alive)."""
+        try:
+            self._io.truncate(size)
+        except BufferError:  # a view is still alive: the storage cannot be handed over
+            with self._io.getbuffer() as view:
+                return bytes(view[:size])
+        value = self._io.getvalue()
+        self._io = io.BytesIO()
+        return value

@@ -270,3 +270,50 @@ async def test_server_without_rfc3659(tmp_path: Path, without: str) -> None:
         with pytest.raises(NotSupported) as caught:
             await backend.create()
         assert ("MLST" if "MLST" in without else "REST STREAM") in _one_line(caught.value)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ftp", "ftps"])
+async def test_ranged_loads_into_one_buffer_are_exact(ftpd: FtpServer, ftpsd: FtpServer, tls: bool) -> None:
+    server = ftpsd if tls else ftpd
+    backend = FtpBackend.from_url(server.url(f"store{next(_counter)}"), **server.options())
+    store = Store(backend=backend, config=CONFIG)
+    part = backend.capabilities.part_size
+    value = bytes(range(251)) * ((2 * part + 12345) // 251)  # three ranges; a prime period shows misplaced bytes
+    await store.create()
+    async with store:
+        name = "data/" + key(1)
+        await store.store(name, value)
+        assert await store.load(name) == value  # the probe, then the other ranges straight into one buffer
+        assert await store.load(name, offset=part - 7, size=part + 100) == value[part - 7 : 2 * part + 93]
+        assert await store.load(name, offset=len(value) - part - 5, size=2 * part) == value[-part - 5 :]
+    await store.destroy()
+
+
+async def test_load_into_and_a_healthy_pool_after_cut_transfers(ftpd: FtpServer, ftpsd: FtpServer) -> None:
+    for server in (ftpd, ftpsd):
+        backend = FtpBackend.from_url(
+            server.url(f"store{next(_counter)}"), limits=Limits(connections=1), **server.options()
+        )
+        await backend.create()
+        async with backend:
+            value = bytes(range(251)) * 4000  # about 1 MiB: the server is still sending when a range is full
+            await backend.store("ns/item", value)
+            (connection,) = backend._pool._idle
+            buffer = bytearray(5000)
+            for offset in (0, 1, 250_000, len(value) - 5000):
+                assert await backend.load_into("ns/item", offset, buffer) == 5000
+                assert buffer == value[offset : offset + 5000]
+            assert await backend.load_into("ns/item", len(value) - 100, buffer) == 100  # short at the end
+            assert buffer[:100] == value[-100:]
+            assert await backend.load_into("ns/item", len(value) + 10, buffer) == 0  # past the end
+            assert await backend.load_into("ns/item", 0, bytearray()) == 0
+            with pytest.raises(ObjectNotFound):
+                await backend.load_into("ns/missing", 0, buffer)
+            for size in (1, 4096, 300_000):
+                assert await backend.load("ns/item", offset=3, size=size) == value[3 : 3 + size]  # cut downloads
+            # one connection served every cut transfer above and is still in step
+            assert await backend.load("ns/item") == value
+            assert [info.name async for info in backend.list("ns")] == ["item"]
+            assert backend._pool._idle == [connection]  # never dropped and replaced
+            await backend.delete("ns/item")
+        await backend.destroy()

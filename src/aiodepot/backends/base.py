@@ -360,6 +360,29 @@ class Backend(abc.ABC):
         self._check_load(name, size)
         return await self._load(name, offset, size)
 
+    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+        """Read up to ``len(buffer)`` bytes of ``name`` from ``offset`` (``>= 0``) into ``buffer``; return how
+        many were read (fewer at the end of the value).
+
+        What a ranged load of a big value uses to put each range in its place in one buffer. A backend
+        that can receive straight into the buffer implements ``_load_into``; elsewhere this is `load` of
+        the range and a copy.
+        """
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0 for load_into, got {offset}")
+        view = memoryview(buffer).cast("B")
+        if type(self)._load_into is Backend._load_into:
+            data = await self.load(name, offset=offset, size=len(view))
+            view[: len(data)] = data
+            return len(data)
+        self._check_load(name, len(view))
+        return await self._load_into(name, offset, view)
+
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Fill ``buffer`` from ``offset``; implemented by backends that receive into a buffer (see
+        `load_into`)."""
+        raise NotImplementedError
+
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Write ``value`` under ``name`` atomically; keep no reference to ``value`` after returning.
 

@@ -132,6 +132,13 @@ class Layer(Wrapper):
         """Forwarded."""
         return await self.inner.load(name, offset=offset, size=size)
 
+    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+        """Forwarded by a layer that forwards ``load``; a layer with a ``load`` of its own (one that changes
+        the values or where they come from) loads the range with it and copies it."""
+        if type(self).load is not Layer.load:
+            return await super().load_into(name, offset, buffer)
+        return await self.inner.load_into(name, offset, buffer)
+
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Forwarded."""
         await self.inner.store(name, value, if_absent=if_absent)

@@ -41,6 +41,12 @@ class Meter(Layer):
         self.stats.add_call("backend_load_calls", "backend_load_volume", len(data))
         return data
 
+    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+        """Counted as `load`: one load and its bytes."""
+        count = await self.inner.load_into(name, offset, buffer)
+        self.stats.add_call("backend_load_calls", "backend_load_volume", count)
+        return count
+
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Counted: one store and its bytes."""
         await self.inner.store(name, value, if_absent=if_absent)

@@ -31,7 +31,7 @@ from ...items import ItemInfo
 from ...names import temp_name, validate_backend_name
 from ..base import Backend, Capabilities
 from ..options import Limits, RetryPolicy, Timeouts, never_reached
-from ._connection import DataConnection, Pool, close_client, closed, item_info, mlsx_entry
+from ._connection import Client, DataConnection, Download, Pool, close_client, closed, item_info, mlsx_entry
 from ._errors import is_lost, is_missing, reply, translate
 
 __all__ = ["FtpBackend"]
@@ -182,8 +182,8 @@ class FtpBackend(Backend):
 
     async def _connect(self) -> aioftp.Client:
         """A new control connection: connect, TLS, log in, binary mode; the first one checks ``FEAT``."""
-        client = aioftp.Client(
-            socket_timeout=self.timeouts.read,
+        client = Client(
+            reply_timeout=self.timeouts.read,
             connection_timeout=self.timeouts.connect,
             passive_commands=("epsv", "pasv"),
         )
@@ -240,6 +240,39 @@ class FtpBackend(Backend):
             raise
         assert self.timeouts.read is not None
         return DataConnection(client, reader, writer, self.timeouts.read)
+
+    async def _download(
+        self,
+        client: aioftp.Client,
+        path: str,
+        offset: int,
+        *,
+        target: memoryview | None = None,
+        limit: int | None = None,
+    ) -> Download:
+        """Open a passive data connection, put a [`Download`][aiodepot.backends.ftp._connection.Download] on
+        it, and start ``RETR path`` (after ``REST offset`` if given)."""
+        host, port = await self._passive(client)
+        _, writer = await client._open_connection(host, port)  # resumes the control's TLS session
+        assert self.timeouts.read is not None
+        download = Download(writer, target, limit, self.timeouts.read)
+        try:
+            if offset:
+                await client.command(f"REST {offset}", "350")
+            await client.command("RETR " + path, "1xx")
+        except BaseException:
+            download.abort()
+            raise
+        return download
+
+    async def _retrieve(self, client: aioftp.Client, download: Download) -> None:
+        """Wait for a download to complete (or end), then close it and read the transfer's final reply."""
+        try:
+            await download.wait()
+        except BaseException:
+            download.abort()
+            raise
+        await download.finish(client)
 
     async def _passive(self, client: aioftp.Client) -> tuple[str, int]:
         if self._epsv:
@@ -477,16 +510,46 @@ class FtpBackend(Backend):
             if size == 0:
                 await self._size(client, path)  # a missing item still raises
                 return b""
-            try:
-                data = await self._data(client, "RETR " + path, start)
-            except aioftp.StatusCodeError as exc:
-                # REST past the end of the file: the range is empty
-                if start and reply(exc)[0] == "554" and start >= await self._size(client, path):
-                    return b""
-                raise
-            return await self._receive(data, size)
+            download = await self._start_download(client, path, start, limit=size)
+            if download is None:
+                return b""
+            await self._retrieve(client, download)
+            return download.value()
 
         return await self._run(name, op)
+
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """``RETR`` from ``offset`` straight into ``buffer`` (the socket reads into it: no copy)."""
+        path = self._path(name)
+
+        async def op(client: aioftp.Client) -> int:
+            if not buffer:
+                await self._size(client, path)  # a missing item still raises
+                return 0
+            download = await self._start_download(client, path, offset, target=buffer)
+            if download is None:
+                return 0
+            await self._retrieve(client, download)
+            return download.received
+
+        return await self._run(name, op)
+
+    async def _start_download(
+        self,
+        client: aioftp.Client,
+        path: str,
+        offset: int,
+        *,
+        target: memoryview | None = None,
+        limit: int | None = None,
+    ) -> Download | None:
+        """`_download`; None where ``offset`` is past the end of the file (the range is empty)."""
+        try:
+            return await self._download(client, path, offset, target=target, limit=limit)
+        except aioftp.StatusCodeError as exc:
+            if offset and reply(exc)[0] == "554" and offset >= await self._size(client, path):
+                return None
+            raise
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """``STOR`` a temp file beside the item, then rename it over the item."""
