@@ -30,7 +30,7 @@ from xml.etree import ElementTree
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
-from botocore.auth import S3SigV4Auth  # type: ignore[import-untyped]
+from botocore.auth import S3SigV4Auth, _host_from_url  # type: ignore[import-untyped]
 from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, FlexibleChecksumError  # type: ignore[import-untyped]
 from yarl import URL
@@ -198,6 +198,7 @@ class DirectS3:
         self.retry = retry
         self._http = http
         self._secure = base_url.startswith("https:")
+        self._host: str = _host_from_url(base_url)  # as the signer would find it, once rather than twice a request
         self._proxy: str | None = http._proxy_config.proxy_url_for(base_url)
         self._proxy_headers: Mapping[str, str] = http._proxy_config.proxy_headers_for(base_url)
         self._reached = reached
@@ -235,7 +236,7 @@ class DirectS3:
         """``operation`` on the bucket, answered as botocore's client method would (the fields the backend
         reads)."""
         key: str = params["Key"]
-        headers: dict[str, str] = {}
+        headers: dict[str, str] = {"host": self._host}
         body: bytes = b""
         query = ""
         payload: str | None = _EMPTY_SHA256
