@@ -1,7 +1,11 @@
 """Run the benchmark scenarios side by side, print a table and write JSON.
 
-``python -m benchmarks [--only NAME ...] [--quick] [--json PATH]``. The last column says how many times
-faster aiodepot is than each contender on the same operation (below 1: slower).
+``python -m benchmarks [--only NAME[,NAME...] ...] [--quick] [--json PATH]``. The column "aiodepot x faster"
+says how many times faster aiodepot is than each contender on the same operation (below 1: slower). Where a
+scenario measures CPU (s3, rest), "client CPU" is this process's CPU time (every thread, ``getrusage``) and
+"server CPU" the server process's (``/proc/<pid>/stat``), per operation or per MB; "bound" names the CPU that
+limited the run: the machine's (client + server used nearly every core), the client's (its CPU time about
+equals the wall time) or the server's.
 """
 
 from __future__ import annotations
@@ -82,25 +86,43 @@ def _speedups(rows: list[Row]) -> dict[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="scenarios to run (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        default=[],
+        metavar="NAME[,NAME...]",
+        help=f"scenarios to run (default: all): {', '.join(sorted(SCENARIOS))}",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"), help="output file")
     args = parser.parse_args()
+    only = [name for value in args.only for name in value.split(",") if name]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)} (choose from {', '.join(sorted(SCENARIOS))})")
 
     rows: list[Row] = []
-    for name in args.only or SCENARIOS:
+    for name in only or SCENARIOS:
         os.sync()  # the last scenario's dirty pages must not be written back during this one
         runner, full, quick = SCENARIOS[name]
         rows.extend(runner(**(quick if args.quick else full)))
 
     speedups = _speedups(rows)
+    with_cpu = any(row.client_cpu is not None for row in rows)
+    columns = ["scenario", "operation", "contender", "seconds", "note", "aiodepot x faster"]
+    if with_cpu:
+        columns += ["client CPU", "server CPU", "bound"]
+    right = {"seconds", "aiodepot x faster", "client CPU", "server CPU"}
     table = Table(title="aiodepot benchmarks")
-    for column in ("scenario", "operation", "contender", "seconds", "note", "aiodepot x faster"):
-        table.add_column(column, justify="right" if column in ("seconds", "aiodepot x faster") else "left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left")
     for i, row in enumerate(rows):
         speedup = f"{speedups[i]:.2f}" if i in speedups else ""
-        table.add_row(row.scenario, row.operation, row.contender, f"{row.seconds:.3f}", row.note, speedup)
-    Console(width=160).print(table)
+        cells = [row.scenario, row.operation, row.contender, f"{row.seconds:.3f}", row.note, speedup]
+        if with_cpu:
+            cells += [row.per_unit(row.client_cpu), row.per_unit(row.server_cpu), row.bound()]
+        table.add_row(*cells)
+    Console(width=220 if with_cpu else 160).print(table)
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
     meta = {"time": time.time(), "python": platform.python_version(), "machine": platform.machine()}

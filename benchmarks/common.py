@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import resource
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+CORES = os.cpu_count() or 1
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclasses.dataclass
@@ -17,6 +22,116 @@ class Row:
     contender: str
     seconds: float
     note: str = ""
+    client_cpu: float | None = None
+    """CPU seconds of the benchmark's process (every thread) during the measurement, if measured."""
+    server_cpu: float | None = None
+    """CPU seconds of the server's process during the measurement, if it runs in one of its own."""
+    work: float = 0.0
+    """How many ``unit`` the measurement did: the divisor of the CPU columns."""
+    unit: str = "op"
+    """``"op"`` (CPU shown in µs per op) or ``"MB"`` (ms per MB)."""
+    machine_cpu: float | None = None
+    """CPU seconds every process of the machine used during the measurement (``/proc/stat``)."""
+
+    def per_unit(self, cpu: float | None) -> str:
+        """``cpu`` seconds per unit of work, as the table shows it."""
+        if cpu is None or not self.work:
+            return ""
+        if self.unit == "MB":
+            return f"{cpu / self.work * 1e3:,.2f} ms/MB"
+        return f"{cpu / self.work * 1e6:,.0f} µs/{self.unit}"
+
+    def bound(self) -> str:
+        """Which CPU bounded the measurement: the client's event loop, or the whole machine."""
+        if self.client_cpu is None:
+            return ""
+        ours = self.client_cpu + (self.server_cpu or 0.0)
+        busy = max(ours, self.machine_cpu or 0.0)
+        if busy >= 0.8 * self.seconds * CORES:
+            others = busy - ours
+            shared = f", others {others / self.seconds:.1f}" if others >= 0.1 * self.seconds else ""
+            return f"machine CPU ({busy / self.seconds:.1f}/{CORES} cores busy{shared})"
+        if self.client_cpu >= 0.85 * self.seconds:
+            return f"client CPU ({self.client_cpu / self.seconds:.2f} core)"
+        if self.server_cpu is not None and self.server_cpu >= 0.85 * self.seconds:
+            return f"server CPU ({self.server_cpu / self.seconds:.2f} core)"
+        return ""
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used, from ``/proc/<pid>/stat``."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15 of the line
+
+
+def machine_cpu() -> float:
+    """CPU seconds every process of the machine has used (every core's non-idle time, ``/proc/stat``)."""
+    with open("/proc/stat") as stat:
+        fields = [int(field) for field in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / _TICKS  # user nice system idle iowait irq softirq steal
+
+
+def own_cpu() -> float:
+    """CPU seconds (user + system) this process has used, all threads."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclasses.dataclass
+class Usage:
+    """Wall time and CPU of one measured phase (see [`Meter`][benchmarks.common.Meter])."""
+
+    seconds: float = 0.0
+    client_cpu: float = 0.0
+    server_cpu: float | None = None
+    machine_cpu: float = 0.0
+
+
+class Meter:
+    """``with Meter(server_pid) as usage:`` measures wall time, this process's CPU and the server's."""
+
+    def __init__(self, server_pid: int | None = None) -> None:
+        self.server_pid = server_pid
+        self.usage = Usage()
+
+    def __enter__(self) -> Usage:
+        self._server = process_cpu(self.server_pid) if self.server_pid is not None else None
+        self._cpu = own_cpu()
+        self._machine = machine_cpu()
+        self._started = time.perf_counter()
+        return self.usage
+
+    def __exit__(self, *exc: object) -> None:
+        self.usage.seconds = time.perf_counter() - self._started
+        self.usage.client_cpu = own_cpu() - self._cpu
+        self.usage.machine_cpu = machine_cpu() - self._machine
+        if self.server_pid is not None and self._server is not None:
+            self.usage.server_cpu = process_cpu(self.server_pid) - self._server
+
+
+def measured(func: Callable[[], object], server_pid: int | None = None) -> Usage:
+    """Wall time and CPU of ``func()``."""
+    with Meter(server_pid) as usage:
+        func()
+    return usage
+
+
+def usage_row(scenario: str, operation: str, contender: str, usage: Usage, work: float, unit: str, note: str) -> Row:
+    """A row with the CPU columns filled from ``usage``."""
+    return Row(
+        scenario,
+        operation,
+        contender,
+        usage.seconds,
+        note,
+        client_cpu=usage.client_cpu,
+        server_cpu=usage.server_cpu,
+        machine_cpu=usage.machine_cpu,
+        work=work,
+        unit=unit,
+    )
 
 
 def timed(func: Callable[[], object]) -> float:

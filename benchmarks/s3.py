@@ -9,22 +9,22 @@ Every contender talks to the same ``python -m moto.server`` on loopback, each in
 - boto3: one call after the other (``put_object``/``get_object``; the big value as one PUT and one GET);
 - borgstore: its S3 backend (boto3), one call after the other.
 
-moto is a Python server that closes every connection after one response, so it bounds everybody's
-throughput; the figures compare the clients' overheads under that bound, not S3's speed.
+moto is a Python server, so it bounds everybody's throughput; the figures compare the clients' overheads
+under that bound, not S3's speed. moto runs in a process of its own: each row has the benchmark process's
+CPU time (the client's, every thread: obstore's Rust runtime included) and moto's, per item or per MB.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Row, names, timed
+from .common import Meter, Row, Usage, measured, names, usage_row
 
 MiB = 1024 * 1024
 CONCURRENCY = 32
@@ -33,17 +33,18 @@ UPLOAD_CONCURRENCY = 8
 CONFIG = {"data/": {"levels": [0]}}
 
 
-async def _timed_async(make: Callable[[], Awaitable[object]]) -> float:
-    started = time.perf_counter()
-    await make()
-    return time.perf_counter() - started
+async def _measured_async(make: Callable[[], Awaitable[object]], pid: int) -> Usage:
+    with Meter(pid) as usage:
+        await make()
+    return usage
 
 
-def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, float]:
+def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     value = os.urandom(size)
     items = names(count)
+    pid = server.process.pid
 
-    async def run() -> dict[str, float]:
+    async def run() -> dict[str, Usage]:
         store = Store(
             server.url(_bucket(), "aiodepot"),
             config=CONFIG,
@@ -57,13 +58,12 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, fl
         await store.create()
         async with store:
             times = {
-                "store": await _timed_async(lambda: store.store_many((name, value) for name in items)),
-                "load": await _timed_async(lambda: store.load_many(items)),
-                "store big": await _timed_async(lambda: store.store("data/big", big)),
+                "store": await _measured_async(lambda: store.store_many((name, value) for name in items), pid),
+                "load": await _measured_async(lambda: store.load_many(items), pid),
+                "store big": await _measured_async(lambda: store.store("data/big", big), pid),
             }
-            started = time.perf_counter()
-            loaded = await store.load("data/big")
-            times["load big"] = time.perf_counter() - started
+            with Meter(pid) as times["load big"]:
+                loaded = await store.load("data/big")
             assert loaded == big
         await store.destroy()
         return times
@@ -71,7 +71,7 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, fl
     return asyncio.run(run())
 
 
-def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, float] | None:
+def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
     try:
         import obstore
         from obstore.store import S3Store
@@ -91,8 +91,9 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, flo
     )
     value = os.urandom(size)
     keys = names(count)
+    pid = server.process.pid
 
-    async def run() -> dict[str, float]:
+    async def run() -> dict[str, Usage]:
         limit = asyncio.Semaphore(CONCURRENCY)
 
         async def put(key: str) -> None:
@@ -109,15 +110,15 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, flo
                 return bytes(await obstore.get_range_async(store, "data/big", start=start, length=PART))
 
         times = {
-            "store": await _timed_async(lambda: asyncio.gather(*(put(key) for key in keys))),
-            "load": await _timed_async(lambda: asyncio.gather(*(get(key) for key in keys))),
-            "store big": await _timed_async(
-                lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY)
+            "store": await _measured_async(lambda: asyncio.gather(*(put(key) for key in keys)), pid),
+            "load": await _measured_async(lambda: asyncio.gather(*(get(key) for key in keys)), pid),
+            "store big": await _measured_async(
+                lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY),
+                pid,
             ),
         }
-        started = time.perf_counter()
-        parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
-        times["load big"] = time.perf_counter() - started
+        with Meter(pid) as times["load big"]:
+            parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
         assert b"".join(parts) == big
         return times
 
@@ -126,7 +127,7 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, flo
     return times
 
 
-def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, float]:
+def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     client = _boto3_client(server)
     bucket = _bucket()
     client.create_bucket(Bucket=bucket)
@@ -147,12 +148,18 @@ def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str
     def read_big() -> None:
         assert client.get_object(Bucket=bucket, Key="data/big")["Body"].read() == big
 
-    times = {"store": timed(write), "load": timed(read), "store big": timed(write_big), "load big": timed(read_big)}
+    pid = server.process.pid
+    times = {
+        "store": measured(write, pid),
+        "load": measured(read, pid),
+        "store big": measured(write_big, pid),
+        "load big": measured(read_big, pid),
+    }
     _empty_bucket(server, bucket)
     return times
 
 
-def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, float] | None:
+def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
     try:
         from borgstore.store import Store as BorgStore
     except ImportError:
@@ -176,11 +183,12 @@ def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict
         def read_big() -> None:
             assert store.load("data/big") == big
 
+        pid = server.process.pid
         times = {
-            "store": timed(write),
-            "load": timed(read),
-            "store big": timed(lambda: store.store("data/big", big)),
-            "load big": timed(read_big),
+            "store": measured(write, pid),
+            "load": measured(read, pid),
+            "store big": measured(lambda: store.store("data/big", big), pid),
+            "load big": measured(read_big, pid),
         }
     store.destroy()
     return times
@@ -218,7 +226,7 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     big = os.urandom(big_mib * MiB)
     server = start_moto_server()
     try:
-        results: dict[str, dict[str, float]] = {"aiodepot": aiodepot_run(server, count, size, big)}
+        results: dict[str, dict[str, Usage]] = {"aiodepot": aiodepot_run(server, count, size, big)}
         for label, contender in (
             ("obstore", obstore_run),
             ("boto3 seq", boto3_sequential),
@@ -232,13 +240,17 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     small = f"s3 moto {count} x {size // 1024} KiB"
     large = f"s3 moto 1 x {big_mib} MiB"
     rows = [
-        Row(small, op, contender, times[op], f"{count / times[op]:,.0f} items/s")
+        usage_row(small, op, contender, times[op], count, "op", f"{count / times[op].seconds:,.0f} items/s")
         for op in ("store", "load")
         for contender, times in results.items()
     ]
+    megabytes = big_mib * MiB / 1e6
     rows += [
-        Row(large, op.removesuffix(" big"), contender, times[op], f"{big_mib / times[op]:,.0f} MiB/s")
+        usage_row(
+            large, op.removesuffix(" big"), contender, usage, megabytes, "MB", f"{megabytes / usage.seconds:,.0f} MB/s"
+        )
         for op in ("store big", "load big")
         for contender, times in results.items()
+        for usage in [times[op]]
     ]
     return rows

@@ -113,6 +113,17 @@ class TestS3Backend(BackendConformance):
         return lambda: S3Backend.from_url(url, create_bucket=True)
 
 
+class TestS3BackendThroughBotocore(BackendConformance):
+    """``direct_requests=False``: every request through botocore's pipeline (as on AWS itself)."""
+
+    supports_quota = False
+
+    @pytest.fixture
+    def make_backend(self, moto_server: MotoServer) -> MakeBackend:
+        url = moto_server.url(fresh_bucket(), "depot/store")
+        return lambda: S3Backend.from_url(url, create_bucket=True, direct_requests=False)
+
+
 class TestB2Backend(BackendConformance):
     """``b2:`` URLs: Content-MD5 instead of x-amz-checksum headers (also for DeleteObjects)."""
 
@@ -748,3 +759,64 @@ def test_etag_tells_when_the_service_stored_other_bytes() -> None:
     assert not _stored_other_bytes({"ETag": f'"{other}"', "SSECustomerAlgorithm": "AES256"}, md5)
     assert not _stored_other_bytes({"ETag": f'"{other}-2"'}, md5)
     assert not _stored_other_bytes({}, md5)
+
+
+# the direct requests ----------------------------------------------------------------------------------------
+
+
+async def test_direct_requests_answer_as_botocore_does(backend_at: Any, moto_server: MotoServer) -> None:
+    """GET, HEAD and PUT sent directly fail with the errors, codes and statuses botocore gives, and return
+    the fields the backend reads typed as botocore types them."""
+    direct = await backend_at()
+    plain = await backend_at(direct_requests=False)
+    assert direct._direct is not None and plain._direct is None
+    assert direct._direct.base_url == f"{moto_server.endpoint_url}/{direct.bucket}/"
+    found: dict[str, list[tuple[type[BaseException], str, int | None]]] = {}
+    for backend in (direct, plain):
+        await backend.store("ns/there", b"value")
+        outcomes = found.setdefault("direct" if backend is direct else "plain", [])
+        for attempt in (
+            backend.load("ns/missing"),  # GET: NoSuchKey
+            backend.load("ns/there", offset=50, size=5),  # GET past the end: InvalidRange, read as empty
+            backend.info("ns/missing"),  # HEAD: a bare 404
+            backend.store("ns/there", b"other", if_absent=True),  # PUT If-None-Match: 412 PreconditionFailed
+        ):
+            outcomes.append(await _outcome(attempt))
+        info = await backend.info("ns/there")
+        assert info.size == 5 and abs(info.mtime - datetime.datetime.now().timestamp()) < 600
+    assert found["direct"] == found["plain"]
+    assert found["direct"][0] == (ObjectNotFound, "NoSuchKey:NoSuchKey", 404)
+    assert found["direct"][3][0] is ObjectExists
+    # the bucket gone: the service's NoSuchBucket
+    async with raw_client(moto_server) as client:
+        for backend in (direct, plain):
+            await client.delete_object(Bucket=backend.bucket, Key=backend.base + "ns/there")
+            await client.delete_object(Bucket=backend.bucket, Key=backend.base)
+            await client.delete_bucket(Bucket=backend.bucket)
+    for backend in (direct, plain):
+        with pytest.raises(StoreNotFound):
+            await backend.store("ns/again", b"x")
+
+
+async def test_direct_requests_follow_the_options(moto_server: MotoServer) -> None:
+    """The direct path is for an endpoint_url with standard retries; AWS and adaptive retries keep botocore."""
+    url = moto_server.url(fresh_bucket(), "depot/store")
+    assert S3Backend.from_url(url).direct_requests
+    assert not S3Backend.from_url(url, retry_mode="adaptive").direct_requests
+    assert not S3Backend.from_url(url, direct_requests=False).direct_requests
+    assert not S3Backend("bucket", "path").direct_requests  # AWS: region redirects stay botocore's
+
+
+async def _outcome(attempt: Any) -> tuple[type[BaseException] | type, str, int | None]:
+    """The error an awaitable raises, with the code and status of its botocore cause (or the result's type)."""
+    from aiodepot.backends.s3._errors import native
+
+    try:
+        result = await attempt
+    except Exception as exc:  # what is compared is the error itself
+        cause = exc.__cause__
+        if cause is None:
+            return type(exc), "", None
+        found = native(cause)
+        return type(exc), f"{type(cause).__name__}:{found.code}", found.status
+    return type(result), "", None

@@ -56,12 +56,19 @@ class ThreadedServer:
 
 
 @contextmanager
-def aiodepot_server_process(backend_url: str, *args: str, port: int | None = None) -> Iterator[str]:
-    """``python -m aiodepot.server`` on ``port`` (default: a free one); yields its base URL."""
+def aiodepot_server_process(
+    backend_url: str, *args: str, port: int | None = None, pids: list[int] | None = None
+) -> Iterator[str]:
+    """``python -m aiodepot.server`` on ``port`` (default: a free one); yields its base URL.
+
+    ``pids`` (if given) gets the server's process id, for a benchmark that reads its CPU time.
+    """
     port = port or free_port()
     command = [sys.executable, "-m", "aiodepot.server", "--backend", backend_url, "--port", str(port)]
     command += [*args] if "--username" in args or "--htpasswd" in args else ["--no-auth", *args]
     process = start_process(command)
+    if pids is not None:
+        pids.append(process.pid)
     try:
         wait_for_port(port, process=process)
         yield f"http://127.0.0.1:{port}"
@@ -70,11 +77,13 @@ def aiodepot_server_process(backend_url: str, *args: str, port: int | None = Non
 
 
 @contextmanager
-def borgstore_server_process(backend_url: str, *args: str) -> Iterator[str]:
-    """borgstore 0.7's ``borgstore.server.rest`` on a free port; yields its base URL."""
+def borgstore_server_process(backend_url: str, *args: str, pids: list[int] | None = None) -> Iterator[str]:
+    """borgstore 0.7's ``borgstore.server.rest`` on a free port; yields its base URL (``pids``: as above)."""
     port = free_port()
     command = [sys.executable, "-m", "borgstore.server.rest", "--backend", backend_url, "--port", str(port), *args]
     process = start_process(command, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if pids is not None:
+        pids.append(process.pid)
     try:
         wait_for_port(port, process=process)
         yield f"http://127.0.0.1:{port}"

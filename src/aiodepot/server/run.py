@@ -95,6 +95,11 @@ def activated_socket() -> socket.socket:
 class _EscapingAccessLogger(AbstractAccessLogger):
     """One line per request; control characters and quotes escaped, credentials never logged."""
 
+    @property
+    def enabled(self) -> bool:
+        """Whether lines are logged at all (aiohttp skips the logger otherwise: ``--log-level WARNING``)."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         peer = request.remote or "unix"
         target = _escaped(f"{request.method} {request.rel_url}")
@@ -157,6 +162,8 @@ def logging_off_the_loop() -> Iterator[_DroppingQueueHandler]:
 
 def _escaped(text: str) -> str:
     """``text`` for a log line: control characters, non-ASCII, backslashes and double quotes escaped."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return text  # the common case, as it is
     return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
 
 

@@ -130,11 +130,13 @@ class Uploads:
         bytes (its ETag), and send them once more if it did not. Returns the service's response."""
         if not self.settings.verify_etag:
             return await send()
-        md5 = asyncio.ensure_future(self._md5(body))  # hashed while the bytes travel
+        # a small body is hashed at once (a task costs more than its MD5); a big one while the bytes travel
+        known = md5_hex(body) if len(body) < OFFLOAD_AT else None
+        md5 = asyncio.ensure_future(self._md5(body)) if known is None else None
         try:
             for attempt in (1, 2):
                 response = await send()
-                expected = await md5
+                expected = await md5 if md5 is not None else known or ""
                 if not stored_other_bytes(response, expected):
                     return response
                 if attempt == 1:
@@ -144,7 +146,8 @@ class Uploads:
                 f"is not the MD5 {expected} of the data; verify_etag=False if this service's ETags are not MD5s)"
             )
         finally:
-            md5.cancel()
+            if md5 is not None:
+                md5.cancel()
 
     async def _md5(self, body: bytes) -> str:
         return md5_hex(body) if len(body) < OFFLOAD_AT else await self.offloader.run(md5_hex, body)
