@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from aiodepot import ItemInfo, ObjectNotFound, Store, StoreNotOpen, SyncStore
+from aiodepot import ItemInfo, ObjectNotFound, PermissionDenied, Store, StoreNotOpen, SyncStore
 from aiodepot.backends.base import Backend
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
@@ -285,6 +285,58 @@ def test_layers_offer_no_twins_but_the_meter_does() -> None:
     assert Meter(backend, Stats()).has_blocking("load")
     assert not ReadOnly(backend).has_blocking("load")
     assert not Meter(ReadOnly(backend), Stats()).has_blocking("load")
+
+
+def test_the_bare_path_keeps_the_backends_permissions_and_counts() -> None:
+    """Right under the meter, the direct path calls the backend's blocking operation itself: it must still
+    refuse what the permission map refuses, and count the backend calls as the meter would."""
+    name = uuid.uuid4().hex
+    SyncStore(f"memory://{name}").create()
+    store = SyncStore(backend=MemoryBackend(name, permissions={"": "lr", "data": "lrw"}))
+    with store:
+        assert store.async_store._bare is not None
+        store.store("data/a", b"1")
+        with pytest.raises(PermissionDenied):
+            store.store("config/a", b"1")
+        assert store.load("data/a") == b"1"
+        with pytest.raises(PermissionDenied):
+            store.store("data/a", b"2")  # "w" creates, replacing takes "W"
+        figures = store.stats
+        assert figures["store_calls"] == 3 and figures["backend_store_calls"] == 1
+        assert figures["load_calls"] == 1 and figures["backend_load_calls"] == 1
+        assert figures["backend_load_volume"] == 1 and figures["backend_store_volume"] == 1
+
+
+def test_a_backend_with_its_own_checks_is_called_through_them() -> None:
+    class Picky(MemoryBackend):
+        def _check_load(self, name: str, size: int | None) -> None:
+            super()._check_load(name, size)
+            if name.startswith("secret"):
+                raise PermissionDenied(f"not {name}")
+
+    store = SyncStore(backend=Picky())
+    store.create()
+    with store:
+        assert store.async_store._bare is None and store.async_store._direct_ok("load")
+        store.store("secret", b"1")
+        with pytest.raises(PermissionDenied):
+            store.load("secret")
+
+
+def test_nested_and_deleted_names_on_the_direct_path() -> None:
+    store = _sync_store(f"memory://{uuid.uuid4().hex}", config={"data/": {"levels": [1]}, "": {"levels": [0]}})
+    try:
+        assert not store.async_store._flat
+        store.store("data/abcd", b"1")
+        store.store("top", b"2")
+        assert store.backend.load_blocking("data/ab/abcd") == b"1"
+        store.async_store.set_levels({"": {"levels": [0]}})
+        assert store.async_store._flat
+        assert store.load("top") == b"2"
+        store.move("top", delete=True)
+        assert store.load("top", deleted=True) == b"2"
+    finally:
+        store.close()
 
 
 # 3. threads -------------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import itertools
 import os
 import re
 import secrets
+from collections.abc import Callable
 
 from .errors import InvalidName
 
@@ -57,26 +58,27 @@ _RESERVED_FOR_USERS = (TMP_SUFFIX, HID_SUFFIX, DEL_SUFFIX)
 _RESERVED_FOR_BACKENDS = (TMP_SUFFIX, HID_SUFFIX)
 
 
-# Printable ASCII without blanks, uppercase letters and backslash: a name made of these only needs the
-# structural checks below; anything else takes the slow path, which says what is wrong.
-_PLAIN = re.compile(r"[!-@\[\]-~]+")
+# Printable ASCII without blanks, uppercase letters and backslash, in ``/``-separated elements that are
+# neither empty nor ``.``, with no ``..`` anywhere and none of the reserved suffixes at the end: one regex
+# match says a name is fine (the hot path of every call); anything else takes the slow path, which says
+# what is wrong.
+_ELEMENT = r"(?!\.(?:/|$))[!-.0-@\[\]-~]+"
+_PLAIN_NAME = rf"(?!.*\.\.){_ELEMENT}(?:/{_ELEMENT})*"
+
+
+def _plain(reserved: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    not_reserved = "|".join(re.escape(suffix) for suffix in reserved)
+    assert len({len(suffix) for suffix in reserved}) == 1  # a look-behind has one width
+    return re.compile(rf"{_PLAIN_NAME}(?<!{not_reserved})").fullmatch
+
+
+_USER_NAME = _plain((TMP_SUFFIX, HID_SUFFIX, DEL_SUFFIX))
+_BACKEND_NAME = _plain((TMP_SUFFIX, HID_SUFFIX))
 
 
 def _check(name: object, reserved: tuple[str, ...], *, allow_empty: bool, max_length: int) -> str:
-    if (
-        type(name) is str
-        and len(name) <= max_length
-        and _PLAIN.fullmatch(name)
-        and name[0] != "/"
-        and name[-1] != "/"
-        and ".." not in name
-        and "//" not in name
-        and "/./" not in name
-        and not name.startswith("./")
-        and not name.endswith("/.")
-        and name != "."
-        and not name.endswith(reserved)
-    ):
+    plain = _USER_NAME if reserved == _RESERVED_FOR_USERS else _BACKEND_NAME
+    if type(name) is str and len(name) <= max_length and plain(name):
         return name
     return _explain(name, reserved, allow_empty=allow_empty, max_length=max_length)
 
@@ -116,7 +118,9 @@ def validate_name(name: object) -> str:
 
     Raises [`InvalidName`][aiodepot.errors.InvalidName], naming the problem, if the name breaks a rule.
     """
-    return _check(name, _RESERVED_FOR_USERS, allow_empty=False, max_length=MAX_NAME_LENGTH)
+    if type(name) is str and len(name) <= MAX_NAME_LENGTH and _USER_NAME(name):
+        return name
+    return _explain(name, _RESERVED_FOR_USERS, allow_empty=False, max_length=MAX_NAME_LENGTH)
 
 
 def validate_namespace(name: object) -> str:
@@ -130,9 +134,11 @@ def validate_backend_name(name: object, *, allow_root: bool = False) -> str:
     The store's own layout file ([`aiodepot.layout`][aiodepot.layout]) passes only while that module
     reads or writes it; a listing never shows it.
     """
-    if type(name) is str and name in INTERNAL_NAMES.get():
+    if type(name) is str and (
+        (len(name) <= MAX_BACKEND_NAME_LENGTH and _BACKEND_NAME(name)) or name in INTERNAL_NAMES.get()
+    ):
         return name
-    return _check(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
+    return _explain(name, _RESERVED_FOR_BACKENDS, allow_empty=allow_root, max_length=MAX_BACKEND_NAME_LENGTH)
 
 
 LAYOUT_NAME = "layout" + HID_SUFFIX

@@ -7,19 +7,18 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import weakref
 from collections import Counter
+from time import perf_counter_ns
 from typing import Any
 
 from .emulation import Emulator
 
-__all__ = ["Emulator", "Stats"]
+__all__ = ["Emulator", "OpCounts", "Stats"]
 
 _TIMED = ("info", "load", "store", "delete", "move", "list", "gather", "hash", "defrag")
 _VOLUMES = ("load", "store", "gather")
 _BACKEND = ("load", "gather", "store", "delete")
-_KEYS: dict[str, tuple[str, str, str, str]] = {}
 _all_stats: weakref.WeakSet[Stats] = weakref.WeakSet()
 
 
@@ -27,14 +26,86 @@ def _new_locks_after_fork() -> None:
     # a thread of the parent may have held a lock at the fork: in the child nobody would release it
     for stats in list(_all_stats):
         stats._lock = threading.Lock()
+        for counts in stats._ops.values():
+            counts._lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
-def _keys(op: str) -> tuple[str, str, str, str]:
-    keys = _KEYS[op] = (op + "_calls", op + "_time", op + "_volume", op + "_busy_time")
-    return keys
+class OpCounts:
+    """The counters of one timed operation (``load``, ``store`` …) of a [`Stats`][aiodepot.stats.Stats].
+
+    `begin` and `end` are the hot path of every single call, so the figures are slots of this object
+    under its own lock, not keys of a shared dict.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_lock",
+        "_period",
+        "_starts",
+        "backend_calls",
+        "backend_volume",
+        "busy",
+        "calls",
+        "time",
+        "volume",
+    )
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls = self.time = self.volume = self.busy = 0
+        self.backend_calls = self.backend_volume = 0
+        self._starts: list[int] = []  # the start times of the calls running now
+        self._period = 0  # the earliest start of the running calls' busy period, as far as ends have seen
+        self._closed = 0  # when the last busy period ended (a call that started before counts from here)
+
+    def begin(self) -> int:
+        """Mark the start of a call; returns the start time to pass to `end`."""
+        now = perf_counter_ns()
+        self._starts.append(now)  # atomic: no lock on the way in
+        return now
+
+    def end(self, started: int, volume: int = 0, calls: int = 1, backend: bool = False) -> None:
+        """Mark the end of a call (or a batch of ``calls``) that moved ``volume`` bytes; ``backend``: it
+        went straight to the backend (bypassing the metering layer), so count it as the backend's too.
+
+        The busy time grows when the last running call ends, by the time since the earliest start of the
+        calls that ran in that period (each end keeps the earliest start it has seen).
+        """
+        now = perf_counter_ns()
+        with self._lock:
+            self.calls += calls
+            self.time += now - started
+            self.volume += volume
+            if backend:
+                self.backend_calls += calls
+                self.backend_volume += volume
+            starts = self._starts
+            starts.remove(started)
+            if not self._period or started < self._period:
+                self._period = started
+            if not starts:
+                self.busy += max(now - max(self._period, self._closed), 0)
+                self._period = 0
+                self._closed = now
+
+    def add_to(self, op: str, counts: Counter[str]) -> None:
+        """Add these figures to ``counts`` under the keys of operation ``op`` (times in ns)."""
+        with self._lock:
+            figures = (self.calls, self.time, self.volume, self.busy, self.backend_calls, self.backend_volume)
+        keys = (
+            f"{op}_calls",
+            f"{op}_time",
+            f"{op}_volume",
+            f"{op}_busy_time",
+            f"backend_{op}_calls",
+            f"backend_{op}_volume",
+        )
+        for key, value in zip(keys, figures, strict=True):
+            if value:
+                counts[key] += value
 
 
 class Stats:
@@ -46,38 +117,31 @@ class Stats:
     a user really got.
     """
 
-    __slots__ = ("__weakref__", "_busy_since", "_counts", "_lock", "_running")
+    __slots__ = ("__weakref__", "_counts", "_lock", "_ops")
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
-        self._running: Counter[str] = Counter()
-        self._busy_since: dict[str, int] = {}
+        self._ops: dict[str, OpCounts] = {}
         # calls count from the event loop and, on the direct path of the sync facade, from callers' threads
         self._lock = threading.Lock()
         _all_stats.add(self)
 
+    def op(self, op: str) -> OpCounts:
+        """The counters of operation ``op`` (made on first use; the same object every time after)."""
+        counts = self._ops.get(op)
+        if counts is None:
+            with self._lock:
+                counts = self._ops.setdefault(op, OpCounts())
+        return counts
+
     def begin(self, op: str) -> int:
         """Mark the start of an ``op`` call; returns the start time to pass to `end`."""
-        now = time.perf_counter_ns()
-        with self._lock:
-            if not self._running[op]:
-                self._busy_since[op] = now
-            self._running[op] += 1
-        return now
+        return (self._ops.get(op) or self.op(op)).begin()
 
-    def end(self, op: str, started: int, volume: int = 0, *, calls: int = 1) -> None:
-        """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes."""
-        now = time.perf_counter_ns()
-        counts = self._counts
-        keys = _KEYS.get(op) or _keys(op)
-        with self._lock:
-            counts[keys[0]] += calls
-            counts[keys[1]] += now - started
-            if volume:
-                counts[keys[2]] += volume
-            self._running[op] -= 1
-            if not self._running[op]:
-                counts[keys[3]] += now - self._busy_since.pop(op)
+    def end(self, op: str, started: int, volume: int = 0, *, calls: int = 1, backend: bool = False) -> None:
+        """Mark the end of an ``op`` call (or a batch of ``calls``) that moved ``volume`` bytes (see
+        [`OpCounts.end`][aiodepot.stats.OpCounts.end])."""
+        self._ops[op].end(started, volume, calls, backend)
 
     def add(self, key: str, amount: int = 1) -> None:
         """Add to a plain counter."""
@@ -95,6 +159,9 @@ class Stats:
         """The figures as a dict with borgstore's keys (times in seconds, throughput in bytes/s)."""
         with self._lock:
             counts = self._counts.copy()
+            ops = list(self._ops.items())
+        for op, op_counts in ops:
+            op_counts.add_to(op, counts)
         result: dict[str, Any] = {key: value for key, value in counts.items() if not key.endswith("time")}
         for op in _TIMED:
             result[f"{op}_calls"] = counts.get(f"{op}_calls", 0)

@@ -209,6 +209,17 @@ class StoreBase:
         """The namespace → nesting levels configuration in force."""
         return {prefix: list(levels) for prefix, levels in self._levels}
 
+    @property
+    def _levels(self) -> builtins.list[tuple[str, builtins.list[int]]]:
+        """(namespace prefix, nesting levels), longest prefix first."""
+        return self._namespace_levels
+
+    @_levels.setter
+    def _levels(self, levels: builtins.list[tuple[str, builtins.list[int]]]) -> None:
+        self._namespace_levels = levels
+        # every name lives at itself: no namespace nests (the default config), so single calls skip nesting
+        self._flat = any(prefix == "" for prefix, _ in levels) and all(nested == [0] for _, nested in levels)
+
     def set_levels(self, config: Mapping[str, Mapping[str, Any]]) -> None:
         """Replace the namespace configuration (e.g. to start a migration to other nesting levels).
 

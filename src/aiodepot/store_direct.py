@@ -14,74 +14,83 @@ comes after sees a closed store (``StoreNotOpen``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
+from .backends.base import Backend
 from .errors import StoreError, StoreNotOpen
 from .items import ItemInfo, StoreValue, validate_value
+from .layers.base import Layer
+from .layers.meter import Meter
 from .names import DEL_SUFFIX, nest, validate_name
 from .store_base import StoreBase, check_range
 
 __all__ = ["CallGate", "DirectCalls"]
 
-P = ParamSpec("P")
-T = TypeVar("T")
-S = TypeVar("S", bound="DirectCalls")
 
 _gates: weakref.WeakSet[CallGate] = weakref.WeakSet()
 _DIRECT_OPERATIONS = {"info": "info", "exists": "info", "load": "load", "store": "store", "delete": "delete"}
 """The Store's single-item methods with a direct path, and the backend operation each needs."""
+_BARE_CHECKED = ("_check", "_check_load", "_check_store", "load_blocking", "store_blocking")
+"""What the direct path does itself when it calls a backend bare (`DirectCalls._bare`): a backend class
+that overrides any of these keeps its own version (through the metering layer)."""
 
 
 class CallGate:
-    """Counts the direct calls running on a store, so ``close()`` can wait for them and refuse new ones."""
+    """Counts the direct calls running on a store, so ``close()`` can wait for them and refuse new ones.
 
-    __slots__ = ("__weakref__", "_idle", "_lock", "_running", "_shut")
+    A call enters by appending to ``calls`` and leaves by popping from it (both atomic), then looks at
+    ``shut``: no lock on the way of a call. ``close()`` sets ``shut`` first and then waits until ``calls``
+    is empty; a call that entered meanwhile sees ``shut``, leaves again and raises.
+    """
+
+    __slots__ = ("__weakref__", "_idle", "calls", "shut")
 
     def __init__(self) -> None:
         self._reset()
         _gates.add(self)
 
     def _reset(self) -> None:
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._running = 0
-        self._shut = False
+        self._idle = threading.Condition(threading.Lock())
+        self.calls: list[None] = []
+        """One entry per running call."""
+        self.shut = False
+        """True while the store is closing: calls are refused."""
 
     def enter(self) -> None:
         """Let one call in (pair with `leave`); raises ``StoreNotOpen`` while the store is closing."""
-        with self._lock:
-            if self._shut:
-                raise StoreNotOpen("the store is closing")
-            self._running += 1
+        self.calls.append(None)
+        if self.shut:
+            self.leave()
+            raise StoreNotOpen("the store is closing")
 
     def leave(self) -> None:
         """The call that `enter` let in has finished."""
-        with self._lock:
-            self._running -= 1
-            if not self._running:
-                self._idle.notify_all()
+        calls = self.calls
+        calls.pop()
+        if self.shut and not calls:
+            self._wake()
 
-    def shut(self) -> bool:
+    def _wake(self) -> None:
+        with self._idle:
+            self._idle.notify_all()
+
+    def close_gate(self) -> bool:
         """Let no new call in; return True if none is running."""
-        with self._lock:
-            self._shut = True
-            return not self._running
+        self.shut = True
+        return not self.calls
 
     def wait_idle(self) -> None:
         """Block until the calls inside have finished."""
-        with self._lock:
-            while self._running:
-                self._idle.wait()
+        with self._idle:
+            while self.calls:
+                self._idle.wait(0.05)  # woken by the last call to leave; the timeout only backs that up
 
     def reopen(self) -> None:
         """Let calls in again (they find the store open or closed, as it is)."""
-        with self._lock:
-            self._shut = False
+        self.shut = False
 
 
 def _reset_gates_after_fork() -> None:
@@ -93,25 +102,18 @@ def _reset_gates_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_gates_after_fork)
 
 
-def _naming_the_store(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+def _name_the_store(store: DirectCalls, exc: StoreError) -> None:
     """As for the async methods: a [`StoreError`][aiodepot.errors.StoreError] carries the store's URL."""
-
-    @functools.wraps(method)
-    def named(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except StoreError as exc:
-            if exc.store is None:
-                exc.store = self.url or repr(self.backend)
-            raise
-
-    return named
+    if exc.store is None:
+        exc.store = store.url or repr(store.backend)
 
 
 class DirectCalls(StoreBase):
     """The blocking twins of ``info``, ``exists``, ``load``, ``store`` and ``delete`` (mixed into `Store`).
 
-    They are for the sync facade and the borgstore drop-in, which ask `_direct_ok` first.
+    They are for the sync facade and the borgstore drop-in, which ask `_direct_ok` first. Each is written
+    out in full, without helpers or decorators: a call on ``memory://`` costs about 2 µs in the backend,
+    so every function call here shows.
     """
 
     _overridden: frozenset[str] = frozenset()
@@ -125,24 +127,48 @@ class DirectCalls(StoreBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gate = CallGate()
+        self._load_counts = self._stats.op("load")
+        self._store_counts = self._stats.op("store")
+        self._learn_direct_path()
+
+    def _learn_direct_path(self) -> None:
+        """Work out once (at construction and at open) which operations have a direct path, and whether it
+        may call the backend below the metering layer itself (see `_bare`)."""
+        calls = self._calls
+        self._direct_ops = frozenset(
+            operation
+            for operation, needs in _DIRECT_OPERATIONS.items()
+            # finding an item on a namespace with several nesting levels takes infos
+            if operation not in self._overridden and calls.has_blocking(needs) and calls.has_blocking("info")
+        )
+        inner = calls.inner if isinstance(calls, Meter) else None
+        self._bare: Backend | None = (
+            inner
+            if isinstance(inner, Backend)
+            and not isinstance(inner, Layer)
+            and all(getattr(type(inner), method) is getattr(Backend, method) for method in _BARE_CHECKED)
+            else None
+        )
+        """The backend right under the Store's meter, when nothing else is in between and it keeps the base
+        class's checks: the direct path then runs the backend's open and permission checks and its blocking
+        operation itself, counts the backend call in the same step as the Store's, and skips checking the
+        name again (the Store made it from a valid name by nesting, which keeps it valid)."""
 
     def _direct_ok(self, operation: str) -> bool:
         """True if ``operation`` (``info``, ``exists``, ``load``, ``store``, ``delete``) may run in the
         caller's thread now: the top of the layer stack has a blocking twin for it (no cache, no emulation
         in the way), no per-operation timeout is set and no subclass overrides the async method."""
-        calls = self._calls
-        # finding an item on a namespace with several nesting levels takes infos
-        return (
-            self.timeout is None
-            and operation not in self._overridden
-            and calls.has_blocking(_DIRECT_OPERATIONS[operation])
-            and calls.has_blocking("info")
-        )
+        return self.timeout is None and operation in self._direct_ops
+
+    async def open(self) -> None:
+        """Open the store (see [`aiodepot.Store.open`][aiodepot.Store.open])."""
+        await super().open()
+        self._learn_direct_path()
 
     async def close(self) -> None:
         """Stop using the store, once the direct calls running in other threads have finished."""
         gate = self._gate
-        if not gate.shut():
+        if not gate.close_gate():
             await asyncio.to_thread(gate.wait_idle)
         try:
             await super().close()
@@ -150,6 +176,8 @@ class DirectCalls(StoreBase):
             gate.reopen()
 
     def _find_blocking(self, name: str, deleted: bool) -> str:
+        if self._flat:
+            return name + DEL_SUFFIX if deleted else name
         levels = self._levels_for(name)
         suffix = DEL_SUFFIX if deleted else None
         if len(levels) == 1:
@@ -161,21 +189,26 @@ class DirectCalls(StoreBase):
                 return candidate
         return candidates[-1]
 
-    @_naming_the_store
     def _info_direct(self, name: str, *, deleted: bool = False) -> ItemInfo:
         """`info` in the caller's thread (only where ``_direct_ok("info")``)."""
-        validate_name(name)
-        gate = self._gate
-        gate.enter()
         try:
-            self._require_open()
-            started = self._stats.begin("info")
+            validate_name(name)
+            gate = self._gate
+            gate.enter()
             try:
-                info = self._calls.info_blocking(self._find_blocking(name, deleted))
+                if not self.backend.opened:
+                    self._require_open()
+                stats = self._stats
+                started = stats.begin("info")
+                try:
+                    info = self._calls.info_blocking(self._find_blocking(name, deleted))
+                finally:
+                    stats.end("info", started)
             finally:
-                self._stats.end("info", started)
-        finally:
-            gate.leave()
+                gate.leave()
+        except StoreError as exc:
+            _name_the_store(self, exc)
+            raise
         return info.with_name(name)
 
     def _exists_direct(self, name: str, *, deleted: bool = False) -> bool:
@@ -183,56 +216,101 @@ class DirectCalls(StoreBase):
         info = self._info_direct(name, deleted=deleted)
         return info.exists and not info.directory
 
-    @_naming_the_store
     def _load_direct(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
         """`load` in the caller's thread (only where ``_direct_ok("load")``)."""
-        validate_name(name)
-        check_range(offset, size)
-        gate = self._gate
-        gate.enter()
         try:
-            self._require_open()
-            started = self._stats.begin("load")
-            data = b""
+            validate_name(name)
+            if offset or size is not None:
+                check_range(offset, size)
+            calls = self._gate.calls
+            calls.append(None)  # CallGate.enter, written out
             try:
-                data = self._calls.load_blocking(self._find_blocking(name, deleted), offset=offset, size=size)
+                if self._gate.shut or not self.backend.opened:
+                    self._refuse()
+                nested = self._find_blocking(name, deleted)
+                counts = self._load_counts
+                started = counts.begin()
+                data: bytes | None = None
+                bare = self._bare
+                try:
+                    if bare is None:
+                        data = self._calls.load_blocking(nested, offset=offset, size=size)
+                    else:
+                        if bare.permissions.restricted:
+                            bare.permissions.check(nested, "r")
+                        data = bare._load_blocking(nested, offset, size)
+                finally:
+                    if data is None:  # failed: no volume, and the backend call is not counted (as Meter does)
+                        counts.end(started)
+                    else:
+                        counts.end(started, len(data), 1, bare is not None)
             finally:
-                self._stats.end("load", started, len(data))
-        finally:
-            gate.leave()
+                calls.pop()  # CallGate.leave, written out
+                if self._gate.shut and not calls:
+                    self._gate._wake()
+        except StoreError as exc:
+            _name_the_store(self, exc)
+            raise
         return data
 
-    @_naming_the_store
     def _store_direct(self, name: str, value: StoreValue) -> None:
         """`store` of bytes or a buffer in the caller's thread (only where ``_direct_ok("store")``)."""
-        validate_name(name)
-        data = validate_value(value)
-        gate = self._gate
-        gate.enter()
         try:
-            self._require_open()
-            started = self._stats.begin("store")
-            size = 0
+            validate_name(name)
+            data = validate_value(value)
+            calls = self._gate.calls
+            calls.append(None)  # CallGate.enter, written out
             try:
-                self._calls.store_blocking(self._find_blocking(name, False), data)
-                size = len(data)
+                if self._gate.shut or not self.backend.opened:
+                    self._refuse()
+                nested = self._find_blocking(name, False)
+                counts = self._store_counts
+                started = counts.begin()
+                size = -1
+                bare = self._bare
+                if bare is not None and bare.permissions.restricted:
+                    bare = None  # the backend decides about replacing: through the meter
+                try:
+                    if bare is None:
+                        self._calls.store_blocking(nested, data)
+                    else:
+                        bare._store_blocking(nested, data, replace=True)
+                    size = len(data)
+                finally:
+                    if size < 0:  # failed: no volume, and the backend call is not counted (as Meter does)
+                        counts.end(started)
+                    else:
+                        counts.end(started, size, 1, bare is not None)
             finally:
-                self._stats.end("store", started, size)
-        finally:
-            gate.leave()
+                calls.pop()  # CallGate.leave, written out
+                if self._gate.shut and not calls:
+                    self._gate._wake()
+        except StoreError as exc:
+            _name_the_store(self, exc)
+            raise
 
-    @_naming_the_store
     def _delete_direct(self, name: str, *, deleted: bool = False) -> None:
         """`delete` in the caller's thread (only where ``_direct_ok("delete")``)."""
-        validate_name(name)
-        gate = self._gate
-        gate.enter()
         try:
-            self._require_open()
-            started = self._stats.begin("delete")
+            validate_name(name)
+            gate = self._gate
+            gate.enter()
             try:
-                self._calls.delete_blocking(self._find_blocking(name, deleted))
+                if not self.backend.opened:
+                    self._require_open()
+                stats = self._stats
+                started = stats.begin("delete")
+                try:
+                    self._calls.delete_blocking(self._find_blocking(name, deleted))
+                finally:
+                    stats.end("delete", started)
             finally:
-                self._stats.end("delete", started)
-        finally:
-            gate.leave()
+                gate.leave()
+        except StoreError as exc:
+            _name_the_store(self, exc)
+            raise
+
+    def _refuse(self) -> None:
+        if self._gate.shut:
+            raise StoreNotOpen("the store is closing")
+        self._require_open()

@@ -60,6 +60,7 @@ class Portal:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._ident: int | None = None  # the loop thread's ident (cheaper to compare than the thread)
         self._pid = os.getpid()
         _portals.add(self)
 
@@ -89,6 +90,7 @@ class Portal:
         self._lock = threading.Lock()
         self._loop = None
         self._thread = None
+        self._ident = None
         self._pid = os.getpid()
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -110,7 +112,7 @@ class Portal:
                 thread = threading.Thread(target=run, name=self.name, daemon=True)
                 thread.start()
                 ready.wait()
-                self._loop, self._thread = loop, thread
+                self._loop, self._thread, self._ident = loop, thread, thread.ident
             return self._loop
 
     def call(
@@ -362,10 +364,12 @@ class SyncStore:
     def _direct(self, operation: str) -> bool:
         """Whether ``operation`` runs in this thread (see the class docs): no timeout to enforce, the store
         allows it, and this is not the portal's own thread (where a blocking call is refused, as always)."""
+        store = self.async_store
         return (
             self.timeout is None
-            and self.async_store._direct_ok(operation)
-            and threading.current_thread() is not self.portal.thread
+            and store.timeout is None
+            and operation in store._direct_ops
+            and threading.get_ident() != self.portal._ident
         )
 
     # configuration and state -----------------------------------------------------------------------------
