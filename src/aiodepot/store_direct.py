@@ -17,6 +17,7 @@ import asyncio
 import os
 import threading
 import weakref
+from time import perf_counter_ns
 from typing import Any
 
 from .backends.base import Backend
@@ -24,7 +25,8 @@ from .errors import StoreError, StoreNotOpen
 from .items import ItemInfo, StoreValue, validate_value
 from .layers.base import Layer
 from .layers.meter import Meter
-from .names import DEL_SUFFIX, nest, validate_name
+from .names import _USER_NAME as _PLAIN_USER_NAME
+from .names import DEL_SUFFIX, MAX_NAME_LENGTH, nest, validate_name
 from .store_base import StoreBase, check_range
 
 __all__ = ["CallGate", "DirectCalls"]
@@ -216,10 +218,11 @@ class DirectCalls(StoreBase):
         info = self._info_direct(name, deleted=deleted)
         return info.exists and not info.directory
 
-    def _load_direct(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
+    def _load_direct(self, name: str, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
         """`load` in the caller's thread (only where ``_direct_ok("load")``)."""
         try:
-            validate_name(name)
+            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and _PLAIN_USER_NAME(name)):
+                validate_name(name)  # says what is wrong with it
             if offset or size is not None:
                 check_range(offset, size)
             calls = self._gate.calls
@@ -227,9 +230,10 @@ class DirectCalls(StoreBase):
             try:
                 if self._gate.shut or not self.backend.opened:
                     self._refuse()
-                nested = self._find_blocking(name, deleted)
+                nested = name if self._flat and not deleted else self._find_blocking(name, deleted)
                 counts = self._load_counts
-                started = counts.begin()
+                started = perf_counter_ns()  # OpCounts.begin, written out
+                counts._starts.append(started)
                 data: bytes | None = None
                 bare = self._bare
                 try:
@@ -256,16 +260,18 @@ class DirectCalls(StoreBase):
     def _store_direct(self, name: str, value: StoreValue) -> None:
         """`store` of bytes or a buffer in the caller's thread (only where ``_direct_ok("store")``)."""
         try:
-            validate_name(name)
+            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and _PLAIN_USER_NAME(name)):
+                validate_name(name)  # says what is wrong with it
             data = validate_value(value)
             calls = self._gate.calls
             calls.append(None)  # CallGate.enter, written out
             try:
                 if self._gate.shut or not self.backend.opened:
                     self._refuse()
-                nested = self._find_blocking(name, False)
+                nested = name if self._flat else self._find_blocking(name, False)
                 counts = self._store_counts
-                started = counts.begin()
+                started = perf_counter_ns()  # OpCounts.begin, written out
+                counts._starts.append(started)
                 size = -1
                 bare = self._bare
                 if bare is not None and bare.permissions.restricted:

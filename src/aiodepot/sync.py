@@ -21,6 +21,7 @@ import time
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from threading import get_ident
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
@@ -369,7 +370,7 @@ class SyncStore:
             self.timeout is None
             and store.timeout is None
             and operation in store._direct_ops
-            and threading.get_ident() != self.portal._ident
+            and get_ident() != self.portal._ident
         )
 
     # configuration and state -----------------------------------------------------------------------------
@@ -458,14 +459,28 @@ class SyncStore:
     def load(self, name: str, *, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
         """See [`aiodepot.Store.load`][aiodepot.Store.load]."""
         store = self.async_store
-        if self._direct("load"):
-            return store._load_direct(name, offset=offset, size=size, deleted=deleted)
+        # `_direct("load")`, written out: this is the hot path of every blocking load
+        if (
+            self.timeout is None
+            and store.timeout is None
+            and "load" in store._direct_ops
+            and get_ident() != self.portal._ident
+        ):
+            return store._load_direct(name, offset, size, deleted)
         return self._run(store.load, name, offset=offset, size=size, deleted=deleted)
 
     def store(self, name: str, value: StoreInput, *, if_absent: bool = False) -> None:
         """See [`aiodepot.Store.store`][aiodepot.Store.store]; a binary file object is the blocking way to stream."""
         store = self.async_store
-        if not if_absent and isinstance(value, bytes | bytearray | memoryview) and self._direct("store"):
+        # `_direct("store")`, written out: this is the hot path of every blocking store
+        if (
+            not if_absent
+            and self.timeout is None
+            and store.timeout is None
+            and "store" in store._direct_ops
+            and isinstance(value, bytes | bytearray | memoryview)
+            and get_ident() != self.portal._ident
+        ):
             store._store_direct(name, value)
         else:
             self._run(store.store, name, value, if_absent=if_absent)
