@@ -17,6 +17,7 @@ items go to the last one, and ``move(name, change_level=True)`` migrates an item
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 from collections.abc import Callable, Coroutine
@@ -73,18 +74,39 @@ class Store(DirectCalls, BulkOperations, FileTransfers, Listing, Streams):
 
 def _naming_the_store(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
     """``method`` with the store's URL put on a [`StoreError`][aiodepot.errors.StoreError] that leaves it
-    without one (``exc.store``), so a message can say which store failed when a program has several."""
+    without one (``exc.store``), so a message can say which store failed when a program has several.
+
+    A method that runs under the store's ``timeout`` (``store_base.operation``) gets one wrapper doing both
+    rather than a wrapper around a wrapper: every awaited call pays for each coroutine frame.
+    """
+    timed = getattr(method, "__aiodepot_operation__", None)
+    if timed is None:
+
+        @functools.wraps(method)
+        async def named(self: Store, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except StoreError as exc:
+                if exc.store is None:
+                    exc.store = self.url or repr(self.backend)
+                raise
+
+        return named
+    inner: Callable[..., Coroutine[Any, Any, Any]] = timed
 
     @functools.wraps(method)
-    async def named(self: Store, *args: Any, **kwargs: Any) -> Any:
+    async def named_timed(self: Store, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await method(self, *args, **kwargs)
+            if self.timeout is None:
+                return await inner(self, *args, **kwargs)
+            async with asyncio.timeout(self.timeout):
+                return await inner(self, *args, **kwargs)
         except StoreError as exc:
             if exc.store is None:
                 exc.store = self.url or repr(self.backend)
             raise
 
-    return named
+    return named_timed
 
 
 for _name, _method in inspect.getmembers(Store, inspect.iscoroutinefunction):

@@ -37,6 +37,8 @@ from .errors import (
     StoreNotOpen,
 )
 from .items import BinaryReader, ItemInfo, Source, StoreInput, validate_sources, validate_value
+from .layers.base import Layer
+from .layers.meter import Meter
 from .layout import internal_names, nests, read_layout, write_layout
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stack import WriteBackOption, build_stack, cache_policies
@@ -104,7 +106,37 @@ def operation(
         async with asyncio.timeout(self.timeout):
             return await func(self, *args, **kwargs)
 
+    timed.__aiodepot_operation__ = func  # type: ignore[attr-defined]  # Store merges its wrapper with this one
     return timed
+
+
+_BARE_CHECKED = (
+    "_check",
+    "_check_load",
+    "_check_store",
+    "load",
+    "store",
+    "load_blocking",
+    "store_blocking",
+    "_may_replace",
+)
+"""What a Store does itself when it calls a backend bare (see `_bare_backend`): a backend class that overrides
+any of these keeps its own version (the calls go through the metering layer)."""
+
+
+def _bare_backend(calls: Backend) -> Backend | None:
+    """The backend right under the Store's metering layer, where nothing else is in between and it keeps
+    the base class's checks: single loads and stores then run the backend's open and permission checks and
+    its operation themselves, count the backend call in the same step as the Store's, and skip checking
+    the name again (the Store made it from a valid name by nesting, which keeps it valid)."""
+    inner = calls.inner if isinstance(calls, Meter) else None
+    if (
+        isinstance(inner, Backend)
+        and not isinstance(inner, Layer)
+        and all(getattr(type(inner), method) is getattr(Backend, method) for method in _BARE_CHECKED)
+    ):
+        return inner
+    return None
 
 
 async def next_within(iterator: AsyncIterator[T], seconds: float | None) -> T:
@@ -189,6 +221,9 @@ class StoreBase:
             raise ValueError(f"timeout must be None or > 0 seconds, got {timeout!r}")
         self.timeout = timeout
         """Seconds after which one operation is cancelled and raises ``TimeoutError`` (None: no limit)."""
+        self._load_counts = self._stats.op("load")
+        self._store_counts = self._stats.op("store")
+        self._bare = _bare_backend(self._calls)
 
     def __repr__(self) -> str:
         return f"<Store {self.url or self.backend!r} {'open' if self.opened else 'closed'}>"
@@ -379,17 +414,27 @@ class StoreBase:
         validate_name(name)
         check_range(offset, size)
         self._require_open()
-        started = self._stats.begin("load")
-        data = b""
+        counts = self._load_counts
+        started = counts.begin()
+        data: bytes | None = None
+        bare = False
         try:
-            nested = await self._find(name, deleted)
-            part = self.backend.capabilities.part_size
-            if self.backend.capabilities.parallel_ranges and offset >= 0 and (size is None or size > part):
-                data = await self._load_ranges(nested, offset, size, part)
+            nested = name if self._flat and not deleted else await self._find(name, deleted)
+            capabilities = self.backend.capabilities
+            if capabilities.parallel_ranges and offset >= 0 and (size is None or size > capabilities.part_size):
+                data = await self._load_ranges(nested, offset, size, capabilities.part_size)
+            elif (backend := self._bare) is not None:  # as the meter and the backend's load would, in one step
+                if backend.permissions.restricted:
+                    backend.permissions.check(nested, "r")
+                data = await backend._load(nested, offset, size)
+                bare = True
             else:
                 data = await self._calls.load(nested, offset=offset, size=size)
         finally:
-            self._stats.end("load", started, len(data))
+            if data is None:
+                counts.end(started)
+            else:
+                counts.end(started, len(data), 1, bare)
         return data
 
     async def _load_ranges(self, nested: str, offset: int, size: int | None, part: int) -> bytes:
@@ -455,12 +500,19 @@ class StoreBase:
         chunks = _as_chunks(value, self.backend.capabilities.part_size)
         data = validate_value(value) if chunks is None else b""
         self._require_open()
-        started = self._stats.begin("store")
+        counts = self._store_counts
+        started = counts.begin()
         size = 0
+        bare = False
         try:
-            nested = await self._find(name, False)
+            nested = name if self._flat else await self._find(name, False)
             if chunks is None:
-                await self._calls.store(nested, data, if_absent=if_absent)
+                backend = self._bare
+                if backend is not None and not if_absent and not backend.permissions.restricted:
+                    await backend._store(nested, data, replace=True)  # as the meter and the backend's store would
+                    bare = True
+                else:
+                    await self._calls.store(nested, data, if_absent=if_absent)
                 size = len(data)
             else:
                 counted = _Counted(chunks)
@@ -472,7 +524,7 @@ class StoreBase:
                     raise
                 size = counted.size
         finally:
-            self._stats.end("store", started, size)
+            counts.end(started, size, 1, bare)
 
     @operation
     async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:

@@ -20,11 +20,8 @@ import weakref
 from time import perf_counter_ns
 from typing import Any
 
-from .backends.base import Backend
 from .errors import StoreError, StoreNotOpen
 from .items import ItemInfo, StoreValue, validate_value
-from .layers.base import Layer
-from .layers.meter import Meter
 from .names import _USER_NAME as _PLAIN_USER_NAME
 from .names import DEL_SUFFIX, MAX_NAME_LENGTH, nest, validate_name
 from .store_base import StoreBase, check_range
@@ -35,9 +32,6 @@ __all__ = ["CallGate", "DirectCalls"]
 _gates: weakref.WeakSet[CallGate] = weakref.WeakSet()
 _DIRECT_OPERATIONS = {"info": "info", "exists": "info", "load": "load", "store": "store", "delete": "delete"}
 """The Store's single-item methods with a direct path, and the backend operation each needs."""
-_BARE_CHECKED = ("_check", "_check_load", "_check_store", "load_blocking", "store_blocking")
-"""What the direct path does itself when it calls a backend bare (`DirectCalls._bare`): a backend class
-that overrides any of these keeps its own version (through the metering layer)."""
 
 
 class CallGate:
@@ -129,13 +123,10 @@ class DirectCalls(StoreBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._gate = CallGate()
-        self._load_counts = self._stats.op("load")
-        self._store_counts = self._stats.op("store")
         self._learn_direct_path()
 
     def _learn_direct_path(self) -> None:
-        """Work out once (at construction and at open) which operations have a direct path, and whether it
-        may call the backend below the metering layer itself (see `_bare`)."""
+        """Work out once (at construction and at open) which operations have a direct path."""
         calls = self._calls
         self._direct_ops = frozenset(
             operation
@@ -143,18 +134,6 @@ class DirectCalls(StoreBase):
             # finding an item on a namespace with several nesting levels takes infos
             if operation not in self._overridden and calls.has_blocking(needs) and calls.has_blocking("info")
         )
-        inner = calls.inner if isinstance(calls, Meter) else None
-        self._bare: Backend | None = (
-            inner
-            if isinstance(inner, Backend)
-            and not isinstance(inner, Layer)
-            and all(getattr(type(inner), method) is getattr(Backend, method) for method in _BARE_CHECKED)
-            else None
-        )
-        """The backend right under the Store's meter, when nothing else is in between and it keeps the base
-        class's checks: the direct path then runs the backend's open and permission checks and its blocking
-        operation itself, counts the backend call in the same step as the Store's, and skips checking the
-        name again (the Store made it from a valid name by nesting, which keeps it valid)."""
 
     def _direct_ok(self, operation: str) -> bool:
         """True if ``operation`` (``info``, ``exists``, ``load``, ``store``, ``delete``) may run in the
