@@ -26,7 +26,7 @@ from typing import Any
 from .errors import StoreError
 from .store_base import DEFAULT_CONFIG
 from .store_bulk import BulkOperations
-from .store_direct import DirectCalls
+from .store_direct import DirectCalls, name_the_store
 from .store_files import FileTransfers
 from .store_listing import Listing
 from .store_streams import Streams
@@ -87,8 +87,7 @@ def _naming_the_store(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callab
             try:
                 return await method(self, *args, **kwargs)
             except StoreError as exc:
-                if exc.store is None:
-                    exc.store = self.url or repr(self.backend)
+                name_the_store(self, exc)
                 raise
 
         return named
@@ -102,8 +101,7 @@ def _naming_the_store(method: Callable[..., Coroutine[Any, Any, Any]]) -> Callab
             async with asyncio.timeout(self.timeout):
                 return await inner(self, *args, **kwargs)
         except StoreError as exc:
-            if exc.store is None:
-                exc.store = self.url or repr(self.backend)
+            name_the_store(self, exc)
             raise
 
     return named_timed

@@ -26,7 +26,7 @@ from .names import _USER_NAME as _PLAIN_USER_NAME
 from .names import DEL_SUFFIX, MAX_NAME_LENGTH, nest, validate_name
 from .store_base import StoreBase, check_range
 
-__all__ = ["CallGate", "DirectCalls"]
+__all__ = ["CallGate", "DirectCalls", "name_the_store"]
 
 
 _gates: weakref.WeakSet[CallGate] = weakref.WeakSet()
@@ -98,7 +98,7 @@ def _reset_gates_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_gates_after_fork)
 
 
-def _name_the_store(store: DirectCalls, exc: StoreError) -> None:
+def name_the_store(store: StoreBase, exc: StoreError) -> None:
     """As for the async methods: a [`StoreError`][aiodepot.errors.StoreError] carries the store's URL."""
     if exc.store is None:
         exc.store = store.url or repr(store.backend)
@@ -188,7 +188,7 @@ class DirectCalls(StoreBase):
             finally:
                 gate.leave()
         except StoreError as exc:
-            _name_the_store(self, exc)
+            name_the_store(self, exc)
             raise
         return info.with_name(name)
 
@@ -232,7 +232,7 @@ class DirectCalls(StoreBase):
                 if self._gate.shut and not calls:
                     self._gate._wake()
         except StoreError as exc:
-            _name_the_store(self, exc)
+            name_the_store(self, exc)
             raise
         return data
 
@@ -271,7 +271,7 @@ class DirectCalls(StoreBase):
                 if self._gate.shut and not calls:
                     self._gate._wake()
         except StoreError as exc:
-            _name_the_store(self, exc)
+            name_the_store(self, exc)
             raise
 
     def _delete_direct(self, name: str, *, deleted: bool = False) -> None:
@@ -292,7 +292,7 @@ class DirectCalls(StoreBase):
             finally:
                 gate.leave()
         except StoreError as exc:
-            _name_the_store(self, exc)
+            name_the_store(self, exc)
             raise
 
     def _refuse(self) -> None:
