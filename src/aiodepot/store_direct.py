@@ -99,7 +99,8 @@ os.register_at_fork(after_in_child=_reset_gates_after_fork)
 
 
 def name_the_store(store: StoreBase, exc: StoreError) -> None:
-    """As for the async methods: a [`StoreError`][aiodepot.errors.StoreError] carries the store's URL."""
+    """Put the store's URL on a [`StoreError`][aiodepot.errors.StoreError] that has none, so its message says
+    which store failed (a program may have several)."""
     if exc.store is None:
         exc.store = store.url or repr(store.backend)
 
