@@ -32,6 +32,7 @@ __all__ = [
     "TMP_SUFFIX",
     "is_internal",
     "nest",
+    "plain_name",
     "split_key",
     "temp_name",
     "unnest",
@@ -74,6 +75,10 @@ def _plain(reserved: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
 
 _USER_NAME = _plain((TMP_SUFFIX, HID_SUFFIX, DEL_SUFFIX))
 _BACKEND_NAME = _plain((TMP_SUFFIX, HID_SUFFIX))
+
+plain_name = _USER_NAME
+"""``plain_name(name)`` matches a str of at most `MAX_NAME_LENGTH` characters that `validate_name` accepts
+(a hot path's inline check; on no match, `validate_name` says what is wrong)."""
 
 
 def _check(name: object, reserved: tuple[str, ...], *, allow_empty: bool, max_length: int) -> str:

@@ -22,8 +22,7 @@ from typing import Any
 
 from .errors import StoreError, StoreNotOpen
 from .items import ItemInfo, StoreValue, validate_value
-from .names import _USER_NAME as _PLAIN_USER_NAME
-from .names import DEL_SUFFIX, MAX_NAME_LENGTH, nest, validate_name
+from .names import DEL_SUFFIX, MAX_NAME_LENGTH, nest, plain_name, validate_name
 from .store_base import StoreBase, check_range
 
 __all__ = ["CallGate", "DirectCalls", "name_the_store"]
@@ -201,7 +200,7 @@ class DirectCalls(StoreBase):
     def _load_direct(self, name: str, offset: int = 0, size: int | None = None, deleted: bool = False) -> bytes:
         """`load` in the caller's thread (only where ``_direct_ok("load")``)."""
         try:
-            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and _PLAIN_USER_NAME(name)):
+            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and plain_name(name)):
                 validate_name(name)  # says what is wrong with it
             if offset or size is not None:
                 check_range(offset, size)
@@ -240,7 +239,7 @@ class DirectCalls(StoreBase):
     def _store_direct(self, name: str, value: StoreValue) -> None:
         """`store` of bytes or a buffer in the caller's thread (only where ``_direct_ok("store")``)."""
         try:
-            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and _PLAIN_USER_NAME(name)):
+            if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and plain_name(name)):
                 validate_name(name)  # says what is wrong with it
             data = validate_value(value)
             calls = self._gate.calls
