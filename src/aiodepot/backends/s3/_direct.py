@@ -130,7 +130,7 @@ class _Bytes(Payload):
     _autoclose = True
     _piece = 1024 * 1024
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes | memoryview) -> None:
         super().__init__(value)
         self._size = len(value)
 
@@ -179,6 +179,26 @@ class DirectBody:
             else:
                 self._check(self._hash)
         return data
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Receive the body into ``buffer`` as its pieces arrive, up to ``len(buffer)`` bytes (one copy of
+        each piece, no joined copy of the whole); return how many bytes came. A body with a checksum to check
+        is read whole (``read``)."""
+        if self._expected is not None:
+            data = await self.read()
+            count = min(len(data), len(buffer))
+            buffer[:count] = data[:count]
+            return count
+        content = self._response.content
+        filled = 0
+        while filled < len(buffer):
+            piece, _ = await content.readchunk()  # the piece as it was received (readany joins pieces)
+            if not piece:
+                break
+            count = min(len(piece), len(buffer) - filled)
+            buffer[filled : filled + count] = piece[:count] if count < len(piece) else piece
+            filled += count
+        return filled
 
     def _check(self, digest: Any) -> None:
         actual = base64.b64encode(digest.digest()).decode()
@@ -262,7 +282,7 @@ class DirectS3:
         reads)."""
         key: str = params["Key"]
         headers: dict[str, str] = {"host": self._host}
-        body: bytes = b""
+        body: bytes | memoryview = b""
         query = ""
         payload: str | None = _EMPTY_SHA256
         if operation in ("put_object", "upload_part"):
@@ -292,7 +312,7 @@ class DirectS3:
         response.release()
         return self._head_result(response) if method == "HEAD" else self._put_result(response)
 
-    def _payload_hash(self, params: Mapping[str, Any], body: bytes, headers: dict[str, str]) -> str | None:
+    def _payload_hash(self, params: Mapping[str, Any], body: bytes | memoryview, headers: dict[str, str]) -> str | None:
         """Set the checksum headers; return the payload's SHA-256 hex for the signature (None: let the
         signer hash the body; ``UNSIGNED-PAYLOAD`` over TLS with a checksum the service verifies)."""
         if "ChecksumAlgorithm" in params:
@@ -311,7 +331,13 @@ class DirectS3:
         return None if body else _EMPTY_SHA256
 
     async def _send(
-        self, operation: str, method: str, url: str, headers: dict[str, str], body: bytes, payload: str | None
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | memoryview,
+        payload: str | None,
     ) -> aiohttp.ClientResponse:
         """One signed request; an error reply raises botocore's ``ClientError`` for it."""
         frozen = await self.credentials.get_frozen_credentials()
