@@ -30,8 +30,7 @@ from xml.etree import ElementTree
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
-from botocore.auth import S3SigV4Auth, _host_from_url  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, S3SigV4Auth, _host_from_url  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, FlexibleChecksumError  # type: ignore[import-untyped]
 from yarl import URL
 
@@ -89,12 +88,52 @@ _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 
 
+class _Headers(dict[str, str]):
+    """A request's headers as botocore's signer handles them — names in lower case (HTTP's names are
+    case-insensitive), ``del`` of a missing name a no-op, ``get_all`` — without the cost of botocore's
+    ``HTTPHeaders``, an ``email.message.Message`` that lowercases and scans its list on every lookup."""
+
+    __slots__ = ()
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __setitem__(self, name: str, value: str) -> None:
+        dict.__setitem__(self, name.lower(), value)
+
+    def __delitem__(self, name: str) -> None:
+        self.pop(name.lower(), None)
+
+    def get_all(self, name: str, failobj: Any = None) -> Any:
+        """The values of ``name`` as a list (one at most), else ``failobj``."""
+        value = self.get(name.lower())
+        return failobj if value is None else [value]
+
+
+class _SigningRequest:
+    """What botocore's signer reads and writes of a request (its ``AWSRequest`` builds more: a prepared
+    copy, ``HTTPHeaders``, a stream wrapper)."""
+
+    __slots__ = ("body", "context", "headers", "method", "params", "url")
+
+    def __init__(self, method: str, url: str, headers: _Headers, body: bytes | memoryview, payload: str | None) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.params: dict[str, str] = {}  # the query is in the URL
+        self.context: dict[str, Any] = {"payload_sha256": payload}
+
+
 class _Signer(S3SigV4Auth):  # type: ignore[misc]
     """botocore's S3 SigV4 signer with three shortcuts that change no signature: the payload's SHA-256 is
     taken from the request when it is known already (the checksum the service verifies is the same digest:
     the body is hashed once), the headers to sign are gathered once per request (botocore gathers them
-    twice), and the signing key — four HMACs of the secret, the date, the region and the service — is
-    derived once a day rather than for each request."""
+    twice, into ``HTTPHeaders``), and the signing key — four HMACs of the secret, the date, the region and
+    the service — is derived once a day rather than for each request."""
 
     _keys: ClassVar[dict[tuple[str, str, str], bytes]] = {}
 
@@ -105,7 +144,12 @@ class _Signer(S3SigV4Auth):  # type: ignore[misc]
     def headers_to_sign(self, request: Any) -> Any:
         gathered = request.context.get("headers_to_sign")
         if gathered is None:
-            gathered = request.context["headers_to_sign"] = super().headers_to_sign(request)
+            gathered = _Headers(
+                (name, value) for name, value in request.headers.items() if name not in SIGNED_HEADERS_BLACKLIST
+            )
+            if "host" not in gathered:
+                gathered["host"] = _host_from_url(request.url)
+            request.context["headers_to_sign"] = gathered
         return gathered
 
     def signature(self, string_to_sign: str, request: Any) -> str:
@@ -281,7 +325,7 @@ class DirectS3:
         """``operation`` on the bucket, answered as botocore's client method would (the fields the backend
         reads)."""
         key: str = params["Key"]
-        headers: dict[str, str] = {"host": self._host}
+        headers = _Headers(host=self._host)
         body: bytes | memoryview = b""
         query = ""
         payload: str | None = _EMPTY_SHA256
@@ -289,14 +333,14 @@ class DirectS3:
             body = params["Body"]
             payload = self._payload_hash(params, body, headers)
             if "IfNoneMatch" in params:
-                headers["If-None-Match"] = params["IfNoneMatch"]
+                headers["if-none-match"] = params["IfNoneMatch"]
             if operation == "upload_part":
                 query = f"partNumber={int(params['PartNumber'])}&uploadId={quote(params['UploadId'], safe='-_.~')}"
             method = "PUT"
         elif operation == "get_object":
             method = "GET"
             if "Range" in params:
-                headers["Range"] = params["Range"]
+                headers["range"] = params["Range"]
             if params.get("ChecksumMode") == "ENABLED":
                 headers["x-amz-checksum-mode"] = "ENABLED"
         else:
@@ -312,7 +356,7 @@ class DirectS3:
         response.release()
         return self._head_result(response) if method == "HEAD" else self._put_result(response)
 
-    def _payload_hash(self, params: Mapping[str, Any], body: bytes | memoryview, headers: dict[str, str]) -> str | None:
+    def _payload_hash(self, params: Mapping[str, Any], body: bytes | memoryview, headers: _Headers) -> str | None:
         """Set the checksum headers; return the payload's SHA-256 hex for the signature (None: let the
         signer hash the body; ``UNSIGNED-PAYLOAD`` over TLS with a checksum the service verifies)."""
         if "ChecksumAlgorithm" in params:
@@ -326,7 +370,7 @@ class DirectS3:
                 return None
         md5 = params.get("ContentMD5")
         if md5 is not None:
-            headers["Content-MD5"] = md5
+            headers["content-md5"] = md5
             return _UNSIGNED if self._secure else None
         return None if body else _EMPTY_SHA256
 
@@ -335,17 +379,16 @@ class DirectS3:
         operation: str,
         method: str,
         url: str,
-        headers: dict[str, str],
+        headers: _Headers,
         body: bytes | memoryview,
         payload: str | None,
     ) -> aiohttp.ClientResponse:
         """One signed request; an error reply raises botocore's ``ClientError`` for it."""
         frozen = await self.credentials.get_frozen_credentials()
-        request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        request.context["payload_sha256"] = payload
+        request = _SigningRequest(method, url, _Headers(headers), body, payload)  # a retry signs afresh
         _Signer(frozen, "s3", self.region).add_auth(request)
-        signed = dict(request.headers.items())
-        signed["Accept-Encoding"] = "identity"
+        signed = dict(request.headers)
+        signed["accept-encoding"] = "identity"
         session: aiohttp.ClientSession = await self._http._get_session(self._proxy)
         response = await session.request(
             method,
