@@ -544,16 +544,49 @@ async def test_checksums_are_sent_and_verified(backend_at: Any, moto_server: Mot
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=wrong,
         )
+        # the same with a body big enough to be received into one buffer rather than joined
+        await client.put_object(
+            Bucket=backend.bucket,
+            Key=backend.base + "ns/corrupt-big",
+            Body=b"x" * (300 * 1024),
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=wrong,
+        )
     for read in (
         backend.load("ns/corrupt"),
         backend.hash("ns/corrupt"),
         Store(backend=backend).load("ns/corrupt"),  # the store's first range of a load is a whole GET
+        backend.load("ns/corrupt-big"),  # received into one buffer, hashed piece by piece
     ):
         with pytest.raises(IntegrityError) as caught:
             await read
         assert isinstance(caught.value.__cause__, FlexibleChecksumError)
     assert await backend.load("ns/corrupt", offset=10, size=5) == b"xxxxx"  # ranges carry no checksum
     assert await backend.load("ns/item") == value
+
+
+async def test_a_flipped_bit_in_a_whole_body_is_caught_and_fetched_again(moto_server: MotoServer) -> None:
+    """A whole GET is hashed as its pieces arrive and checked against the stored checksum: a bit flipped on
+    the way down (through a proxy) fails the check, and the GET is sent again; small and big bodies, on
+    the direct path and through botocore."""
+    bucket = fresh_bucket()
+    with FaultProxy(moto_server.port) as proxy:
+        url = moto_server.url(bucket, "depot").replace(f":{moto_server.port}/", f":{proxy.port}/")
+        for direct in (True, False):
+            backend = S3Backend.from_url(url, create_bucket=True, direct_requests=direct)
+            if direct:
+                await backend.create()
+            async with backend:
+                for size in (1000, 3 * MiB):
+                    value = os.urandom(size)
+                    await backend.store(f"ns/{size}", value)
+                    flips = proxy.counters().flips
+                    proxy.arm(Fault.flip(size // 2, "down", bit=3))  # inside the body, past the headers
+                    assert await backend.load(f"ns/{size}") == value
+                    assert proxy.counters().flips == flips + 1, (direct, size)
+    async with raw_client(moto_server) as client:
+        keys = [{"Key": f"depot/ns/{size}"} for size in (1000, 3 * MiB)] + [{"Key": "depot/"}]
+        await client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
 
 
 async def test_one_hash_per_upload_and_the_etag_check_where_it_is_free(backend_at: Any) -> None:

@@ -34,6 +34,7 @@ from botocore.auth import SIGNED_HEADERS_BLACKLIST, S3SigV4Auth, _host_from_url 
 from botocore.exceptions import ClientError, FlexibleChecksumError  # type: ignore[import-untyped]
 from yarl import URL
 
+from ...transfer import ValueBuffer
 from ..options import RetryPolicy
 from ._errors import CONNECTION_ERRORS
 
@@ -85,6 +86,8 @@ _RETRY_CODES = frozenset(
     }
 )
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_RECEIVE_AT = 256 * 1024
+"""Bodies of this many bytes or more are received into one buffer rather than joined from their pieces."""
 _UNSIGNED = "UNSIGNED-PAYLOAD"
 
 
@@ -195,10 +198,11 @@ class _Bytes(Payload):
 
 
 class DirectBody:
-    """The body of a direct GET, read like botocore's streaming body (``read``, ``read(n)``, ``close``).
+    """The body of a direct GET, read like botocore's streaming body (``read``, ``read(n)``, ``close``), and
+    into a buffer (``readinto``).
 
-    With ``sha256`` (the checksum the service stored, base64), the bytes are checked once the body ends:
-    ``FlexibleChecksumError`` if they differ, as botocore raises.
+    With ``sha256`` (the checksum the service stored, base64), the bytes are hashed as they arrive and checked
+    once the body ends: ``FlexibleChecksumError`` if they differ, as botocore raises.
     """
 
     def __init__(self, response: aiohttp.ClientResponse, sha256: str | None) -> None:
@@ -209,6 +213,9 @@ class DirectBody:
     async def read(self, amount: int | None = None) -> bytes:
         """The rest of the body, or at most ``amount`` bytes of it (``b""`` at the end)."""
         if amount is None:
+            length = self._response.content_length
+            if self._hash is None and length is not None and length >= _RECEIVE_AT:
+                return await self._read_whole(length)
             data = await self._response.read()
             if self._expected is not None and self._hash is None:
                 self._check(hashlib.sha256(data))
@@ -224,16 +231,26 @@ class DirectBody:
                 self._check(self._hash)
         return data
 
+    async def _read_whole(self, length: int) -> bytes:
+        """A body of ``length`` bytes received piece by piece into one buffer that becomes the bytes returned
+        (no join of the pieces), checked as it comes."""
+        buffer = ValueBuffer(length)
+        with buffer.view() as view:
+            filled = await self.readinto(view)
+        if filled < length:  # aiohttp raises for a connection lost midway; this is a body that ended short
+            raise aiohttp.ClientPayloadError(f"the body ended after {filled} of {length} bytes")
+        self._response.release()
+        return buffer.value(filled)
+
     async def readinto(self, buffer: memoryview) -> int:
         """Receive the body into ``buffer`` as its pieces arrive, up to ``len(buffer)`` bytes (one copy of
-        each piece, no joined copy of the whole); return how many bytes came. A body with a checksum to check
-        is read whole (``read``)."""
-        if self._expected is not None:
-            data = await self.read()
-            count = min(len(data), len(buffer))
-            buffer[:count] = data[:count]
-            return count
+        each piece: no joined copy of the whole); return how many bytes came. A checksum is checked where the
+        whole body fits into ``buffer``."""
         content = self._response.content
+        length = self._response.content_length
+        digest = None
+        if self._expected is not None and self._hash is None and length is not None and length <= len(buffer):
+            digest = self._hash = hashlib.sha256()
         filled = 0
         while filled < len(buffer):
             piece, _ = await content.readchunk()  # the piece as it was received (readany joins pieces)
@@ -241,7 +258,11 @@ class DirectBody:
                 break
             count = min(len(piece), len(buffer) - filled)
             buffer[filled : filled + count] = piece[:count] if count < len(piece) else piece
+            if digest is not None:
+                digest.update(piece)
             filled += count
+        if digest is not None and filled == length:
+            self._check(digest)
         return filled
 
     def _check(self, digest: Any) -> None:
