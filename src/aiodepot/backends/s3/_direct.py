@@ -209,18 +209,24 @@ class DirectBody:
         self._response = response
         self._expected = sha256
         self._hash: Any = None
+        self._partly_read = False  # read(n) took some of the body: the rest is not content_length long
 
     async def read(self, amount: int | None = None) -> bytes:
         """The rest of the body, or at most ``amount`` bytes of it (``b""`` at the end)."""
         if amount is None:
             length = self._response.content_length
-            if self._hash is None and length is not None and length >= _RECEIVE_AT:
+            if not self._partly_read and length is not None and length >= _RECEIVE_AT:
                 return await self._read_whole(length)
             data = await self._response.read()
-            if self._expected is not None and self._hash is None:
-                self._check(hashlib.sha256(data))
+            if self._expected is not None:  # the whole body, or the rest after read(n)s
+                if self._hash is None:
+                    self._hash = hashlib.sha256(data)
+                else:
+                    self._hash.update(data)
+                self._check(self._hash)
             self._response.release()
             return data
+        self._partly_read = True
         data = await self._response.content.read(amount)
         if self._expected is not None:
             if self._hash is None:
@@ -249,7 +255,7 @@ class DirectBody:
         content = self._response.content
         length = self._response.content_length
         digest = None
-        if self._expected is not None and self._hash is None and length is not None and length <= len(buffer):
+        if self._expected is not None and not self._partly_read and length is not None and length <= len(buffer):
             digest = self._hash = hashlib.sha256()
         filled = 0
         while filled < len(buffer):
