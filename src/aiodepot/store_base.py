@@ -17,7 +17,6 @@ import asyncio
 import builtins
 import datetime
 import functools
-import io
 import logging
 import warnings
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -43,7 +42,7 @@ from .layout import internal_names, nests, read_layout, write_layout
 from .names import DEL_SUFFIX, ROOTNS, nest, unnest, validate_name, validate_namespace
 from .stack import WriteBackOption, build_stack, cache_policies
 from .stats import Stats
-from .transfer import ByteBudget, plan_ranges, run_bounded
+from .transfer import ByteBudget, ValueBuffer, plan_ranges, run_bounded
 
 if TYPE_CHECKING:
     from .emulation import Emulator
@@ -463,7 +462,7 @@ class StoreBase:
     async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
         """The ranges after ``first``, each loaded into its place in one buffer (``load_into``: a backend
         that can receives straight into it), returned without a copy."""
-        buffer = _Buffer(end - offset)
+        buffer = ValueBuffer(end - offset)
         with buffer.view() as view:
             view[:part] = first
             spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
@@ -819,30 +818,3 @@ def check_range(offset: object, size: object) -> None:
         raise TypeError(f"offset must be an int, got {offset!r}")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise ValueError(f"size must be None or an int >= 0, got {size!r}")
-
-
-class _Buffer:
-    """A zero-filled buffer of ``size`` bytes that is written through a memoryview and then becomes a
-    ``bytes`` object without a copy (``io.BytesIO`` hands over its storage when no view is left)."""
-
-    __slots__ = ("_io",)
-
-    def __init__(self, size: int) -> None:
-        # bytes(size) is calloc'ed: its pages are mapped (zero) when first written, not zero-filled here; a
-        # BytesIO that holds the only reference to its initial bytes writes into them without a copy
-        self._io = io.BytesIO(bytes(size))
-
-    def view(self) -> memoryview:
-        """A writable view of the whole buffer; release it (``with``) before `value`."""
-        return self._io.getbuffer()
-
-    def value(self, size: int) -> bytes:
-        """The first ``size`` bytes (a copy only if a view is still alive)."""
-        try:
-            self._io.truncate(size)
-        except BufferError:  # a view is still alive: the storage cannot be handed over
-            with self._io.getbuffer() as view:
-                return bytes(view[:size])
-        value = self._io.getvalue()
-        self._io = io.BytesIO()
-        return value

@@ -19,6 +19,7 @@ import collections
 import contextlib
 import dataclasses
 import inspect
+import io
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ __all__ = [
     "ProgressCallback",
     "ProgressTracker",
     "RangePlan",
+    "ValueBuffer",
     "map_pausing",
     "plan_ranges",
     "run_bounded",
@@ -304,3 +306,31 @@ class ByteBudget:
             yield
         finally:
             self.release(nbytes)
+
+
+class ValueBuffer:
+    """A zero-filled buffer of ``size`` bytes that is written through a memoryview and then becomes a
+    ``bytes`` object without a copy (``io.BytesIO`` hands over its storage when no view is left): where a
+    value received in pieces (ranges, a body's reads) is put together without a join."""
+
+    __slots__ = ("_io",)
+
+    def __init__(self, size: int) -> None:
+        # bytes(size) is calloc'ed: its pages are mapped (zero) when first written, not zero-filled here; a
+        # BytesIO that holds the only reference to its initial bytes writes into them without a copy
+        self._io = io.BytesIO(bytes(size))
+
+    def view(self) -> memoryview:
+        """A writable view of the whole buffer; release it (``with``) before `value`."""
+        return self._io.getbuffer()
+
+    def value(self, size: int) -> bytes:
+        """The first ``size`` bytes (a copy only if a view is still alive)."""
+        try:
+            self._io.truncate(size)
+        except BufferError:  # a view is still alive: the storage cannot be handed over
+            with self._io.getbuffer() as view:
+                return bytes(view[:size])
+        value = self._io.getvalue()
+        self._io = io.BytesIO()
+        return value

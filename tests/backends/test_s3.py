@@ -10,6 +10,7 @@ import base64
 import contextlib
 import datetime
 import hashlib
+import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +21,9 @@ import aioboto3  # type: ignore[import-untyped]
 import aiohttp
 import pytest
 from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+from botocore import auth as botocore_auth  # type: ignore[import-untyped]
+from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.credentials import Credentials  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, EndpointConnectionError, FlexibleChecksumError  # type: ignore[import-untyped]
 
 from aiodepot import (
@@ -38,9 +42,10 @@ from aiodepot import (
 )
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _stored_other_bytes, _translate
+from aiodepot.backends.s3._direct import DirectBody, _Headers, _Signer, _SigningRequest
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port, require_module
-from tests.servers.faultproxy import FaultProxy
+from tests.servers.faultproxy import Fault, FaultProxy
 from tests.servers.moto import MotoServer, start_moto_server
 
 PART = 5 * MiB  # S3's (and moto's) smallest part
@@ -540,16 +545,99 @@ async def test_checksums_are_sent_and_verified(backend_at: Any, moto_server: Mot
             ChecksumAlgorithm="SHA256",
             ChecksumSHA256=wrong,
         )
+        # the same with a body big enough to be received into one buffer rather than joined
+        await client.put_object(
+            Bucket=backend.bucket,
+            Key=backend.base + "ns/corrupt-big",
+            Body=b"x" * (300 * 1024),
+            ChecksumAlgorithm="SHA256",
+            ChecksumSHA256=wrong,
+        )
+    store = Store(backend=backend)
     for read in (
         backend.load("ns/corrupt"),
         backend.hash("ns/corrupt"),
-        Store(backend=backend).load("ns/corrupt"),  # the store's first range of a load is a whole GET
+        store.load("ns/corrupt"),  # the store's first range of a load is a whole GET
+        backend.load("ns/corrupt-big"),  # received into one buffer, hashed piece by piece
     ):
         with pytest.raises(IntegrityError) as caught:
             await read
         assert isinstance(caught.value.__cause__, FlexibleChecksumError)
     assert await backend.load("ns/corrupt", offset=10, size=5) == b"xxxxx"  # ranges carry no checksum
     assert await backend.load("ns/item") == value
+    await store.close()  # and the backend: a store collected later (its failed load's traceback) never warns
+
+
+async def test_a_flipped_bit_in_a_whole_body_is_caught_and_fetched_again(moto_server: MotoServer) -> None:
+    """A whole GET is hashed as its pieces arrive and checked against the stored checksum: a bit flipped on
+    the way down (through a proxy) fails the check, and the GET is sent again; small and big bodies, on
+    the direct path and through botocore."""
+    bucket = fresh_bucket()
+    with FaultProxy(moto_server.port) as proxy:
+        url = moto_server.url(bucket, "depot").replace(f":{moto_server.port}/", f":{proxy.port}/")
+        for direct in (True, False):
+            backend = S3Backend.from_url(url, create_bucket=True, direct_requests=direct)
+            if direct:
+                await backend.create()
+            async with backend:
+                for size in (1000, 3 * MiB):
+                    value = os.urandom(size)
+                    await backend.store(f"ns/{size}", value)
+                    flips = proxy.counters().flips
+                    proxy.arm(Fault.flip(size // 2, "down", bit=3))  # inside the body, past the headers
+                    assert await backend.load(f"ns/{size}") == value
+                    assert proxy.counters().flips == flips + 1, (direct, size)
+    async with raw_client(moto_server) as client:
+        keys = [{"Key": f"depot/ns/{size}"} for size in (1000, 3 * MiB)] + [{"Key": "depot/"}]
+        await client.delete_objects(Bucket=bucket, Delete={"Objects": keys})
+
+
+async def test_a_direct_body_read_in_parts_then_whole(backend_at: Any) -> None:
+    """``read(n)`` then ``read()`` of a direct GET body gives the rest (not a buffer of the whole length),
+    and the checksum covers both parts; a body received whole is checked too."""
+    backend = await backend_at()
+    value = os.urandom(300 * 1024)  # big enough to be received into one buffer when read whole
+    await backend.store("ns/item", value)
+    key = backend.layout.key("ns/item")
+    for whole, first in itertools.product((True, False), (0, 1000)):
+        # the whole object carries its checksum; a range (all but the last byte) carries none
+        response = await backend._get_object("ns/item", key, None if whole else f"bytes=0-{len(value) - 2}")
+        body = response["Body"]
+        assert isinstance(body, DirectBody) and (body._expected is not None) == whole
+        try:
+            head = await body.read(first) if first else b""
+            assert head + await body.read() == (value if whole else value[:-1])
+            assert (body._hash is not None) == whole
+        finally:
+            body.close()
+
+
+async def test_one_hash_per_upload_and_the_etag_check_where_it_is_free(backend_at: Any) -> None:
+    """``verify_etag=None`` (the default) compares ETags where the upload carries the MD5 already
+    (``checksum="md5"``): with SHA-256, which the service verifies, an MD5 of every byte would be a second
+    check of the same bytes. True and False force it."""
+    value = os.urandom(PART + 10)  # a PUT, and an upload of two parts
+    hashed: list[int] = []
+    real_md5 = hashlib.md5
+
+    def counting_md5(data: Any = b"", **kwargs: Any) -> Any:
+        hashed.append(len(data))
+        return real_md5(data, **kwargs)
+
+    for options, md5_hashed in (
+        ({}, 0),  # SHA-256 only: the service verifies it
+        ({"checksum": "md5"}, 1),  # Content-MD5, and the ETag compared with that same digest
+        ({"verify_etag": True}, 1),  # SHA-256, and an MD5 for the ETag (a service that verifies nothing)
+        ({"checksum": "md5", "verify_etag": False}, 1),
+    ):
+        backend = await backend_at(part_size=PART, **options)
+        hashed.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("aiodepot.backends.s3._checksums.hashlib.md5", counting_md5)
+            await backend.store("ns/small", value[:1000])
+            await backend.store("ns/big", value)
+        assert sum(hashed) == md5_hashed * (len(value) + 1000), options  # never an MD5 of a byte twice
+        assert await backend.load("ns/small") == value[:1000] and await backend.load("ns/big") == value
 
 
 async def test_store_if_absent(backend_at: Any) -> None:
@@ -796,6 +884,69 @@ async def test_direct_requests_answer_as_botocore_does(backend_at: Any, moto_ser
     for backend in (direct, plain):
         with pytest.raises(StoreNotFound):
             await backend.store("ns/again", b"x")
+
+
+def test_direct_signatures_are_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The direct path signs with botocore's signer on a lighter request object; the headers it sends are
+    those botocore's own signer gives the same request (moto checks no signature, so this is compared here)."""
+    now = datetime.datetime(2026, 12, 5, 8, 30, 15)
+    monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda: now)
+    body = b"signed body" * 100
+    sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    base = "http://127.0.0.1:9000/bucket/depot/store/ns/"
+    cases: list[tuple[str, str, dict[str, str], bytes | memoryview, bool]] = [
+        # a PUT whose payload hash is the checksum's digest (hashed once), and one the signer hashes
+        ("PUT", base + "item", {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha256}, body, True),
+        ("PUT", base + "item", {"content-md5": "abc=", "if-none-match": "*"}, memoryview(body), False),
+        ("PUT", base + "item?partNumber=3&uploadId=a%2Fb", {"x-amz-checksum-sha256": sha256}, body, True),
+        ("GET", base + "it%20em~", {"range": "bytes=5-10", "x-amz-checksum-mode": "ENABLED"}, b"", False),
+        ("HEAD", base + "item", {}, b"", False),
+    ]
+    for token in (None, "session-token"):
+        credentials = Credentials("AKIDEXAMPLE", "secret/key+", token).get_frozen_credentials()
+        for method, url, headers, data, payload_known in cases:
+            known = hashlib.sha256(data).hexdigest() if payload_known else None
+            ours = _SigningRequest(method, url, _Headers(host="127.0.0.1:9000", **headers), data, known)
+            _Signer(credentials, "s3", "eu-west-1").add_auth(ours)
+            theirs = AWSRequest(method=method, url=url, headers={"host": "127.0.0.1:9000", **headers}, data=bytes(data))
+            botocore_auth.S3SigV4Auth(credentials, "s3", "eu-west-1").add_auth(theirs)
+            assert dict(ours.headers) == {name.lower(): value for name, value in theirs.headers.items()}, url
+            assert "Signature=" in ours.headers["Authorization"]
+
+
+async def test_load_into_receives_each_range_in_place(moto_server: MotoServer) -> None:
+    """``load_into`` (what the Store's ranged loads use) on the direct path and through botocore: ranges,
+    short and past the end, a missing object; a body cut off midway is fetched again (through a proxy)."""
+    bucket = fresh_bucket()
+    value = os.urandom(3 * PART + 1000)
+    with FaultProxy(moto_server.port) as proxy:
+        url = moto_server.url(bucket, "depot").replace(f":{moto_server.port}/", f":{proxy.port}/")
+        for direct in (True, False):
+            backend = S3Backend.from_url(url, create_bucket=True, part_size=PART, direct_requests=direct)
+            store = Store(backend=backend, config={"ns/": {"levels": [0]}})
+            if direct:
+                await store.create()
+            async with store:
+                assert (backend._direct is not None) == direct
+                await store.store("ns/item", value)
+                buffer = bytearray(300_000)
+                for offset in (0, 1, PART - 7, len(value) - len(buffer)):
+                    assert await backend.load_into("ns/item", offset, buffer) == len(buffer)
+                    assert buffer == value[offset : offset + len(buffer)]
+                assert await backend.load_into("ns/item", len(value) - 100, buffer) == 100  # short at the end
+                assert buffer[:100] == value[-100:]
+                assert await backend.load_into("ns/item", len(value) + 10, buffer) == 0  # past the end
+                assert await backend.load_into("ns/item", 0, bytearray()) == 0
+                with pytest.raises(ObjectNotFound):
+                    await backend.load_into("ns/missing", 0, buffer)
+                proxy.arm(Fault.reset(100_000, "down"))  # the next connection breaks off inside its body
+                assert await backend.load_into("ns/item", 5, buffer) == len(buffer)
+                assert buffer == value[5 : 5 + len(buffer)]
+                assert proxy.counters().resets >= 1
+                # the Store's ranged load: the first range, then the others straight into one buffer
+                assert await store.load("ns/item") == value
+                assert await store.load("ns/item", offset=PART + 3, size=2 * PART) == value[PART + 3 : 3 * PART + 3]
+        await store.destroy()
 
 
 async def test_direct_requests_follow_the_options(moto_server: MotoServer) -> None:

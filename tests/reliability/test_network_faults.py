@@ -154,6 +154,7 @@ def _server_for(
                 create_bucket=True,
                 timeouts=Timeouts(connect=TIMEOUT, read=TIMEOUT),
                 retry=S3Backend.default_retry.with_attempts(RETRIES + 1),
+                verify_etag=True,  # moto verifies no checksum: the ETag check is what catches a flip on the way
             )
 
         yield moto.port, s3

@@ -28,7 +28,7 @@ import itertools
 import logging
 import math
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..errors import ConnectionLost, IntegrityError, ObjectNotFound, StoreError
 from ..items import ItemInfo
@@ -268,6 +268,9 @@ async def range_header(
     return f"bytes={start}-{start + size - 1}"
 
 
+_T = TypeVar("_T")
+
+
 class Began(Protocol):
     """Called by one GET attempt once the reply has begun (from then on, a failure is the body's)."""
 
@@ -275,8 +278,8 @@ class Began(Protocol):
 
 
 async def get_with_retry(
-    retry: RetryPolicy, get_once: Callable[[Began], Awaitable[bytes]], *, logger: logging.Logger, what: str
-) -> bytes:
+    retry: RetryPolicy, get_once: Callable[[Began], Awaitable[_T]], *, logger: logging.Logger, what: str
+) -> _T:
     """``await get_once(began)``, again while its body breaks off or fails its checksum.
 
     The client library retries a request until its reply begins; a connection lost (``ConnectionLost``)
@@ -288,7 +291,7 @@ async def get_with_retry(
         nonlocal began
         began = True
 
-    async def attempt() -> bytes:
+    async def attempt() -> _T:
         nonlocal began
         began = False
         return await get_once(mark)
@@ -346,7 +349,7 @@ class MultipartUpload(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def send(self, number: int, body: bytes, checksum: Any) -> None:
+    async def send(self, number: int, body: bytes | memoryview, checksum: Any) -> None:
         """Upload part ``number`` (1-based), which the service checks against ``checksum``."""
 
     @abc.abstractmethod
@@ -373,7 +376,7 @@ class MultipartUpload(abc.ABC):
         self,
         spans: builtins.list[Span],
         part_size: int,
-        read: Callable[[int, int], Awaitable[tuple[bytes, Any]]],
+        read: Callable[[int, int], Awaitable[tuple[bytes | memoryview, Any]]],
         *,
         max_concurrency: int,
     ) -> None:

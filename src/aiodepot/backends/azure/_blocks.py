@@ -55,7 +55,7 @@ class BlockUpload(MultipartUpload):
         """The ID of block ``number`` (all IDs of a blob have the same length)."""
         return base64.b64encode(f"{self.upload_id}-{number:06d}".encode()).decode()
 
-    async def send(self, number: int, body: bytes, checksum: bytes) -> None:
+    async def send(self, number: int, body: bytes | memoryview, checksum: bytes) -> None:
         """Stage block ``number``; the service checks it against the MD5 ``checksum``."""
         block_id = self.block_id(number)
 

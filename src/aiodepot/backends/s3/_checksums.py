@@ -1,4 +1,8 @@
-"""The checksums every upload carries (SHA-256, or Content-MD5 on B2), and the ETag check of what was stored."""
+"""The checksums every upload carries (SHA-256, or Content-MD5 on B2), and the ETag check of what was stored.
+
+Each upload is hashed once: the SHA-256 sent as ``x-amz-checksum-sha256`` is also the payload hash that
+SigV4 signs (see ``_direct``), and the MD5 sent as ``Content-MD5`` is also what the ETag is compared with.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal
 
-__all__ = ["OFFLOAD_AT", "Checksum", "checksum_args", "md5_hex", "prepare", "read_part", "stored_other_bytes"]
+__all__ = [
+    "OFFLOAD_AT",
+    "Checksum",
+    "checksum_args",
+    "md5_hex",
+    "prepare",
+    "read_part",
+    "sent_md5_hex",
+    "stored_other_bytes",
+]
 
 OFFLOAD_AT = 1024 * 1024
 """Hash and copy smaller values on the event loop: a thread hop costs more."""
@@ -24,14 +37,21 @@ def checksum_args(data: bytes | memoryview, checksum: Checksum) -> dict[str, str
     return {"ChecksumAlgorithm": "SHA256", "ChecksumSHA256": base64.b64encode(hashlib.sha256(data).digest()).decode()}
 
 
-def prepare(data: bytes | memoryview, checksum: Checksum) -> tuple[bytes, dict[str, str]]:
-    """A request body (botocore takes no memoryview) and its checksum parameters."""
-    return bytes(data), checksum_args(data, checksum)
+def prepare(data: bytes | memoryview, checksum: Checksum) -> tuple[bytes | memoryview, dict[str, str]]:
+    """A request body and its checksum parameters. The body is ``data`` itself, not a copy: the direct
+    requests send any buffer, and the backend copies a memoryview to bytes only for botocore's pipeline."""
+    return data, checksum_args(data, checksum)
 
 
-def md5_hex(data: bytes) -> str:
+def md5_hex(data: bytes | memoryview) -> str:
     """The MD5 of ``data`` in hex, as an ETag has it."""
     return hashlib.md5(data).hexdigest()
+
+
+def sent_md5_hex(checksum: Mapping[str, str]) -> str | None:
+    """The MD5 (hex) of a body whose checksum parameters carry its ``Content-MD5``, else None."""
+    md5 = checksum.get("ContentMD5")
+    return None if md5 is None else base64.b64decode(md5).hex()
 
 
 def stored_other_bytes(response: Mapping[str, Any], md5_hex: str) -> bool:

@@ -30,11 +30,11 @@ from xml.etree import ElementTree
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
-from botocore.auth import S3SigV4Auth, _host_from_url  # type: ignore[import-untyped]
-from botocore.awsrequest import AWSRequest  # type: ignore[import-untyped]
+from botocore.auth import SIGNED_HEADERS_BLACKLIST, S3SigV4Auth, _host_from_url  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, FlexibleChecksumError  # type: ignore[import-untyped]
 from yarl import URL
 
+from ...transfer import ValueBuffer
 from ..options import RetryPolicy
 from ._errors import CONNECTION_ERRORS
 
@@ -86,15 +86,57 @@ _RETRY_CODES = frozenset(
     }
 )
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_RECEIVE_AT = 256 * 1024
+"""Bodies of this many bytes or more are received into one buffer rather than joined from their pieces."""
 _UNSIGNED = "UNSIGNED-PAYLOAD"
+
+
+class _Headers(dict[str, str]):
+    """A request's headers as botocore's signer handles them — names in lower case (HTTP's names are
+    case-insensitive), ``del`` of a missing name a no-op, ``get_all`` — without the cost of botocore's
+    ``HTTPHeaders``, an ``email.message.Message`` that lowercases and scans its list on every lookup."""
+
+    __slots__ = ()
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __setitem__(self, name: str, value: str) -> None:
+        dict.__setitem__(self, name.lower(), value)
+
+    def __delitem__(self, name: str) -> None:
+        self.pop(name.lower(), None)
+
+    def get_all(self, name: str, failobj: Any = None) -> Any:
+        """The values of ``name`` as a list (one at most), else ``failobj``."""
+        value = self.get(name.lower())
+        return failobj if value is None else [value]
+
+
+class _SigningRequest:
+    """What botocore's signer reads and writes of a request (its ``AWSRequest`` builds more: a prepared
+    copy, ``HTTPHeaders``, a stream wrapper)."""
+
+    __slots__ = ("body", "context", "headers", "method", "params", "url")
+
+    def __init__(self, method: str, url: str, headers: _Headers, body: bytes | memoryview, payload: str | None) -> None:
+        self.method = method
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.params: dict[str, str] = {}  # the query is in the URL
+        self.context: dict[str, Any] = {"payload_sha256": payload}
 
 
 class _Signer(S3SigV4Auth):  # type: ignore[misc]
     """botocore's S3 SigV4 signer with three shortcuts that change no signature: the payload's SHA-256 is
     taken from the request when it is known already (the checksum the service verifies is the same digest:
     the body is hashed once), the headers to sign are gathered once per request (botocore gathers them
-    twice), and the signing key — four HMACs of the secret, the date, the region and the service — is
-    derived once a day rather than for each request."""
+    twice, into ``HTTPHeaders``), and the signing key — four HMACs of the secret, the date, the region and
+    the service — is derived once a day rather than for each request."""
 
     _keys: ClassVar[dict[tuple[str, str, str], bytes]] = {}
 
@@ -105,7 +147,12 @@ class _Signer(S3SigV4Auth):  # type: ignore[misc]
     def headers_to_sign(self, request: Any) -> Any:
         gathered = request.context.get("headers_to_sign")
         if gathered is None:
-            gathered = request.context["headers_to_sign"] = super().headers_to_sign(request)
+            gathered = _Headers(
+                (name, value) for name, value in request.headers.items() if name not in SIGNED_HEADERS_BLACKLIST
+            )
+            if "host" not in gathered:
+                gathered["host"] = _host_from_url(request.url)
+            request.context["headers_to_sign"] = gathered
         return gathered
 
     def signature(self, string_to_sign: str, request: Any) -> str:
@@ -130,7 +177,7 @@ class _Bytes(Payload):
     _autoclose = True
     _piece = 1024 * 1024
 
-    def __init__(self, value: bytes) -> None:
+    def __init__(self, value: bytes | memoryview) -> None:
         super().__init__(value)
         self._size = len(value)
 
@@ -151,25 +198,35 @@ class _Bytes(Payload):
 
 
 class DirectBody:
-    """The body of a direct GET, read like botocore's streaming body (``read``, ``read(n)``, ``close``).
+    """The body of a direct GET, read like botocore's streaming body (``read``, ``read(n)``, ``close``), and
+    into a buffer (``readinto``).
 
-    With ``sha256`` (the checksum the service stored, base64), the bytes are checked once the body ends:
-    ``FlexibleChecksumError`` if they differ, as botocore raises.
+    With ``sha256`` (the checksum the service stored, base64), the bytes are hashed as they arrive and checked
+    once the body ends: ``FlexibleChecksumError`` if they differ, as botocore raises.
     """
 
     def __init__(self, response: aiohttp.ClientResponse, sha256: str | None) -> None:
         self._response = response
         self._expected = sha256
         self._hash: Any = None
+        self._partly_read = False  # read(n) took some of the body: the rest is not content_length long
 
     async def read(self, amount: int | None = None) -> bytes:
         """The rest of the body, or at most ``amount`` bytes of it (``b""`` at the end)."""
         if amount is None:
+            length = self._response.content_length
+            if not self._partly_read and length is not None and length >= _RECEIVE_AT:
+                return await self._read_whole(length)
             data = await self._response.read()
-            if self._expected is not None and self._hash is None:
-                self._check(hashlib.sha256(data))
+            if self._expected is not None:  # the whole body, or the rest after read(n)s
+                if self._hash is None:
+                    self._hash = hashlib.sha256(data)
+                else:
+                    self._hash.update(data)
+                self._check(self._hash)
             self._response.release()
             return data
+        self._partly_read = True
         data = await self._response.content.read(amount)
         if self._expected is not None:
             if self._hash is None:
@@ -179,6 +236,40 @@ class DirectBody:
             else:
                 self._check(self._hash)
         return data
+
+    async def _read_whole(self, length: int) -> bytes:
+        """A body of ``length`` bytes received piece by piece into one buffer that becomes the bytes returned
+        (no join of the pieces), checked as it comes."""
+        buffer = ValueBuffer(length)
+        with buffer.view() as view:
+            filled = await self.readinto(view)
+        if filled < length:  # aiohttp raises for a connection lost midway; this is a body that ended short
+            raise aiohttp.ClientPayloadError(f"the body ended after {filled} of {length} bytes")
+        self._response.release()
+        return buffer.value(filled)
+
+    async def readinto(self, buffer: memoryview) -> int:
+        """Receive the body into ``buffer`` as its pieces arrive, up to ``len(buffer)`` bytes (one copy of
+        each piece: no joined copy of the whole); return how many bytes came. A checksum is checked where the
+        whole body fits into ``buffer``."""
+        content = self._response.content
+        length = self._response.content_length
+        digest = None
+        if self._expected is not None and not self._partly_read and length is not None and length <= len(buffer):
+            digest = self._hash = hashlib.sha256()
+        filled = 0
+        while filled < len(buffer):
+            piece, _ = await content.readchunk()  # the piece as it was received (readany joins pieces)
+            if not piece:
+                break
+            count = min(len(piece), len(buffer) - filled)
+            buffer[filled : filled + count] = piece[:count] if count < len(piece) else piece
+            if digest is not None:
+                digest.update(piece)
+            filled += count
+        if digest is not None and filled == length:
+            self._check(digest)
+        return filled
 
     def _check(self, digest: Any) -> None:
         actual = base64.b64encode(digest.digest()).decode()
@@ -261,22 +352,22 @@ class DirectS3:
         """``operation`` on the bucket, answered as botocore's client method would (the fields the backend
         reads)."""
         key: str = params["Key"]
-        headers: dict[str, str] = {"host": self._host}
-        body: bytes = b""
+        headers = _Headers(host=self._host)
+        body: bytes | memoryview = b""
         query = ""
         payload: str | None = _EMPTY_SHA256
         if operation in ("put_object", "upload_part"):
             body = params["Body"]
             payload = self._payload_hash(params, body, headers)
             if "IfNoneMatch" in params:
-                headers["If-None-Match"] = params["IfNoneMatch"]
+                headers["if-none-match"] = params["IfNoneMatch"]
             if operation == "upload_part":
                 query = f"partNumber={int(params['PartNumber'])}&uploadId={quote(params['UploadId'], safe='-_.~')}"
             method = "PUT"
         elif operation == "get_object":
             method = "GET"
             if "Range" in params:
-                headers["Range"] = params["Range"]
+                headers["range"] = params["Range"]
             if params.get("ChecksumMode") == "ENABLED":
                 headers["x-amz-checksum-mode"] = "ENABLED"
         else:
@@ -292,7 +383,7 @@ class DirectS3:
         response.release()
         return self._head_result(response) if method == "HEAD" else self._put_result(response)
 
-    def _payload_hash(self, params: Mapping[str, Any], body: bytes, headers: dict[str, str]) -> str | None:
+    def _payload_hash(self, params: Mapping[str, Any], body: bytes | memoryview, headers: _Headers) -> str | None:
         """Set the checksum headers; return the payload's SHA-256 hex for the signature (None: let the
         signer hash the body; ``UNSIGNED-PAYLOAD`` over TLS with a checksum the service verifies)."""
         if "ChecksumAlgorithm" in params:
@@ -306,20 +397,25 @@ class DirectS3:
                 return None
         md5 = params.get("ContentMD5")
         if md5 is not None:
-            headers["Content-MD5"] = md5
+            headers["content-md5"] = md5
             return _UNSIGNED if self._secure else None
         return None if body else _EMPTY_SHA256
 
     async def _send(
-        self, operation: str, method: str, url: str, headers: dict[str, str], body: bytes, payload: str | None
+        self,
+        operation: str,
+        method: str,
+        url: str,
+        headers: _Headers,
+        body: bytes | memoryview,
+        payload: str | None,
     ) -> aiohttp.ClientResponse:
         """One signed request; an error reply raises botocore's ``ClientError`` for it."""
         frozen = await self.credentials.get_frozen_credentials()
-        request = AWSRequest(method=method, url=url, headers=headers, data=body)
-        request.context["payload_sha256"] = payload
+        request = _SigningRequest(method, url, _Headers(headers), body, payload)  # a retry signs afresh
         _Signer(frozen, "s3", self.region).add_auth(request)
-        signed = dict(request.headers.items())
-        signed["Accept-Encoding"] = "identity"
+        signed = dict(request.headers)
+        signed["accept-encoding"] = "identity"
         session: aiohttp.ClientSession = await self._http._get_session(self._proxy)
         response = await session.request(
             method,

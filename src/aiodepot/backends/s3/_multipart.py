@@ -43,8 +43,8 @@ class Call(Protocol):
     def __call__(self, operation: str, name: str, /, **params: Any) -> Awaitable[Any]: ...
 
 
-Verified = Callable[[str, str, bytes, Callable[[], Awaitable[Any]]], Awaitable[Any]]
-"""``verified(name, what, body, send)``: send a body and check the ETag of what the service stored."""
+Verified = Callable[[str, str, bytes | memoryview, Mapping[str, str], Callable[[], Awaitable[Any]]], Awaitable[Any]]
+"""``verified(name, what, body, checksum, send)``: send a body and check the ETag of what the service stored."""
 
 
 class S3Multipart(MultipartUpload):
@@ -65,7 +65,7 @@ class S3Multipart(MultipartUpload):
         response = await call("create_multipart_upload", name, Key=key, **extra)
         return cls(call, verified, key, name, response["UploadId"])
 
-    async def send(self, number: int, body: bytes, checksum: Mapping[str, str]) -> None:
+    async def send(self, number: int, body: bytes | memoryview, checksum: Mapping[str, str]) -> None:
         """Upload part ``number`` (1-based); the service checks it against ``checksum``."""
 
         def upload_part() -> Awaitable[Any]:
@@ -79,7 +79,7 @@ class S3Multipart(MultipartUpload):
                 **checksum,
             )
 
-        response = await self.verified(self.name, f"part {number}", body, upload_part)
+        response = await self.verified(self.name, f"part {number}", body, checksum, upload_part)
         part = {"PartNumber": number, "ETag": response["ETag"]}
         if "ChecksumSHA256" in checksum:
             part["ChecksumSHA256"] = checksum["ChecksumSHA256"]

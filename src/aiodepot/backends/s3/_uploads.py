@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from ..._threads import Offloader
@@ -13,7 +13,16 @@ from ...errors import BackendError, IntegrityError
 from ...transfer import run_bounded
 from .._objectstore import Span, send_stream
 from ..base import Capabilities
-from ._checksums import OFFLOAD_AT, Checksum, checksum_args, md5_hex, prepare, read_part, stored_other_bytes
+from ._checksums import (
+    OFFLOAD_AT,
+    Checksum,
+    checksum_args,
+    md5_hex,
+    prepare,
+    read_part,
+    sent_md5_hex,
+    stored_other_bytes,
+)
 from ._errors import is_precondition_failure
 from ._multipart import MAX_PARTS, PARTS, Call, S3Multipart
 
@@ -36,8 +45,9 @@ class UploadSettings(Protocol):
         ...
 
     @property
-    def verify_etag(self) -> bool:
-        """Whether the ETag of each PUT and part is compared with the MD5 of the bytes sent."""
+    def verify_etag(self) -> bool | None:
+        """Whether the ETag of each PUT and part is compared with the MD5 of the bytes sent (None: where the
+        upload carries that MD5 as ``Content-MD5`` already)."""
         ...
 
     @property
@@ -93,7 +103,7 @@ class Uploads:
             view = memoryview(data)
             part_size = self.part_size_for(len(data))
 
-            async def read(start: int, length: int) -> tuple[bytes, dict[str, str]]:
+            async def read(start: int, length: int) -> tuple[bytes | memoryview, dict[str, str]]:
                 return await self.offloader.run(prepare, view[start : start + length], checksum)
 
             async def send_all(upload: S3Multipart) -> None:
@@ -109,7 +119,7 @@ class Uploads:
         return await self.put_object(name, key, body, checksum_args_, if_none_match=if_none_match)
 
     async def put_object(
-        self, name: str, key: str, body: bytes, checksum: dict[str, str], *, if_none_match: bool = False
+        self, name: str, key: str, body: bytes | memoryview, checksum: dict[str, str], *, if_none_match: bool = False
     ) -> bool:
         """One PUT of ``body`` with its checksum parameters (False: ``if_none_match`` found an object)."""
         extra = {"IfNoneMatch": "*"} if if_none_match else {}
@@ -118,20 +128,35 @@ class Uploads:
             return self.call("put_object", name, Key=key, Body=body, **checksum, **extra)
 
         try:
-            await self.verified(name, "PUT", body, put)
+            await self.verified(name, "PUT", body, checksum, put)
         except BackendError as exc:
             if if_none_match and is_precondition_failure(exc):
                 return False
             raise
         return True
 
-    async def verified(self, name: str, what: str, body: bytes, send: Callable[[], Awaitable[Any]]) -> Any:
-        """``send()`` a PUT or part of ``body``; with ``verify_etag``, check that the service stored those
-        bytes (its ETag), and send them once more if it did not. Returns the service's response."""
-        if not self.settings.verify_etag:
+    async def verified(
+        self,
+        name: str,
+        what: str,
+        body: bytes | memoryview,
+        checksum: Mapping[str, str],
+        send: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """``send()`` a PUT or part of ``body`` with its ``checksum`` parameters; with ``verify_etag``, check
+        that the service stored those bytes (its ETag), and send them once more if it did not. Returns the
+        service's response.
+
+        ``verify_etag=None`` checks where the upload carries the MD5 already (``Content-MD5``): the check
+        costs no hashing there. With a SHA-256 checksum, which the service verifies, it would cost an MD5
+        of every byte; ``verify_etag=True`` pays it, for a service that does not verify checksums."""
+        sent = sent_md5_hex(checksum)
+        check = self.settings.verify_etag
+        if not (check or (check is None and sent is not None)):
             return await send()
-        # a small body is hashed at once (a task costs more than its MD5); a big one while the bytes travel
-        known = md5_hex(body) if len(body) < OFFLOAD_AT else None
+        # the MD5 sent, else: a small body is hashed at once (a task costs more than its MD5), a big one
+        # while the bytes travel
+        known = sent if sent is not None else md5_hex(body) if len(body) < OFFLOAD_AT else None
         md5 = asyncio.ensure_future(self._md5(body)) if known is None else None
         try:
             for attempt in (1, 2):
@@ -149,7 +174,7 @@ class Uploads:
             if md5 is not None:
                 md5.cancel()
 
-    async def _md5(self, body: bytes) -> str:
+    async def _md5(self, body: bytes | memoryview) -> str:
         return md5_hex(body) if len(body) < OFFLOAD_AT else await self.offloader.run(md5_hex, body)
 
     async def copy_in_parts(self, name: str, src_key: str, dst_key: str, size: int) -> None:
