@@ -601,8 +601,10 @@ class StoreConformance(_FeatureFlags):
     async def test_store_if_absent_race(self, store: Store) -> None:
         """16 writers race to create one name: exactly one wins, the others get ObjectExists."""
         if not store.backend.capabilities.atomic_create:
-            with pytest.raises(NotSupported):
+            with pytest.raises(NotSupported) as caught:
                 await store.store("flat/once", b"x", if_absent=True)
+            assert str(caught.value).startswith(f"{store.backend.location} does not support")
+            assert "Backend" not in str(caught.value)  # the location the user opened, not a class
             assert not await store.exists("flat/once")
             return
         values = [bytes([i]) * (1000 + i) for i in range(16)]

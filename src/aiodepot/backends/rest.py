@@ -516,6 +516,9 @@ class RestBackend(Backend):
         where = self.base_url or shlex.join(self.command or [])
         return f"<RestBackend {where} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return self.base_url or f"the REST server of {shlex.join(self.command or [])!r}"
+
     # transport -------------------------------------------------------------------------------------------
 
     def _new_transport(self) -> _HttpTransport | _StdioTransport:

@@ -174,6 +174,11 @@ class SftpBackend(Backend):
         port = f":{self.port}" if self.port else ""
         return f"<SftpBackend {user}{self.host}{port} {self.path!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        port = f":{self.port}" if self.port else ""
+        return f"sftp://{user}{self.host}{port}{self.path}"
+
     # connections -----------------------------------------------------------------------------------------
 
     async def _connect(self) -> Link:
