@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 CORES = os.cpu_count() or 1
+MiB = 1024 * 1024
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,6 +134,49 @@ def usage_row(scenario: str, operation: str, contender: str, usage: Usage, work:
         work=work,
         unit=unit,
     )
+
+
+async def ameasured(make: Callable[[], Awaitable[object]], server_pid: int | None = None) -> Usage:
+    """Wall time and CPU of ``await make()``."""
+    with Meter(server_pid) as usage:
+        await make()
+    return usage
+
+
+def transfer_rows(
+    small: str,
+    large: str,
+    results: Mapping[str, Mapping[str, Usage]],
+    *,
+    count: int,
+    big_mib: int,
+    missing: str | None = None,
+) -> list[Row]:
+    """The rows of a many-small-values-and-one-big-one scenario: per contender, ``store`` and ``load`` of
+    ``count`` values (scenario ``small``, CPU per op) and ``store big`` and ``load big`` of one ``big_mib`` MiB
+    value (scenario ``large``, CPU per MB). An operation a contender's results lack has no row, or with
+    ``missing`` a row without a time, ``missing`` its note."""
+    megabytes = big_mib * MiB / 1e6
+    rows = []
+    for scenario, ops, work, unit in (
+        (small, ("store", "load"), count, "op"),
+        (large, ("store big", "load big"), megabytes, "MB"),
+    ):
+        for op in ops:
+            for contender, usages in results.items():
+                name = op.removesuffix(" big")
+                usage = usages.get(op)
+                if usage is None:
+                    if missing is not None:
+                        rows.append(Row(scenario, name, contender, math.nan, missing))
+                    continue
+                rate = (
+                    f"{count / usage.seconds:,.0f} items/s"
+                    if unit == "op"
+                    else f"{megabytes / usage.seconds:,.0f} MB/s"
+                )
+                rows.append(usage_row(scenario, name, contender, usage, work, unit, rate))
+    return rows
 
 
 def timed(func: Callable[[], object]) -> float:

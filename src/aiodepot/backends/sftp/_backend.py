@@ -401,6 +401,16 @@ class SftpBackend(Backend):
 
         return await self._run(name, op)
 
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Read a range into ``buffer``: each answer is copied to its place as it comes (a retry starts the
+        range again)."""
+        path = self._path(name)
+
+        async def op(link: Link) -> int:
+            return await self._files.read_range_into(link, path, offset, buffer)
+
+        return await self._run(name, op)
+
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write a temp file beside the item (writes and close in one round trip), then rename it over."""
         path = self._path(name)
