@@ -147,6 +147,12 @@ def test_options_shape_the_store() -> None:
         AzureBackend.from_url(f"azure://acct:{KEY}@box/path", list_page_size=5001)
 
 
+def test_azurite_runs_without_telemetry(azurite: Azurite) -> None:
+    """The emulator the tests start sends nothing home: its command line turns telemetry off."""
+    command = Path(f"/proc/{azurite.process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--disableTelemetry" in command
+
+
 async def test_connection_string_from_the_environment(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     backend = AzureBackend.from_url(f"azure://{fresh_container()}/env", create_container=True)
