@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
@@ -177,6 +178,51 @@ def transfer_rows(
                 )
                 rows.append(usage_row(scenario, name, contender, usage, work, unit, rate))
     return rows
+
+
+class ObstoreCalls:
+    """obstore's async calls on one of its stores, as the cloud scenarios run them: at most ``concurrency``
+    requests in flight; a big value put in ``part``-sized parts and got as parallel ``part``-sized ranges."""
+
+    def __init__(self, store: Any, *, concurrency: int, part: int) -> None:
+        import obstore
+
+        self._obstore = obstore
+        self.store = store
+        self.part = part
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def put_all(self, keys: Sequence[str], value: bytes) -> None:
+        """``put_async`` of ``value`` under every key."""
+
+        async def put(key: str) -> None:
+            async with self._limit:
+                await self._obstore.put_async(self.store, key, value)
+
+        await asyncio.gather(*(put(key) for key in keys))
+
+    async def get_all(self, keys: Sequence[str]) -> list[bytes]:
+        """``get_async`` of every key."""
+
+        async def get(key: str) -> bytes:
+            async with self._limit:
+                result = await self._obstore.get_async(self.store, key)
+                return bytes(await result.bytes_async())
+
+        return await asyncio.gather(*(get(key) for key in keys))
+
+    async def put_big(self, key: str, value: bytes, *, max_concurrency: int) -> None:
+        """One ``put_async`` in ``part``-sized parts, ``max_concurrency`` of them in flight."""
+        await self._obstore.put_async(self.store, key, value, chunk_size=self.part, max_concurrency=max_concurrency)
+
+    async def get_big(self, key: str, size: int) -> bytes:
+        """The ``size`` bytes of ``key`` as parallel ``get_range_async`` calls, joined."""
+
+        async def get_range(start: int) -> bytes:
+            async with self._limit:
+                return bytes(await self._obstore.get_range_async(self.store, key, start=start, length=self.part))
+
+        return b"".join(await asyncio.gather(*(get_range(start) for start in range(0, size, self.part))))
 
 
 def timed(func: Callable[[], object]) -> float:
