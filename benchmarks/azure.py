@@ -11,8 +11,8 @@ Both contenders talk to the same ``azurite-blob`` (in memory) on loopback, each 
   ``download_blob(...).readall()`` after the other (the big value with the SDK's defaults: its own
   block upload and chunked download).
 
-Client CPU per operation is the process's user + system time (``getrusage``) over the operations, so it
-counts the SDK's pipeline, hashing and aiohttp, not Azurite (another process). Azurite is a Node.js server
+Client CPU is the process's user + system time (``getrusage``) over the operations, so it counts the SDK's
+pipeline, hashing and aiohttp; server CPU is Azurite's process. Azurite is a Node.js server
 on the same two cores, so the figures compare clients under that bound, not Azure's speed.
 """
 
@@ -20,46 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Row, names
+from .common import MiB, ObstoreCalls, Row, Usage, ameasured, names, transfer_rows
 
-MiB = 1024 * 1024
 CONCURRENCY = 32
 PART = 4 * MiB
 UPLOAD_CONCURRENCY = 8
 CONFIG = {"data/": {"levels": [0]}}
-
-Measure = tuple[float, float]
-"""Wall seconds and client CPU seconds."""
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def _measure(make: Callable[[], Awaitable[object]]) -> Measure:
-    cpu, started = _cpu(), time.perf_counter()
-    await make()
-    return time.perf_counter() - started, _cpu() - cpu
 
 
 def _container() -> str:
     return f"bench-{uuid.uuid4().hex[:16]}"
 
 
-def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     value = os.urandom(size)
     items = names(count)
+    pid = server.process.pid
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         store = Store(
             server.url(_container(), "aiodepot"),
             config=CONFIG,
@@ -78,10 +61,10 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Me
                 loaded.append(await store.load("data/big"))
 
             times = {
-                "store": await _measure(lambda: store.store_many((name, value) for name in items)),
-                "load": await _measure(lambda: store.load_many(items)),
-                "store big": await _measure(lambda: store.store("data/big", big)),
-                "load big": await _measure(load_big),
+                "store": await ameasured(lambda: store.store_many((name, value) for name in items), pid),
+                "load": await ameasured(lambda: store.load_many(items), pid),
+                "store big": await ameasured(lambda: store.store("data/big", big), pid),
+                "load big": await ameasured(load_big, pid),
             }
             assert loaded[0] == big
         await store.destroy()
@@ -90,9 +73,8 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Me
     return asyncio.run(run())
 
 
-def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Measure] | None:
+def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
     try:
-        import obstore
         from obstore.store import AzureStore
     except ImportError:
         return None
@@ -102,8 +84,9 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Mea
     value = os.urandom(size)
     keys = names(count)
     container = _container()
+    pid = server.process.pid
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         credential = {"account_name": ACCOUNT, "account_key": KEY}
         async with BlobServiceClient(server.endpoint, credential=credential) as service:
             await service.get_container_client(container).create_container()
@@ -114,34 +97,19 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Mea
             endpoint=server.endpoint,
             client_options={"allow_http": True},
         )
-        limit = asyncio.Semaphore(CONCURRENCY)
-
-        async def put(key: str) -> None:
-            async with limit:
-                await obstore.put_async(store, key, value)
-
-        async def get(key: str) -> bytes:
-            async with limit:
-                result = await obstore.get_async(store, key)
-                return bytes(await result.bytes_async())
-
-        async def get_range(start: int) -> bytes:
-            async with limit:
-                return bytes(await obstore.get_range_async(store, "data/big", start=start, length=PART))
-
+        calls = ObstoreCalls(store, concurrency=CONCURRENCY, part=PART)
         loaded: list[bytes] = []
 
         async def load_big() -> None:
-            parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
-            loaded.append(b"".join(parts))
+            loaded.append(await calls.get_big("data/big", len(big)))
 
         times = {
-            "store": await _measure(lambda: asyncio.gather(*(put(key) for key in keys))),
-            "load": await _measure(lambda: asyncio.gather(*(get(key) for key in keys))),
-            "store big": await _measure(
-                lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY)
+            "store": await ameasured(lambda: calls.put_all(keys, value), pid),
+            "load": await ameasured(lambda: calls.get_all(keys), pid),
+            "store big": await ameasured(
+                lambda: calls.put_big("data/big", big, max_concurrency=UPLOAD_CONCURRENCY), pid
             ),
-            "load big": await _measure(load_big),
+            "load big": await ameasured(load_big, pid),
         }
         assert loaded[0] == big
         async with BlobServiceClient(server.endpoint, credential=credential) as service:
@@ -151,14 +119,15 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Mea
     return asyncio.run(run())
 
 
-def sdk_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def sdk_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     from azure.storage.blob.aio import BlobServiceClient
     from tests.servers.azurite import ACCOUNT, KEY
 
     value = os.urandom(size)
     keys = names(count)
+    pid = server.process.pid
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         credential = {"account_name": ACCOUNT, "account_key": KEY}
         async with BlobServiceClient(server.endpoint, credential=credential) as service:
             container = service.get_container_client(_container())
@@ -179,10 +148,10 @@ def sdk_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, 
                 assert await (await container.get_blob_client("data/big").download_blob()).readall() == big
 
             times = {
-                "store": await _measure(write),
-                "load": await _measure(read),
-                "store big": await _measure(write_big),
-                "load big": await _measure(read_big),
+                "store": await ameasured(write, pid),
+                "load": await ameasured(read, pid),
+                "store big": await ameasured(write_big, pid),
+                "load big": await ameasured(read_big, pid),
             }
             await container.delete_container()
             return times
@@ -204,29 +173,5 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
         results["azure-storage-blob seq"] = sdk_sequential(server, count, size, big)
     finally:
         server.stop()
-    small = f"azure azurite {count} x {size // 1024} KiB"
-    large = f"azure azurite 1 x {big_mib} MiB"
-    rows = [
-        Row(
-            small,
-            op,
-            contender,
-            times[op][0],
-            f"{count / times[op][0]:,.0f} items/s, {count * size / times[op][0] / 1e6:,.1f} MB/s, "
-            f"{times[op][1] / count * 1e3:.2f} ms CPU/op",
-        )
-        for op in ("store", "load")
-        for contender, times in results.items()
-    ]
-    rows += [
-        Row(
-            large,
-            op.removesuffix(" big"),
-            contender,
-            times[op][0],
-            f"{big_mib * MiB / times[op][0] / 1e6:,.0f} MB/s, {times[op][1]:.2f} s CPU",
-        )
-        for op in ("store big", "load big")
-        for contender, times in results.items()
-    ]
-    return rows
+    small, large = f"azure azurite {count} x {size // 1024} KiB", f"azure azurite 1 x {big_mib} MiB"
+    return transfer_rows(small, large, results, count=count, big_mib=big_mib)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import math
 import os
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 CORES = os.cpu_count() or 1
+MiB = 1024 * 1024
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -132,6 +135,94 @@ def usage_row(scenario: str, operation: str, contender: str, usage: Usage, work:
         work=work,
         unit=unit,
     )
+
+
+async def ameasured(make: Callable[[], Awaitable[object]], server_pid: int | None = None) -> Usage:
+    """Wall time and CPU of ``await make()``."""
+    with Meter(server_pid) as usage:
+        await make()
+    return usage
+
+
+def transfer_rows(
+    small: str,
+    large: str,
+    results: Mapping[str, Mapping[str, Usage]],
+    *,
+    count: int,
+    big_mib: int,
+    missing: str | None = None,
+) -> list[Row]:
+    """The rows of a many-small-values-and-one-big-one scenario: per contender, ``store`` and ``load`` of
+    ``count`` values (scenario ``small``, CPU per op) and ``store big`` and ``load big`` of one ``big_mib`` MiB
+    value (scenario ``large``, CPU per MB). An operation a contender's results lack has no row, or with
+    ``missing`` a row without a time, ``missing`` its note."""
+    megabytes = big_mib * MiB / 1e6
+    rows = []
+    for scenario, ops, work, unit in (
+        (small, ("store", "load"), count, "op"),
+        (large, ("store big", "load big"), megabytes, "MB"),
+    ):
+        for op in ops:
+            for contender, usages in results.items():
+                name = op.removesuffix(" big")
+                usage = usages.get(op)
+                if usage is None:
+                    if missing is not None:
+                        rows.append(Row(scenario, name, contender, math.nan, missing))
+                    continue
+                rate = (
+                    f"{count / usage.seconds:,.0f} items/s"
+                    if unit == "op"
+                    else f"{megabytes / usage.seconds:,.0f} MB/s"
+                )
+                rows.append(usage_row(scenario, name, contender, usage, work, unit, rate))
+    return rows
+
+
+class ObstoreCalls:
+    """obstore's async calls on one of its stores, as the cloud scenarios run them: at most ``concurrency``
+    requests in flight; a big value put in ``part``-sized parts and got as parallel ``part``-sized ranges."""
+
+    def __init__(self, store: Any, *, concurrency: int, part: int) -> None:
+        import obstore
+
+        self._obstore = obstore
+        self.store = store
+        self.part = part
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def put_all(self, keys: Sequence[str], value: bytes) -> None:
+        """``put_async`` of ``value`` under every key."""
+
+        async def put(key: str) -> None:
+            async with self._limit:
+                await self._obstore.put_async(self.store, key, value)
+
+        await asyncio.gather(*(put(key) for key in keys))
+
+    async def get_all(self, keys: Sequence[str]) -> list[bytes]:
+        """``get_async`` of every key."""
+
+        async def get(key: str) -> bytes:
+            async with self._limit:
+                result = await self._obstore.get_async(self.store, key)
+                return bytes(await result.bytes_async())
+
+        return await asyncio.gather(*(get(key) for key in keys))
+
+    async def put_big(self, key: str, value: bytes, *, max_concurrency: int) -> None:
+        """One ``put_async`` in ``part``-sized parts, ``max_concurrency`` of them in flight."""
+        await self._obstore.put_async(self.store, key, value, chunk_size=self.part, max_concurrency=max_concurrency)
+
+    async def get_big(self, key: str, size: int) -> bytes:
+        """The ``size`` bytes of ``key`` as parallel ``get_range_async`` calls, joined."""
+
+        async def get_range(start: int) -> bytes:
+            async with self._limit:
+                return bytes(await self._obstore.get_range_async(self.store, key, start=start, length=self.part))
+
+        return b"".join(await asyncio.gather(*(get_range(start) for start in range(0, size, self.part))))
 
 
 def timed(func: Callable[[], object]) -> float:

@@ -21,65 +21,41 @@ import asyncio
 import ftplib
 import io
 import os
-import resource
 import tempfile
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from aiodepot import Store
 
-from .common import Row, names
+from .common import MiB, Row, Usage, ameasured, measured, names, transfer_rows
 
-MiB = 1024 * 1024
 CONFIG = {"data/": {"levels": [0]}}
 
-Measure = tuple[float, float]
-"""Wall seconds and client CPU seconds."""
 
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _measure(func: Callable[[], object]) -> Measure:
-    cpu, started = _cpu(), time.perf_counter()
-    func()
-    return time.perf_counter() - started, _cpu() - cpu
-
-
-async def _ameasure(make: Callable[[], Awaitable[object]]) -> Measure:
-    cpu, started = _cpu(), time.perf_counter()
-    await make()
-    return time.perf_counter() - started, _cpu() - cpu
-
-
-def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def aiodepot_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     value = os.urandom(size)
     items = names(count)
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         store = Store(server.url("aiodepot"), config=CONFIG)
         await store.create()
-        results: dict[str, Measure] = {}
+        results: dict[str, Usage] = {}
         async with store:
-            results["store"] = await _ameasure(lambda: store.store_many((name, value) for name in items))
-            results["load"] = await _ameasure(lambda: store.load_many(items))
-            results["store big"] = await _ameasure(lambda: store.store("data/big", big))
+            results["store"] = await ameasured(lambda: store.store_many((name, value) for name in items))
+            results["load"] = await ameasured(lambda: store.load_many(items))
+            results["store big"] = await ameasured(lambda: store.store("data/big", big))
 
             async def load_big() -> None:
                 assert len(await store.load("data/big")) == len(big)
 
-            results["load big"] = await _ameasure(load_big)
+            results["load big"] = await ameasured(load_big)
         await store.destroy()
         return results
 
     return asyncio.run(run())
 
 
-def ftplib_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def ftplib_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
     from tests.servers.ftp import PASSWORD, USER
 
     value = os.urandom(size)
@@ -96,10 +72,10 @@ def ftplib_sequential(server: Any, count: int, size: int, big: bytes) -> dict[st
         return out.getvalue()
 
     results = {
-        "store": _measure(lambda: [ftp.storbinary("STOR " + name, io.BytesIO(value)) for name in items]),
-        "load": _measure(lambda: [read(name) for name in items]),
-        "store big": _measure(lambda: ftp.storbinary("STOR big", io.BytesIO(big), blocksize=256 * 1024)),
-        "load big": _measure(lambda: read("big")),
+        "store": measured(lambda: [ftp.storbinary("STOR " + name, io.BytesIO(value)) for name in items]),
+        "load": measured(lambda: [read(name) for name in items]),
+        "store big": measured(lambda: ftp.storbinary("STOR big", io.BytesIO(big), blocksize=256 * 1024)),
+        "load big": measured(lambda: read("big")),
     }
     ftp.quit()
     return results
@@ -115,29 +91,5 @@ def run(count: int = 1000, size: int = 4096, big_mib: int = 64) -> list[Row]:
             "aiodepot": aiodepot_run(server, count, size, big),
             "ftplib seq": ftplib_sequential(server, count, size, big),
         }
-    small = f"ftp loopback {count} x {size // 1024} KiB"
-    large = f"ftp loopback 1 x {big_mib} MiB"
-    rows = [
-        Row(
-            small,
-            op,
-            contender,
-            times[op][0],
-            f"{count / times[op][0]:,.0f} items/s, {count * size / times[op][0] / 1e6:,.1f} MB/s, "
-            f"{times[op][1] / count * 1e3:.2f} ms CPU/op",
-        )
-        for op in ("store", "load")
-        for contender, times in results.items()
-    ]
-    rows += [
-        Row(
-            large,
-            op.removesuffix(" big"),
-            contender,
-            times[op][0],
-            f"{big_mib * MiB / times[op][0] / 1e6:,.0f} MB/s, {times[op][1]:.2f} s CPU",
-        )
-        for op in ("store big", "load big")
-        for contender, times in results.items()
-    ]
-    return rows
+    small, large = f"ftp loopback {count} x {size // 1024} KiB", f"ftp loopback 1 x {big_mib} MiB"
+    return transfer_rows(small, large, results, count=count, big_mib=big_mib)

@@ -15,61 +15,36 @@ of its own:
   ``400 invalid uploadType``; it has the JSON upload API only), so the values it loads are put there by
   plain JSON API uploads first, and the store rows say so.
 
-Client CPU per operation is this process's user + system time (``getrusage``) over the operations, the
-emulator's own CPU left out (it is another process). fake-gcs-server is a Go program on the same two cores,
+Client CPU is this process's user + system time (``getrusage``) over the operations, the emulator's own CPU
+left out (it is another process). fake-gcs-server is a Go program on the same two cores,
 so the figures compare the clients' overheads under its bound, not GCS's speed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import resource
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Row, names
+from .common import MiB, ObstoreCalls, Row, Usage, ameasured, measured, names, transfer_rows
 
-MiB = 1024 * 1024
 CONCURRENCY = 32
 PART = 8 * MiB
 CONFIG = {"data/": {"levels": [0]}}
-
-Measure = tuple[float, float]
-"""Seconds of wall time and of client CPU."""
-
-
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-async def _measured(make: Callable[[], Awaitable[object]]) -> Measure:
-    cpu, started = _cpu(), time.perf_counter()
-    await make()
-    return time.perf_counter() - started, _cpu() - cpu
-
-
-def _measured_sync(func: Callable[[], object]) -> Measure:
-    cpu, started = _cpu(), time.perf_counter()
-    func()
-    return time.perf_counter() - started, _cpu() - cpu
 
 
 def _bucket() -> str:
     return f"bench-{uuid.uuid4().hex[:16]}"
 
 
-def aiodepot_run(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def aiodepot_run(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Usage]:
     value = os.urandom(size)
     items = names(count)
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         store = Store(
             f"gs://{_bucket()}/aiodepot?endpoint={endpoint}",
             config=CONFIG,
@@ -79,16 +54,16 @@ def aiodepot_run(endpoint: str, count: int, size: int, big: bytes) -> dict[str, 
         await store.create()
         async with store:
             times = {
-                "store": await _measured(lambda: store.store_many((name, value) for name in items)),
-                "load": await _measured(lambda: store.load_many(items)),
-                "store big": await _measured(lambda: store.store("data/big", big)),
+                "store": await ameasured(lambda: store.store_many((name, value) for name in items)),
+                "load": await ameasured(lambda: store.load_many(items)),
+                "store big": await ameasured(lambda: store.store("data/big", big)),
             }
             loaded: list[bytes] = []
 
             async def load_big() -> None:
                 loaded.append(await store.load("data/big"))
 
-            times["load big"] = await _measured(load_big)
+            times["load big"] = await ameasured(load_big)
             assert loaded[0] == big
         await store.destroy()
         return times
@@ -96,7 +71,7 @@ def aiodepot_run(endpoint: str, count: int, size: int, big: bytes) -> dict[str, 
     return asyncio.run(run())
 
 
-def gcloud_aio_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure]:
+def gcloud_aio_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Usage]:
     import aiohttp
     from gcloud.aio.storage import Storage
 
@@ -104,7 +79,7 @@ def gcloud_aio_sequential(endpoint: str, count: int, size: int, big: bytes) -> d
     keys = names(count)
     bucket = _bucket()
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{endpoint}/storage/v1/b", params={"project": "bench"}, json={"name": bucket}):
                 pass
@@ -122,16 +97,16 @@ def gcloud_aio_sequential(endpoint: str, count: int, size: int, big: bytes) -> d
                 assert await storage.download(bucket, "data/big", timeout=600) == big
 
             return {
-                "store": await _measured(write),
-                "load": await _measured(read),
-                "store big": await _measured(lambda: storage.upload(bucket, "data/big", big, timeout=600)),
-                "load big": await _measured(read_big),
+                "store": await ameasured(write),
+                "load": await ameasured(read),
+                "store big": await ameasured(lambda: storage.upload(bucket, "data/big", big, timeout=600)),
+                "load big": await ameasured(read_big),
             }
 
     return asyncio.run(run())
 
 
-def google_cloud_storage_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure] | None:
+def google_cloud_storage_sequential(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
     try:
         from google.auth.credentials import AnonymousCredentials  # type: ignore[import-not-found]
         from google.cloud import storage  # type: ignore[import-not-found]
@@ -156,20 +131,19 @@ def google_cloud_storage_sequential(endpoint: str, count: int, size: int, big: b
         assert bucket.blob("data/big").download_as_bytes() == big
 
     return {
-        "store": _measured_sync(write),
-        "load": _measured_sync(read),
-        "store big": _measured_sync(lambda: bucket.blob("data/big").upload_from_string(big)),
-        "load big": _measured_sync(read_big),
+        "store": measured(write),
+        "load": measured(read),
+        "store big": measured(lambda: bucket.blob("data/big").upload_from_string(big)),
+        "load big": measured(read_big),
     }
 
 
 OBSTORE_CANNOT_STORE = "cannot run: obstore PUTs via the XML API, fake-gcs-server answers 400 invalid uploadType"
 
 
-def obstore_loads(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Measure] | None:
+def obstore_loads(endpoint: str, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
     """obstore's loads (its stores cannot reach fake-gcs-server; see the module's docstring)."""
     try:
-        import obstore
         from obstore.store import GCSStore
     except ImportError:
         return None
@@ -185,7 +159,7 @@ def obstore_loads(endpoint: str, count: int, size: int, big: bytes) -> dict[str,
         bucket, service_account_key=json.dumps({**account, "private_key_id": ""}), client_options={"allow_http": True}
     )
 
-    async def run() -> dict[str, Measure]:
+    async def run() -> dict[str, Usage]:
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{endpoint}/storage/v1/b", params={"project": "bench"}, json={"name": bucket}):
                 pass
@@ -199,27 +173,13 @@ def obstore_loads(endpoint: str, count: int, size: int, big: bytes) -> dict[str,
 
             await asyncio.gather(*(upload(key, value) for key in keys), upload("data/big", big))
 
-        limit = asyncio.Semaphore(CONCURRENCY)
-
-        async def get(key: str) -> bytes:
-            async with limit:
-                result = await obstore.get_async(store, key)
-                return bytes(await result.bytes_async())
-
-        async def get_range(start: int) -> bytes:
-            async with limit:
-                return bytes(await obstore.get_range_async(store, "data/big", start=start, length=PART))
-
+        calls = ObstoreCalls(store, concurrency=CONCURRENCY, part=PART)
         loaded: list[bytes] = []
 
         async def load_big() -> None:
-            parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
-            loaded.append(b"".join(parts))
+            loaded.append(await calls.get_big("data/big", len(big)))
 
-        times = {
-            "load": await _measured(lambda: asyncio.gather(*(get(key) for key in keys))),
-            "load big": await _measured(load_big),
-        }
+        times = {"load": await ameasured(lambda: calls.get_all(keys)), "load big": await ameasured(load_big)}
         assert loaded[0] == big
         return times
 
@@ -233,45 +193,17 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     big = os.urandom(big_mib * MiB)
     server = start_fake_gcs_server()
     try:
-        results: dict[str, dict[str, Measure]] = {}
+        results: dict[str, dict[str, Usage]] = {}
         for label, contender in (
             ("aiodepot", aiodepot_run),
             ("gcloud-aio seq", gcloud_aio_sequential),
             ("google-cloud-storage seq", google_cloud_storage_sequential),
             ("obstore", obstore_loads),
         ):
-            measured: Any = contender(server.endpoint, count, size, big)
-            if measured is not None:
-                results[label] = measured
+            times: Any = contender(server.endpoint, count, size, big)
+            if times is not None:
+                results[label] = times
     finally:
         server.stop()
-    small = f"gcs fake-gcs-server {count} x {size // 1024} KiB"
-    large = f"gcs fake-gcs-server 1 x {big_mib} MiB"
-    rows = [
-        Row(
-            small,
-            op,
-            contender,
-            times[op][0],
-            f"{count / times[op][0]:,.0f} items/s, {count * size / MiB / times[op][0]:,.1f} MB/s, "
-            f"{times[op][1] / count * 1e3:.2f} ms CPU/op",
-        )
-        if op in times
-        else Row(small, op, contender, math.nan, OBSTORE_CANNOT_STORE)
-        for op in ("store", "load")
-        for contender, times in results.items()
-    ]
-    rows += [
-        Row(
-            large,
-            op.removesuffix(" big"),
-            contender,
-            times[op][0],
-            f"{big_mib / times[op][0]:,.0f} MiB/s, {times[op][1]:.2f} s CPU",
-        )
-        if op in times
-        else Row(large, op.removesuffix(" big"), contender, math.nan, OBSTORE_CANNOT_STORE)
-        for op in ("store big", "load big")
-        for contender, times in results.items()
-    ]
-    return rows
+    small, large = f"gcs fake-gcs-server {count} x {size // 1024} KiB", f"gcs fake-gcs-server 1 x {big_mib} MiB"
+    return transfer_rows(small, large, results, count=count, big_mib=big_mib, missing=OBSTORE_CANNOT_STORE)

@@ -1,8 +1,10 @@
-"""REST on loopback, 2000 x 4 KiB: every client/server pair of aiodepot and borgstore 0.7.
+"""REST on loopback, 2000 x 4 KiB: every client/server pair of aiodepot and borgstore 0.7; and one big value
+(aiodepot client and server).
 
 aiodepot's client uses its bulk calls (concurrent requests on a keep-alive pool); borgstore's client is
 used as borgstore users use it, one call after another. Servers run as subprocesses on file:// stores; each
-row has the client's CPU (this process) and the server's (its process) per item.
+row has the client's CPU (this process) and the server's (its process) per item, or per MB for the big
+value (stored in one request, loaded as parallel 8 MiB ranges into one buffer).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from pathlib import Path
 
 from aiodepot import Store
 
-from .common import Meter, Row, Usage, measured, names, usage_row
+from .common import Meter, MiB, Row, Usage, measured, names, transfer_rows
 
 CONFIG = {"data/": {"levels": [1]}}
+PAIR = "aiodepot client -> aiodepot server"
 
 
-def _aiodepot_client(url: str, items: list[str], value: bytes, pid: int) -> dict[str, Usage]:
-    """aiodepot's bulk calls: ``store_many`` of every item, then ``load_many``."""
+def _aiodepot_client(url: str, items: list[str], value: bytes, pid: int, big: bytes = b"") -> dict[str, Usage]:
+    """aiodepot's bulk calls: ``store_many`` of every item, then ``load_many``; then ``big`` (if any) stored
+    and loaded."""
 
     async def run() -> dict[str, Usage]:
         store = Store(url, config=CONFIG)
@@ -33,8 +37,14 @@ def _aiodepot_client(url: str, items: list[str], value: bytes, pid: int) -> dict
                 await store.store_many((name, value) for name in items)
             with Meter(pid) as loaded:
                 await store.load_many(items)
+            result = {"store": stored, "load": loaded}
+            if big:
+                with Meter(pid) as result["store big"]:
+                    await store.store("data/big", big)
+                with Meter(pid) as result["load big"]:
+                    assert len(await store.load("data/big")) == len(big)
         await store.destroy()
-        return {"store": stored, "load": loaded}
+        return result
 
     return asyncio.run(run())
 
@@ -54,7 +64,7 @@ def _borgstore_client(url: str, items: list[str], value: bytes, pid: int) -> dic
     return result
 
 
-def run(count: int = 2000, size: int = 4096) -> list[Row]:
+def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     """Run the scenario: one row per client/server pair and operation."""
     from tests.servers.rest import aiodepot_server_process, borgstore_server_process
 
@@ -64,6 +74,7 @@ def run(count: int = 2000, size: int = 4096) -> list[Row]:
     }
     clients = {"aiodepot": _aiodepot_client, "borgstore": _borgstore_client}
     value = os.urandom(size)
+    big = os.urandom(big_mib * MiB)
     items = names(count)
     results: dict[str, dict[str, Usage]] = {}
     root = Path(tempfile.mkdtemp(prefix="aiodepot-bench-"))
@@ -73,14 +84,12 @@ def run(count: int = 2000, size: int = 4096) -> list[Row]:
                 store_dir = root / f"{client_name}-{server_name}"
                 pids: list[int] = []
                 with launch(store_dir.as_uri(), pids=pids) as url:
-                    results[f"{client_name} client -> {server_name} server"] = client(url, items, value, pids[0])
+                    if client_name == server_name == "aiodepot":
+                        results[PAIR] = _aiodepot_client(url, items, value, pids[0], big)
+                    else:
+                        results[f"{client_name} client -> {server_name} server"] = client(url, items, value, pids[0])
     finally:
         shutil.rmtree(root, ignore_errors=True)
     order = sorted(results, key=lambda pair: not pair.startswith("aiodepot client -> aiodepot"))
-    scenario = f"rest loopback, {count} x {size // 1024} KiB"
-    return [
-        usage_row(scenario, op, pair, usage, count, "op", f"{count / usage.seconds:,.0f} items/s")
-        for op in ("store", "load")
-        for pair in order
-        for usage in [results[pair][op]]
-    ]
+    small, large = f"rest loopback, {count} x {size // 1024} KiB", f"rest loopback, 1 x {big_mib} MiB"
+    return transfer_rows(small, large, {pair: results[pair] for pair in order}, count=count, big_mib=big_mib)

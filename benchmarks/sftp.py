@@ -1,5 +1,7 @@
 """sftp on loopback, many small values: aiodepot bulk calls vs borgstore's sftp backend (paramiko) used
-sequentially, straight to the server and through a proxy that adds 5 ms in each direction.
+sequentially, straight to the server and through a proxy that adds 5 ms in each direction; and one big
+value straight to the server (aiodepot: stored in one stream, loaded as parallel 4 MiB ranges into one
+buffer), with the client's CPU per MB.
 
 The server is a real OpenSSH sshd on a loopback port, started as the tests start it; the proxy runs in a
 child process, so it takes no CPU time from the client under test. Both contenders find the server
@@ -21,7 +23,7 @@ from tests.servers.sshd import Sshd, sshd
 
 from aiodepot import Store
 
-from .common import Row, bulk_store_load, names, sequential_store_load
+from .common import Meter, MiB, Row, Usage, bulk_store_load, names, sequential_store_load, usage_row
 
 DELAY = 0.005
 CONFIG = {"data/": {"levels": [1]}}
@@ -168,7 +170,23 @@ def aiodepot_bulk(url: str, count: int, value: bytes) -> dict[str, float]:
     return asyncio.run(run())
 
 
-def run(count: int = 1000, size: int = 4096) -> list[Row]:
+def aiodepot_big(url: str, big: bytes) -> dict[str, Usage]:
+    """One big value stored, then loaded, by aiodepot (the client's CPU; sshd's is not counted)."""
+
+    async def run() -> dict[str, Usage]:
+        store = Store(url, config=CONFIG)
+        await store.create()
+        async with store:
+            with Meter() as stored:
+                await store.store("data/big", big)
+            with Meter() as loaded:
+                assert len(await store.load("data/big")) == len(big)
+        return {"store": stored, "load": loaded}
+
+    return asyncio.run(run())
+
+
+def run(count: int = 1000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     """Run the scenario: one row per link, contender and operation."""
     value = os.urandom(size)
     rows = []
@@ -190,4 +208,18 @@ def run(count: int = 1000, size: int = 4096) -> list[Row]:
                 for op in ("store", "load")
                 for contender, times in results.items()
             ]
+        big = aiodepot_big(f"sftp://bench/{root}/big", os.urandom(big_mib * MiB))
+        megabytes = big_mib * MiB / 1e6
+        rows += [
+            usage_row(
+                f"sftp loopback, 1 x {big_mib} MiB",
+                op,
+                "aiodepot",
+                usage,
+                megabytes,
+                "MB",
+                f"{megabytes / usage.seconds:,.0f} MB/s",
+            )
+            for op, usage in big.items()
+        ]
     return rows

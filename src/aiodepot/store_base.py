@@ -348,7 +348,9 @@ class StoreBase:
         [`set_levels`][aiodepot.Store.set_levels] to change them first."""
         self._require_open()
         if not await write_layout(self._plain, self._layout()):
-            raise NotSupported(f"{self.url or self.backend!r}: this backend cannot hold the store's layout file")
+            raise NotSupported(
+                f"{self.backend.location} does not support save_layout: it keeps internal (.hid) names to itself"
+            )
         self._config_given = True
 
     def _layout(self) -> dict[str, dict[str, builtins.list[int]]]:

@@ -29,6 +29,7 @@ from aiodepot import (
 )
 from aiodepot.backends import Limits, RetryPolicy, backend_from_url
 from aiodepot.backends.azure import DEVELOPMENT_KEY, AzureBackend, parse_connection_string
+from tests.conformance.listing import check_list_range, check_listing_pushed_down
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port, require_module
 from tests.servers.azurite import ACCOUNT, KEY, Azurite, start_azurite
@@ -147,6 +148,12 @@ def test_options_shape_the_store() -> None:
         AzureBackend.from_url(f"azure://acct:{KEY}@box/path", list_page_size=5001)
 
 
+def test_azurite_runs_without_telemetry(azurite: Azurite) -> None:
+    """The emulator the tests start sends nothing home: its command line turns telemetry off."""
+    command = Path(f"/proc/{azurite.process.pid}/cmdline").read_bytes().split(b"\0")
+    assert b"--disableTelemetry" in command
+
+
 async def test_connection_string_from_the_environment(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite.connection_string)
     backend = AzureBackend.from_url(f"azure://{fresh_container()}/env", create_container=True)
@@ -204,41 +211,7 @@ async def test_listing_is_sorted_by_name_across_pages(backend_at: Any) -> None:
 
 
 async def test_list_range_gives_what_the_filtered_listing_gives(backend_at: Any) -> None:
-    backend = await backend_at(list_page_size=2)
-    names = ["ns/a", "ns/a.del", "ns/a-b", "ns/a/x", "ns/a0", "ns/ab", "ns/b.del", "ns/b/y", "ns/ba", "ns/c"]
-    await asyncio.gather(*(backend.store(name, name.encode()) for name in names))
-    whole = [(info.name, info.directory) async for info in backend.list("ns")]
-    assert whole == [
-        ("a", False),
-        ("a", True),
-        ("a-b", False),
-        ("a.del", False),
-        ("a0", False),
-        ("ab", False),
-        ("b", True),
-        ("b.del", False),
-        ("ba", False),
-        ("c", False),
-    ]
-    for prefix, start_after in [
-        ("a", None),
-        ("", "a"),
-        ("a", "a-b"),
-        ("b", "b"),
-        ("", "a.del"),
-        ("z", None),
-        ("", "c"),
-    ]:
-        narrowed = [
-            (i.name, i.directory) async for i in backend.list_range("ns", prefix=prefix, start_after=start_after)
-        ]
-        expected = [
-            entry
-            for entry in whole
-            if (entry[0] + "/" if entry[1] else entry[0]).startswith(prefix)
-            and (start_after is None or (entry[0] + "/" if entry[1] else entry[0]) > start_after)
-        ]
-        assert narrowed == expected, (prefix, start_after)
+    await check_list_range(await backend_at(list_page_size=2))
 
 
 async def test_prefix_is_listed_by_the_service(azurite: Azurite) -> None:
@@ -248,26 +221,7 @@ async def test_prefix_is_listed_by_the_service(azurite: Azurite) -> None:
     with FaultProxy(azurite.port) as proxy:
         url = azurite.url(fresh_container(), "depot", port=proxy.port)
         backend = AzureBackend.from_url(url, create_container=True, list_page_size=20)
-        store = Store(backend=backend, config={"flat/": {"levels": [0]}})
-        await store.create()
-        async with store:
-            await store.store_many({f"flat/{i:04d}": b"" for i in range(400)}, max_concurrency=32)
-
-            async def listed(**bounds: str) -> tuple[list[str], int]:
-                before = proxy.counters().bytes_down
-                names = [info.name async for info in store.list("flat", **bounds)]
-                return names, proxy.counters().bytes_down - before
-
-            everything, whole = await listed()
-            tail, _ = await listed(start_after="0389")
-            some, some_bytes = await listed(prefix="012")
-            both, both_bytes = await listed(prefix="039", start_after="0395")
-        await store.destroy()
-    assert everything == [f"{i:04d}" for i in range(400)]
-    assert tail == [f"{i:04d}" for i in range(390, 400)]
-    assert some == [f"{i:04d}" for i in range(120, 130)]
-    assert both == [f"{i:04d}" for i in range(396, 400)]
-    assert max(some_bytes, both_bytes) * 10 < whole, (whole, some_bytes, both_bytes)
+        await check_listing_pushed_down(proxy, backend, start_key=False)
 
 
 async def test_borgstore_layout(backend_at: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aiodepot import BackendURLInvalid, MissingDependency, register_backend, registered_schemes
+from aiodepot import BackendURLInvalid, MissingDependency, NotSupported, Store, register_backend, registered_schemes
 from aiodepot.backends import _registry, backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 
@@ -47,3 +47,19 @@ def test_invalid_scheme_names() -> None:
     for bad in ("", "UPPER", "has space", "a/b"):
         with pytest.raises(ValueError):
             register_backend(bad, MemoryBackend)
+
+
+async def test_messages_name_the_url_not_the_class() -> None:
+    """A refusal names the store URL the user opened (secrets hidden), never the backend class."""
+    store = Store("memory://registry-messages")
+    await store.create()
+    async with store:
+        with pytest.raises(NotSupported) as caught:
+            await store.url_for("data/x", expires=60)
+    await store.destroy()
+    message = str(caught.value)
+    assert message.startswith("memory://registry-messages does not support url_for: ")
+    assert "MemoryBackend" not in message
+    assert MemoryBackend("direct").location == "memory://direct"  # constructed directly: built from its settings
+    backend = backend_from_url("http://alice:s3cret@127.0.0.1:9/depot")
+    assert backend.location == "http://alice:***@127.0.0.1:9/depot"

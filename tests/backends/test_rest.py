@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendURLInvalid, ConnectionLost, ObjectNotFound, PermissionDenied, Store
+from aiodepot import BackendError, BackendURLInvalid, ConnectionLost, ObjectNotFound, PermissionDenied, Store
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
@@ -175,3 +175,30 @@ def test_the_old_option_names_warn_and_still_work() -> None:
     assert backend.timeout == 7.0
     with pytest.raises(ValueError, match="connections"):
         RestBackend("http://127.0.0.1:9", limits=Limits(connections=0))
+
+
+async def test_load_into_refuses_more_than_it_asked_for() -> None:
+    """A server that ignores ``Range`` and sends the whole value: ``load_into`` raises rather than write past
+    the caller's buffer (a plain ranged load would have got the wrong bytes as silently)."""
+    from aiohttp import web
+
+    value = os.urandom(100_000)
+
+    async def whole(request: web.Request) -> web.Response:
+        return web.Response(body=b"" if request.method == "HEAD" else value)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", whole)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with RestBackend(f"http://127.0.0.1:{port}", retry=RetryPolicy(attempts=1)) as backend:
+            buffer = bytearray(1000)
+            with pytest.raises(BackendError, match="more than the 1000 bytes"):
+                await backend.load_into("ns/big", 5000, buffer)
+            whole_buffer = bytearray(len(value))
+            assert await backend.load_into("ns/big", 0, whole_buffer) == len(value) and whole_buffer == value
+    finally:
+        await runner.cleanup()

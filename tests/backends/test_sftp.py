@@ -313,6 +313,27 @@ async def test_fallbacks_without_openssh_extensions(no_extensions: AsyncsshServe
     await store.destroy()
 
 
+async def test_reads_answered_short_before_the_end(tmp_path: Path) -> None:
+    """A server that answers reads with less than asked before the end of a file (SFTP guarantees whole
+    answers for regular files; this one breaks that): where a later answer of the same burst holds data, a
+    ranged load and a range read into a buffer fall back to one request at a time and still get it all."""
+
+    class Stingy(asyncssh.SFTPServer):
+        def read(self, file_obj: object, offset: int, size: int) -> Any:
+            return super().read(file_obj, offset, min(size, 1_000_000))
+
+    value = os.urandom(10 * 1024 * 1024)  # more than one of asyncssh's 4 MiB reads per range
+    async with asyncssh_server(tmp_path / "stingy", sftp_server=Stingy) as server:
+        backend = SftpBackend.from_url(server.url("store"), **server.options())
+        await backend.create()
+        async with backend:
+            await backend.store("v", value)
+            assert await backend.load("v", offset=10, size=9_000_000) == value[10:9_000_010]
+            buffer = bytearray(len(value))
+            assert await backend.load_into("v", 1000, buffer) == len(value) - 1000
+            assert buffer[: len(value) - 1000] == value[1000:]
+
+
 @pytest.mark.parametrize("algorithm", ["sha256", "md5", "blake2b", "blake3"])
 async def test_hash_on_the_server(openssh: Sshd, tmp_path: Path, algorithm: str) -> None:
     backend = SftpBackend.from_url(openssh.url(tmp_path / "store"), **openssh.options(remote_hash_min_size=0))

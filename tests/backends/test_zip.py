@@ -73,6 +73,7 @@ async def test_write_once_refusals_are_clear(tmp_path: Path) -> None:
             with pytest.raises(WriteOnce, match="write-once") as caught:
                 await call
             assert isinstance(caught.value, BackendError)
+            assert str(caught.value).startswith(f"zip://{tmp_path / 'a.zip'} does not support ")
         for call in (backend.delete("ns/x"), backend.move("ns/x", "ns/y"), backend.rmdir("ns/x")):
             with pytest.raises(ObjectNotFound):
                 await call

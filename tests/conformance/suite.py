@@ -601,8 +601,10 @@ class StoreConformance(_FeatureFlags):
     async def test_store_if_absent_race(self, store: Store) -> None:
         """16 writers race to create one name: exactly one wins, the others get ObjectExists."""
         if not store.backend.capabilities.atomic_create:
-            with pytest.raises(NotSupported):
+            with pytest.raises(NotSupported) as caught:
                 await store.store("flat/once", b"x", if_absent=True)
+            assert str(caught.value).startswith(f"{store.backend.location} does not support")
+            assert "Backend" not in str(caught.value)  # the location the user opened, not a class
             assert not await store.exists("flat/once")
             return
         values = [bytes([i]) * (1000 + i) for i in range(16)]
@@ -897,6 +899,26 @@ class BackendConformance(_FeatureFlags):
         assert b"".join([c async for c in backend.read_chunks("ns/big", offset=-10)]) == value[-10:]
         with pytest.raises(ObjectNotFound):
             [c async for c in backend.read_chunks("ns/missing")]
+
+    async def test_load_into(self, backend: Backend) -> None:
+        """Ranges land in the caller's buffer: across a network backend's read blocks, short at the end, none
+        past it; a missing item is missing even for no bytes."""
+        value = os.urandom(600 * 1024 + 7)  # several of sftp's 255 KiB reads; more than one HTTP chunk
+        await backend.store("ns/big", value)
+        for offset, length in [(0, len(value)), (1000, 300 * 1024), (len(value) - 5000, 5000), (12345, 1)]:
+            buffer = bytearray(length)
+            assert await backend.load_into("ns/big", offset, buffer) == length, (offset, length)
+            assert buffer == value[offset : offset + length], (offset, length)
+        view = memoryview(bytearray(b"\xff" * 10_000))
+        assert await backend.load_into("ns/big", len(value) - 100, view[1000:9000]) == 100  # short at the end
+        assert view[1000:1100] == value[-100:] and view[1100:] == b"\xff" * 8900 and view[:1000] == b"\xff" * 1000
+        assert await backend.load_into("ns/big", len(value) + 10, bytearray(10)) == 0  # past the end
+        assert await backend.load_into("ns/big", 0, bytearray()) == 0
+        for buffer in (bytearray(10), bytearray()):
+            with pytest.raises(ObjectNotFound):
+                await backend.load_into("ns/missing", 0, buffer)
+        with pytest.raises(ValueError):
+            await backend.load_into("ns/big", -1, bytearray(10))
 
     async def test_store_chunks(self, backend: Backend) -> None:
         async def stream(parts: list[bytes]) -> AsyncIterator[bytes]:

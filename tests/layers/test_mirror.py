@@ -138,7 +138,8 @@ async def test_quorum_not_met_names_the_children() -> None:
     with pytest.raises(MirrorError) as caught:
         await mirror.store("ns/a", b"value")
     message = str(caught.value)
-    assert repr(bad) in message and "ConnectionLost" in message and f"done on: {good!r}" in message
+    assert f"{bad.location}: ConnectionLost" in message and f"done on: {good.location} " in message
+    assert "Backend" not in message and "Flaky" not in message  # the locations the user opened, not classes
     assert caught.value.succeeded == [good] and [child for child, _ in caught.value.failed] == [bad]
     assert isinstance(caught.value.__cause__, ConnectionLost)
     assert await good.load("ns/a") == b"value"  # the child that got the write keeps it

@@ -81,6 +81,7 @@ def start_azurite() -> Azurite:
             "--skipApiVersionCheck",
             "--silent",
             "--loose",
+            "--disableTelemetry",  # tests and CI never phone home (Azurite >= 3.34 collects telemetry by default)
         ],
         stdin=subprocess.DEVNULL,
         cwd=os.environ.get("TMPDIR", "/tmp"),  # it may write a debug log or lock files in its cwd

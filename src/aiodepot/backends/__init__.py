@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,16 @@ def _resolve(scheme: str) -> type[Backend]:
     return backend_class
 
 
+_CREDENTIALS = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*:(?://)?[^:@/?]*:)[^@]*@", re.IGNORECASE)
+"""``user:secret@`` at the start of a URL's authority (``http://u:p@``, ``s3:key:secret@``, ``azure://ACCOUNT:KEY@``,
+``redis://:password@``); a base64 key may hold ``/``."""
+
+
+def _without_secrets(url: str) -> str:
+    """``url`` with the secret of ``user:secret@`` replaced by ``***`` (for messages)."""
+    return _CREDENTIALS.sub(r"\g<head>***@", url)
+
+
 def normalize_url(url: str) -> str:
     """A store URL as given, or for a local path (``/srv/depot``, ``./depot``, ``~/depot``, ``depot``: no
     ``scheme:`` in front) the ``file://`` URL of its absolute path."""
@@ -136,4 +147,6 @@ def backend_from_url(url: str, **options: Any) -> Backend:
         raise BackendURLInvalid(
             f"{scheme}: URLs take no query (?…) or fragment (#…): {url!r} (write a '?' or '#' in a path as %3F or %23)"
         )
-    return _resolve(scheme).from_url(url, **options)
+    backend = _resolve(scheme).from_url(url, **options)
+    backend.opened_from = _without_secrets(url)
+    return backend

@@ -199,6 +199,21 @@ class Backend(abc.ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'open' if self.opened else 'closed'}>"
 
+    opened_from: str | None = None
+    """The store URL this backend was made from by [`backend_from_url`][aiodepot.backends.backend_from_url],
+    secrets hidden; None for a backend constructed directly."""
+
+    @property
+    def location(self) -> str:
+        """Where the data is, in the terms the user knows: the store URL without secrets (``zip:///tmp/x.zip``,
+        ``sftp://user@host/path``), for messages. A layer names the location it wraps."""
+        return self.opened_from or self._describe_location()
+
+    def _describe_location(self) -> str:
+        """The location of a backend constructed directly (not from a URL): a backend builds its URL from its
+        settings; this default names the class, all that is known here."""
+        return f"a {type(self).__name__} store"
+
     # state and checks --------------------------------------------------------------------------------
 
     def _require_open(self) -> None:
@@ -226,15 +241,16 @@ class Backend(abc.ABC):
         not ``if_absent``, asked for that)."""
         raise ObjectExists(f"item {name!r} exists")
 
-    def _not_supported(self, operation: str) -> NotSupported:
-        """The [`NotSupported`][aiodepot.errors.NotSupported] error for ``operation`` on this backend."""
-        return NotSupported(f"{type(self).__name__} does not support {operation}")
+    def _not_supported(self, operation: str, reason: str = "") -> NotSupported:
+        """The [`NotSupported`][aiodepot.errors.NotSupported] error for ``operation`` here: it names the
+        `location` the user opened (not the class that refuses) and ``reason``, where there is one."""
+        return NotSupported(f"{self.location} does not support {operation}" + (f": {reason}" if reason else ""))
 
     def _check_create(self, name: str) -> None:
         """Check that ``if_absent`` may be used for ``name``: the backend creates atomically, and the
         permission map allows creating it (``w`` or ``W``)."""
         if not self.capabilities.atomic_create:
-            raise self._not_supported("store(..., if_absent=True) (an atomic create)")
+            raise self._not_supported("store(..., if_absent=True)", "it cannot create an item atomically")
         if self.permissions.restricted:
             self.permissions.check(name, "wW")
 
@@ -881,4 +897,4 @@ class Backend(abc.ABC):
     async def _url_for(self, name: str, *, expires: float, method: str) -> str:
         """Sign a URL for a valid, permitted name (``expires`` seconds > 0, ``method`` ``GET`` or ``PUT``);
         the default raises [`NotSupported`][aiodepot.errors.NotSupported]."""
-        raise self._not_supported("url_for (presigned URLs)")
+        raise self._not_supported("url_for", "presigned URLs need an s3, azure or gs store")

@@ -124,6 +124,9 @@ class MemoryBackend(Backend):
     def __repr__(self) -> str:
         return f"<MemoryBackend {self.name or '(private)'} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return f"memory://{self.name}" if self.name else "a private memory:// store"
+
     def _lookup(self) -> _Space | None:
         if self.name is None:
             return self._private

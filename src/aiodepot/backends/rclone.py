@@ -248,6 +248,9 @@ class RcloneBackend(Backend):
     def __repr__(self) -> str:
         return f"<RcloneBackend {self.remote!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return f"rclone:{self.remote}"
+
     # talking to rclone -----------------------------------------------------------------------------------
 
     def _get(self) -> _Rcd:

@@ -293,6 +293,10 @@ class RedisBackend(Backend):
         where = f"{self.host}:{self.port}/{self.db}/{self.prefix}"
         return f"<RedisBackend {kind}{where} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        scheme = ("rediss" if self.tls else "redis") + ("+cluster" if self.cluster else "")
+        return f"{scheme}://{self.host}:{self.port}/{self.db}/{self.prefix}"
+
     # keys and connections --------------------------------------------------------------------------------
 
     def _key(self, name: str) -> str:

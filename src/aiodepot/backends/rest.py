@@ -160,14 +160,44 @@ Body = bytes | memoryview | _FileBody | None
 
 
 class _Reply:
-    __slots__ = ("body", "headers", "reason", "status")
+    __slots__ = ("body", "filled", "headers", "reason", "status")
 
-    def __init__(self, status: int, reason: str, headers: Mapping[str, str], body: bytes) -> None:
+    def __init__(
+        self, status: int, reason: str, headers: Mapping[str, str], body: bytes, filled: memoryview | None = None
+    ) -> None:
         self.status, self.reason, self.headers, self.body = status, reason, headers, body
+        self.filled = filled
+        """The part of the caller's buffer the body went into (then ``body`` is empty), else None."""
 
     @property
     def text(self) -> str:
         return self.body.decode("utf-8", errors="replace")
+
+
+def _too_long(into: memoryview, method: str, target: str) -> BackendError:
+    return BackendError(f"{method} {target}: the server sent more than the {len(into)} bytes asked for")
+
+
+def _place(body: bytes, into: memoryview, method: str, target: str) -> memoryview:
+    """``body`` copied to the start of ``into``; the part of ``into`` it fills."""
+    if len(body) > len(into):
+        raise _too_long(into, method, target)
+    into[: len(body)] = body
+    return into[: len(body)]
+
+
+async def _receive(content: aiohttp.StreamReader, into: memoryview, method: str, target: str) -> memoryview:
+    """A response body received into ``into`` chunk by chunk as the connection delivers it (no joined copy of
+    the whole body); the part of ``into`` it fills."""
+    content.set_read_chunk_size(len(into))  # else the socket pauses at every 128 KiB buffered (read() lifts it too)
+    filled = 0
+    while chunk := await content.readany():
+        end = filled + len(chunk)
+        if end > len(into):
+            raise _too_long(into, method, target)
+        into[filled:end] = chunk
+        filled = end
+    return into[:filled]
 
 
 class _HttpTransport:
@@ -189,8 +219,15 @@ class _HttpTransport:
         self._session._retry_connection = False
 
     async def request(
-        self, method: str, target: str, headers: dict[str, str], body: Body, length: int | None
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: Body,
+        length: int | None,
+        into: memoryview | None = None,
     ) -> _Reply:
+        """Send a request and read the reply; a successful reply's body goes into ``into`` where given."""
         assert self._backend.base_url is not None
         url = yarl.URL(self._backend.base_url + target, encoded=True)
         if length is not None:
@@ -205,8 +242,12 @@ class _HttpTransport:
                     data = _Slices(body, watch)
                 try:
                     async with self._session.request(method, url, headers=headers, data=data) as response:
-                        payload = await response.read()
-                        return _Reply(response.status, response.reason or "", response.headers, payload)
+                        reply = _Reply(response.status, response.reason or "", response.headers, b"")
+                        if into is not None and response.status in (200, 206):
+                            reply.filled = await _receive(response.content, into, method, target)
+                        else:
+                            reply.body = await response.read()
+                        return reply
                 finally:
                     if isinstance(data, _FileSlices):
                         await data.close()
@@ -262,8 +303,16 @@ class _StdioTransport:
         return ConnectionLost(f"the server process {what}" + (f":\n{tail}" if tail else ""))
 
     async def request(
-        self, method: str, target: str, headers: dict[str, str], body: Body, length: int | None
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: Body,
+        length: int | None,
+        into: memoryview | None = None,
     ) -> _Reply:
+        """Send a request and read the reply; a successful reply's body is copied into ``into`` where given
+        (the pipe gives it whole)."""
         async with self._lock:
             process = await self._start()
             assert process.stdin is not None
@@ -289,6 +338,8 @@ class _StdioTransport:
                 async with asyncio.timeout(backend.timeout):
                     reply = await _read_reply(process.stdout, method)
                 self._answered = True
+                if into is not None and reply.status in (200, 206):
+                    reply.body, reply.filled = b"", _place(reply.body, into, method, target)
                 return reply
             except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
                 await self._kill()
@@ -354,7 +405,7 @@ async def _check_digest(reply: _Reply, method: str, target: str) -> None:
     expected = reply.headers.get(HASH_HEADER)
     if expected is None:
         return
-    body = reply.body
+    body = reply.body if reply.filled is None else reply.filled
     if len(body) > _INLINE_HASH:
         actual = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
     else:
@@ -516,6 +567,9 @@ class RestBackend(Backend):
         where = self.base_url or shlex.join(self.command or [])
         return f"<RestBackend {where} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return self.base_url or f"the REST server of {shlex.join(self.command or [])!r}"
+
     # transport -------------------------------------------------------------------------------------------
 
     def _new_transport(self) -> _HttpTransport | _StdioTransport:
@@ -533,11 +587,13 @@ class RestBackend(Backend):
         length: int | None = None,
         gone_is_done: bool = False,
         ok: Iterable[int] = (200, 206),
+        into: memoryview | None = None,
     ) -> _Reply:
         """One request, with reconnect-and-retry after a lost connection; error statuses raise.
 
         With ``gone_is_done`` (delete, move), a 404 on a retry counts as success: the first attempt most
-        likely did the work and only its reply was lost.
+        likely did the work and only its reply was lost. With ``into``, a successful reply's body is received
+        into it (``reply.body`` is the part it fills; a retry starts it again).
         """
         target = "/" + quote(name, safe="/-._~!$&'()*+,;=:@") + ("/" if listing and name else "")
         if listing and not name:
@@ -553,7 +609,7 @@ class RestBackend(Backend):
         async def attempt() -> _Reply:
             nonlocal tries
             tries += 1
-            reply = await transport.request(method, target, dict(headers or {}), body, length)
+            reply = await transport.request(method, target, dict(headers or {}), body, length, into)
             if reply.status in ok:
                 await _check_digest(reply, method, target)
             return reply
@@ -659,6 +715,18 @@ class RestBackend(Backend):
         if offset < 0 and size is not None:
             data = data[:size]
         return data
+
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """A ranged GET whose body is received straight into ``buffer``."""
+        _url_path(name)
+        if not buffer:  # no request for no bytes, but a missing item is still missing
+            if not (await self._info(name)).exists:
+                raise ObjectNotFound(name)
+            return 0
+        header = make_range_header(offset, len(buffer))
+        reply = await self._exchange("GET", name, headers={"Range": header} if header else None, into=buffer)
+        assert reply.filled is not None
+        return len(reply.filled)
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """A POST of the value with its SHA-256; a transfer that arrives corrupted is sent once more."""

@@ -379,6 +379,9 @@ class SQLiteBackend(Backend):
     def __repr__(self) -> str:
         return f"<SQLiteBackend {self.path!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return f"sqlite://{self.path}"
+
     # connections ---------------------------------------------------------------------------------------
 
     def _readers(self) -> _ReaderPool:

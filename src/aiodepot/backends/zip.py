@@ -56,8 +56,10 @@ class WriteOnce(BackendError):
     """The archive is write-once: a member cannot be overwritten, deleted or renamed."""
 
 
-def _write_once(what: str, name: str) -> WriteOnce:
-    return WriteOnce(f"cannot {what} {name!r}: a zip archive is write-once (members are only ever added)")
+def _write_once(location: str, what: str, name: str) -> WriteOnce:
+    return WriteOnce(
+        f"{location} does not support {what} of {name!r}: a zip store is write-once (members are only ever added)"
+    )
 
 
 def _mtime(info: zipfile.ZipInfo) -> float:
@@ -90,10 +92,10 @@ class _Index:
         self.dirs[parent][leaf] = info
         self.files[info.filename] = info
 
-    def check_free(self, name: str) -> None:
+    def check_free(self, name: str, location: str) -> None:
         """Raise unless ``name`` can become a new member: not there yet, and no parent is an item."""
         if name in self.files:
-            raise _write_once("overwrite", name)
+            raise _write_once(location, "overwrite", name)
         if name in self.dirs:
             raise BackendError(f"{name!r} is a directory")
         parts = name.split("/")
@@ -169,6 +171,9 @@ class ZipBackend(Backend):
 
     def __repr__(self) -> str:
         return f"<ZipBackend {self.path!r} {'open' if self.opened else 'closed'}>"
+
+    def _describe_location(self) -> str:
+        return f"zip://{self.path}"
 
     # helpers ---------------------------------------------------------------------------------------------
 
@@ -247,7 +252,7 @@ class ZipBackend(Backend):
         with self._lock:
             if name in self._index.files and not replace:
                 self._refuse_replace(name)
-            self._index.check_free(name)
+            self._index.check_free(name, self.location)
             info = self._new_member(name)
             archive.writestr(info, data)
             assert archive.fp is not None
@@ -366,7 +371,7 @@ class ZipBackend(Backend):
             with self._lock:
                 if name in self._index.dirs:
                     return
-                self._index.check_free(name)
+                self._index.check_free(name, self.location)
                 archive = self._writable()
                 archive.mkdir(name)
                 self._index.add_dir(name, time.time())
@@ -377,7 +382,7 @@ class ZipBackend(Backend):
         """Not possible in a write-once archive (a missing directory raises ``ObjectNotFound``)."""
         if name not in self._index.dirs:
             raise ObjectNotFound(name)
-        raise _write_once("remove the directory", name)
+        raise _write_once(self.location, "rmdir", name)
 
     # items -----------------------------------------------------------------------------------------------
 
@@ -396,13 +401,13 @@ class ZipBackend(Backend):
         """Not possible in a write-once archive (a missing item raises ``ObjectNotFound``)."""
         if name not in self._index.files:
             raise ObjectNotFound(name)
-        raise _write_once("delete", name)
+        raise _write_once(self.location, "delete", name)
 
     async def _move(self, src: str, dst: str, *, replace: bool) -> None:
         """Not possible in a write-once archive (a missing source raises ``ObjectNotFound``)."""
         if src not in self._index.files:
             raise ObjectNotFound(src)
-        raise _write_once("move", src)
+        raise _write_once(self.location, "move", src)
 
     async def _list(self, name: str) -> AsyncIterator[ItemInfo]:
 
@@ -445,7 +450,7 @@ class ZipBackend(Backend):
             with open(path, "rb") as source, self._lock:
                 if name in self._index.files and not replace:
                     self._refuse_replace(name)
-                self._index.check_free(name)
+                self._index.check_free(name, self.location)
                 info = self._new_member(name)
                 info.file_size = size
                 with archive.open(info, "w", force_zip64=size > zipfile.ZIP64_LIMIT) as member:

@@ -96,6 +96,11 @@ class Layer(Wrapper):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {'open' if self.opened else 'closed'} over {self.inner!r}>"
 
+    @property
+    def location(self) -> str:
+        """The location of the wrapped backend: the user opened that, not the layer."""
+        return self.inner.location
+
     # lifecycle -----------------------------------------------------------------------------------------
 
     async def _create(self) -> None:

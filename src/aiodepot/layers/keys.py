@@ -218,7 +218,7 @@ class HashedNames(Layer):
     async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
         """Not supported: the stored form starts with a header, so a URL to it would not give (or take) the
         value as it is."""
-        raise self._not_supported("url_for (the stored values carry a header)")
+        raise self._not_supported("url_for", "the stored values carry a header")
 
     async def delete(self, name: str) -> None:
         """Forwarded under the hashed name."""

@@ -186,7 +186,7 @@ class Transform(Layer):
 
     async def url_for(self, name: str, *, expires: float | datetime.timedelta, method: str = "GET") -> str:
         """Not supported: the stored form is not the value, so a URL to it would not give (or take) it."""
-        raise self._not_supported("url_for (the values are transformed)")
+        raise self._not_supported("url_for", "the values are stored transformed")
 
 
 class Hmac(Transform):

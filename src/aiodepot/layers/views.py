@@ -20,11 +20,14 @@ __all__ = ["Prefix", "ReadOnly", "WriteOnly"]
 class ReadOnly(Layer):
     """Refuse every write: ``create``, ``destroy``, ``mkdir``, ``rmdir``, ``store`` (and its batch, chunk
     and file forms), ``delete``, ``move`` and ``defrag`` raise
-    [`PermissionDenied`][aiodepot.errors.PermissionDenied] naming the layer; nothing reaches the inner
+    [`PermissionDenied`][aiodepot.errors.PermissionDenied] naming the store's location; nothing reaches the inner
     backend. Batch writes report the refusal per item."""
 
+    def _refusal(self, what: str) -> PermissionDenied:
+        return PermissionDenied(f"{self.location}: {what}: refused, the store is read-only here")
+
     def _refuse(self, what: str) -> NoReturn:
-        raise PermissionDenied(f"{what}: refused by the {type(self).__name__} layer (read-only)")
+        raise self._refusal(what)
 
     async def create(self) -> None:
         """Refused."""
@@ -78,21 +81,24 @@ class ReadOnly(Layer):
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
         """Refused, item by item."""
-        return [PermissionDenied(f"store {name!r}: refused by the {type(self).__name__} layer") for name, _ in items]
+        return [self._refusal(f"store {name!r}") for name, _ in items]
 
     async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """Refused, item by item."""
-        return [PermissionDenied(f"delete {name!r}: refused by the {type(self).__name__} layer") for name in names]
+        return [self._refusal(f"delete {name!r}") for name in names]
 
 
 class WriteOnly(Layer):
     """Refuse every read of values: ``load`` (and its batch, chunk and file forms), ``hash``, ``gather``
-    and ``defrag`` raise [`PermissionDenied`][aiodepot.errors.PermissionDenied] naming the layer.
+    and ``defrag`` raise [`PermissionDenied`][aiodepot.errors.PermissionDenied] naming the store's location.
     ``info`` and ``list`` stay allowed (a writer may see what exists, not what it holds), and so do
     ``store``, ``delete`` and ``move``."""
 
+    def _refusal(self, what: str) -> PermissionDenied:
+        return PermissionDenied(f"{self.location}: {what}: refused, the store is write-only here")
+
     def _refuse(self, what: str) -> NoReturn:
-        raise PermissionDenied(f"{what}: refused by the {type(self).__name__} layer (write-only)")
+        raise self._refusal(what)
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Refused."""
@@ -100,7 +106,7 @@ class WriteOnly(Layer):
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """Refused, item by item."""
-        return [PermissionDenied(f"load {name!r}: refused by the {type(self).__name__} layer") for name in names]
+        return [self._refusal(f"load {name!r}") for name in names]
 
     async def hash(self, name: str, algorithm: str = "sha256") -> str:
         """Refused."""

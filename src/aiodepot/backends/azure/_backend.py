@@ -22,7 +22,6 @@ from ...errors import (
     BackendURLInvalid,
     ConnectionLost,
     IntegrityError,
-    NotSupported,
     ObjectNotFound,
     ReadRangeError,
     StoreExists,
@@ -150,6 +149,11 @@ class AzureBackend(Backend):
     def __repr__(self) -> str:
         where = f"{self.account.endpoint}/{self.container}/{self.base}"
         return f"<AzureBackend {where!r} {'open' if self.opened else 'closed'}>"
+
+    def _describe_location(self) -> str:
+        endpoint = self.account.endpoint
+        query = "" if endpoint.endswith(".blob.core.windows.net") else f"?endpoint={endpoint}"
+        return f"azure://{self.account.name}@{self.container}/{self.base.rstrip('/')}{query}"
 
     # the boundary: every request, its errors translated by the one table, retried by the one policy ------
 
@@ -595,9 +599,7 @@ class AzureBackend(Backend):
         if not expires > 0:
             raise ValueError(f"expires must be > 0 seconds, got {expires!r}")
         if self.account.key is None:
-            raise NotSupported(
-                "AzureBackend does not support url_for without the account key (it signs in with a SAS or anonymously)"
-            )
+            raise self._not_supported("url_for", "it signs in with a SAS or anonymously, not with the account key")
         permission = BlobSasPermissions(read=True) if method == "GET" else BlobSasPermissions(create=True, write=True)
         key = self.layout.key(name)
         token = generate_blob_sas(

@@ -165,9 +165,13 @@ class FtpBackend(Backend):
             f"<FtpBackend {scheme}://{user}{self.host}:{self.port} {self.path!r} {'open' if self.opened else 'closed'}>"
         )
 
+    def _describe_location(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        return f"{'ftps' if self.tls else 'ftp'}://{user}{self.host}:{self.port}{self.path}"
+
     @property
     def _where(self) -> str:
-        return f"{'ftps' if self.tls else 'ftp'} {self.host}:{self.port}"
+        return self.location
 
     # connections -----------------------------------------------------------------------------------------
 

@@ -209,6 +209,10 @@ class GcsBackend(Backend):
         where = f"{self.endpoint + ' ' if self.endpoint else ''}gs://{self.bucket}/{self.base}"
         return f"<GcsBackend {where!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        endpoint = f"?endpoint={self.endpoint}" if self.endpoint else ""
+        return f"gs://{self.bucket}/{self.base.rstrip('/')}{endpoint}"
+
     # the boundary: every request, its errors translated by the one table, transient ones retried --------
 
     @property

@@ -151,6 +151,9 @@ class PosixFSBackend(TempFiles, Backend):
     def __repr__(self) -> str:
         return f"<PosixFSBackend {self.base!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        return f"file://{self.base}"
+
     # helpers ---------------------------------------------------------------------------------------------
 
     def _path(self, name: str) -> str:

@@ -174,6 +174,11 @@ class SftpBackend(Backend):
         port = f":{self.port}" if self.port else ""
         return f"<SftpBackend {user}{self.host}{port} {self.path!r} {'open' if self.opened else 'closed'}>"
 
+    def _describe_location(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        port = f":{self.port}" if self.port else ""
+        return f"sftp://{user}{self.host}{port}{self.path}"
+
     # connections -----------------------------------------------------------------------------------------
 
     async def _connect(self) -> Link:
@@ -393,6 +398,16 @@ class SftpBackend(Backend):
 
         async def op(link: Link) -> bytes:
             return await self._files.read_value(link, path, offset, size, self.capabilities.part_size)
+
+        return await self._run(name, op)
+
+    async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
+        """Read a range into ``buffer``: each answer is copied to its place as it comes (a retry starts the
+        range again)."""
+        path = self._path(name)
+
+        async def op(link: Link) -> int:
+            return await self._files.read_range_into(link, path, offset, buffer)
 
         return await self._run(name, op)
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import asyncssh
@@ -247,7 +247,34 @@ class RemoteFiles:
             self.close_later(f)
 
     async def read(self, link: Link, f: asyncssh.SFTPClientFile, offset: int, size: int) -> bytes:
-        """Read ``size`` bytes at ``offset`` (fewer at the end of the file) in bursts of requests.
+        """Read ``size`` bytes at ``offset`` (fewer at the end of the file) in bursts of requests (see
+        `_read_answers`)."""
+        parts: list[bytes] = []
+        if not await self._read_answers(link, f, offset, size, parts.append):
+            return await self.read_carefully(f, offset, size)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_into(self, link: Link, f: asyncssh.SFTPClientFile, offset: int, buffer: memoryview) -> int:
+        """`read` into ``buffer``: each answer is copied to its place as it comes (no joined copy of the
+        whole range); returns the bytes read."""
+        filled = 0
+
+        def place(data: bytes) -> None:
+            nonlocal filled
+            buffer[filled : filled + len(data)] = data
+            filled += len(data)
+
+        if not await self._read_answers(link, f, offset, len(buffer), place):
+            data = await self.read_carefully(f, offset, len(buffer))
+            buffer[: len(data)] = data
+            return len(data)
+        return filled
+
+    async def _read_answers(
+        self, link: Link, f: asyncssh.SFTPClientFile, offset: int, size: int, take: Callable[[bytes], None]
+    ) -> bool:
+        """Read ``size`` bytes at ``offset``, giving each answer in order to ``take``, until the end of the
+        file; False where the server answered short before the end (then read carefully instead).
 
         Each burst is up to ``BURST`` requests of the server's maximum read size, all sent at once. For
         a regular file a short answer means the end of the file; a server that answers short before it
@@ -255,18 +282,25 @@ class RemoteFiles:
         """
         block = link.read_len
         spans = [(start, min(block, offset + size - start)) for start in range(offset, offset + size, block)]
-        parts: list[bytes] = []
         for first in range(0, len(spans), BURST):
             burst = spans[first : first + BURST]
             async with self.round():
                 answers = await gather_all([f.read(length, start) for start, length in burst])
             for index, ((_, length), data) in enumerate(zip(burst, answers, strict=True)):
-                parts.append(data)
+                if len(data) < length and any(answers[index + 1 :]):  # data after a short answer: not the end
+                    return False
+                take(data)
                 if len(data) < length:
-                    if any(answers[index + 1 :]):  # data after a short answer: that was not the end
-                        return await self.read_carefully(f, offset, size)
-                    return b"".join(parts)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+                    return True
+        return True
+
+    async def read_range_into(self, link: Link, path: str, offset: int, buffer: memoryview) -> int:
+        """Open ``path`` and read from ``offset`` into ``buffer`` (see `read_into`), the close right behind."""
+        f = await self.open_file(link, path, asyncssh.FXF_READ)
+        try:
+            return await self.read_into(link, f, offset, buffer) if buffer else 0
+        finally:
+            self.close_later(f)
 
     async def read_to_end(self, link: Link, f: asyncssh.SFTPClientFile, offset: int, part: int) -> bytes:
         """Read from ``offset`` to the end of the file, ``part`` bytes at a time."""

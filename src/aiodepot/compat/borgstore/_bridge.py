@@ -171,7 +171,9 @@ class SyncBackendBridge(Wrapper):
             return
         native = self._native("store")
         if native is None:
-            raise self._not_supported("store(..., if_absent=True) on a borgstore-style backend object")
+            raise self._not_supported(
+                "store(..., if_absent=True)", "a borgstore-style backend object cannot create atomically"
+            )
         await native.store(name, value, if_absent=True)
 
     async def delete(self, name: str) -> None:

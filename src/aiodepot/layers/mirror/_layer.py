@@ -136,6 +136,11 @@ class Mirror(Wrapper):
         return f"<Mirror {state} quorum={self.write_quorum}/{len(self.children)} over {builtins.list(self.children)!r}>"
 
     @property
+    def location(self) -> str:
+        """The children's locations: ``mirror of (file:///a, sftp://host/b)``."""
+        return f"mirror of ({', '.join(child.location for child in self.children)})"
+
+    @property
     def _live(self) -> builtins.list[Backend]:
         return [child for child in self.children if child not in self.down]
 

@@ -100,8 +100,8 @@ def raise_failure(
         for _, exc in failed:
             if not isinstance(exc, StoreError):
                 raise exc  # a wrong argument (a stream of the wrong size): not a child's failure
-    failures = "; ".join(f"{child!r}: {type(exc).__name__}: {exc}" for child, exc in failed)
-    succeeded = ", ".join(repr(child) for child in done) or "none"
+    failures = "; ".join(f"{child.location}: {type(exc).__name__}: {exc}" for child, exc in failed)
+    succeeded = ", ".join(child.location for child in done) or "none"
     raise MirrorError(
         f"{what}: failed on {len(failed)} of {children} children ({failures}); "
         f"done on: {succeeded} (write quorum {quorum})",
