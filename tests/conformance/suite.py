@@ -604,7 +604,9 @@ class StoreConformance(_FeatureFlags):
             with pytest.raises(NotSupported) as caught:
                 await store.store("flat/once", b"x", if_absent=True)
             assert str(caught.value).startswith(f"{store.backend.location} does not support")
-            assert "Backend" not in str(caught.value)  # the location the user opened, not a class
+            location = store.backend.location
+            if "Backend" not in location:  # a backend of aiodepot's own: the location the user opened, no class
+                assert "Backend" not in str(caught.value)
             assert not await store.exists("flat/once")
             return
         values = [bytes([i]) * (1000 + i) for i in range(16)]
