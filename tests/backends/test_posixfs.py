@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendURLInvalid, Store, StoreError, StoreExists, SyncStore
+from aiodepot import BackendURLInvalid, ObjectExists, Store, StoreError, StoreExists, SyncStore
 from aiodepot.backends import Limits, backend_from_url
-from aiodepot.backends.posixfs import PosixFSBackend
+from aiodepot.backends.posixfs import PosixFSBackend, _tempfiles
 from tests.conformance.suite import (
     CONFIG,
     BackendConformance,
@@ -110,7 +110,7 @@ async def test_fsync_option_orders_file_then_rename_then_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
-    real_fsync, real_replace = os.fsync, os.replace
+    real_fsync, real_replace, real_rename_new = os.fsync, os.replace, _tempfiles.rename_new
 
     def fsync(fd: int) -> None:
         kind = "dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file"
@@ -121,13 +121,26 @@ async def test_fsync_option_orders_file_then_rename_then_directory(
         calls.append("rename")
         real_replace(src, dst)
 
+    def rename_new(src: str, dst: str) -> bool:
+        try:
+            done = real_rename_new(src, dst)
+        except FileExistsError:
+            calls.append("exists")
+            raise
+        calls.append("rename" if done else "no renameat2")
+        return done
+
     store = Store(f"file://{tmp_path / 'store'}", backend_options={"fsync": True})
     await store.create()
     async with store:
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
-        await store.store("item", b"durable")
+        monkeypatch.setattr(_tempfiles, "rename_new", rename_new)
+        await store.store("item", b"durable")  # a new name: the no-replace rename
         assert calls == ["fsync-file", "rename", "fsync-dir"]
+        calls.clear()
+        await store.store("item", b"replaced")  # over an item: that rename fails, os.replace does it
+        assert calls == ["fsync-file", "exists", "rename", "fsync-dir"]
         monkeypatch.undo()
     await store.destroy()
 
@@ -253,3 +266,48 @@ def test_a_forked_child_leaves_the_parents_session_alone(tmp_path: Path) -> None
     store.close()
     assert session_files(store_dir) == []
     store.destroy()
+
+
+def test_rename_new_renames_only_onto_nothing(tmp_path: Path) -> None:
+    from aiodepot.backends.posixfs._fileio import rename_new
+
+    (tmp_path / "a").write_bytes(b"new")
+    assert rename_new(str(tmp_path / "a"), str(tmp_path / "b")) is True
+    assert (tmp_path / "b").read_bytes() == b"new" and not (tmp_path / "a").exists()
+    (tmp_path / "a").write_bytes(b"other")
+    with pytest.raises(FileExistsError):
+        rename_new(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert (tmp_path / "b").read_bytes() == b"new" and (tmp_path / "a").read_bytes() == b"other"
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(FileExistsError):  # a dangling symbolic link is something too
+        rename_new(str(tmp_path / "a"), str(tmp_path / "link"))
+    with pytest.raises(FileNotFoundError):
+        rename_new(str(tmp_path / "missing"), str(tmp_path / "c"))
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["renameat2", "no-renameat2"])
+async def test_store_commits_new_and_existing_items_refusing_a_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, renameat2: bool
+) -> None:
+    """The commit with and without ``renameat2`` (a file system without ``RENAME_NOREPLACE`` makes
+    `rename_new` answer False): new names, replaced items, ``if_absent``, and a symbolic link in an
+    item's place, refused with the temp file gone and the link untouched."""
+    if not renameat2:
+        monkeypatch.setattr(_tempfiles, "rename_new", lambda tmp, path: False)
+    store = Store(f"file://{tmp_path / 'store'}")
+    await store.create()
+    async with store:
+        await store.store("one", b"1")
+        await store.store("one", b"11")
+        assert await store.load("one") == b"11"
+        with pytest.raises(ObjectExists):
+            await store.store("one", b"x", if_absent=True)
+        await store.store("two", b"2", if_absent=True)
+        assert await store.load("two") == b"2"
+        (tmp_path / "outside").write_bytes(b"secret")
+        (tmp_path / "store" / "link").symlink_to(tmp_path / "outside")
+        with pytest.raises(StoreError, match="symbolic link"):
+            await store.store("link", b"over the link")
+        assert (tmp_path / "store" / "link").is_symlink() and (tmp_path / "outside").read_bytes() == b"secret"
+        assert not [p.name for p in (tmp_path / "store").iterdir() if ".tmp" in p.name]
+    await store.destroy()

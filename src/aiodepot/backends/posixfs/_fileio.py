@@ -5,7 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 import time
+from collections.abc import Callable
 
 from ...errors import ReadRangeError
 from ..base import pwrite_all
@@ -17,6 +19,7 @@ __all__ = [
     "link_new",
     "memory_file_system",
     "pread_exact",
+    "rename_new",
     "swap_in_use",
     "write_all",
 ]
@@ -126,6 +129,47 @@ def link_new(tmp: str, path: str) -> None:
         os.rename(tmp, path)
         return
     os.unlink(tmp)
+
+
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _find_renameat2() -> Callable[[bytes, bytes], int] | None:
+    """libc's ``renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)`` (0, or -1 with errno set), or
+    None where libc has no ``renameat2`` (not Linux, glibc before 2.28, musl before 1.2.2)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    function.restype = ctypes.c_int
+    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+
+    def rename_noreplace(src: bytes, dst: bytes) -> int:
+        result: int = function(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE)
+        return result
+
+    return rename_noreplace
+
+
+_renameat2 = _find_renameat2()
+
+
+def rename_new(tmp: str, path: str) -> bool:
+    """Rename ``tmp`` to ``path`` in one step unless something is at ``path`` (FileExistsError). Returns
+    False, having done nothing, where that step does not exist: no ``renameat2`` in libc or the kernel
+    (ENOSYS), or a file system without ``RENAME_NOREPLACE`` (EINVAL); the caller then checks and renames
+    under its own lock."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(os.fsencode(tmp), os.fsencode(path)) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EPERM):  # EPERM: a seccomp filter that refuses it
+        return False
+    raise OSError(code, os.strerror(code), tmp, None, path)
 
 
 def fsync_dir(path: str) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from ...errors import BackendError, ObjectExists, PermissionDenied
 from ...names import HID_SUFFIX, TMP_SUFFIX
-from ._fileio import fsync_dir, link_new
+from ._fileio import fsync_dir, link_new, rename_new
 from ._safe_open import ConfinedPaths
 
 __all__ = ["MACHINE", "STALE_TEMP_AGE", "TempFiles", "dead_sessions", "remove_left_behind", "start_time", "temp_path"]
@@ -177,9 +177,6 @@ class TempFiles(ConfinedPaths):
             self._check_dir(os.path.dirname(path))
         except FileNotFoundError:
             self._make_parents(path)
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISLNK(os.lstat(path).st_mode):  # a symbolic link in the item's place: refused, not replaced
-                raise PermissionDenied(f"{os.path.relpath(path, self.base)}: is a symbolic link")
         fd = os.open(tmp, flags, 0o666)
         try:
             try:
@@ -196,12 +193,25 @@ class TempFiles(ConfinedPaths):
 
     def _commit(self, tmp: str, path: str, *, replace: bool = True) -> None:
         """Rename a finished temp file into place (and make that durable with ``fsync``). Without
-        ``replace`` the commit fails if ``path`` exists, atomically: a hard link cannot replace an entry."""
+        ``replace`` the commit fails if ``path`` exists, atomically: ``renameat2`` with ``RENAME_NOREPLACE``
+        (or, where a file system lacks it, a hard link) cannot replace an entry."""
         try:
-            if replace:
-                os.replace(tmp, path)
-            else:
-                link_new(tmp, path)
+            # A new name (Borg's chunks, mostly) is one renameat2 that cannot replace: nothing was there, so
+            # no symbolic link either. Only where something is does the lstat run (and refuse a link).
+            try:
+                done = rename_new(tmp, path)
+            except FileExistsError:
+                if not replace:
+                    raise
+                done = False
+            if not done:
+                if not replace:
+                    link_new(tmp, path)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        if stat.S_ISLNK(os.lstat(path).st_mode):  # a symbolic link in the item's place: refused
+                            raise PermissionDenied(f"{os.path.relpath(path, self.base)}: is a symbolic link")
+                    os.replace(tmp, path)
         except FileExistsError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
