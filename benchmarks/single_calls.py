@@ -4,7 +4,10 @@ For each storage (``file://`` on the disk and on tmpfs, ``memory://``, ``sqlite:
 through ``await Store``, ``SyncStore``, the borgstore drop-in (``aiodepot.compat.borgstore``), borgstore
 itself (where it has the backend), the aiodepot backend's blocking twins called directly (the floor under
 the sync facade's direct path) and the same work without any library (a raw open/read loop, a dict,
-plain ``sqlite3``). Each figure is the best of ``repeats`` runs, each on fresh names (see `Rounds`); the note gives
+plain ``sqlite3``). On ``file://``, two rows show what leaving the event loop costs whatever the library:
+the raw loop's calls each awaited through ``asyncio.to_thread``, and that and ``await Store`` again in a
+process held to one CPU (where a hand-off between threads wakes no other CPU). Each figure is the best of
+``repeats`` runs, each on fresh names (see `Rounds`); the note gives
 µs per call, CPU µs per call (``getrusage``: every thread of the process, so a hand-off to another thread
 counts) and the ratio to borgstore's µs/call (``memory://``: to ``MemoryBackend``'s blocking code, as a
 dict lookup is no yardstick; ``sqlite://``: to ``SQLiteBackend``'s blocking code, with plain ``sqlite3``
@@ -14,6 +17,8 @@ beside it).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import resource
 import shutil
@@ -169,6 +174,55 @@ def _raw_files(root: str, rounds: Rounds, value: bytes) -> Timings:
     return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
 
 
+def _raw_files_to_thread(root: str, rounds: Rounds, value: bytes) -> Timings:
+    """The raw loop's work, each call awaited through ``asyncio.to_thread``: what an asyncio program pays
+    for a blocking call in a thread, with no library (the floor under ``await Store`` where a call must
+    leave the event loop)."""
+    os.makedirs(root)
+    paths = [[os.path.join(root, name.replace("/", "_")) for name in names] for names in rounds]
+
+    def store_one(path: str) -> None:
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.write(fd, value)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+
+    def load_one(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    async def main() -> Timings:
+        timings: Timings = {}
+        for op, call in (("store", store_one), ("load", load_one)):
+            best = (float("inf"), 0.0)
+            for repeat in range(len(rounds)):
+                cpu = _cpu()
+                started = time.perf_counter()
+                for path in paths[repeat]:
+                    await asyncio.to_thread(call, path)
+                best = min(best, (time.perf_counter() - started, _cpu() - cpu))
+            timings[op] = best
+        return timings
+
+    return asyncio.run(main())
+
+
+def _on_one_cpu(function: Callable[..., Timings], *args: object) -> Timings | None:
+    """``function(*args)`` in a fresh process held to one CPU, so that the event loop's thread and the
+    worker threads share it: a hand-off between threads then never wakes another (virtual) CPU. None
+    where the process may use only one CPU anyway, or affinity cannot be set."""
+    if not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2:
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn"), initializer=os.sched_setaffinity, initargs=(0, {cpu})
+    ) as pool:
+        return pool.submit(function, *args).result()
+
+
 def _raw_dict(rounds: Rounds, value: bytes) -> Timings:
     data: dict[str, bytes] = {}
 
@@ -257,6 +311,11 @@ def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
                 "borgstore": _borgstore_calls(f"file://{root}/borg", rounds, value),
                 "PosixFSBackend blocking": _backend_blocking(PosixFSBackend(f"{root}/twins"), rounds, value),
                 "raw open/read": _raw_files(f"{root}/raw", rounds, value),
+                "raw open/read via to_thread": _raw_files_to_thread(f"{root}/raw-thread", rounds, value),
+                "aiodepot await Store, 1 CPU": _on_one_cpu(_async_calls, f"file://{root}/one-cpu", rounds, value),
+                "raw open/read via to_thread, 1 CPU": _on_one_cpu(
+                    _raw_files_to_thread, f"{root}/raw-thread-one-cpu", rounds, value
+                ),
             }
             reference = "borgstore" if results["borgstore"] is not None else "raw open/read"
             scenario = f"single calls, file:// {label} (load {load_avg})"
