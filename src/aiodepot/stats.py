@@ -75,7 +75,9 @@ class OpCounts:
         calls that ran in that period (each end keeps the earliest start it has seen).
         """
         now = perf_counter_ns()
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not `with`: its __exit__ call costs as much again, on every call
+        try:
             self.calls += calls
             self.time += now - started
             self.volume += volume
@@ -84,12 +86,20 @@ class OpCounts:
                 self.backend_volume += volume
             starts = self._starts
             starts.remove(started)
-            if not self._period or started < self._period:
-                self._period = started
-            if not starts:
-                self.busy += max(now - max(self._period, self._closed), 0)
+            period = self._period
+            if not period or started < period:
+                period = started
+            if starts:
+                self._period = period
+            else:
+                closed = self._closed
+                since = period if period > closed else closed
+                if now > since:
+                    self.busy += now - since
                 self._period = 0
                 self._closed = now
+        finally:
+            lock.release()
 
     def add_to(self, op: str, counts: Counter[str]) -> None:
         """Add these figures to ``counts`` under the keys of operation ``op`` (times in ns)."""

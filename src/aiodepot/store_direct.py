@@ -204,10 +204,11 @@ class DirectCalls(StoreBase):
                 validate_name(name)  # says what is wrong with it
             if offset or size is not None:
                 check_range(offset, size)
-            calls = self._gate.calls
+            gate = self._gate
+            calls = gate.calls
             calls.append(None)  # CallGate.enter, written out
             try:
-                if self._gate.shut or not self.backend.opened:
+                if gate.shut or not self.backend.opened:
                     self._refuse()
                 nested = name if self._flat and not deleted else self._find_blocking(name, deleted)
                 counts = self._load_counts
@@ -229,8 +230,8 @@ class DirectCalls(StoreBase):
                         counts.end(started, len(data), 1, bare is not None)
             finally:
                 calls.pop()  # CallGate.leave, written out
-                if self._gate.shut and not calls:
-                    self._gate._wake()
+                if gate.shut and not calls:
+                    gate._wake()
         except StoreError as exc:
             name_the_store(self, exc)
             raise
@@ -242,10 +243,11 @@ class DirectCalls(StoreBase):
             if not (type(name) is str and len(name) <= MAX_NAME_LENGTH and plain_name(name)):
                 validate_name(name)  # says what is wrong with it
             data = validate_value(value)
-            calls = self._gate.calls
+            gate = self._gate
+            calls = gate.calls
             calls.append(None)  # CallGate.enter, written out
             try:
-                if self._gate.shut or not self.backend.opened:
+                if gate.shut or not self.backend.opened:
                     self._refuse()
                 nested = name if self._flat else self._find_blocking(name, False)
                 counts = self._store_counts
@@ -268,8 +270,8 @@ class DirectCalls(StoreBase):
                         counts.end(started, size, 1, bare is not None)
             finally:
                 calls.pop()  # CallGate.leave, written out
-                if self._gate.shut and not calls:
-                    self._gate._wake()
+                if gate.shut and not calls:
+                    gate._wake()
         except StoreError as exc:
             name_the_store(self, exc)
             raise
