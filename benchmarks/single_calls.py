@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import multiprocessing
 import os
 import resource
@@ -151,48 +152,50 @@ class _Twins:
         self.store = backend.store_blocking
 
 
-def _raw_files(root: str, rounds: Rounds, value: bytes) -> Timings:
-    """What a program does without any library: write a temp file and rename it; open, read, close."""
+def _raw_paths(root: str, rounds: Rounds) -> list[list[str]]:
     os.makedirs(root)
-    paths = [[os.path.join(root, name.replace("/", "_")) for name in names] for names in rounds]
+    return [[os.path.join(root, name.replace("/", "_")) for name in names] for names in rounds]
+
+
+def _raw_store(path: str, value: bytes) -> None:
+    """What a program does without any library to store: write a temp file and rename it."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        os.write(fd, value)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _raw_load(path: str) -> bytes:
+    """What a program does without any library to load: open, read, close."""
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _raw_files(root: str, rounds: Rounds, value: bytes) -> Timings:
+    """The raw loop: `_raw_store` and `_raw_load` one after another."""
+    paths = _raw_paths(root, rounds)
 
     def stores(repeat: int) -> None:
         for path in paths[repeat]:
-            tmp = path + ".tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-            try:
-                os.write(fd, value)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            _raw_store(path, value)
 
     def loads(repeat: int) -> None:
         for path in paths[repeat]:
-            with open(path, "rb") as f:
-                f.read()
+            _raw_load(path)
 
     return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
 
 
 def _raw_files_to_thread(root: str, rounds: Rounds, value: bytes) -> Timings:
-    """The raw loop's work, each call awaited through ``asyncio.to_thread``: what an asyncio program pays
+    """The raw loop's calls, each awaited through ``asyncio.to_thread``: what an asyncio program pays
     for a blocking call in a thread, with no library (the floor under ``await Store`` where a call must
     leave the event loop)."""
-    os.makedirs(root)
-    paths = [[os.path.join(root, name.replace("/", "_")) for name in names] for names in rounds]
-
-    def store_one(path: str) -> None:
-        tmp = path + ".tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            os.write(fd, value)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-
-    def load_one(path: str) -> bytes:
-        with open(path, "rb") as f:
-            return f.read()
+    paths = _raw_paths(root, rounds)
+    store_one = functools.partial(_raw_store, value=value)
+    load_one = _raw_load
 
     async def main() -> Timings:
         timings: Timings = {}
