@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ...errors import ReadRangeError
 from ..base import pwrite_all
@@ -16,6 +17,7 @@ __all__ = [
     "MiB",
     "copy_range",
     "fsync_dir",
+    "libc_function",
     "link_new",
     "memory_file_system",
     "pread_exact",
@@ -135,17 +137,28 @@ _AT_FDCWD = -100
 _RENAME_NOREPLACE = 1
 
 
-def _find_renameat2() -> Callable[[bytes, bytes], int] | None:
-    """libc's ``renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)`` (0, or -1 with errno set), or
-    None where libc has no ``renameat2`` (not Linux, glibc before 2.28, musl before 1.2.2)."""
+def libc_function(name: str, restype: type[ctypes._SimpleCData[Any]], argtypes: list[Any]) -> Any | None:
+    """The C library's function ``name`` with its result and argument types set (errno kept for
+    ``ctypes.get_errno``), or None where this is not Linux or the C library has no such function."""
     if sys.platform != "linux":
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.restype = ctypes.c_int
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    function.restype = restype
+    function.argtypes = argtypes
+    return function
+
+
+def _find_renameat2() -> Callable[[bytes, bytes], int] | None:
+    """libc's ``renameat2(AT_FDCWD, src, AT_FDCWD, dst, RENAME_NOREPLACE)`` (0, or -1 with errno set), or
+    None where libc has no ``renameat2`` (not Linux, glibc before 2.28, musl before 1.2.2)."""
+    function = libc_function(
+        "renameat2", ctypes.c_int, [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    )
+    if function is None:
+        return None
 
     def rename_noreplace(src: bytes, dst: bytes) -> int:
         result: int = function(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE)

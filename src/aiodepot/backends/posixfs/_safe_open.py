@@ -16,11 +16,10 @@ import ctypes
 import os
 import platform
 import stat
-import sys
 from collections.abc import Callable
 
 from ...errors import PermissionDenied
-from ._fileio import fsync_dir
+from ._fileio import fsync_dir, libc_function
 
 __all__ = ["ConfinedPaths"]
 
@@ -39,14 +38,13 @@ class _OpenHow(ctypes.Structure):
 def _find_openat2() -> Callable[[int, str, int, int], int] | None:
     """``openat2(dirfd, path, flags, resolve)`` with the ``RESOLVE_*`` bits ``resolve`` (to refuse symbolic
     links and escapes from ``dirfd``), or None where the kernel (or a seccomp filter) does not have it."""
-    if sys.platform != "linux" or platform.machine() not in _OPENAT2_MACHINES:
+    if platform.machine() not in _OPENAT2_MACHINES:
         return None
-    try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, AttributeError):
+    syscall = libc_function(
+        "syscall", ctypes.c_long, [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    )
+    if syscall is None:
         return None
-    syscall.restype = ctypes.c_long
-    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
     # per flags: the open_how structure (kept alive here) and its address; an int converts fastest
     hows: dict[tuple[int, int], tuple[_OpenHow, int]] = {}
     how_size = ctypes.sizeof(_OpenHow)
