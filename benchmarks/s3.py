@@ -13,8 +13,12 @@ Every contender talks to the same ``python -m moto.server`` on loopback, each in
 - borgstore: its S3 backend (boto3), one call after the other.
 
 moto is a Python server, so it bounds everybody's throughput; the figures compare the clients' overheads
-under that bound, not S3's speed. moto runs in a process of its own: each row has the benchmark process's
-CPU time (the client's, every thread: obstore's Rust runtime included) and moto's, per item or per MB.
+under that bound, not S3's speed. moto (werkzeug's development server) closes every connection after one
+response, so each request opens a new one, which S3 does not ask for; the small values run a second time
+against the same app kept alive between requests (``tests/servers/moto_keepalive.py``), rows labelled
+"keep-alive". The big value runs against the default server only. moto runs in a process of its own: each
+row has the benchmark process's CPU time (the client's, every thread: obstore's Rust runtime included) and
+moto's, per item or per MB.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Meter, Row, Usage, measured, names, usage_row
+from .common import Meter, Row, Usage, measured, names, transfer_rows
 
 MiB = 1024 * 1024
 CONCURRENCY = 32
@@ -42,13 +46,15 @@ async def _measured_async(make: Callable[[], Awaitable[object]], pid: int) -> Us
     return usage
 
 
-def aiodepot_run(server: Any, count: int, size: int, big: bytes, *, one_stream: bool = False) -> dict[str, Usage]:
-    """Small values in bulk and the big value in parts and ranges; ``one_stream``: the big value only, in one
-    PUT and one GET (``part_size`` above its size)."""
+def aiodepot_run(
+    server: Any, count: int, size: int, big: bytes | None, *, one_stream: bool = False
+) -> dict[str, Usage]:
+    """Small values in bulk and the big value (if any) in parts and ranges; ``one_stream``: the big value
+    only, in one PUT and one GET (``part_size`` above its size)."""
     value = os.urandom(size)
     items = names(count)
     pid = server.process.pid
-    part = max(len(big) + 1, PART) if one_stream else PART
+    part = max(len(big or b"") + 1, PART) if one_stream else PART
 
     async def run() -> dict[str, Usage]:
         store = Store(
@@ -67,17 +73,18 @@ def aiodepot_run(server: Any, count: int, size: int, big: bytes, *, one_stream: 
             if not one_stream:
                 times["store"] = await _measured_async(lambda: store.store_many((name, value) for name in items), pid)
                 times["load"] = await _measured_async(lambda: store.load_many(items), pid)
-            times["store big"] = await _measured_async(lambda: store.store("data/big", big), pid)
-            with Meter(pid) as times["load big"]:
-                loaded = await store.load("data/big")
-            assert loaded == big
+            if big is not None:
+                times["store big"] = await _measured_async(lambda: store.store("data/big", big), pid)
+                with Meter(pid) as times["load big"]:
+                    loaded = await store.load("data/big")
+                assert loaded == big
         await store.destroy()
         return times
 
     return asyncio.run(run())
 
 
-def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
+def obstore_run(server: Any, count: int, size: int, big: bytes | None) -> dict[str, Usage] | None:
     try:
         import obstore
         from obstore.store import S3Store
@@ -118,11 +125,13 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usa
         times = {
             "store": await _measured_async(lambda: asyncio.gather(*(put(key) for key in keys)), pid),
             "load": await _measured_async(lambda: asyncio.gather(*(get(key) for key in keys)), pid),
-            "store big": await _measured_async(
-                lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY),
-                pid,
-            ),
         }
+        if big is None:
+            return times
+        times["store big"] = await _measured_async(
+            lambda: obstore.put_async(store, "data/big", big, chunk_size=PART, max_concurrency=UPLOAD_CONCURRENCY),
+            pid,
+        )
         with Meter(pid) as times["load big"]:
             parts = await asyncio.gather(*(get_range(start) for start in range(0, len(big), PART)))
         assert b"".join(parts) == big
@@ -133,7 +142,7 @@ def obstore_run(server: Any, count: int, size: int, big: bytes) -> dict[str, Usa
     return times
 
 
-def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage]:
+def boto3_sequential(server: Any, count: int, size: int, big: bytes | None) -> dict[str, Usage]:
     client = _boto3_client(server)
     bucket = _bucket()
     client.create_bucket(Bucket=bucket)
@@ -155,17 +164,15 @@ def boto3_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str
         assert client.get_object(Bucket=bucket, Key="data/big")["Body"].read() == big
 
     pid = server.process.pid
-    times = {
-        "store": measured(write, pid),
-        "load": measured(read, pid),
-        "store big": measured(write_big, pid),
-        "load big": measured(read_big, pid),
-    }
+    times = {"store": measured(write, pid), "load": measured(read, pid)}
+    if big is not None:
+        times["store big"] = measured(write_big, pid)
+        times["load big"] = measured(read_big, pid)
     _empty_bucket(server, bucket)
     return times
 
 
-def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict[str, Usage] | None:
+def borgstore_sequential(server: Any, count: int, size: int, big: bytes | None) -> dict[str, Usage] | None:
     try:
         from borgstore.store import Store as BorgStore
     except ImportError:
@@ -190,12 +197,10 @@ def borgstore_sequential(server: Any, count: int, size: int, big: bytes) -> dict
             assert store.load("data/big") == big
 
         pid = server.process.pid
-        times = {
-            "store": measured(write, pid),
-            "load": measured(read, pid),
-            "store big": measured(lambda: store.store("data/big", big), pid),
-            "load big": measured(read_big, pid),
-        }
+        times = {"store": measured(write, pid), "load": measured(read, pid)}
+        if big is not None:
+            times["store big"] = measured(lambda: store.store("data/big", big), pid)
+            times["load big"] = measured(read_big, pid)
     store.destroy()
     return times
 
@@ -226,16 +231,23 @@ def _empty_bucket(server: Any, bucket: str) -> None:
 
 
 def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
-    """Run the scenario: one row per contender and operation."""
+    """Run the scenario: one row per contender and operation; the small values against moto as it runs (a
+    connection per request) and kept alive, the big value against moto as it runs."""
+    big = os.urandom(big_mib * MiB)
+    rows = _rows(_contenders(count, size, big, keep_alive=False), count, size, big_mib, "s3 moto")
+    rows += _rows(_contenders(count, size, None, keep_alive=True), count, size, big_mib, "s3 moto keep-alive")
+    return rows
+
+
+def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -> dict[str, dict[str, Usage]]:
+    """Every contender's measurements against one moto server."""
     from tests.servers.moto import start_moto_server
 
-    big = os.urandom(big_mib * MiB)
-    server = start_moto_server()
+    server = start_moto_server(keep_alive=keep_alive)
     try:
-        results: dict[str, dict[str, Usage]] = {
-            "aiodepot": aiodepot_run(server, count, size, big),
-            "aiodepot 1 stream": aiodepot_run(server, count, size, big, one_stream=True),
-        }
+        results: dict[str, dict[str, Usage]] = {"aiodepot": aiodepot_run(server, count, size, big)}
+        if big is not None:
+            results["aiodepot 1 stream"] = aiodepot_run(server, count, size, big, one_stream=True)
         for label, contender in (
             ("obstore", obstore_run),
             ("boto3 seq", boto3_sequential),
@@ -246,21 +258,10 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
                 results[label] = times
     finally:
         server.stop()
-    small = f"s3 moto {count} x {size // 1024} KiB"
-    large = f"s3 moto 1 x {big_mib} MiB"
-    rows = [
-        usage_row(small, op, contender, times[op], count, "op", f"{count / times[op].seconds:,.0f} items/s")
-        for op in ("store", "load")
-        for contender, times in results.items()
-        if op in times
-    ]
-    megabytes = big_mib * MiB / 1e6
-    rows += [
-        usage_row(
-            large, op.removesuffix(" big"), contender, usage, megabytes, "MB", f"{megabytes / usage.seconds:,.0f} MB/s"
-        )
-        for op in ("store big", "load big")
-        for contender, times in results.items()
-        for usage in [times[op]]
-    ]
-    return rows
+    return results
+
+
+def _rows(results: dict[str, dict[str, Usage]], count: int, size: int, big_mib: int, server: str) -> list[Row]:
+    return transfer_rows(
+        f"{server} {count} x {size // 1024} KiB", f"{server} 1 x {big_mib} MiB", results, count=count, big_mib=big_mib
+    )

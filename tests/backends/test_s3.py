@@ -42,7 +42,7 @@ from aiodepot import (
 )
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _stored_other_bytes, _translate
-from aiodepot.backends.s3._direct import DirectBody, _Headers, _Signer, _SigningRequest
+from aiodepot.backends.s3._direct import DirectBody, _SigV4
 from tests.conformance.listing import check_listing_pushed_down
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port, require_module
@@ -867,31 +867,34 @@ async def test_direct_requests_answer_as_botocore_does(backend_at: Any, moto_ser
 
 
 def test_direct_signatures_are_botocores(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The direct path signs with botocore's signer on a lighter request object; the headers it sends are
-    those botocore's own signer gives the same request (moto checks no signature, so this is compared here)."""
-    now = datetime.datetime(2026, 12, 5, 8, 30, 15)
-    monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda: now)
+    """The direct path signs with a SigV4 signer of its own; the headers it sends are those botocore's signer
+    gives the same request (moto checks no signature, so this is compared here): payloads hashed or given,
+    a query, an encoded path, session tokens, a value with runs of blanks, two days (the cached key)."""
     body = b"signed body" * 100
     sha256 = base64.b64encode(hashlib.sha256(body).digest()).decode()
-    base = "http://127.0.0.1:9000/bucket/depot/store/ns/"
-    cases: list[tuple[str, str, dict[str, str], bytes | memoryview, bool]] = [
-        # a PUT whose payload hash is the checksum's digest (hashed once), and one the signer hashes
-        ("PUT", base + "item", {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha256}, body, True),
-        ("PUT", base + "item", {"content-md5": "abc=", "if-none-match": "*"}, memoryview(body), False),
-        ("PUT", base + "item?partNumber=3&uploadId=a%2Fb", {"x-amz-checksum-sha256": sha256}, body, True),
-        ("GET", base + "it%20em~", {"range": "bytes=5-10", "x-amz-checksum-mode": "ENABLED"}, b"", False),
-        ("HEAD", base + "item", {}, b"", False),
+    origin, base = "http://127.0.0.1:9000", "/bucket/depot/store/ns/"
+    cases: list[tuple[str, str, str, dict[str, str], bytes]] = [
+        ("PUT", "item", "", {"x-amz-sdk-checksum-algorithm": "SHA256", "x-amz-checksum-sha256": sha256}, body),
+        ("PUT", "item", "", {"content-md5": "abc=", "if-none-match": "*"}, body),
+        ("PUT", "item", "uploadId=a%2Fb&partNumber=3", {"x-amz-checksum-sha256": sha256}, body),
+        ("GET", "it%20em~", "", {"range": "bytes=5-10", "x-amz-checksum-mode": "ENABLED"}, b""),
+        ("GET", "item", "", {"range": "  bytes=0-1   "}, b""),
+        ("HEAD", "item", "", {}, b""),
     ]
-    for token in (None, "session-token"):
-        credentials = Credentials("AKIDEXAMPLE", "secret/key+", token).get_frozen_credentials()
-        for method, url, headers, data, payload_known in cases:
-            known = hashlib.sha256(data).hexdigest() if payload_known else None
-            ours = _SigningRequest(method, url, _Headers(host="127.0.0.1:9000", **headers), data, known)
-            _Signer(credentials, "s3", "eu-west-1").add_auth(ours)
-            theirs = AWSRequest(method=method, url=url, headers={"host": "127.0.0.1:9000", **headers}, data=bytes(data))
-            botocore_auth.S3SigV4Auth(credentials, "s3", "eu-west-1").add_auth(theirs)
-            assert dict(ours.headers) == {name.lower(): value for name, value in theirs.headers.items()}, url
-            assert "Signature=" in ours.headers["Authorization"]
+    for now in (datetime.datetime(2026, 12, 5, 8, 30, 15), datetime.datetime(2026, 12, 6, 0, 0, 1)):
+        monkeypatch.setattr(botocore_auth, "get_current_datetime", lambda now=now: now)
+        for token in (None, "session-token"):
+            credentials = Credentials("AKIDEXAMPLE", "secret/key+", token).get_frozen_credentials()
+            for method, leaf, query, headers, data in cases:
+                ours = {"host": "127.0.0.1:9000", **headers}
+                payload = hashlib.sha256(data).hexdigest()
+                signer = _SigV4("eu-west-1")
+                signer.sign(credentials, method, base + leaf, query, ours, payload, now.strftime("%Y%m%dT%H%M%SZ"))
+                url = origin + base + leaf + (f"?{query}" if query else "")
+                theirs = AWSRequest(method=method, url=url, headers={"host": "127.0.0.1:9000", **headers}, data=data)
+                botocore_auth.S3SigV4Auth(credentials, "s3", "eu-west-1").add_auth(theirs)
+                assert ours == {name.lower(): value for name, value in theirs.headers.items()}, (url, token)
+                assert "Signature=" in ours["authorization"]
 
 
 async def test_load_into_receives_each_range_in_place(moto_server: MotoServer) -> None:
