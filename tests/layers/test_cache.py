@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -414,6 +416,23 @@ async def test_size_limit_evicts_the_least_recently_used_first(cache_backend: Me
         stats = store.stats
         assert stats["cache_evictions"] == 1 and stats["cache_evicted_volume"] == 40
         assert stats["cache_skipped"] == 2 and stats["cache_bytes"] == 80
+    await store.destroy()
+
+
+async def test_closing_before_a_scheduled_rescan_ran_leaves_no_coroutine_unawaited(
+    cache_backend: MemoryBackend,
+) -> None:
+    config = {"data/": {"levels": [0], "cache": "writethrough", "size": 100}}
+    store = Store(backend=MemoryBackend(memory_name()), config=config, cache_backend=cache_backend)
+    await store.create()
+    await store.open()
+    await store.store("data/a", b"a" * 30)
+    await store.store("data/b", b"b" * 30)  # more than a quarter of the limit came in: a rescan is scheduled
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()  # before the rescan started
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
     await store.destroy()
 
 
