@@ -214,7 +214,7 @@ def test_hashed_names_keyed_and_checked() -> None:
     plain, keyed = HashedNames(MemoryBackend()), HashedNames(MemoryBackend(), key=b"secret")
     assert plain._item("ns/a")[0] != keyed._item("ns/a")[0]
     assert plain._item("ns/a.del")[0] == plain._item("ns/a")[0] + ".del"
-    with pytest.raises(InvalidName, match="HashedNames"):
+    with pytest.raises(InvalidName, match="too long once hashed"):
         HashedNames(MemoryBackend(), levels=4)._item("a" * 80 + "/b" * 4 + "/item")
     with pytest.raises(ValueError):
         HashedNames(MemoryBackend(), levels=9)
