@@ -1,7 +1,11 @@
 """Run the benchmark scenarios side by side, print a table and write JSON.
 
-``python -m benchmarks [--only NAME[,NAME...] ...] [--quick] [--json PATH]``. The column "aiodepot x faster"
-says how many times faster aiodepot is than each contender on the same operation (below 1: slower). Where a
+``python -m benchmarks [--only NAME[,NAME...] ...] [--quick] [--count N] [--big-mib N] ... [--json PATH]``.
+A size option (``--count``, ``--big-mib``, ``--size-mib``, …) sets that argument of every scenario run
+that takes it, over the full or ``--quick`` value: ``--only s3 --count 400 --big-mib 48``.
+
+The column "aiodepot x faster" says how many times faster aiodepot is than each contender on the same
+operation (below 1: slower). Where a
 scenario measures CPU (s3, rest), "client CPU" is this process's CPU time (every thread, ``getrusage``) and
 "server CPU" the server process's (``/proc/<pid>/stat``), per operation or per MB; "bound" names the CPU that
 limited the run: the machine's (client + server used nearly every core), the client's (its CPU time about
@@ -84,8 +88,50 @@ def _speedups(rows: list[Row]) -> dict[int, float]:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+SIZES = {
+    "count": "number of small values",
+    "big_mib": "size of the big value in MiB",
+    "size_mib": "size of the value or file in MiB",
+    "calls": "calls per measured loop of single calls",
+    "slow_calls": "calls per loop on the slow (emulated) link",
+    "chunks": "number of zarr chunks",
+    "clients": "concurrent clients",
+    "operations": "operations per client",
+    "memory_items": "items of the interrupted bulk call on memory://",
+    "file_items": "items of the interrupted bulk call on file://",
+}
+"""What each size argument of the scenarios means, for --help."""
+
+
+def _size_options() -> dict[str, list[str]]:
+    """Each size argument of the scenarios (``big_mib``) and the scenarios that take it."""
+    takers: dict[str, list[str]] = {}
+    for name, (_, full, _) in SCENARIOS.items():
+        for argument in full:
+            takers.setdefault(argument, []).append(name)
+    return dict(sorted(takers.items()))
+
+
+def _arguments(name: str, quick: bool, sizes: dict[str, int]) -> dict[str, int]:
+    """The arguments of scenario ``name``: full or quick, with the sizes given on the command line."""
+    _, full, small = SCENARIOS[name]
+    arguments = dict(small if quick else full)
+    arguments.update({argument: value for argument, value in sizes.items() if argument in arguments})
+    return arguments
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the scenarios the command line asks for."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
         "--only",
         nargs="*",
@@ -95,17 +141,32 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/latest.json"), help="output file")
-    args = parser.parse_args()
+    takers = _size_options()
+    sizes = parser.add_argument_group("sizes", "set a scenario argument (default: the full or --quick value)")
+    for argument, names in takers.items():
+        defaults = ", ".join(f"{name} {SCENARIOS[name][1][argument]}" for name in names)
+        sizes.add_argument(
+            "--" + argument.replace("_", "-"),
+            type=_positive,
+            metavar="N",
+            help=f"{SIZES.get(argument, argument)} (full runs: {defaults})",
+        )
+    args = parser.parse_args(argv)
     only = [name for value in args.only for name in value.split(",") if name]
     unknown = sorted(set(only) - set(SCENARIOS))
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(unknown)} (choose from {', '.join(sorted(SCENARIOS))})")
+    chosen = only or list(SCENARIOS)
+    given = {argument: getattr(args, argument) for argument in takers if getattr(args, argument) is not None}
+    for argument in given:
+        if not set(takers[argument]) & set(chosen):
+            option = "--" + argument.replace("_", "-")
+            parser.error(f"{option} sets no scenario run here: it is for {', '.join(takers[argument])}")
 
     rows: list[Row] = []
-    for name in only or SCENARIOS:
+    for name in chosen:
         os.sync()  # the last scenario's dirty pages must not be written back during this one
-        runner, full, quick = SCENARIOS[name]
-        rows.extend(runner(**(quick if args.quick else full)))
+        rows.extend(SCENARIOS[name][0](**_arguments(name, args.quick, given)))
 
     speedups = _speedups(rows)
     with_cpu = any(row.client_cpu is not None for row in rows)

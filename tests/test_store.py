@@ -65,6 +65,32 @@ def test_emulation_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         Store("memory://")
 
 
+AZURE_KEY = "c2Vr/3JpdA=="  # base64 keys hold "/"
+SECRET_URLS = {
+    "http://alice:s3cret@127.0.0.1:9/depot": "http://alice:***@127.0.0.1:9/depot",
+    f"azure://devstoreaccount1:{AZURE_KEY}@container/depot?endpoint=http://127.0.0.1:9/devstoreaccount1": (
+        "azure://devstoreaccount1:***@container/depot?endpoint=http://127.0.0.1:9/devstoreaccount1"
+    ),
+}
+
+
+@pytest.mark.parametrize(("url", "shown"), SECRET_URLS.items(), ids=["password", "azure-key"])
+def test_url_and_repr_hide_secrets_as_the_backend_location_does(url: str, shown: str) -> None:
+    store = Store(url)
+    assert store.url == shown == store.backend.location
+    assert repr(store) == f"<Store {shown!r} closed>"
+    sync = aiodepot.SyncStore(url)
+    assert sync.url == shown and repr(sync) == f"<SyncStore <Store {shown!r} closed>>"
+
+
+async def test_errors_name_the_store_without_its_secrets() -> None:
+    store = Store("http://alice:s3cret@127.0.0.1:9/depot")
+    with pytest.raises(aiodepot.StoreError) as caught:
+        await store.load("data/x")  # not open
+    assert caught.value.store == "http://alice:***@127.0.0.1:9/depot"
+    assert "s3cret" not in str(caught.value)
+
+
 def test_max_concurrency_defaults_to_backend_preference(tmp_path: Path) -> None:
     assert Store(f"file://{tmp_path}").max_concurrency == 512
     assert Store("memory://").max_concurrency == 64

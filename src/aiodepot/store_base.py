@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from . import hashing
-from .backends import backend_from_url, normalize_url
+from .backends import backend_from_url, normalize_url, without_secrets
 from .backends.base import Backend
 from .errors import (
     BackendError,
@@ -186,7 +186,10 @@ class StoreBase:
             raise ValueError(f"{sorted(options)} are backend options: pass them to the backend instance")
         if not isinstance(backend, Backend):
             raise TypeError(f"backend must be an aiodepot Backend, not {type(backend).__name__}")
-        self.url = url if url is None else normalize_url(url)
+        self._url = url if url is None else normalize_url(url)  # with its secrets: to open the store again
+        self.url = None if self._url is None else without_secrets(self._url)
+        """The store URL with its secrets hidden (``s3:KEY:***@…``), as messages show it; None for a store
+        made from a backend instance."""
         self._levels = _parse_config(DEFAULT_CONFIG if config is None else config)
         self._config_given = config is not None  # else: the layout the store remembers, read at open
         self._stats = Stats()

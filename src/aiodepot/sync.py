@@ -377,7 +377,7 @@ class SyncStore:
 
     @property
     def url(self) -> str | None:
-        """The store URL, if the store was made from one."""
+        """The store URL with its secrets hidden, if the store was made from one."""
         return self.async_store.url
 
     @property

@@ -15,7 +15,8 @@ from typing import Any
 import click
 import pytest
 
-from aiodepot import BackendError, ObjectNotFound, PermissionDenied, StoreNotFound
+from aiodepot import BackendError, ObjectNotFound, PermissionDenied, Store, StoreNotFound
+from aiodepot.backends import without_secrets
 from aiodepot.cli import common, inspect
 from aiodepot.cli.common import (
     ByteSize,
@@ -52,6 +53,16 @@ def test_display_url_masks_secrets() -> None:
     assert display_url("s3:key:secret@https://host/bucket") == "s3:key:***@https://host/bucket"
     assert display_url("sftp://user@host/path") == "sftp://user@host/path"
     assert display_url("file:///srv/depot") == "file:///srv/depot"
+    endpoint = "?endpoint=http://127.0.0.1:1/devstoreaccount1"
+    azure = f"azure://devstoreaccount1:c2Vr/3JpdA==@container/store{endpoint}"  # a base64 key may hold "/"
+    shown = f"azure://devstoreaccount1:***@container/store{endpoint}"
+    assert display_url(f"cannot reach {azure}: refused") == f"cannot reach {shown}: refused"
+    assert display_url("x://host/p?token=t0k&region=eu&sig=abc") == "x://host/p?token=***&region=eu&sig=***"
+
+
+def test_display_url_is_the_hiding_that_store_urls_and_locations_use() -> None:
+    url = "http://alice:s3cret@127.0.0.1:9/depot"
+    assert display_url(url) == without_secrets(url) == Store(url).url == "http://alice:***@127.0.0.1:9/depot"
 
 
 def test_byte_sizes() -> None:

@@ -786,28 +786,37 @@ class StoreConformance(_FeatureFlags):
         await store.destroy()
 
     async def test_latency_emulation(self, make_store: Callable[..., Store]) -> None:
+        # checked on the emulator's own accounting, not on a clock (a busy machine only adds time)
+        names = [f"flat/x{i:02}" for i in range(20)]  # distinct: a cache layer may share one load of a name
+        setup = make_store()
+        await setup.create()
+        async with setup:
+            await setup.store_many(dict.fromkeys(names, b"x"))
         store = make_store(latency=0.05)
-        await store.create()
+        emulator = store.emulator
         async with store:
-            await store.store("flat/x", b"x")
-            started = time.monotonic()
-            await store.load("flat/x")
-            assert time.monotonic() - started >= 0.05
-            started = time.monotonic()
-            await store.load_many(["flat/x"] * 20, max_concurrency=20)
-            concurrent = time.monotonic() - started
-            assert 0.05 <= concurrent < 20 * 0.05 / 2  # latency overlaps, it does not add up
-        await store.destroy()
+            await store.load(names[0])
+            assert emulator.round_trips == 1 and emulator.in_flight == 0  # delayed, and done
+            assert emulator.longest == pytest.approx(0.05)  # a round trip lasts the latency
+            assert await store.load_many(names, max_concurrency=20) == [b"x"] * 20
+            assert emulator.round_trips == 21 and emulator.in_flight == 0
+            assert emulator.most_in_flight == 20  # the 20 latencies overlap ...
+            assert emulator.longest == pytest.approx(0.05)  # ... they do not add up
+        await setup.destroy()
 
     async def test_bandwidth_emulation_is_shared(self, make_store: Callable[..., Store]) -> None:
         store = make_store(bandwidth=8 * 1_000_000)  # 1 MB/s
+        emulator = store.emulator
         await store.create()
         async with store:
             names = [f"flat/x{i}" for i in range(4)]  # distinct: a cache layer may share one load of a name
-            await store.store_many({name: b"x" * 50_000 for name in names})  # 0.05 s each on the link
-            started = time.monotonic()
+            for name in names:  # one after the other: 0.05 s each on the link, none waits for it
+                await store.store(name, b"x" * 50_000)
+            assert emulator.longest == pytest.approx(0.05)
+            before = time.monotonic()
             await store.load_many(names, max_concurrency=4)
-            assert time.monotonic() - started >= 4 * 0.05 * 0.95  # concurrency cannot create bandwidth
+            # concurrency cannot create bandwidth: the four values crossed the link one after the other
+            assert emulator.link_busy_until - before >= 4 * 0.05
         await store.destroy()
 
 

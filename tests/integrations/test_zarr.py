@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -117,6 +118,13 @@ def test_sync_api_on_a_file_store(tmp_path: Path) -> None:
     assert zarr.open_array(store, mode="r")[995:].tolist() == [995, 996, 997, 998, 999]
     store.close()
     assert sorted(os.listdir(tmp_path / "sync"))[:2] == ["c%2f0", "c%2f1"]
+
+
+def test_a_pickled_store_signs_in_again_and_its_repr_hides_the_password() -> None:
+    zstore = DepotZarrStore(Store("http://alice:s3cret@127.0.0.1:9/depot"))
+    again = pickle.loads(pickle.dumps(zstore))
+    assert again == zstore and again.store.backend.password == "s3cret"
+    assert repr(again) == "DepotZarrStore('http://alice:***@127.0.0.1:9/depot', namespace='')"
 
 
 async def test_ranges_and_bad_input(zstore: DepotZarrStore) -> None:

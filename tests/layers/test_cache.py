@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -57,36 +59,42 @@ class _WritethroughOverrides:
 
     async def test_latency_emulation(self, make_store: Callable[..., Store]) -> None:
         # as the suite's, but the emulated latency stands for the primary: cache hits skip it, misses pay it
+        names = [f"flat/x{i:02}" for i in range(20)]
+        setup = make_store()
+        await setup.create()
+        async with setup:
+            await setup.store_many(dict.fromkeys(names, b"x"))
         store = make_store(latency=0.05)
-        await store.create()
+        emulator = store.emulator
         async with store:
-            await store.store("flat/x", b"x")
-            started = time.monotonic()
-            await store.load("flat/x")
-            assert time.monotonic() - started < 0.05
             await store.cache_invalidate()
-            started = time.monotonic()
-            await store.load("flat/x")
-            assert time.monotonic() - started >= 0.05
+            await store.load(names[0])  # a miss goes to the "far-away" primary
+            assert emulator.round_trips == 1 and emulator.in_flight == 0
+            assert emulator.longest == pytest.approx(0.05)
+            await store.load(names[0])  # a hit: no emulated round trip
+            assert emulator.round_trips == 1
             await store.cache_invalidate()
-            started = time.monotonic()
-            await store.load_many(["flat/x"] * 20, max_concurrency=20)
-            concurrent = time.monotonic() - started
-            assert 0.05 <= concurrent < 20 * 0.05 / 2  # latency overlaps, it does not add up
-        await store.destroy()
+            assert await store.load_many(names, max_concurrency=20) == [b"x"] * 20
+            assert emulator.round_trips == 21 and emulator.in_flight == 0
+            assert emulator.most_in_flight == 20  # the 20 latencies overlap ...
+            assert emulator.longest == pytest.approx(0.05)  # ... they do not add up
+        await setup.destroy()
 
     async def test_bandwidth_emulation_is_shared(self, make_store: Callable[..., Store]) -> None:
-        # as the suite's, with the value evicted first: hits do not cross the emulated link
+        # as the suite's, with the values evicted first: hits do not cross the emulated link
+        names = [f"flat/x{i}" for i in range(4)]  # distinct: concurrent loads of one name share one read
+        setup = make_store()
+        await setup.create()
+        async with setup:
+            await setup.store_many({name: b"x" * 50_000 for name in names})  # 0.05 s each on the link
         store = make_store(bandwidth=8 * 1_000_000)  # 1 MB/s
-        await store.create()
         async with store:
-            names = [f"flat/x{i}" for i in range(4)]  # distinct: concurrent loads of one name share one read
-            await store.store_many({name: b"x" * 50_000 for name in names})  # 0.05 s each on the link
             await store.cache_invalidate()
-            started = time.monotonic()
+            before = time.monotonic()
             await store.load_many(names, max_concurrency=4)
-            assert time.monotonic() - started >= 4 * 0.05 * 0.95  # concurrency cannot create bandwidth
-        await store.destroy()
+            # concurrency cannot create bandwidth: the four values crossed the link one after the other
+            assert store.emulator.link_busy_until - before >= 4 * 0.05
+        await setup.destroy()
 
 
 class TestWritethroughMemoryStore(_WritethroughOverrides, StoreConformance):
@@ -417,6 +425,23 @@ async def test_size_limit_evicts_the_least_recently_used_first(cache_backend: Me
     await store.destroy()
 
 
+async def test_closing_before_a_scheduled_rescan_ran_leaves_no_coroutine_unawaited(
+    cache_backend: MemoryBackend,
+) -> None:
+    config = {"data/": {"levels": [0], "cache": "writethrough", "size": 100}}
+    store = Store(backend=MemoryBackend(memory_name()), config=config, cache_backend=cache_backend)
+    await store.create()
+    await store.open()
+    await store.store("data/a", b"a" * 30)
+    await store.store("data/b", b"b" * 30)  # more than a quarter of the limit came in: a rescan is scheduled
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        await store.close()  # before the rescan started
+        gc.collect()
+    assert [str(warning.message) for warning in caught] == []
+    await store.destroy()
+
+
 async def test_a_too_big_new_value_drops_the_cached_old_one(cache_backend: MemoryBackend) -> None:
     config = {"data/": {"levels": [0], "cache": "writethrough", "size": 10}}
     store = Store(backend=MemoryBackend(memory_name()), config=config, cache_backend=cache_backend)
@@ -661,11 +686,11 @@ async def test_latency_emulation_applies_to_the_primary_only() -> None:
     await store.create()
     async with store:
         await store.store(f"data/{K1}", b"v")
-        started = time.monotonic()
+        before = store.emulator.round_trips
         assert await store.load(f"data/{K1}") == b"v"  # a hit: no emulated round trip
-        assert time.monotonic() - started < 0.05
+        assert store.emulator.round_trips == before
         await store.cache_invalidate()
-        started = time.monotonic()
         assert await store.load(f"data/{K1}") == b"v"  # a miss goes to the "far-away" primary
-        assert time.monotonic() - started >= 0.05
+        assert store.emulator.round_trips == before + 1 and store.emulator.in_flight == 0
+        assert store.emulator.longest == pytest.approx(0.05)
     await store.destroy()

@@ -174,6 +174,21 @@ async def test_hashed_names_on_the_inner_backend() -> None:
         assert len(deleted) == 1 and deleted[0].endswith(".del") and len(deleted[0]) == 36
 
 
+async def test_hashed_names_errors_say_what_is_wrong_without_naming_the_layer() -> None:
+    layer = HashedNames(MemoryBackend(memory_name()), levels=4)
+    await layer.create()
+    async with layer:
+        with pytest.raises(InvalidName) as reserved:
+            await layer.mkdir("~ab")
+        with pytest.raises(InvalidName) as too_long:
+            await layer.store("d" * 90 + "/x", b"x")  # 90 + 1 + 4 x 4 + 32 characters stored
+    assert "'~ab': names starting with '~' are reserved in this store" in str(reserved.value)
+    assert str(too_long.value).startswith(f"'{'d' * 90}/x' is too long once hashed: it is stored as 139 characters")
+    for caught in (reserved, too_long):
+        assert "HashedNames" not in str(caught.value) and "layer" not in str(caught.value)
+    await layer.destroy()
+
+
 async def test_hashed_names_detect_a_swapped_item() -> None:
     name = memory_name()
     layer = HashedNames(MemoryBackend(name))
@@ -199,7 +214,7 @@ def test_hashed_names_keyed_and_checked() -> None:
     plain, keyed = HashedNames(MemoryBackend()), HashedNames(MemoryBackend(), key=b"secret")
     assert plain._item("ns/a")[0] != keyed._item("ns/a")[0]
     assert plain._item("ns/a.del")[0] == plain._item("ns/a")[0] + ".del"
-    with pytest.raises(InvalidName, match="HashedNames"):
+    with pytest.raises(InvalidName, match="too long once hashed"):
         HashedNames(MemoryBackend(), levels=4)._item("a" * 80 + "/b" * 4 + "/item")
     with pytest.raises(ValueError):
         HashedNames(MemoryBackend(), levels=9)

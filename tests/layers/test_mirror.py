@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -98,12 +97,14 @@ class Flaky(Layer):
 
 
 class Slow(Layer):
-    """A test layer that adds latency to reads and stores and notes cancelled reads."""
+    """A test layer that adds latency to reads and stores and notes the calls it answered and those
+    cancelled in their latency."""
 
     def __init__(self, inner: Backend, delay: float) -> None:
         super().__init__(inner)
         self.delay = delay
         self.cancelled = 0
+        self.answered = 0
 
     async def _wait(self) -> None:
         try:
@@ -111,6 +112,7 @@ class Slow(Layer):
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+        self.answered += 1
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         await self._wait()
@@ -247,20 +249,21 @@ async def test_repair_never_overwrites_a_newer_write() -> None:
 @pytest.mark.parametrize("mode", ["ordered", "fastest"])
 async def test_fastest_read_picks_the_fast_child(mode: str) -> None:
     slow = Slow(MemoryBackend(memory_name()), 0.5)
-    fast = MemoryBackend(memory_name())
+    fast = Slow(MemoryBackend(memory_name()), 0)
     mirror = await opened(slow, fast, read=mode)
     slow.delay = 0
     await mirror.store("ns/x", b"value")
     slow.delay = 0.5
-    started = time.monotonic()
+    answered = slow.answered, fast.answered
     assert await mirror.load("ns/x") == b"value"
     assert (await mirror.info("ns/x")).size == 5
-    elapsed = time.monotonic() - started
     if mode == "fastest":
-        assert elapsed < 0.4
-        assert slow.cancelled == 2  # the losing requests are cancelled, not left running
+        assert fast.answered - answered[1] == 2  # both reads answered by the fast child ...
+        assert slow.answered - answered[0] == 0
+        assert slow.cancelled == 2  # ... and the losing requests are cancelled, not left running
     else:
-        assert elapsed >= 1.0
+        assert slow.answered - answered[0] == 2  # the first child answers, however slow
+        assert fast.answered - answered[1] == 0 and slow.cancelled == 0
     await mirror.close()
     assert {t for t in asyncio.all_tasks() if t is not asyncio.current_task()} == set()
 

@@ -35,6 +35,7 @@ __all__ = [
     "normalize_url",
     "register_backend",
     "registered_schemes",
+    "without_secrets",
 ]
 
 # scheme -> ("module:Class", extra that provides its dependencies, or None)
@@ -115,14 +116,25 @@ def _resolve(scheme: str) -> type[Backend]:
     return backend_class
 
 
-_CREDENTIALS = re.compile(r"^(?P<head>[a-z][a-z0-9+.-]*:(?://)?[^:@/?]*:)[^@]*@", re.IGNORECASE)
-"""``user:secret@`` at the start of a URL's authority (``http://u:p@``, ``s3:key:secret@``, ``azure://ACCOUNT:KEY@``,
-``redis://:password@``); a base64 key may hold ``/``."""
+_USERINFO_SECRET = re.compile(r"(?P<head>(?<![\w+.-])[a-z][a-z0-9+.-]*:(?://)?[^:@/?#\s]*:)[^@\s]*@", re.IGNORECASE)
+"""The secret of ``user:secret@`` at the start of a URL's authority (``http://u:p@``, ``s3:key:secret@``,
+``azure://ACCOUNT:KEY@``, ``redis://:password@``), wherever the URL stands in a text; a base64 key may hold
+``/``."""
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&][\w.-]*(?:token|secret|password|passwd|pwd|sig|signature|key|sas)=)[^&#\s]*", re.IGNORECASE
+)
+"""The value of a query parameter that carries a secret (``?token=…``, ``&sig=…``, ``?access_key=…``)."""
 
 
-def _without_secrets(url: str) -> str:
-    """``url`` with the secret of ``user:secret@`` replaced by ``***`` (for messages)."""
-    return _CREDENTIALS.sub(r"\g<head>***@", url)
+def without_secrets(text: str) -> str:
+    """``text`` with the secrets of the store URLs in it replaced by ``***``: the password or key of
+    ``user:secret@`` and the values of query parameters that hold a token, signature, password or key.
+
+    ``text`` may be a store URL or a message that names some.
+    [`Backend.location`][aiodepot.backends.base.Backend.location], `Store.url`, `repr(store)`, the errors
+    that name a store and the command line show URLs through it.
+    """
+    return _QUERY_SECRET.sub(r"\g<head>***", _USERINFO_SECRET.sub(r"\g<head>***@", text))
 
 
 def normalize_url(url: str) -> str:
@@ -141,12 +153,13 @@ def backend_from_url(url: str, **options: Any) -> Backend:
     url = normalize_url(url)
     scheme, sep, _ = url.partition(":")
     if not sep or not scheme:
-        raise BackendURLInvalid(f"not a store URL (no scheme): {url!r}")
+        raise BackendURLInvalid(f"not a store URL (no scheme): {without_secrets(url)!r}")
     scheme = scheme.lower()
     if scheme in _BUILTIN and scheme not in _NOT_URLS | _QUERY_URLS and ("?" in url or "#" in url):
         raise BackendURLInvalid(
-            f"{scheme}: URLs take no query (?…) or fragment (#…): {url!r} (write a '?' or '#' in a path as %3F or %23)"
+            f"{scheme}: URLs take no query (?…) or fragment (#…): {without_secrets(url)!r} "
+            "(write a '?' or '#' in a path as %3F or %23)"
         )
     backend = _resolve(scheme).from_url(url, **options)
-    backend.opened_from = _without_secrets(url)
+    backend.opened_from = without_secrets(url)
     return backend

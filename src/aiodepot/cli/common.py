@@ -35,7 +35,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from ..backends import normalize_url
+from ..backends import normalize_url, without_secrets
 from ..errors import (
     BackendURLInvalid,
     ConnectionLost,
@@ -171,12 +171,11 @@ def silence_stdout() -> None:
 
 # store URLs ------------------------------------------------------------------------------------------------
 
-_USERINFO = re.compile(r"(?P<user>[^:/@\s]+):(?P<secret>[^:/@\s]+)@")
-
 
 def display_url(url: str) -> str:
-    """``url`` with any password or secret key replaced by ``***``, for messages."""
-    return _USERINFO.sub(lambda m: f"{m['user']}:***@", url)
+    """``url`` (or a message naming store URLs) with any password, secret key or token replaced by ``***``,
+    for messages (the hiding of `aiodepot.backends.without_secrets`, as in `Store.url`)."""
+    return without_secrets(url)
 
 
 def store_url(value: str) -> str:

@@ -85,16 +85,17 @@ class DepotZarrStore(ZarrStore):
             return False
         if other.store is self.store:
             return True
-        return self.store.url is not None and other.store.url == self.store.url
+        return self.store._url is not None and other.store._url == self.store._url
 
     def __hash__(self) -> int:
-        return hash((self.store.url or id(self.store), self.namespace))
+        return hash((self.store._url or id(self.store), self.namespace))
 
     def __getstate__(self) -> dict[str, Any]:
-        if self.store.url is None:
+        # the URL with its secrets (Store.url hides them): the unpickled store must sign in again
+        if self.store._url is None:
             raise TypeError("a DepotZarrStore over a Store made from a backend instance cannot be pickled")
         config = {prefix: {"levels": levels} for prefix, levels in self.store.levels.items()}
-        return {"url": self.store.url, "config": config, "namespace": self.namespace, "read_only": self.read_only}
+        return {"url": self.store._url, "config": config, "namespace": self.namespace, "read_only": self.read_only}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(  # type: ignore[misc]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
 from ..backends.base import Backend
@@ -22,6 +21,7 @@ from .base import Layer
 __all__ = ["Emulate"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Emulate(Layer):
@@ -44,15 +44,46 @@ class Emulate(Layer):
     def __repr__(self) -> str:
         return f"<Emulate {self.emulator!r} over {self.inner!r}>"
 
-    async def _timed(self, call: Awaitable[T], volume: int = 0) -> T:
-        started = time.monotonic()
-        result = await call
-        await self.emulator.delay(started, volume)
+    async def _timed(self, call: Awaitable[T], volume: int | Callable[[T], int] = 0) -> T:
+        """One round trip: ``call``, then the wait for the latency and for ``volume`` bytes (or the result's)."""
+        emulator = self.emulator
+        started = emulator.begin()
+        try:
+            result = await call
+        except BaseException:
+            emulator.end()
+            raise
+        await emulator.delay(started, volume if isinstance(volume, int) else volume(result))
         return result
 
-    async def _each(self, started: float, volumes: Iterable[int]) -> None:
-        """One emulated round trip per item of a batch, overlapping as parallel calls do."""
-        await asyncio.gather(*(self.emulator.delay(started, volume) for volume in volumes))
+    async def _each(
+        self,
+        call: Awaitable[builtins.list[R]],
+        count: int,
+        volumes: Callable[[builtins.list[R]], Iterable[int]] = lambda outcomes: (0 for _ in outcomes),
+    ) -> builtins.list[R]:
+        """One round trip per item of a batch of ``count`` (moving ``volumes(outcomes)`` bytes each),
+        overlapping as parallel calls do."""
+        emulator = self.emulator
+        started = emulator.begin(count)
+        try:
+            outcomes = await call
+        except BaseException:
+            emulator.end(count)
+            raise
+        await asyncio.gather(*(emulator.delay(started, volume) for volume in volumes(outcomes)))
+        return outcomes
+
+    async def _listing_round_trip(self) -> None:
+        # a listing's latency is spent on the loop, before its first entry (also in the borgstore drop-in)
+        emulator = self.emulator
+        started = emulator.begin()
+        try:
+            remaining = emulator.owed(started, 0)
+            if remaining > 0:
+                await asyncio.sleep(remaining)
+        finally:
+            emulator.end()
 
     async def info(self, name: str) -> ItemInfo:
         """Delayed."""
@@ -60,10 +91,7 @@ class Emulate(Layer):
 
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Delayed by the latency and the value's time on the link."""
-        started = time.monotonic()
-        data = await self.inner.load(name, offset=offset, size=size)
-        await self.emulator.delay(started, len(data))
-        return data
+        return await self._timed(self.inner.load(name, offset=offset, size=size), len)
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Delayed by the latency and the value's time on the link."""
@@ -83,10 +111,7 @@ class Emulate(Layer):
 
     async def gather(self, sources: Iterable[Source]) -> bytes:
         """Delayed by the latency and the bytes' time on the link."""
-        started = time.monotonic()
-        data = await self.inner.gather(sources)
-        await self.emulator.delay(started, len(data))
-        return data
+        return await self._timed(self.inner.gather(sources), len)
 
     async def defrag(
         self,
@@ -120,44 +145,37 @@ class Emulate(Layer):
     ) -> AsyncIterator[ItemInfo]:
         """One round trip for the listing, not one per entry (the hints forwarded)."""
         listing = self.inner.list_range(name, prefix=prefix, start_after=start_after)
-        if self.emulator.latency:
-            await asyncio.sleep(self.emulator.latency)
+        await self._listing_round_trip()
         async for info in listing:
             yield info
 
     async def count(self, name: str, *, deleted: bool = False) -> int:
         """One round trip."""
-        if self.emulator.latency:
-            await asyncio.sleep(self.emulator.latency)
+        await self._listing_round_trip()
         return await self.inner.count(name, deleted=deleted)
 
     async def load_batch(self, names: Sequence[str]) -> builtins.list[bytes | Exception]:
         """One round trip per item."""
-        started = time.monotonic()
-        outcomes = await self.inner.load_batch(names)
-        await self._each(started, (0 if isinstance(data, Exception) else len(data) for data in outcomes))
-        return outcomes
+        return await self._each(
+            self.inner.load_batch(names),
+            len(names),
+            lambda outcomes: (0 if isinstance(data, Exception) else len(data) for data in outcomes),
+        )
 
     async def store_batch(self, items: Sequence[tuple[str, StoreValue]]) -> builtins.list[Exception | None]:
         """One round trip per item."""
-        started = time.monotonic()
-        outcomes = await self.inner.store_batch(items)
-        await self._each(
-            started,
-            (0 if outcome is not None else len(value) for (_, value), outcome in zip(items, outcomes, strict=True)),
+        return await self._each(
+            self.inner.store_batch(items),
+            len(items),
+            lambda outcomes: (
+                0 if outcome is not None else len(value) for (_, value), outcome in zip(items, outcomes, strict=True)
+            ),
         )
-        return outcomes
 
     async def delete_batch(self, names: Sequence[str]) -> builtins.list[Exception | None]:
         """One round trip per item."""
-        started = time.monotonic()
-        outcomes = await self.inner.delete_batch(names)
-        await self._each(started, (0 for _ in outcomes))
-        return outcomes
+        return await self._each(self.inner.delete_batch(names), len(names))
 
     async def info_batch(self, names: Sequence[str]) -> builtins.list[ItemInfo | Exception]:
         """One round trip per item."""
-        started = time.monotonic()
-        outcomes = await self.inner.info_batch(names)
-        await self._each(started, (0 for _ in outcomes))
-        return outcomes
+        return await self._each(self.inner.info_batch(names), len(names))

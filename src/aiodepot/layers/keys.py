@@ -28,11 +28,12 @@ __all__ = ["HashedNames", "URLEncode"]
 logger = logging.getLogger("aiodepot.layers.keys")
 
 
-def _checked_length(layer: str, name: str, mapped: str) -> str:
+def _checked_length(name: str, mapped: str, how: str) -> str:
+    """``mapped``, the stored form of ``name``; a form too long for a backend raises ``InvalidName``."""
     if len(mapped) > MAX_BACKEND_NAME_LENGTH:
         raise InvalidName(
-            f"{name!r} becomes {len(mapped)} characters under the {layer} layer ({mapped!r}); "
-            f"a backend takes at most {MAX_BACKEND_NAME_LENGTH}"
+            f"{name!r} is too long once {how}: it is stored as {len(mapped)} characters ({mapped!r}), "
+            f"and a backend takes at most {MAX_BACKEND_NAME_LENGTH}"
         )
     return mapped
 
@@ -70,7 +71,7 @@ class URLEncode(RenamingLayer):
     def _in(self, name: str, *, allow_root: bool = False) -> str:
         validate_backend_name(name, allow_root=allow_root)
         table = self._table
-        return _checked_length("URLEncode", name, "".join([table[c] for c in name]))
+        return _checked_length(name, "".join([table[c] for c in name]), "escaped")
 
     def _out(self, leaf: str) -> str:
         return _ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), leaf)
@@ -130,8 +131,11 @@ class HashedNames(Layer):
         """The inner name of directory ``name`` (validated)."""
         validate_backend_name(name, allow_root=True)
         if self.levels and any(part.startswith("~") for part in name.split("/")):
-            raise InvalidName(f"{name!r}: names starting with '~' are reserved by the HashedNames layer")
-        return _checked_length("HashedNames", name, name)
+            raise InvalidName(
+                f"{name!r}: names starting with '~' are reserved in this store (it spreads its hashed names over "
+                "'~' directories)"
+            )
+        return _checked_length(name, name, "hashed")
 
     def _item(self, name: str) -> tuple[str, bytes]:
         """The inner name of item ``name`` and the header its stored value starts with."""
@@ -147,7 +151,7 @@ class HashedNames(Layer):
         if leaf != base:
             stored += DEL_SUFFIX
         header = _NAME_MAGIC + bytes([len(base)]) + base.encode()
-        return _checked_length("HashedNames", name, stored), header
+        return _checked_length(name, stored, "hashed"), header
 
     def _check_header(self, name: str, header: bytes, stored: bytes | memoryview) -> None:
         if bytes(stored[: len(header)]) != header:

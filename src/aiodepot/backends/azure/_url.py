@@ -10,8 +10,9 @@ import re
 from urllib.parse import parse_qs, unquote
 
 from ...errors import BackendURLInvalid
+from .. import without_secrets
 
-__all__ = ["CONNECTION_STRING_VARIABLE", "Account", "parse_connection_string", "parse_url", "redact"]
+__all__ = ["CONNECTION_STRING_VARIABLE", "Account", "parse_connection_string", "parse_url"]
 
 CONNECTION_STRING_VARIABLE = "AZURE_STORAGE_CONNECTION_STRING"
 """The environment variable with a connection string, used when the URL names no account."""
@@ -98,11 +99,6 @@ DEVELOPMENT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6t
 """The published key of the emulators' account ``devstoreaccount1`` (Azurite's default)."""
 
 
-def redact(url: str) -> str:
-    """``url`` without the key of ``ACCOUNT:KEY@``."""
-    return re.sub(r"^(azure://[^:@/?]+:)[^@?]*@", r"\1***@", url)
-
-
 def parse_url(url: str) -> tuple[str, str, Account]:
     """Container, path and account of ``azure://[ACCOUNT[:KEY]@]CONTAINER/PATH[?endpoint=URL]``.
 
@@ -111,7 +107,9 @@ def parse_url(url: str) -> tuple[str, str, Account]:
     """
     match = _URL.fullmatch(url)
     if match is None:
-        raise BackendURLInvalid(f"not an azure: URL (azure://ACCOUNT:KEY@CONTAINER/PATH[?endpoint=…]): {redact(url)!r}")
+        raise BackendURLInvalid(
+            f"not an azure: URL (azure://ACCOUNT:KEY@CONTAINER/PATH[?endpoint=…]): {without_secrets(url)!r}"
+        )
     container, path = match["container"], unquote(match["path"])
     if not _CONTAINER.fullmatch(container):
         raise BackendURLInvalid(
@@ -120,7 +118,8 @@ def parse_url(url: str) -> tuple[str, str, Account]:
     query = parse_qs(match["query"] or "", keep_blank_values=True, strict_parsing=False)
     unknown = sorted(set(query) - {"endpoint"})
     if unknown:
-        raise BackendURLInvalid(f"azure: URLs take only ?endpoint=…, not {', '.join(unknown)}: {redact(url)!r}")
+        shown = without_secrets(url)
+        raise BackendURLInvalid(f"azure: URLs take only ?endpoint=…, not {', '.join(unknown)}: {shown!r}")
     endpoint = query["endpoint"][-1] if "endpoint" in query else None
     if match["account"] is not None:
         key = match["key"]

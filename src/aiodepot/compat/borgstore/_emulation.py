@@ -34,13 +34,10 @@ class CallerThreadEmulator(Emulator):
         """Note the delays of the running operation (the current task and the tasks it starts) in ``sleeps``."""
         _OWED.set(sleeps)
 
-    async def delay(self, started: float, volume: int) -> None:
-        """Book the call on the link; the caller sleeps what it lacks (outside an operation: sleep here)."""
-        remaining = self.owed(started, volume)
-        if remaining <= 0:
-            return
+    async def _wait(self, seconds: float) -> None:
+        """The caller sleeps ``seconds`` after the operation (outside an operation: sleep here)."""
         sleeps = _OWED.get()
         if sleeps is None:
-            await asyncio.sleep(remaining)
+            await asyncio.sleep(seconds)
         else:
-            sleeps.append(remaining)
+            sleeps.append(seconds)

@@ -9,7 +9,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
 from ...backends.base import Backend, Capabilities
@@ -303,11 +303,10 @@ class Cache(Layer):
             await self._scan(index)
             await self._evict(index)
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        async def run() -> None:
-            await work
-
-        task = asyncio.ensure_future(run())
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        # the coroutine is the task's own: cancelled before it started (a close right after), it is closed,
+        # where a wrapper's cancellation would leave it never awaited
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
