@@ -8,8 +8,9 @@ from typing import Any
 from urllib.parse import unquote
 
 from ...errors import BackendURLInvalid
+from .. import without_secrets
 
-__all__ = ["Endpoint", "parse_url", "redact"]
+__all__ = ["Endpoint", "parse_url"]
 
 _URL = re.compile(
     r"""
@@ -53,11 +54,6 @@ class Endpoint:
         return match.group(1) if match else None
 
 
-def redact(url: str) -> str:
-    """``url`` without the secret of ``key:secret@``."""
-    return re.sub(r"^((?:s3|b2):[^:@/]+:)[^@]+@", r"\1***@", url)
-
-
 def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     """Bucket, path and the constructor's keywords for ``s3:[profile|key:secret@][scheme://host[:port]]/bucket/path``.
 
@@ -66,11 +62,11 @@ def parse_url(url: str) -> tuple[str, str, dict[str, Any]]:
     match = _URL.fullmatch(url)
     if match is None:
         raise BackendURLInvalid(
-            f"not an s3:/b2: URL (s3:[profile|key:secret@][scheme://host[:port]]/bucket/path): {redact(url)!r}"
+            f"not an s3:/b2: URL (s3:[profile|key:secret@][scheme://host[:port]]/bucket/path): {without_secrets(url)!r}"
         )
     endpoint = match["endpoint"]
     if match["endpoint_scheme"] not in (None, "http", "https"):
-        raise BackendURLInvalid(f"the endpoint must be http:// or https://: {redact(url)!r}")
+        raise BackendURLInvalid(f"the endpoint must be http:// or https://: {without_secrets(url)!r}")
     b2 = match["scheme"] == "b2"
     if b2 and not endpoint:
         raise BackendURLInvalid("b2: URLs need the endpoint, e.g. b2:https://s3.us-west-004.backblazeb2.com/b/p")
