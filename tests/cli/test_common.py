@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import os
 import signal
 import subprocess
 import sysconfig
+import termios
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,6 +193,13 @@ def test_console_script_pipes_and_exit_codes(tmp_path: Path) -> None:
     assert nowhere.stderr.count(b"\n") == 1 and b"no such store" in nowhere.stderr
 
 
+def _bytes_in_pipe(fd: int) -> int:
+    """How many bytes written to the pipe ``fd`` (either end) are still unread (Linux's FIONREAD)."""
+    pending = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, pending)
+    return pending[0]
+
+
 def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
     depot = tmp_path / "depot"
     assert _script("create", str(depot)).returncode == 0
@@ -206,7 +216,11 @@ def test_ctrl_c_exits_130_quietly(tmp_path: Path) -> None:
         assert process.stdin is not None
         process.stdin.write(b"some input")
         process.stdin.flush()
-        time.sleep(1.0)
+        # Ctrl-C once put is under way (it has read the input from the pipe), not while Python still starts
+        deadline = time.monotonic() + 60
+        while _bytes_in_pipe(process.stdin.fileno()):
+            assert process.poll() is None and time.monotonic() < deadline, "put never read its input"
+            time.sleep(0.02)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     finally:
