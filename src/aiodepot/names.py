@@ -63,8 +63,9 @@ _RESERVED_FOR_BACKENDS = (TMP_SUFFIX, HID_SUFFIX)
 # neither empty nor ``.``, with no ``..`` anywhere and none of the reserved suffixes at the end: one regex
 # match says a name is fine (the hot path of every call); anything else takes the slow path, which says
 # what is wrong.
-_ELEMENT = r"(?!\.(?:/|$))[!-.0-@\[\]-~]+"
-_PLAIN_NAME = rf"(?!.*\.\.){_ELEMENT}(?:/{_ELEMENT})*"
+# The quantifiers are possessive (no backtracking: an element cannot hold a ``/``, so none is ever needed).
+_ELEMENT = r"(?!\.(?:/|$))[!-.0-@\[\]-~]++"
+_PLAIN_NAME = rf"(?!.*\.\.){_ELEMENT}(?:/{_ELEMENT})*+"
 
 
 def _plain(reserved: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
