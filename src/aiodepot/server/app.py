@@ -48,7 +48,7 @@ from ..protocol import (
     parse_range_header,
     status_for_error,
 )
-from ._coordination import Gate, NameLocks, Repositories
+from ._coordination import Gate, NameLocks, Repositories, StoreBatches
 from .auth import Authenticator, PasswordAuth
 from .metrics import Metrics
 
@@ -62,6 +62,9 @@ SMALL_BODY = 8 * MiB
 LOAD_PROBE = 8 * MiB
 """A GET first loads up to this much; a value that is bigger streams out in chunks. It matches the REST
 client's part size, so every part of a big load comes whole, with the SHA-256 of its body."""
+BATCHED_BODY = 1 * MiB
+"""Plain stores up to this size are written in batches with the stores of other requests (see
+`StoreBatches`), where the backend has batch calls; bigger ones are written one by one."""
 INLINE_HASH = 256 * 1024
 """Response bodies up to this size are hashed on the event loop; bigger ones in a thread."""
 JSON_BODY_LIMIT = 64 * MiB
@@ -348,6 +351,9 @@ class _StoreHandler:
         self._gate = Gate()
         self._opening = asyncio.Lock()
         self._writing = NameLocks()
+        self._batches = (
+            StoreBatches(backend, backend.capabilities.batch_size) if backend.capabilities.batch_ops else None
+        )
         self.scrub = [str(path) for path in (getattr(backend, "base", None),) if path]
 
     async def close(self) -> None:
@@ -497,7 +503,10 @@ class _StoreHandler:
                 data = await self._read_exact(request, declared)
                 if expected and hashlib.sha256(data).hexdigest() != expected.strip().lower():
                     raise IntegrityError(HASH_MISMATCH)
-                await self.backend.store(name, data, if_absent=if_absent)
+                if self._batches is not None and not if_absent and declared <= BATCHED_BODY:
+                    await self._batches.store(name, data)
+                else:
+                    await self.backend.store(name, data, if_absent=if_absent)
             else:
                 chunks = self._body_chunks(request, declared, expected, room)
                 await self.backend.store_chunks(name, chunks, size=declared, if_absent=if_absent)
