@@ -41,15 +41,19 @@ class Gate:
 
     @contextlib.asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:
-        async with self._condition:
-            await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
+        if self._exclusive or self._waiting:
+            async with self._condition:
+                await self._condition.wait_for(lambda: not self._exclusive and not self._waiting)
+                self._shared += 1
+        else:  # the common case: nothing to wait for, no lock to take (one event loop, no await between)
             self._shared += 1
         try:
             yield
         finally:
-            async with self._condition:
-                self._shared -= 1
-                self._condition.notify_all()
+            self._shared -= 1
+            if self._waiting and not self._shared:  # only an exclusive one waits for the shared ones
+                async with self._condition:
+                    self._condition.notify_all()
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -74,27 +78,50 @@ class NameLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
 
-    @contextlib.asynccontextmanager
-    async def hold(self, *names: str) -> AsyncIterator[None]:
+    def hold(self, *names: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the locks of ``names`` (in sorted order, so two holders never wait for each other)."""
-        async with contextlib.AsyncExitStack() as stack:
-            for name in sorted(set(names)):
-                await stack.enter_async_context(self._one(name))
-            yield
+        return _Holding(self._locks, sorted(set(names)) if len(names) > 1 else list(names))
 
-    @contextlib.asynccontextmanager
-    async def _one(self, name: str) -> AsyncIterator[None]:
-        lock, users = self._locks.get(name) or (asyncio.Lock(), 0)
-        self._locks[name] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._locks[name]
-            if users == 1:
-                del self._locks[name]
-            else:
-                self._locks[name] = (lock, users - 1)
+
+class _Holding:
+    """The locks of some names, taken in the order given and given back in reverse (a class, not a
+    generator: it is on every write's path)."""
+
+    __slots__ = ("_held", "_locks", "_names")
+
+    def __init__(self, locks: dict[str, tuple[asyncio.Lock, int]], names: list[str]) -> None:
+        self._locks = locks
+        self._names = names
+        self._held = 0
+
+    async def __aenter__(self) -> None:
+        for name in self._names:
+            lock, users = self._locks.get(name) or (asyncio.Lock(), 0)
+            self._locks[name] = (lock, users + 1)
+            try:
+                await lock.acquire()
+            except BaseException:  # cancelled while waiting: not held, and no longer waiting
+                self._leave(name)
+                self._release()
+                raise
+            self._held += 1
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        while self._held:
+            self._held -= 1
+            name = self._names[self._held]
+            self._locks[name][0].release()
+            self._leave(name)
+
+    def _leave(self, name: str) -> None:
+        lock, users = self._locks[name]
+        if users == 1:
+            del self._locks[name]
+        else:
+            self._locks[name] = (lock, users - 1)
 
 
 class StoreBatches:

@@ -267,6 +267,8 @@ class StoreServer:
             path = decode_path(request.rel_url.raw_path)
             async with self._route(path, user) as (handler, rest):
                 scrub = handler.scrub
+                if self.request_timeout is None:
+                    return await handler.dispatch(request, rest)
                 async with asyncio.timeout(self.request_timeout):
                     return await handler.dispatch(request, rest)
         except TimeoutError:
@@ -529,11 +531,14 @@ class _StoreHandler:
     async def _read_exact(self, request: web.Request, size: int) -> bytes:
         if size == 0:
             return b""
+        arrived = request.content.read_nowait(size)  # a small body mostly came with the headers
+        if len(arrived) == size:
+            return arrived
         try:
             async with asyncio.timeout(self.body_timeout):
-                return await request.content.readexactly(size)
+                return arrived + await request.content.readexactly(size - len(arrived))
         except asyncio.IncompleteReadError as exc:
-            raise BadRequest(f"the body ended after {len(exc.partial)} of {size} bytes") from None
+            raise BadRequest(f"the body ended after {len(arrived) + len(exc.partial)} of {size} bytes") from None
         except TimeoutError:
             raise BodyTimeout(f"the body stalled for {self.body_timeout} s") from None
 
