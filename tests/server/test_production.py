@@ -360,3 +360,18 @@ def test_the_log_writer_writes_every_line_in_order_across_its_pauses() -> None:
         logger.removeHandler(handler)
         listener.stop()
     assert written == [f"line {i}" for i in range(300)]
+
+
+def test_queued_records_carry_their_final_message_and_tracebacks() -> None:
+    handler = _DroppingQueueHandler(queue.Queue())
+    changing = ["before"]
+    record = handler.prepare(logging.LogRecord("t", logging.INFO, __file__, 1, "value %s", (changing,), None))
+    changing[0] = "after"  # what the writer thread formats later is what was logged
+    assert record.getMessage() == "value ['before']"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed %d", (7,), sys.exc_info())
+    prepared = handler.prepare(failed)
+    assert prepared.getMessage().startswith("failed 7\nTraceback")
+    assert "ValueError: boom" in prepared.getMessage()
