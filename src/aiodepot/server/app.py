@@ -65,6 +65,8 @@ client's part size, so every part of a big load comes whole, with the SHA-256 of
 BATCHED_BODY = 1 * MiB
 """Plain stores up to this size are written in batches with the stores of other requests (see
 `StoreBatches`), where the backend has batch calls; bigger ones are written one by one."""
+ARRIVED_BODY = 64 * 1024
+"""A body up to this size that came with its request's headers is taken without waiting."""
 INLINE_HASH = 256 * 1024
 """Response bodies up to this size are hashed on the event loop; bigger ones in a thread."""
 JSON_BODY_LIMIT = 64 * MiB
@@ -531,7 +533,9 @@ class _StoreHandler:
     async def _read_exact(self, request: web.Request, size: int) -> bytes:
         if size == 0:
             return b""
-        arrived = request.content.read_nowait(size)  # a small body mostly came with the headers
+        # a small body mostly came with the headers: taken as it is, without a timeout (a part that did not
+        # is joined to the rest below, a copy worth paying only while small)
+        arrived = request.content.read_nowait(size) if size <= ARRIVED_BODY else b""
         if len(arrived) == size:
             return arrived
         try:
