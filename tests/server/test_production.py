@@ -28,7 +28,7 @@ from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
 from aiodepot.protocol import ACCEPT
 from aiodepot.server.auth import HtpasswdAuth
-from aiodepot.server.run import _DroppingQueueHandler, _EscapingAccessLogger
+from aiodepot.server.run import LOG_LINGER, _DroppingQueueHandler, _EscapingAccessLogger, _LingeringQueueListener
 from tests.servers import free_port, start_process, stop_process, wait_for_port
 from tests.servers.rest import ThreadedServer
 
@@ -335,3 +335,43 @@ def test_the_log_backlog_drops_lines_and_says_how_many() -> None:
         assert handler.dropped == 0
     finally:
         logger.removeHandler(handler)
+
+
+def test_the_log_writer_writes_every_line_in_order_across_its_pauses() -> None:
+    backlog: queue.Queue[logging.LogRecord] = queue.Queue()
+    written: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            written.append(record.getMessage())
+
+    listener = _LingeringQueueListener(backlog, Collect())
+    listener.start()
+    logger = logging.getLogger("test-linger")
+    logger.propagate = False
+    handler = _DroppingQueueHandler(backlog)
+    logger.addHandler(handler)
+    try:
+        for i in range(300):
+            logger.warning("line %d", i)
+            if i % 100 == 0:
+                time.sleep(LOG_LINGER * 2)  # the writer is pausing or waiting when the next lines come
+    finally:
+        logger.removeHandler(handler)
+        listener.stop()
+    assert written == [f"line {i}" for i in range(300)]
+
+
+def test_queued_records_carry_their_final_message_and_tracebacks() -> None:
+    handler = _DroppingQueueHandler(queue.Queue())
+    changing = ["before"]
+    record = handler.prepare(logging.LogRecord("t", logging.INFO, __file__, 1, "value %s", (changing,), None))
+    changing[0] = "after"  # what the writer thread formats later is what was logged
+    assert record.getMessage() == "value ['before']"
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("t", logging.ERROR, __file__, 1, "failed %d", (7,), sys.exc_info())
+    prepared = handler.prepare(failed)
+    assert prepared.getMessage().startswith("failed 7\nTraceback")
+    assert "ValueError: boom" in prepared.getMessage()
