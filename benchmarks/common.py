@@ -7,6 +7,7 @@ import dataclasses
 import math
 import os
 import resource
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -253,3 +254,26 @@ async def bulk_store_load(store: Any, items: Sequence[str], value: bytes) -> dic
     started = time.perf_counter()
     await store.load_many(items)
     return {"store": stored, "load": time.perf_counter() - started}
+
+
+def local_dirs() -> list[tuple[str, str]]:
+    """(label, directory) of the file systems to run on: the temp dir's, and tmpfs if it is another."""
+    dirs = [("disk" if not is_tmpfs(tempfile.gettempdir()) else "tmpfs", tempfile.gettempdir())]
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) and dirs[0][0] != "tmpfs":
+        dirs.append(("tmpfs", "/dev/shm"))
+    return dirs
+
+
+def is_tmpfs(path: str) -> bool:
+    """Whether ``path`` lies on a tmpfs mount (the longest mount point of /proc/mounts that holds it)."""
+    try:
+        with open("/proc/mounts") as f:
+            mounts = [line.split() for line in f]
+    except OSError:
+        return False
+    real = os.path.realpath(path)
+    best = ("", "")
+    for fields in mounts:
+        if len(fields) > 2 and (real == fields[1] or real.startswith(fields[1].rstrip("/") + "/")):
+            best = max(best, (fields[1], fields[2]), key=lambda m: len(m[0]))
+    return best[1] == "tmpfs"

@@ -34,7 +34,7 @@ from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.posixfs import PosixFSBackend
 from aiodepot.backends.sqlite import SQLiteBackend
 
-from .common import Row, names
+from .common import Row, local_dirs, names
 
 VALUE_SIZE = 4096
 _UPSERT = "INSERT INTO items (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
@@ -276,35 +276,13 @@ def _rows(scenario: str, results: dict[str, Timings | None], calls: int, referen
     return rows
 
 
-def _local_dirs() -> list[tuple[str, str]]:
-    """(label, directory) of the file systems to run on: the temp dir's, and tmpfs if it is another."""
-    dirs = [("disk" if not _is_tmpfs(tempfile.gettempdir()) else "tmpfs", tempfile.gettempdir())]
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) and dirs[0][0] != "tmpfs":
-        dirs.append(("tmpfs", "/dev/shm"))
-    return dirs
-
-
-def _is_tmpfs(path: str) -> bool:
-    try:
-        with open("/proc/mounts") as f:
-            mounts = [line.split() for line in f]
-    except OSError:
-        return False
-    real = os.path.realpath(path)
-    best = ("", "")
-    for fields in mounts:
-        if len(fields) > 2 and (real == fields[1] or real.startswith(fields[1].rstrip("/") + "/")):
-            best = max(best, (fields[1], fields[2]), key=lambda m: len(m[0]))
-    return best[1] == "tmpfs"
-
-
 def run(calls: int = 5000, repeats: int = 3) -> list[Row]:
     """Time ``calls`` sequential 4 KiB stores, then loads, through each API on each local storage."""
     value = os.urandom(VALUE_SIZE)
     rounds = [names(calls, f"data{repeat}") for repeat in range(repeats)]
     load_avg = f"{os.getloadavg()[0]:.1f}"
     rows: list[Row] = []
-    for label, parent in _local_dirs():
+    for label, parent in local_dirs():
         root = tempfile.mkdtemp(prefix="aiodepot-single-", dir=parent)
         try:
             results: dict[str, Timings | None] = {
