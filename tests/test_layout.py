@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if kind == "file":
         return (tmp_path / "depot").as_uri()
     if kind == "memory":
-        return f"memory://layout-{id(tmp_path)}"
+        return f"memory://layout-{uuid.uuid4().hex}"  # id() is reused once an object is freed
     return f"{kind}://{tmp_path / ('depot.' + ('db' if kind == 'sqlite' else 'zip'))}"
 
 
