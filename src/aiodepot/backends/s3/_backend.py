@@ -375,6 +375,8 @@ class S3Backend(Backend):
                     self._direct = await DirectS3.attach(
                         client, self.bucket, self.retry, reached=lambda: self._reached, replied=self._replied
                     )
+                if self._direct is not None:
+                    stack.push_async_callback(self._direct.close)
         except BaseException:
             await stack.aclose()
             raise
