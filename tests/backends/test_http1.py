@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,21 +365,51 @@ async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_transpar
         await pool.close()
 
 
-async def test_a_stale_connection_whose_close_is_not_yet_seen_is_resent() -> None:
-    async def close_after_reading(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
+def drop_the_second_request(*, reset: bool) -> Handler:
+    """The first connection answers one request, reads the next and closes (or resets) unanswered; later
+    connections answer everything."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, server: Server) -> None:
         if server.connections == 1:
             await read_request(reader, server)
             writer.write(OK)
             await writer.drain()
-            await read_request(reader, server)  # the second request arrives ... and is dropped unanswered
+            await read_request(reader, server)
+            if reset:
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return
         await keepalive(OK)(reader, writer, server)
 
-    async with serve(close_after_reading) as server:
+    return handle
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
+async def test_a_kept_alive_connection_lost_before_the_reply_is_resent_on_a_fresh_one(reset: bool) -> None:
+    async with serve(drop_the_second_request(reset=reset)) as server:
         pool = pool_for(server)
         assert await (await pool.request("GET", "/", HOST)).read() == b"hello"
-        assert await (await pool.request("GET", "/", HOST)).read() == b"hello"
+        assert await (await pool.request("PUT", "/", HOST, b"v")).read() == b"hello"
         assert server.connections == 2 and len(server.requests) == 3
+        await pool.close()
+
+
+async def test_a_post_is_not_sent_twice() -> None:
+    async with serve(drop_the_second_request(reset=False)) as server:
+        pool = pool_for(server)
+        assert await (await pool.request("GET", "/", HOST)).read() == b"hello"
+        with pytest.raises(_http1.ServerClosed):
+            await pool.request("POST", "/", HOST, b"v")
+        assert server.connections == 1
+        await pool.close()
+
+
+async def test_a_reply_dropped_unread_frees_its_slot() -> None:
+    async with serve(keepalive(OK)) as server:
+        pool = pool_for(server, limit=1)
+        await pool.request("GET", "/", HOST)  # never read, never released
+        gc.collect()
+        assert await asyncio.wait_for((await pool.request("GET", "/", HOST)).read(), 5) == b"hello"
         await pool.close()
 
 

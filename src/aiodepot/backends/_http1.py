@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ipaddress
 import socket
 import ssl as ssl_module
@@ -54,6 +55,8 @@ _WRITE_PIECE: Final = 1024 * 1024
 """Large bodies are written in views of this size, waiting while the transport's buffer is full."""
 _JOIN_BELOW: Final = 64 * 1024
 """Bodies up to this size are sent joined to the head, in one write."""
+_IDEMPOTENT: Final = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods sent again on a fresh connection when a kept-alive one closed before the reply."""
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
@@ -92,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self._pieces: collections.deque[bytes] = collections.deque()
         self._offset = 0  # how much of the first piece was read
         self.unread = 0
+        self.received = 0  # bytes received in all
         self._eof = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -99,7 +103,6 @@ class _Connection(asyncio.Protocol):
         self._write_waiter: asyncio.Future[None] | None = None
         self._writing_paused = False
         self.idle_since = 0.0
-        self.replies = 0  # replies read to their end on this connection
 
     # asyncio's callbacks ----------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,6 +112,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._pieces.append(data)
         self.unread += len(data)
+        self.received += len(data)
         if self.unread > _PAUSE_AT and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
@@ -280,13 +284,7 @@ class _Connection(asyncio.Protocol):
                 if searched > _MAX_HEAD:
                     raise ProtocolError(f"{self.origin}: {what} is longer than {_MAX_HEAD} bytes")
             if not await self._more():
-                if self.unread or what != "the reply's head" or self.replies == 0:
-                    raise ServerClosed(f"{self.origin}: the server closed the connection in {what}")
-                raise _StaleConnection(f"{self.origin}: the server closed the kept-alive connection")
-
-
-class _StaleConnection(ServerClosed):
-    """A kept-alive connection ended before any byte of the reply: the request may be sent again."""
+                raise ServerClosed(f"{self.origin}: the server closed the connection in {what}")
 
 
 class Response:
@@ -433,13 +431,18 @@ class Response:
         conn, pool = self._conn, self._pool
         self._conn = self._pool = None
         if pool is not None and conn is not None:
-            conn.replies += 1
             pool._give_back(conn, keep=self._keep)
 
     def release(self) -> None:
         """Give the connection back if the body was read to its end, else close it."""
         if self._conn is not None:
             self.close()
+
+    def __del__(self) -> None:
+        # a reply dropped unread must not hold its connection and its slot for ever
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # the loop may be closed already
+                self.close()
 
     def close(self) -> None:
         """Close the connection (drops whatever of the body was not read)."""
@@ -581,10 +584,15 @@ class Pool:
         try:
             conn = self._take_idle()
             if conn is not None:
+                received = conn.received
                 try:
                     return await self._exchange(conn, method, head, body)
-                except _StaleConnection:
-                    pass  # the server closed it as we sent: once more on a fresh connection
+                except ServerClosed:
+                    # A kept-alive connection the server closed (or reset) as the request went out, before
+                    # any byte of a reply: the keep-alive race. Once more on a fresh connection, where the
+                    # method may be repeated.
+                    if conn.received != received or method not in _IDEMPOTENT:
+                        raise
             conn = await self._connect()
             return await self._exchange(conn, method, head, body)
         except BaseException:
