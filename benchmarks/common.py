@@ -92,6 +92,16 @@ class Usage:
     server_cpu: float | None = None
     machine_cpu: float = 0.0
 
+    def __add__(self, other: Usage) -> Usage:
+        """Both phases' time and CPU together (a measurement run in rounds)."""
+        server = None if self.server_cpu is None or other.server_cpu is None else self.server_cpu + other.server_cpu
+        return Usage(
+            self.seconds + other.seconds,
+            self.client_cpu + other.client_cpu,
+            server,
+            self.machine_cpu + other.machine_cpu,
+        )
+
 
 class Meter:
     """``with Meter(server_pid) as usage:`` measures wall time, this process's CPU and the server's."""

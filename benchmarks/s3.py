@@ -20,6 +20,12 @@ against the same app kept alive between requests (``tests/servers/moto_keepalive
 PUT/GET/HEAD rounds, so its warm-up is charged to nobody. moto runs in a process of its own: each
 row has the benchmark process's CPU time (the client's, every thread: obstore's Rust runtime included) and
 moto's, per item or per MB.
+
+The small values run in two rounds of half the items each, the contenders in turn and the second round in
+the reverse order (A B C D D C B A), each row the sum of a contender's two rounds: moto's CPU per request
+drifts over a run (its heap grows and shrinks with what it holds, a big value before a contender's turn
+changes what the next one pays), and a contender that always ran first or last took that drift as its own
+— the same code measured 0.7x to 1.1x obstore's throughput from run to run. The big values run after them.
 """
 
 from __future__ import annotations
@@ -50,8 +56,8 @@ async def _measured_async(make: Callable[[], Awaitable[object]], pid: int) -> Us
 def aiodepot_run(
     server: Any, count: int, size: int, big: bytes | None, *, one_stream: bool = False
 ) -> dict[str, Usage]:
-    """Small values in bulk and the big value (if any) in parts and ranges; ``one_stream``: the big value
-    only, in one PUT and one GET (``part_size`` above its size)."""
+    """``count`` small values in bulk (none for 0) and the big value (if any) in parts and ranges;
+    ``one_stream``: the big value in one PUT and one GET (``part_size`` above its size)."""
     value = os.urandom(size)
     items = names(count)
     pid = server.process.pid
@@ -71,7 +77,7 @@ def aiodepot_run(
         await store.create()
         async with store:
             times: dict[str, Usage] = {}
-            if not one_stream:
+            if count:
                 times["store"] = await _measured_async(lambda: store.store_many((name, value) for name in items), pid)
                 times["load"] = await _measured_async(lambda: store.load_many(items), pid)
             if big is not None:
@@ -123,10 +129,10 @@ def obstore_run(server: Any, count: int, size: int, big: bytes | None) -> dict[s
             async with limit:
                 return bytes(await obstore.get_range_async(store, "data/big", start=start, length=PART))
 
-        times = {
-            "store": await _measured_async(lambda: asyncio.gather(*(put(key) for key in keys)), pid),
-            "load": await _measured_async(lambda: asyncio.gather(*(get(key) for key in keys)), pid),
-        }
+        times = {}
+        if count:
+            times["store"] = await _measured_async(lambda: asyncio.gather(*(put(key) for key in keys)), pid)
+            times["load"] = await _measured_async(lambda: asyncio.gather(*(get(key) for key in keys)), pid)
         if big is None:
             return times
         times["store big"] = await _measured_async(
@@ -165,7 +171,7 @@ def boto3_sequential(server: Any, count: int, size: int, big: bytes | None) -> d
         assert client.get_object(Bucket=bucket, Key="data/big")["Body"].read() == big
 
     pid = server.process.pid
-    times = {"store": measured(write, pid), "load": measured(read, pid)}
+    times = {"store": measured(write, pid), "load": measured(read, pid)} if count else {}
     if big is not None:
         times["store big"] = measured(write_big, pid)
         times["load big"] = measured(read_big, pid)
@@ -198,7 +204,7 @@ def borgstore_sequential(server: Any, count: int, size: int, big: bytes | None) 
             assert store.load("data/big") == big
 
         pid = server.process.pid
-        times = {"store": measured(write, pid), "load": measured(read, pid)}
+        times = {"store": measured(write, pid), "load": measured(read, pid)} if count else {}
         if big is not None:
             times["store big"] = measured(lambda: store.store("data/big", big), pid)
             times["load big"] = measured(read_big, pid)
@@ -248,32 +254,51 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     """Run the scenario: one row per contender and operation; the small values against moto as it runs (a
     connection per request) and kept alive, the big value against moto as it runs."""
     big = os.urandom(big_mib * MiB)
+    count -= count % ROUNDS
     rows = _rows(_contenders(count, size, big, keep_alive=False), count, size, big_mib, "s3 moto")
     rows += _rows(_contenders(count, size, None, keep_alive=True), count, size, big_mib, "s3 moto keep-alive")
     return rows
 
 
+ROUNDS = 2
+"""The small values run in this many rounds, every other one in the reverse order of contenders."""
+
+_CONTENDERS: tuple[tuple[str, Callable[[Any, int, int, bytes | None], dict[str, Usage] | None]], ...] = (
+    ("aiodepot", aiodepot_run),
+    ("obstore", obstore_run),
+    ("boto3 seq", boto3_sequential),
+    ("borgstore seq", borgstore_sequential),
+)
+
+
 def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -> dict[str, dict[str, Usage]]:
-    """Every contender's measurements against one moto server."""
+    """Every contender's measurements against one moto server: ``count`` small values in ``ROUNDS`` rounds
+    (A B C D D C B A), then the big value (if any) once each, ``aiodepot 1 stream`` after ``aiodepot``."""
     from tests.servers.moto import start_moto_server
 
     server = start_moto_server(keep_alive=keep_alive)
+    results: dict[str, dict[str, Usage]] = {label: {} for label, _ in _CONTENDERS}
+    if big is not None:
+        results = {"aiodepot": {}, "aiodepot 1 stream": {}, **results}
     try:
         _warm_up(server)
-        results: dict[str, dict[str, Usage]] = {"aiodepot": aiodepot_run(server, count, size, big)}
+        for round_ in range(ROUNDS):
+            for label, contender in _CONTENDERS if round_ % 2 == 0 else reversed(_CONTENDERS):
+                _add(results[label], contender(server, count // ROUNDS, size, None))
         if big is not None:
-            results["aiodepot 1 stream"] = aiodepot_run(server, count, size, big, one_stream=True)
-        for label, contender in (
-            ("obstore", obstore_run),
-            ("boto3 seq", boto3_sequential),
-            ("borgstore seq", borgstore_sequential),
-        ):
-            times = contender(server, count, size, big)
-            if times is not None:
-                results[label] = times
+            for label, contender in _CONTENDERS:
+                _add(results[label], contender(server, 0, size, big))
+                if label == "aiodepot":
+                    _add(results["aiodepot 1 stream"], aiodepot_run(server, 0, size, big, one_stream=True))
     finally:
         server.stop()
-    return results
+    return {label: usages for label, usages in results.items() if usages}
+
+
+def _add(into: dict[str, Usage], times: dict[str, Usage] | None) -> None:
+    """Add one round's measurements to a contender's sums (nothing if the contender is not installed)."""
+    for op, usage in (times or {}).items():
+        into[op] = into[op] + usage if op in into else usage
 
 
 def _rows(results: dict[str, dict[str, Usage]], count: int, size: int, big_mib: int, server: str) -> list[Row]:
