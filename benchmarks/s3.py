@@ -21,11 +21,12 @@ PUT/GET/HEAD rounds, so its warm-up is charged to nobody. moto runs in a process
 row has the benchmark process's CPU time (the client's, every thread: obstore's Rust runtime included) and
 moto's, per item or per MB.
 
-The small values run in two rounds of half the items each, the contenders in turn and the second round in
-the reverse order (A B C D D C B A), each row the sum of a contender's two rounds: moto's CPU per request
-drifts over a run (its heap grows and shrinks with what it holds, a big value before a contender's turn
-changes what the next one pays), and a contender that always ran first or last took that drift as its own
-— the same code measured 0.7x to 1.1x obstore's throughput from run to run. The big values run after them.
+The small values run in four rounds of a quarter of the items each, the contenders in turn, every other
+round in the reverse order (A B C D D C B A A B C D D C B A), each row the sum of a contender's rounds:
+moto's CPU per request drifts over a run (its heap grows and shrinks with what it holds, a big value before
+a contender's turn changes what the next one pays), and a contender that always ran first or last took that
+drift as its own — the same code measured 0.7x to 1.1x obstore's throughput from run to run. The big values
+run after them.
 """
 
 from __future__ import annotations
@@ -260,7 +261,7 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
     return rows
 
 
-ROUNDS = 2
+ROUNDS = 4
 """The small values run in this many rounds, every other one in the reverse order of contenders."""
 
 _CONTENDERS: tuple[tuple[str, Callable[[Any, int, int, bytes | None], dict[str, Usage] | None]], ...] = (
@@ -273,7 +274,7 @@ _CONTENDERS: tuple[tuple[str, Callable[[Any, int, int, bytes | None], dict[str, 
 
 def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -> dict[str, dict[str, Usage]]:
     """Every contender's measurements against one moto server: ``count`` small values in ``ROUNDS`` rounds
-    (A B C D D C B A), then the big value (if any) once each, ``aiodepot 1 stream`` after ``aiodepot``."""
+    (A B C D D C B A ...), then the big value (if any) once each, ``aiodepot 1 stream`` after ``aiodepot``."""
     from tests.servers.moto import start_moto_server
 
     server = start_moto_server(keep_alive=keep_alive)
