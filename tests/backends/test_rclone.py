@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -80,6 +82,38 @@ async def test_ranges(rclone: str, tmp_path: Path) -> None:
             assert await backend.load("v", offset=offset, size=size) == expected, (offset, size)
         with pytest.raises(ObjectNotFound):
             await backend.load("missing", offset=-3, size=2)
+    await backend.destroy()
+
+
+async def test_a_load_during_a_slow_replace_in_this_process_finds_a_value(
+    rclone: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rclone replaces an item by deleting it, then moving the new one in; on a busy machine that gap outlasts
+    the load's few quick looks. Widened here to 300 ms (the same delete and move, as two calls), a load
+    of this process still gets the old or the new value, never ``ObjectNotFound``."""
+    backend = RcloneBackend(str(tmp_path / "g"), rclone=rclone)
+    await backend.create()
+    old, new = b"o" * 100_000, b"n" * 100_000
+    real_rpc = RcloneBackend._rpc
+    gap_open = asyncio.Event()
+
+    async def slow_replace(self: RcloneBackend, rcd: Any, command: str, what: str, **params: Any) -> Any:
+        if command == "operations/movefile" and params["dstRemote"] == "v":
+            await real_rpc(self, rcd, "operations/deletefile", what, fs=self.fs, remote="v")
+            gap_open.set()
+            await asyncio.sleep(0.3)
+        return await real_rpc(self, rcd, command, what, **params)
+
+    async with backend:
+        await backend.store("v", old)
+        monkeypatch.setattr(RcloneBackend, "_rpc", slow_replace)
+        writer = asyncio.create_task(backend.store("v", new))
+        await gap_open.wait()
+        assert not (tmp_path / "g" / "v").exists()  # the gap is open: the item is missing on disk
+        assert await backend.load("v") == new  # looked again after the move
+        await writer
+        with pytest.raises(ObjectNotFound):  # a plain miss is not held up
+            await backend.load("missing")
     await backend.destroy()
 
 

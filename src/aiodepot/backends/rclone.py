@@ -13,7 +13,8 @@ applies.
 A store uploads to a temporary ``….tmp`` name beside the item and then moves it into place, so a reader
 never sees a part of a value; ``.tmp`` names are never listed. rclone (up to at least 1.60) replaces an
 existing item by deleting it and then moving the new one in: for the moment between, the item is missing,
-so a load that finds nothing looks again a few times within 50 ms before it raises ``ObjectNotFound``. On
+so a load that finds nothing looks again a few times within 50 ms before it raises ``ObjectNotFound`` (and
+once more after the move, if a store of this process is moving a value into place under that name). On
 bucket-based remotes (S3, B2, GCS, Azure …), where a move is a copy and an upload is atomic by itself, a
 store uploads to the item's name directly.
 """
@@ -400,9 +401,18 @@ class RcloneBackend(Backend):
         def in_the_gap(exc: BaseException) -> bool:
             return isinstance(exc, ObjectNotFound | _CutShort) and not self._bucket_based
 
-        return await _REPLACE_GAP.run(
-            lambda: self._get_range_once(rcd, name, headers, offset, size), retryable=in_the_gap
-        )
+        try:
+            return await _REPLACE_GAP.run(
+                lambda: self._get_range_once(rcd, name, headers, offset, size), retryable=in_the_gap
+            )
+        except (ObjectNotFound, _CutShort):
+            lock = self._placing.get(name)
+            if self._bucket_based or lock is None or not lock.locked():
+                raise
+            # A store of this process is moving a value into place under that name, slower than the looks
+            # above (a busy machine): look again after its move, holding the next move off meanwhile.
+            async with lock:
+                return await self._get_range_once(rcd, name, headers, offset, size)
 
     async def _get_range_once(
         self, rcd: _Rcd, name: str, headers: dict[str, str], offset: int, size: int | None
