@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import socket
 import ssl
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +319,34 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
         pool = _http1.Pool("http", "127.0.0.1", port)
         with pytest.raises(_http1.ConnectError, match=f"http://127.0.0.1:{port}: cannot connect"):
             await pool.request("GET", "/", HOST)
+        await pool.close()
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_failed_connects_leave_no_socket_open() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: refused
+        pool = _http1.Pool("http", "127.0.0.1", port)
+        before = open_descriptors()
+        for _ in range(50):
+            with pytest.raises(_http1.ConnectError):
+                await pool.request("GET", "/", HOST)
+        assert open_descriptors() == before
+        await pool.close()
+
+
+async def test_a_refused_address_of_a_name_is_skipped_for_the_next() -> None:
+    async with serve(once(OK)) as server:
+        pool = _http1.Pool("http", "depot.test", server.port)
+        # the name "resolved" to an address nothing listens on (refused), then to the server's; fresh in the cache
+        pool._addresses = [(socket.AF_INET, "127.0.0.2"), (socket.AF_INET, "127.0.0.1")]
+        pool._resolved_at = time.monotonic()
+        response = await pool.request("GET", "/", {"host": "depot.test"})
+        assert (response.status, await response.read()) == (200, b"hello")
         await pool.close()
 
 
