@@ -395,7 +395,8 @@ class DirectS3:
         frozen = await self.credentials.get_frozen_credentials()
         signed = dict(headers)  # a retry signs afresh
         self._signer.sign(frozen, method, path, query, signed, payload, _amz_now())
-        signed["accept-encoding"] = "identity"
+        if method == "GET":  # the bytes as stored, never re-encoded on the way (a PUT's or HEAD's reply has none)
+            signed["accept-encoding"] = "identity"
         response = await self.pool.request(method, target, signed, body)
         self._replied()
         if response.status < 300:
