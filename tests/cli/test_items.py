@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from aiodepot.cli import items
+from tests.servers import require_module
+from tests.servers.azurite import start_azurite
+from tests.servers.moto import start_moto_server
 
 from .helpers import NESTED, Run, fill, read, soft_delete
 
@@ -25,6 +29,46 @@ def test_create_makes_a_store_and_refuses_an_existing_one(run: Run, tmp_path: Pa
     again = run("create", url)
     assert again.exit_code == 1
     assert again.stderr.startswith("aiodepot: ") and "exists already" in again.stderr
+
+
+@pytest.fixture(scope="module")
+def bucket_urls() -> Iterator[dict[str, Callable[[str], str]]]:
+    """``scheme -> bucket -> URL`` on moto (s3:) and Azurite (azure:), both on loopback."""
+    require_module("moto.server", pip="moto[server]")
+    require_module("azure.storage.blob", pip="aiodepot[azure]")
+    moto, azurite = start_moto_server(), start_azurite()
+    try:
+        yield {
+            "s3": lambda bucket: moto.url(bucket, "depot"),
+            "azure": lambda container: azurite.url(container, "depot"),
+        }
+    finally:
+        moto.stop()
+        azurite.stop()
+
+
+@pytest.mark.parametrize("scheme", ["s3", "azure"])
+def test_create_with_bucket_makes_the_missing_bucket(
+    run: Run, scheme: str, bucket_urls: dict[str, Callable[[str], str]]
+) -> None:
+    url = bucket_urls[scheme](f"cli-{scheme}-bucket")
+    missing = run("create", url)
+    assert missing.exit_code == 1
+    word = "bucket" if scheme == "s3" else "container"
+    assert f"{word} 'cli-{scheme}-bucket' does not exist (aiodepot create --bucket creates it)" in missing.stderr
+    assert "backend option" not in missing.stderr and "testing:testing" not in missing.stderr
+    assert run("create", "--bucket", url).exit_code == 0
+    assert run("create", "--bucket", url).exit_code == 0  # the bucket and an empty store exist: fine
+    assert run("put", url, "x", input=b"1").exit_code == 0
+    refused = run("create", "--bucket", url)
+    assert refused.exit_code == 1 and "exists already" in refused.stderr
+
+
+def test_create_with_bucket_is_refused_where_there_is_no_bucket(run: Run, tmp_path: Path) -> None:
+    result = run("create", "--bucket", (tmp_path / "depot").as_uri())
+    assert result.exit_code == 2
+    assert "--bucket is for s3:, b2:, gs: and azure: URLs, not file: ones" in result.stderr
+    assert not (tmp_path / "depot").exists()
 
 
 def test_a_local_path_works_as_a_url(run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

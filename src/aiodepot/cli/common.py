@@ -269,11 +269,16 @@ class StoreOptions:
         merged.update(_parse_levels(levels, f"--{prefix}levels"))
         return cls(merged, concurrency, given=config is not None or bool(levels))
 
-    def store(self, url: str) -> Store:
+    def store(self, url: str, **backend_options: Any) -> Store:
         """A (closed) store for ``url``; a bad URL or configuration is a usage error. Without --config or
         --levels the store opens with the nesting levels it remembers."""
         try:
-            return Store(url, config=self.config if self.given else None, max_concurrency=self.concurrency)
+            return Store(
+                url,
+                config=self.config if self.given else None,
+                max_concurrency=self.concurrency,
+                backend_options=backend_options or None,
+            )
         except (BackendURLInvalid, InvalidName, ValueError, TypeError) as exc:
             raise CliError(f"{display_url(url)}: {exc}", EXIT_USAGE) from exc
 

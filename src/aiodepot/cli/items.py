@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,7 +15,7 @@ from typing import BinaryIO
 
 import click
 
-from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreExists
+from ..errors import ObjectNotFound, QuotaExceeded, StoreError, StoreExists, StoreNotFound
 from ..items import ItemInfo
 from ..names import validate_name
 from ..store import Store
@@ -22,6 +23,7 @@ from ..transfer import run_bounded
 from .common import (
     EXIT_FAILURE,
     EXIT_INTERRUPTED,
+    EXIT_USAGE,
     ByteSize,
     CliError,
     StoreOptions,
@@ -97,22 +99,43 @@ def _check_names(names: Sequence[str]) -> list[str]:
     return [validate_name(name) for name in names]
 
 
+_BUCKET_OPTIONS = {"s3": "create_bucket", "b2": "create_bucket", "gs": "create_bucket", "azure": "create_container"}
+"""The backend option that lets ``create()`` make the bucket (or container) a URL of the scheme names."""
+
+
 @click.command(short_help="Create an empty store.")
 @URL
+@click.option(
+    "--bucket",
+    is_flag=True,
+    help="Also create the bucket (s3:, b2:, gs:) or container (azure:) the URL names, if it does not exist.",
+)
 @store_options
-def create(url: str, options: StoreOptions) -> None:
+def create(url: str, bucket: bool, options: StoreOptions) -> None:
     """Create an empty store at URL (an existing empty directory is fine).
 
     Commands that write into a store (put, rm, mv) need an existing one; cp and sync create their
     destination themselves. With --levels/--config that nest a namespace, the store remembers them
     (see the config command): later commands need no --levels.
     """
+    scheme = url.partition(":")[0].lower()
+    backend_options: dict[str, bool] = {}
+    if bucket:
+        if scheme not in _BUCKET_OPTIONS:
+            raise CliError(f"--bucket is for s3:, b2:, gs: and azure: URLs, not {scheme}: ones", EXIT_USAGE)
+        backend_options[_BUCKET_OPTIONS[scheme]] = True
 
     async def run() -> None:
         try:
-            await options.store(url).create()
+            await options.store(url, **backend_options).create()
         except StoreExists as exc:
             raise CliError(f"{display_url(url)}: a store exists already ({display_url(str(exc))})") from exc
+        except StoreNotFound as exc:
+            if scheme not in _BUCKET_OPTIONS:
+                raise about_store(url, exc) from exc
+            # the bucket or container is missing: say so (the backend names it) and how to make it here
+            missing = re.sub(r"\s*\(backend option [^)]*\)", "", display_url(str(exc))).removeprefix("the store: ")
+            raise CliError(f"{display_url(url)}: {missing} (aiodepot create --bucket creates it)") from exc
         except (StoreError, OSError) as exc:
             raise about_store(url, exc) from exc
         if url.startswith("memory:"):
