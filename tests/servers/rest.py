@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,8 +24,10 @@ class ThreadedServer:
 
     def __init__(self, backend: Backend | None, *, ssl: Any = None, **options: Any) -> None:
         self.server = StoreServer(backend, **options)
-        self.port = free_port()
-        self.admin_port = free_port()
+        # Listening sockets bound here, on ports the kernel picks: a port found free and bound later can be
+        # taken in between (by any outgoing connection of a parallel test).
+        self._sockets = [_listening_socket(), _listening_socket()]
+        self.port, self.admin_port = (sock.getsockname()[1] for sock in self._sockets)
         self._ssl = ssl
         scheme = "https" if ssl is not None else "http"
         self.url = f"{scheme}://127.0.0.1:{self.port}"
@@ -41,10 +44,10 @@ class ThreadedServer:
     async def _start(self) -> None:
         self._runner = web.AppRunner(self.server.make_app(), access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl).start()
+        await web.SockSite(self._runner, self._sockets[0], ssl_context=self._ssl).start()
         self._admin = web.AppRunner(self.server.make_admin_app(), access_log=None)
         await self._admin.setup()
-        await web.TCPSite(self._admin, "127.0.0.1", self.admin_port, ssl_context=self._ssl).start()
+        await web.SockSite(self._admin, self._sockets[1], ssl_context=self._ssl).start()
 
     def __exit__(self, *exc: object) -> None:
         if self._runner is not None:
@@ -53,6 +56,17 @@ class ThreadedServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+        for sock in self._sockets:
+            sock.close()
+
+
+def _listening_socket() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
 @contextmanager
