@@ -16,7 +16,7 @@ that counts, for each PUT or GET of an object (the stores and loads of ``benchma
 
 aiodepot and obstore then run ``benchmarks/s3.py``'s small-value rounds (``--count`` stores then loads, 32 in
 flight) in turn, A O O A …, against one such server, and the table shows each round's counts. The server
-itself: ``python -P benchmarks/moto_probe.py serve -p PORT``.
+itself: ``python -P benchmarks/moto_probe.py -p PORT [-H HOST]``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ import json
 import os
 import select
 import selectors
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -74,7 +71,7 @@ class _FirstSelectSelector(selectors.DefaultSelector):  # type: ignore[misc,vali
         return super().select(timeout)  # type: ignore[no-any-return]
 
 
-def serve(port: int) -> None:
+def serve(port: int, host: str = "127.0.0.1") -> None:
     """moto's app on werkzeug's threaded server, every handler counting (see the module's text)."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug import serving
@@ -114,31 +111,14 @@ def serve(port: int) -> None:
         return moto_app(environ, start_response)
 
     os.environ.setdefault("MOTO_PORT", str(port))
-    serving.run_simple("127.0.0.1", port, app, threaded=True, request_handler=ProbeHandler)
+    serving.run_simple(host, port, app, threaded=True, request_handler=ProbeHandler)
 
 
-def start_probe_server(port: int) -> Any:
-    """Start the probe server (``serve``) in a process of its own on ``port``; a ``MotoServer`` to stop."""
-    from tests.servers import wait_for_port
-    from tests.servers.moto import MotoServer
+def start_probe_server() -> Any:
+    """Start the probe server (``serve``) in a process of its own on a free port; a ``MotoServer`` to stop."""
+    from tests.servers.moto import start_moto_server
 
-    log = tempfile.NamedTemporaryFile(prefix="aiodepot-moto-probe-", suffix=".log", delete=False)  # noqa: SIM115
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    with log:
-        process = subprocess.Popen(
-            [sys.executable, "-P", os.path.abspath(__file__), "serve", "-p", str(port)],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    server = MotoServer(process, port, log.name)
-    try:
-        wait_for_port(port, process=process, timeout=60.0)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_moto_server(script=os.path.abspath(__file__))
 
 
 def take_counts(server: Any) -> dict[str, dict[str, float]]:
@@ -149,8 +129,6 @@ def take_counts(server: Any) -> dict[str, dict[str, float]]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the rounds and print, per round and contender, the stores' and loads' counts."""
-    from tests.servers import free_port
-
     from . import s3
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=4, help="rounds per contender, in turn (default 4)")
     args = parser.parse_args(argv)
     contenders = (("aiodepot", s3.aiodepot_run), ("obstore", s3.obstore_run))
-    server = start_probe_server(free_port())
+    server = start_probe_server()
     print(
         f"{'round':>5}  {'contender':<9} {'op':<5} {'items/s':>8} {'read at 1st look':>17} "
         f"{'end at drain':>13} {'thread CPU':>11}"
@@ -187,9 +165,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve"]:
+    if not __package__:  # run as a file (``python -P benchmarks/moto_probe.py -p PORT -H HOST``): the server
         parser = argparse.ArgumentParser()
         parser.add_argument("-p", "--port", type=int, required=True)
-        serve(parser.parse_args(sys.argv[2:]).port)
+        parser.add_argument("-H", "--host", default="127.0.0.1")
+        arguments = parser.parse_args()
+        serve(arguments.port, arguments.host)
     else:
         main()

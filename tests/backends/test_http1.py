@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -357,25 +357,32 @@ async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
     await pool.close()
 
 
-async def test_a_connection_that_is_never_accepted_times_out() -> None:
+@contextlib.contextmanager
+def full_accept_queue() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A listener that never accepts, its queue filled by connections of its own: Linux drops further SYNs,
+    so a connect hangs until there is room. Yields the listener and the fillers (closed at the end)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
+        fillers: list[socket.socket] = []
         try:
-            for _ in range(8):  # fill the accept queue: Linux drops further SYNs, the connect hangs
+            for _ in range(8):
                 filler = socket.socket()
                 filler.setblocking(False)
-                filler.connect_ex(("127.0.0.1", port))
+                filler.connect_ex(listener.getsockname())
                 fillers.append(filler)
-            pool = _http1.Pool("http", "127.0.0.1", port, connect_timeout=0.3)
-            with pytest.raises(_http1.ConnectTimeout, match=r"no connection within 0\.3 s"):
-                await pool.request("GET", "/", HOST)
-            await pool.close()
+            yield listener, fillers
         finally:
             for filler in fillers:
                 filler.close()
+
+
+async def test_a_connection_that_is_never_accepted_times_out() -> None:
+    with full_accept_queue() as (listener, _):
+        pool = _http1.Pool("http", "127.0.0.1", listener.getsockname()[1], connect_timeout=0.3)
+        with pytest.raises(_http1.ConnectTimeout, match=r"no connection within 0\.3 s"):
+            await pool.request("GET", "/", HOST)
+        await pool.close()
 
 
 async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_transparently() -> None:
@@ -624,17 +631,8 @@ async def test_what_the_connect_could_not_send_of_a_request_goes_after_it(monkey
 
 
 async def test_a_connect_that_waits_for_room_in_the_accept_queue_sends_its_request_once_connected() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
-        for _ in range(8):  # fill the accept queue: Linux drops the pool's SYN until there is room
-            filler = socket.socket()
-            filler.setblocking(False)
-            filler.connect_ex(("127.0.0.1", port))
-            fillers.append(filler)
-        pool = _http1.Pool("http", "127.0.0.1", port, connect_timeout=10)
+    with full_accept_queue() as (listener, fillers):  # the pool's SYN is dropped until there is room
+        pool = _http1.Pool("http", "127.0.0.1", listener.getsockname()[1], connect_timeout=10)
         task = asyncio.create_task(pool.request("GET", "/late", HOST))
         await asyncio.sleep(0.2)
         assert not task.done()

@@ -9,11 +9,10 @@ import pytest
 
 from aiodepot import Store
 from benchmarks import moto_probe
-from tests.servers import free_port
 
 
 def test_the_probe_counts_each_object_store_and_load_once() -> None:
-    server = moto_probe.start_probe_server(free_port())
+    server = moto_probe.start_probe_server()
     try:
 
         async def run() -> dict[str, dict[str, float]]:
