@@ -236,6 +236,26 @@ class ObstoreCalls:
         return b"".join(await asyncio.gather(*(get_range(start) for start in range(0, size, self.part))))
 
 
+def balanced_orders(count: int) -> list[list[int]]:
+    """Orders of ``count`` contenders for rounds in turn, a Williams design: over the orders, every contender
+    takes every place once and follows every other contender once (``count`` orders; twice as many for an
+    odd ``count``). A server's state after one contender (its heap, its threads, what it just did) then weighs
+    on every contender alike; in plain turns (A B C D D C B A) A always followed B or itself.
+    """
+    first = [0]
+    low, high = 1, count - 1
+    while len(first) < count:
+        first.append(low)
+        low += 1
+        if len(first) < count:
+            first.append(high)
+            high -= 1
+    orders = [[(place + shift) % count for place in first] for shift in range(count)]
+    if count % 2:
+        orders += [order[::-1] for order in orders]
+    return orders
+
+
 def timed(func: Callable[[], object]) -> float:
     """Seconds ``func()`` takes."""
     started = time.perf_counter()

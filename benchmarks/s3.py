@@ -21,11 +21,14 @@ PUT/GET/HEAD rounds, so its warm-up is charged to nobody. moto runs in a process
 row has the benchmark process's CPU time (the client's, every thread: obstore's Rust runtime included) and
 moto's, per item or per MB.
 
-The small values run in four rounds of a quarter of the items each, the contenders in turn, every other
-round in the reverse order (A B C D D C B A A B C D D C B A), each row the sum of a contender's rounds:
-moto's CPU per request drifts over a run (its heap grows and shrinks with what it holds, a big value before
-a contender's turn changes what the next one pays), and a contender that always ran first or last took that
-drift as its own — the same code measured 0.7x to 1.1x obstore's throughput from run to run. The big values
+The small values run in four rounds of a quarter of the items each, the contenders in turn, in the four
+orders of a Williams design (A B D C, B C A D, C D B A, D A C B: every contender in every place once, after
+every other contender once), each row the sum of a contender's rounds: moto's CPU per request drifts over a
+run (its heap grows and shrinks with what it holds, a big value before a contender's turn changes what the
+next one pays), and a contender that always ran first or last took that drift as its own — the same code
+measured 0.7x to 1.1x obstore's throughput from run to run. Plain turns with every other round reversed
+(A B C D D C B A …) left aiodepot always after obstore or itself, and obstore always after aiodepot or
+boto3: with obstore listed first, aiodepot's stores went from 0.96x obstore's rate to 1.04x. The big values
 run after them, behind one unmeasured multipart upload and load of the big value.
 """
 
@@ -39,7 +42,7 @@ from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Meter, Row, Usage, measured, names, transfer_rows
+from .common import Meter, Row, Usage, balanced_orders, measured, names, transfer_rows
 
 MiB = 1024 * 1024
 CONCURRENCY = 32
@@ -278,7 +281,8 @@ def run(count: int = 2000, size: int = 4096, big_mib: int = 256) -> list[Row]:
 
 
 ROUNDS = 4
-"""The small values run in this many rounds, every other one in the reverse order of contenders."""
+"""The small values run in this many rounds, the contenders in the orders of ``balanced_orders`` (with four
+contenders, four rounds take each order once)."""
 
 _CONTENDERS: tuple[tuple[str, Callable[[Any, int, int, bytes | None], dict[str, Usage] | None]], ...] = (
     ("aiodepot", aiodepot_run),
@@ -290,7 +294,8 @@ _CONTENDERS: tuple[tuple[str, Callable[[Any, int, int, bytes | None], dict[str, 
 
 def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -> dict[str, dict[str, Usage]]:
     """Every contender's measurements against one moto server: ``count`` small values in ``ROUNDS`` rounds
-    (A B C D D C B A ...), then the big value (if any) once each, ``aiodepot 1 stream`` after ``aiodepot``."""
+    (the orders of ``balanced_orders``), then the big value (if any) once each, ``aiodepot 1 stream`` after
+    ``aiodepot``."""
     from tests.servers.moto import start_moto_server
 
     server = start_moto_server(keep_alive=keep_alive)
@@ -299,8 +304,10 @@ def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -
         results = {"aiodepot": {}, "aiodepot 1 stream": {}, **results}
     try:
         _warm_up(server)
+        orders = balanced_orders(len(_CONTENDERS))
         for round_ in range(ROUNDS):
-            for label, contender in _CONTENDERS if round_ % 2 == 0 else reversed(_CONTENDERS):
+            for place in orders[round_ % len(orders)]:
+                label, contender = _CONTENDERS[place]
                 _add(results[label], contender(server, count // ROUNDS, size, None))
         if big is not None:
             _warm_up_big(server, big)

@@ -83,3 +83,39 @@ def test_a_call_that_registers_after_the_period_closed_is_not_counted_twice() ->
     everything = time.perf_counter_ns() - first
     assert closed >= 20_000_000
     assert counts.busy <= everything  # counted from its start again, it would be about 60 ms of 40
+
+
+class _GapBeforeTheLock:
+    """``OpCounts``' lock, where the first ``acquire`` first runs ``gap``: what other threads do while the
+    ending thread waits for the GIL between its call's end and the lock."""
+
+    def __init__(self, gap: object) -> None:
+        self._lock = threading.Lock()
+        self._gap = gap
+
+    def acquire(self) -> bool:
+        gap, self._gap = self._gap, None
+        if callable(gap):
+            gap()
+        return self._lock.acquire()
+
+    def release(self) -> None:
+        self._lock.release()
+
+
+def test_an_end_delayed_before_the_lock_does_not_count_the_gaps_between_other_calls() -> None:
+    counts = OpCounts()
+    later: list[int] = []
+
+    def other_threads() -> None:  # one short call, a pause with nothing running, then another call begins
+        counts.end(counts.begin())
+        time.sleep(0.05)
+        later.append(counts.begin())
+
+    counts._lock = _GapBeforeTheLock(other_threads)  # type: ignore[assignment]
+    counts.end(counts.begin())  # its start stays registered through the gap
+    counts.end(later[0])  # the last running call closes the period
+    assert counts.calls == 3
+    # The 50 ms pause counts in busy time only as part of the first call's time (it ended after the
+    # lock); an end that read its clock before the lock counted the pause as busy without any call's time.
+    assert counts.busy <= counts.time

@@ -11,7 +11,7 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -357,25 +357,32 @@ async def test_a_name_that_does_not_resolve_is_a_connect_error() -> None:
     await pool.close()
 
 
-async def test_a_connection_that_is_never_accepted_times_out() -> None:
+@contextlib.contextmanager
+def full_accept_queue() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
+    """A listener that never accepts, its queue filled by connections of its own: Linux drops further SYNs,
+    so a connect hangs until there is room. Yields the listener and the fillers (closed at the end)."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(0)
-        port = listener.getsockname()[1]
-        fillers = []
+        fillers: list[socket.socket] = []
         try:
-            for _ in range(8):  # fill the accept queue: Linux drops further SYNs, the connect hangs
+            for _ in range(8):
                 filler = socket.socket()
                 filler.setblocking(False)
-                filler.connect_ex(("127.0.0.1", port))
+                filler.connect_ex(listener.getsockname())
                 fillers.append(filler)
-            pool = _http1.Pool("http", "127.0.0.1", port, connect_timeout=0.3)
-            with pytest.raises(_http1.ConnectTimeout, match=r"no connection within 0\.3 s"):
-                await pool.request("GET", "/", HOST)
-            await pool.close()
+            yield listener, fillers
         finally:
             for filler in fillers:
                 filler.close()
+
+
+async def test_a_connection_that_is_never_accepted_times_out() -> None:
+    with full_accept_queue() as (listener, _):
+        pool = _http1.Pool("http", "127.0.0.1", listener.getsockname()[1], connect_timeout=0.3)
+        with pytest.raises(_http1.ConnectTimeout, match=r"no connection within 0\.3 s"):
+            await pool.request("GET", "/", HOST)
+        await pool.close()
 
 
 async def test_a_kept_alive_connection_closed_by_the_server_is_replaced_transparently() -> None:
@@ -582,3 +589,71 @@ async def test_tls_with_an_untrusted_certificate_is_a_certificate_error(
         with pytest.raises(_http1.CertificateError, match="certificate"):
             await pool.request("GET", "/", HOST)
         await pool.close()
+
+
+async def test_a_small_request_goes_out_with_the_connect_before_the_loop_turns() -> None:
+    # A server with a thread per connection reads the request at its first look only where it is there
+    # when the connection is accepted; the request must not wait for asyncio's writable event and transport.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        pool = _http1.Pool("http", "127.0.0.1", listener.getsockname()[1])
+        task = asyncio.create_task(pool.request("PUT", "/k", HOST, b"v" * 100))
+        await asyncio.sleep(0)  # the task runs up to its first wait, no further
+        accepted, _ = listener.accept()
+        with accepted:
+            request = accepted.recv(65536, socket.MSG_DONTWAIT)
+            assert request.startswith(b"PUT /k HTTP/1.1\r\n") and request.endswith(b"\r\n\r\n" + b"v" * 100)
+            accepted.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            response = await task
+            assert response.status == 200
+            await response.read()
+        await pool.close()
+
+
+class _SendsLittle(socket.socket):
+    """A socket whose ``send`` takes at most 1,000 bytes, as a full send buffer would."""
+
+    def send(self, data: object, flags: int = 0) -> int:
+        return super().send(memoryview(data)[:1000], flags)  # type: ignore[arg-type]
+
+
+async def test_what_the_connect_could_not_send_of_a_request_goes_after_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with serve(once(OK)) as server:
+        pool = pool_for(server)
+        monkeypatch.setattr(_http1.socket, "socket", _SendsLittle)
+        body = os.urandom(60_000)
+        response = await pool.request("PUT", "/big", HOST, body)
+        monkeypatch.undo()
+        assert (response.status, await response.read()) == (200, b"hello")
+        assert server.requests[0][1] == body
+        await pool.close()
+
+
+async def test_a_connect_that_waits_for_room_in_the_accept_queue_sends_its_request_once_connected() -> None:
+    with full_accept_queue() as (listener, fillers):  # the pool's SYN is dropped until there is room
+        pool = _http1.Pool("http", "127.0.0.1", listener.getsockname()[1], connect_timeout=10)
+        task = asyncio.create_task(pool.request("GET", "/late", HOST))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        loop = asyncio.get_running_loop()
+        listener.setblocking(False)
+        for filler in fillers:
+            filler.close()
+        try:
+            while True:  # the fillers, then the pool's connection once its SYN comes again (~1 s)
+                accepted, _ = await asyncio.wait_for(loop.sock_accept(listener), 5)
+                accepted.setblocking(False)
+                try:
+                    request = await asyncio.wait_for(loop.sock_recv(accepted, 65536), 0.5)
+                except TimeoutError:
+                    request = b""
+                if request.startswith(b"GET /late "):
+                    break
+                accepted.close()
+            with accepted:
+                await loop.sock_sendall(accepted, OK)
+                response = await task
+                assert (response.status, await response.read()) == (200, b"hello")
+        finally:
+            await pool.close()

@@ -49,14 +49,17 @@ class MotoServer:
             os.unlink(self.log_path)
 
 
-def start_moto_server(*, keep_alive: bool = False) -> MotoServer:
+def start_moto_server(*, keep_alive: bool = False, script: str | None = None) -> MotoServer:
     """Start ``python -m moto.server`` on a free loopback port and wait until it listens; ``keep_alive``: the
-    same app and server keeping connections open between requests (``moto_keepalive.py``)."""
+    same app and server keeping connections open between requests (``moto_keepalive.py``); ``script``: this
+    Python file instead, which takes moto.server's ``-p PORT -H HOST`` (``benchmarks/moto_probe.py``)."""
     port = free_port()
     # moto logs every request: a file takes it without ever blocking the server (a pipe would fill up).
     log = tempfile.NamedTemporaryFile(prefix="aiodepot-moto-", suffix=".log", delete=False)  # noqa: SIM115
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    program = ["-P", _KEEP_ALIVE] if keep_alive else ["-m", "moto.server"]  # -P: its folder has a moto.py
+    if script is None:
+        script = _KEEP_ALIVE if keep_alive else None
+    program = ["-P", script] if script is not None else ["-m", "moto.server"]  # -P: its folder has a moto.py
     with log:
         process = subprocess.Popen(
             [sys.executable, *program, "-p", str(port), "-H", "127.0.0.1"],

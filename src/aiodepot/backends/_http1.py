@@ -29,7 +29,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import ipaddress
+import os
 import socket
 import ssl as ssl_module
 import time
@@ -593,8 +595,13 @@ class Pool:
                     # method may be repeated.
                     if conn.received != received or method not in _IDEMPOTENT:
                         raise
-            conn = await self._connect()
-            return await self._exchange(conn, method, head, body)
+            # A small plain-text request goes out with the connect, before asyncio builds the transport:
+            # the server's thread that accepts finds it there (see ``_connect_to``).
+            early = head + body if self._ssl is None and len(body) <= _JOIN_BELOW else None
+            conn, sent = await self._connect(early)
+            if early is None:
+                return await self._exchange(conn, method, head, body)
+            return await self._exchange(conn, method, b"", early[sent:] if sent < len(early) else b"")
         except BaseException:
             self._slots.release()
             raise
@@ -603,7 +610,8 @@ class Pool:
         """Send on ``conn`` and read the reply's head (the slot passes to the response)."""
         self._busy.add(conn)
         try:
-            await conn.write(head, body)
+            if head or body:
+                await conn.write(head, body)
             while True:
                 status, reason, headers = _parse_head(conn.origin, await conn.read_head())
                 if status >= 200 or status == 101:
@@ -658,7 +666,9 @@ class Pool:
         self._addresses, self._resolved_at = addresses, now
         return addresses
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, early: bytes | None = None) -> tuple[_Connection, int]:
+        """A new connection, and how much of ``early`` (a whole small request, or None) went out with the
+        connect."""
         loop = asyncio.get_running_loop()
         conn = _Connection(loop, self.origin, self.read_timeout)
         last: BaseException | None = None
@@ -669,8 +679,7 @@ class Pool:
                     # runs its happy-eyeballs bookkeeping, ~10% of a small request's CPU where every
                     # request needs a new connection.
                     try:
-                        await self._connect_to(loop, conn, family, address)
-                        return conn
+                        return conn, await self._connect_to(loop, conn, family, address, early)
                     except ssl_module.SSLCertVerificationError as exc:
                         raise CertificateError(
                             f"{self.origin}: the server's certificate: {exc.verify_message}"
@@ -682,18 +691,39 @@ class Pool:
             raise ConnectTimeout(f"{self.origin}: no connection within {self.connect_timeout:g} s") from None
         raise ConnectError(f"{self.origin}: cannot connect: {last}") from last
 
-    async def _connect_to(self, loop: asyncio.AbstractEventLoop, conn: _Connection, family: int, address: str) -> None:
-        """Connect ``conn`` to one address (TLS too, where the pool speaks it); the socket is closed on failure."""
+    async def _connect_to(
+        self, loop: asyncio.AbstractEventLoop, conn: _Connection, family: int, address: str, early: bytes | None
+    ) -> int:
+        """Connect ``conn`` to one address (TLS too, where the pool speaks it) and return how much of
+        ``early`` was sent; the socket is closed on failure.
+
+        With ``early``, the request is sent the moment the socket is connected, by ``send`` on the socket
+        itself: on loopback and on a near server the handshake is done when ``connect`` returns, and a server
+        that runs a thread per connection (werkzeug under moto) reads the request at its first look instead
+        of sleeping for it. Waiting for asyncio (the writable event, then ``create_connection``'s transport
+        and callbacks) put two to four turns of the event loop between the connect and the request.
+        """
         sock = socket.socket(family, socket.SOCK_STREAM)
+        sent = 0
         try:
             sock.setblocking(False)
-            await loop.sock_connect(sock, (address, self.port))
+            if early is None:
+                await loop.sock_connect(sock, (address, self.port))
+            else:
+                error = sock.connect_ex((address, self.port))
+                if error not in (0, errno.EINPROGRESS):
+                    raise OSError(error, f"connect to {address}: {os.strerror(error)}")
+                try:
+                    sent = sock.send(early)
+                except BlockingIOError:  # still connecting: wait for it, then let the transport send it all
+                    await _connected(loop, sock)
             await loop.create_connection(
                 lambda: conn, sock=sock, ssl=self._ssl, server_hostname=self.host if self._ssl is not None else None
             )
         except BaseException:
             sock.close()
             raise
+        return sent
 
     async def close(self) -> None:
         """Close every connection; requests after this fail."""
@@ -702,3 +732,22 @@ class Pool:
             conn.close()
         self._idle.clear()
         self._busy.clear()
+
+
+async def _connected(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until a non-blocking ``connect`` on ``sock`` ends; raise its error, if it failed."""
+    done = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _settle, done)
+    try:
+        await done
+    finally:
+        loop.remove_writer(fd)
+    error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if error:
+        raise OSError(error, f"connect: {os.strerror(error)}")
+
+
+def _settle(done: asyncio.Future[None]) -> None:
+    if not done.done():
+        done.set_result(None)
