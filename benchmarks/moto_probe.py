@@ -40,6 +40,7 @@ class _Counts:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.by_method: dict[str, dict[str, float]] = {}
+        self.running = 0  # handlers that have not counted yet (the probe's own request among them)
 
     def add(self, method: str, first_look: bool, end_there: bool | None, cpu: float) -> None:
         with self.lock:
@@ -54,6 +55,11 @@ class _Counts:
                 counts["end_there"] += end_there
 
     def take(self) -> dict[str, dict[str, float]]:
+        """The counts, once every other handler has counted (a reply reaches the client before its handler
+        ends: the drain after it waits for the client's end), then reset. Runs in the probe's own handler."""
+        deadline = time.monotonic() + 2.0
+        while self.running > 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
         with self.lock:
             counts, self.by_method = self.by_method, {}
         return counts
@@ -89,6 +95,8 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
             started = time.thread_time()
             first_look = bool(select.select([self.connection], [], [], 0)[0])
             _state.end_there = None
+            with counts.lock:
+                counts.running += 1
             try:
                 super().handle()
             finally:
@@ -97,6 +105,8 @@ def serve(port: int, host: str = "127.0.0.1") -> None:
                 is_object = path.count("/") >= 2 and "?" not in path and not path.startswith(_PROBE_PATH)
                 if is_object and method in ("PUT", "GET"):
                     counts.add(method, first_look, _state.end_there, time.thread_time() - started)
+                with counts.lock:
+                    counts.running -= 1
 
         def log_request(self, *args: Any, **kwargs: Any) -> None:
             pass  # no access log: its formatting would be counted in every thread's CPU

@@ -1,4 +1,4 @@
-"""Remote single calls: sequential 4 KiB loads and stores over sftp and REST, and how many round trips each costs.
+"""Remote single calls: sequential 4 KiB loads and stores over sftp, REST and S3, and the round trips each costs.
 
 Every API runs the same calls, one after another, against the same kind of server on loopback: ``await
 Store``, ``SyncStore``, the borgstore drop-in and borgstore 0.7 itself (paramiko for sftp, requests for
@@ -10,35 +10,50 @@ minimum:
 - REST: one request per load or store;
 - sftp: a load needs ``open`` (for the handle) and ``read``, the ``close`` need not be waited for: 2;
   a store needs ``open``, then ``write`` and ``close`` (answered together), then ``rename`` (only after
-  the write is known to be whole): 3.
+  the write is known to be whole): 3;
+- S3: one request per load or store: 1. Besides the four APIs, boto3 (``put_object``/``get_object``) and
+  obstore (``await put_async``/``get_async``), one call after the other.
 
 The sftp server is OpenSSH's sshd; the REST server is aiodepot's (``python -m aiodepot.server``), on a
-``file://`` store. The stores live on tmpfs where there is one (``/dev/shm``), so that the disk's
-fsync times, which swing from run to run, do not hide what the protocol and the client cost.
+``file://`` store; the S3 server is moto's, keeping connections alive as S3 does (``moto_keepalive.py``).
+The stores live on tmpfs where there is one (``/dev/shm``), so that the disk's fsync times, which swing from
+run to run, do not hide what the protocol and the client cost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from tests.servers.moto import start_moto_server
 from tests.servers.rest import aiodepot_server_process
 from tests.servers.sshd import sshd
 
 from .common import Row, names
 from .sftp import delay_proxy_process, ssh_home
-from .single_calls import Timings, _async_calls, _borgstore_calls, _compat_calls, _syncstore_calls
+from .single_calls import Rounds, Timings, _async_calls, _best, _borgstore_calls, _compat_calls, _cpu, _syncstore_calls
 
 DELAY = 0.005
 """Added to each direction by the proxy: one round trip gets ``2 * DELAY`` slower."""
-MINIMUM = {("sftp", "load"): 2, ("sftp", "store"): 3, ("rest", "load"): 1, ("rest", "store"): 1}
+MINIMUM = {
+    ("sftp", "load"): 2,
+    ("sftp", "store"): 3,
+    ("rest", "load"): 1,
+    ("rest", "store"): 1,
+    ("s3", "load"): 1,
+    ("s3", "store"): 1,
+}
 """Round trips a sequential call cannot do without (see the module's text)."""
 
-Runner = Callable[[str, list[str], bytes, int], Timings | None]
+Runner = Callable[[str, Rounds, bytes], Timings | None]
 CONTENDERS: dict[str, Runner] = {
     "aiodepot await Store": _async_calls,
     "aiodepot SyncStore": _syncstore_calls,
@@ -51,16 +66,23 @@ Places = Callable[[str], contextlib.AbstractContextManager[tuple[str, str]]]
 """A contender's name -> (a new store's URL straight to the server, another's through the delay proxy)."""
 
 
-def _measure(protocol: str, places: Places, calls: int, slow_calls: int, value: bytes) -> list[Row]:
-    """Rows for one protocol."""
+def _measure(
+    protocol: str,
+    places: Places,
+    calls: int,
+    slow_calls: int,
+    value: bytes,
+    more: dict[str, Runner] | None = None,
+) -> list[Row]:
+    """Rows for one protocol: the four APIs, and ``more`` contenders of that protocol only."""
     rows: list[Row] = []
     load_avg = f"{os.getloadavg()[0]:.1f}"
     scenario = f"single calls, {protocol} loopback (load {load_avg})"
-    for contender, runner in CONTENDERS.items():
+    for contender, runner in {**CONTENDERS, **(more or {})}.items():
         slug = contender.split()[-1].replace(".", "-").lower()
         with places(slug) as (fast_url, slow_url):
-            fast = runner(fast_url, names(calls), value, 1)
-            slow = runner(slow_url, names(slow_calls), value, 1)
+            fast = runner(fast_url, [names(calls)], value)
+            slow = runner(slow_url, [names(slow_calls)], value)
         if fast is None or slow is None:
             continue
         for op in ("load", "store"):
@@ -111,4 +133,89 @@ def run(calls: int = 500, slow_calls: int = 60) -> list[Row]:
 
         rows += _measure("sftp", sftp_places, calls, slow_calls, value)
         rows += _measure("rest", lambda slug: _rest_places(root, slug), calls, slow_calls, value)
+
+        moto = start_moto_server(keep_alive=True)
+        stack.callback(moto.stop)
+        moto_proxy = stack.enter_context(delay_proxy_process(moto.port, DELAY))
+        _s3_client(moto.endpoint_url).create_bucket(Bucket=_BUCKET)
+
+        @contextlib.contextmanager
+        def s3_places(slug: str) -> Iterator[tuple[str, str]]:
+            slow = moto.url(_BUCKET, f"{slug}-slow").replace(f":{moto.port}/", f":{moto_proxy}/")
+            yield moto.url(_BUCKET, f"{slug}-fast"), slow
+
+        rows += _measure("s3", s3_places, calls, slow_calls, value, {"boto3": _boto3_calls, "obstore": _obstore_calls})
     return rows
+
+
+_BUCKET = "single-calls"
+_S3_URL = re.compile(r"s3:(?P<key>[^:]+):(?P<secret>[^@]+)@(?P<endpoint>https?://[^/]+)/(?P<bucket>[^/]+)/(?P<path>.+)")
+
+
+def _s3_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+
+
+def _boto3_calls(url: str, rounds: Rounds, value: bytes) -> Timings:
+    """boto3's ``put_object``/``get_object`` on the objects a store at ``url`` would hold."""
+    place = _S3_URL.fullmatch(url)
+    assert place is not None, url
+    client = _s3_client(place["endpoint"])
+    bucket, path = place["bucket"], place["path"]
+
+    def stores(repeat: int) -> None:
+        for name in rounds[repeat]:
+            client.put_object(Bucket=bucket, Key=f"{path}/{name}", Body=value)
+
+    def loads(repeat: int) -> None:
+        for name in rounds[repeat]:
+            client.get_object(Bucket=bucket, Key=f"{path}/{name}")["Body"].read()
+
+    return {"store": _best(stores, len(rounds)), "load": _best(loads, len(rounds))}
+
+
+def _obstore_calls(url: str, rounds: Rounds, value: bytes) -> Timings | None:
+    """obstore's ``put_async``/``get_async``, awaited one after the other."""
+    try:
+        import obstore
+        from obstore.store import S3Store
+    except ImportError:
+        return None
+    place = _S3_URL.fullmatch(url)
+    assert place is not None, url
+    store = S3Store(
+        place["bucket"],
+        prefix=place["path"],
+        endpoint=place["endpoint"],
+        access_key_id=place["key"],
+        secret_access_key=place["secret"],
+        region="us-east-1",
+        virtual_hosted_style_request=False,
+        client_options={"allow_http": True},
+    )
+
+    async def main() -> Timings:
+        timings: Timings = {}
+        for op in ("store", "load"):
+            best = (float("inf"), 0.0)
+            for names_ in rounds:
+                cpu = _cpu()
+                started = time.perf_counter()
+                for name in names_:
+                    if op == "store":
+                        await obstore.put_async(store, name, value)
+                    else:
+                        await (await obstore.get_async(store, name)).bytes_async()
+                best = min(best, (time.perf_counter() - started, _cpu() - cpu))
+            timings[op] = best
+        return timings
+
+    return asyncio.run(main())
