@@ -64,6 +64,15 @@ def test_create_with_bucket_makes_the_missing_bucket(
     assert refused.exit_code == 1 and "exists already" in refused.stderr
 
 
+def test_create_with_bucket_names_a_bucket_name_the_service_refuses(
+    run: Run, bucket_urls: dict[str, Callable[[str], str]]
+) -> None:
+    result = run("create", "--bucket", bucket_urls["s3"]("bx"))  # S3 bucket names have 3 characters at least
+    assert result.exit_code == 2  # the URL is wrong: a usage error
+    assert "bucket 'bx': the service refuses this bucket name (InvalidBucketName: " in result.stderr
+    assert "testing:testing" not in result.stderr
+
+
 def test_create_with_bucket_is_refused_where_there_is_no_bucket(run: Run, tmp_path: Path) -> None:
     result = run("create", "--bucket", (tmp_path / "depot").as_uri())
     assert result.exit_code == 2

@@ -317,7 +317,14 @@ class S3Backend(Backend):
         try:
             await self._request(client, "create_bucket", "", **extra)
         except StoreError as exc:
-            if ERRORS.code_of(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            code = ERRORS.code_of(exc)
+            if code == "InvalidBucketName":  # the service's message need not name it (moto's does not)
+                cause = exc.__cause__
+                reason = (ERRORS.native(cause).message if cause is not None else "") or "no reason given"
+                raise BackendURLInvalid(
+                    f"bucket {self.bucket!r}: the service refuses this bucket name ({code}: {reason})"
+                ) from exc.__cause__
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise
 
     async def _destroy(self) -> None:
