@@ -125,6 +125,13 @@ class Meter:
             self.usage.server_cpu = process_cpu(self.server_pid) - self._server
 
 
+def add_usages(into: dict[str, Usage], usages: Mapping[str, Usage] | None) -> None:
+    """Add one round's measurements (operation -> usage) to a contender's sums; nothing if ``usages`` is
+    None (a contender that is not installed)."""
+    for op, usage in (usages or {}).items():
+        into[op] = into[op] + usage if op in into else usage
+
+
 def measured(func: Callable[[], object], server_pid: int | None = None) -> Usage:
     """Wall time and CPU of ``func()``."""
     with Meter(server_pid) as usage:

@@ -42,7 +42,7 @@ from typing import Any
 
 from aiodepot import Limits, Store
 
-from .common import Meter, Row, Usage, balanced_orders, measured, names, transfer_rows
+from .common import Meter, Row, Usage, add_usages, balanced_orders, measured, names, transfer_rows
 
 MiB = 1024 * 1024
 CONCURRENCY = 32
@@ -308,22 +308,16 @@ def _contenders(count: int, size: int, big: bytes | None, *, keep_alive: bool) -
         for round_ in range(ROUNDS):
             for place in orders[round_ % len(orders)]:
                 label, contender = _CONTENDERS[place]
-                _add(results[label], contender(server, count // ROUNDS, size, None))
+                add_usages(results[label], contender(server, count // ROUNDS, size, None))
         if big is not None:
             _warm_up_big(server, big)
             for label, contender in _CONTENDERS:
-                _add(results[label], contender(server, 0, size, big))
+                add_usages(results[label], contender(server, 0, size, big))
                 if label == "aiodepot":
-                    _add(results["aiodepot 1 stream"], aiodepot_run(server, 0, size, big, one_stream=True))
+                    add_usages(results["aiodepot 1 stream"], aiodepot_run(server, 0, size, big, one_stream=True))
     finally:
         server.stop()
     return {label: usages for label, usages in results.items() if usages}
-
-
-def _add(into: dict[str, Usage], times: dict[str, Usage] | None) -> None:
-    """Add one round's measurements to a contender's sums (nothing if the contender is not installed)."""
-    for op, usage in (times or {}).items():
-        into[op] = into[op] + usage if op in into else usage
 
 
 def _rows(results: dict[str, dict[str, Usage]], count: int, size: int, big_mib: int, server: str) -> list[Row]:
