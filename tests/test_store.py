@@ -10,8 +10,11 @@ import pytest
 
 import aiodepot
 from aiodepot import BackendURLInvalid, Store
+from aiodepot.backends.base import FirstRange
 from aiodepot.backends.memory import MemoryBackend
-from aiodepot.layers.views import ReadOnly, WriteOnly
+from aiodepot.items import ItemInfo
+from aiodepot.layers.base import Layer
+from aiodepot.layers.views import Prefix, ReadOnly, WriteOnly
 
 
 def test_needs_exactly_one_of_url_and_backend() -> None:
@@ -144,9 +147,9 @@ class RangedMemory(MemoryBackend):
         super().__init__(name)
         self.loads: list[tuple[int, int | None]] = []
 
-    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+    async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         self.loads.append((offset, size))
-        return await super().load(name, offset=offset, size=size)
+        return await super()._load(name, offset, size)
 
 
 async def test_big_loads_go_as_parallel_ranges() -> None:
@@ -181,7 +184,7 @@ class IntoMemory(RangedMemory):
 
     async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
         self.into.append((offset, len(buffer)))
-        data = await self._load(name, offset, len(buffer))
+        data = await MemoryBackend._load(self, name, offset, len(buffer))  # not counted as a load
         buffer[: len(data)] = data
         return len(data)
 
@@ -238,4 +241,92 @@ async def test_a_value_replaced_during_a_ranged_load_is_loaded_again() -> None:
         await asyncio.sleep(0.01)  # a later mtime for the replacement
         backend.replacement = new
         assert await store.load("big") == new  # never a mix of the two
+    await store.destroy()
+
+
+class VersionedMemory(IntoMemory):
+    """A ranged memory backend whose first range carries the value's size and version (a counter of its
+    stores), as an S3 GET's reply does, and whose other ranges are conditional on the version. It can
+    replace the value between the first range and the others (``replacements``, one at each load)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.versions: dict[str, int] = {}
+        self.infos = 0
+        self.replacements: list[bytes] = []
+
+    async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
+        await super()._store(name, value, replace=replace)
+        self.versions[name] = self.versions.get(name, 0) + 1
+
+    async def _info(self, name: str) -> ItemInfo:
+        self.infos += 1
+        return await super()._info(name)
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        data = await self._load(name, offset, size)
+        whole = MemoryBackend._info_blocking(self, name).size
+        version = str(self.versions[name])
+        if self.replacements:
+            await self.store(name, self.replacements.pop(0))
+        return FirstRange(data, whole, version=version)
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        if str(self.versions.get(name)) != version:
+            raise aiodepot.errors.ValueChanged(f"{name} is not version {version}")
+        return await self._load_into(name, offset, buffer)
+
+
+class Doubled(Layer):
+    """A layer with a load of its own: each range is its first half twice."""
+
+    async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
+        data = await self.inner.load(name, offset=offset, size=size)
+        return data[: len(data) // 2] * 2
+
+
+async def test_a_versioned_first_range_saves_the_size_requests() -> None:
+    backend = VersionedMemory(uuid.uuid4().hex)
+    store = Store(backend=backend)
+    payload = bytes(range(251)) * 10
+    await store.create()
+    async with store:
+        await store.store("big", payload)
+        backend.loads.clear()
+        backend.infos = 0
+        assert await store.load("big") == payload
+        # one request for the first range (size and version in its reply), the rest conditional on it
+        assert backend.loads == [(0, 1000)] and sorted(backend.into) == [(1000, 1000), (2000, 510)]
+        assert backend.infos == 0
+        assert await store.load("big", offset=1500, size=1005) == payload[1500:2505]
+        assert await store.load("big", offset=1500, size=5000) == payload[1500:]  # no range past the end
+        assert backend.into[-1] == (2500, 10)
+        # a layer that maps names forwards both; one with a load of its own asks info (no version)
+        prefixed = Prefix(backend, "p")
+        await prefixed.store("big", payload)
+        backend.infos = 0
+        first = await prefixed.load_first("big", 0, 1000)
+        assert (first.data, first.size, first.version) == (payload[:1000], 2510, "1") and backend.infos == 0
+        buffer = bytearray(10)
+        assert await prefixed.load_into("big", 2500, buffer, version="1") == 10 and buffer == payload[2500:]
+        assert backend.into[-1] == (2500, 10)
+        first = await Doubled(backend).load_first("big", 0, 1000)
+        assert (first.data, first.size, first.version) == (payload[:500] * 2, 2510, None)
+        assert backend.infos == 1 and first.mtime
+        await store.store("other", payload)
+        replaced = b"n" * 3000
+        backend.replacements = [replaced]
+        assert await store.load("other") == replaced  # the ranges refused the old version: loaded again
+        backend.replacements = [b"x" * 3000, b"y" * 3000, b"z" * 3000]
+        with pytest.raises(aiodepot.BackendError, match="kept changing while it was loaded in parts"):
+            await store.load("other")
+        assert store.budget.in_flight == 0
+        buffer = bytearray(10)
+        with pytest.raises(aiodepot.errors.ValueChanged):
+            await backend.load_into("other", 5, buffer, version="1")
+        unversioned = RangedMemory(uuid.uuid4().hex)
+        await unversioned.create()
+        async with unversioned:
+            with pytest.raises(aiodepot.NotSupported, match="RangedMemory gives no versions"):
+                await unversioned.load_into("x", 0, buffer, version="1")
     await store.destroy()

@@ -31,6 +31,7 @@ try:
         StoreNotFound,
         StoreNotOpen,
         StoreStateError,
+        ValueChanged,
         WriteBackError,
     )
     from .items import ItemInfo, StoreValue
@@ -78,6 +79,7 @@ __all__ = [
     "StoreValue",
     "SyncStore",
     "Timeouts",
+    "ValueChanged",
     "WriteBackError",
     "__version__",
     "copy_store",

@@ -12,6 +12,7 @@ StoreError
 ├── PermissionDenied          (also PermissionError)
 ├── QuotaExceeded
 ├── ReadRangeError
+├── ValueChanged              (a value was replaced while it was read in ranges)
 ├── InvalidName               (also ValueError)
 ├── IntegrityError
 ├── ConnectionLost            (also ConnectionError)
@@ -53,6 +54,7 @@ __all__ = [
     "StoreNotFound",
     "StoreNotOpen",
     "StoreStateError",
+    "ValueChanged",
     "WriteBackError",
 ]
 
@@ -132,6 +134,12 @@ class QuotaExceeded(StoreError):
 
 class ReadRangeError(StoreError):
     """A ranged read returned fewer bytes than were asked for where an exact size is required."""
+
+
+class ValueChanged(StoreError):
+    """A range of a value was asked for on the condition that the value is still the version an earlier
+    range came from (``Backend.load_into(..., version=...)``), and it has been replaced since. A
+    ``Store.load`` in ranges catches it and loads the value again; nothing was written."""
 
 
 class InvalidName(StoreError, ValueError):

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Self, TypeVar
 
 from . import hashing
 from .backends import backend_from_url, normalize_url, without_secrets
-from .backends.base import Backend
+from .backends.base import Backend, FirstRange
 from .errors import (
     BackendError,
     InvalidName,
@@ -34,6 +34,7 @@ from .errors import (
     ReadRangeError,
     StoreAlreadyOpen,
     StoreNotOpen,
+    ValueChanged,
 )
 from .items import BinaryReader, ItemInfo, Source, StoreInput, validate_sources, validate_value
 from .layers.base import Layer
@@ -445,31 +446,38 @@ class StoreBase:
         """Load a big value as parallel ``part``-sized ranges into one buffer.
 
         The first range doubles as a probe: a value that fits in it costs one request, as a plain load. The
-        parts are separate requests, so the value's size and mtime are read before and after them; if the
-        value was replaced meanwhile, the load starts over (a few times, then it gives up).
+        parts are separate requests, so they must all come from one content: where the backend tags the
+        first range with a version, the others are asked on that condition (a replacement meanwhile raises
+        ``ValueChanged``); elsewhere the value's size and mtime are read with the first range and again
+        after the last. A value replaced meanwhile is loaded again (a few times, then it gives up).
         """
         for _ in range(RANGED_LOAD_TRIES):
             async with self.budget.reserve(part):
-                first = await self._calls.load(nested, offset=offset, size=part)
-            if len(first) < part:
-                return first
-            before = await self._calls.info(nested)
-            end = before.size if size is None else offset + size
-            if end <= offset + part:
-                return first
-            data = await self._load_rest(nested, offset, end, part, first)
-            after = await self._calls.info(nested)
-            if (after.size, after.mtime) == (before.size, before.mtime):
-                return data
+                first = await self._calls.load_first(nested, offset, part)
+            end = first.size if size is None else min(first.size, offset + size)
+            if len(first.data) < part or end <= offset + part:
+                return first.data
+            try:
+                data = await self._load_rest(nested, offset, end, part, first)
+            except ValueChanged:
+                pass
+            else:
+                if first.version is not None:
+                    return data
+                after = await self._calls.info(nested)
+                if (after.size, after.mtime) == (first.size, first.mtime):
+                    return data
             logger.warning("%s changed while it was loaded in parts; loading it again", nested)
         raise BackendError(f"{nested} kept changing while it was loaded in parts")
 
-    async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: bytes) -> bytes:
+    async def _load_rest(self, nested: str, offset: int, end: int, part: int, first: FirstRange) -> bytes:
         """The ranges after ``first``, each loaded into its place in one buffer (``load_into``: a backend
-        that can receives straight into it), returned without a copy."""
+        that can receives straight into it; on the condition of ``first``'s version where it has one),
+        returned without a copy."""
         buffer = ValueBuffer(end - offset)
+        version = first.version
         with buffer.view() as view:
-            view[:part] = first
+            view[:part] = first.data
             spans = [(start, min(part, end - start)) for start in range(offset + part, end, part)]
             short_at = end  # where the value turned out to end, if it shrank meanwhile
 
@@ -477,7 +485,9 @@ class StoreBase:
                 nonlocal short_at
                 start, length = span
                 async with self.budget.reserve(length):
-                    got = await self._calls.load_into(nested, start, view[start - offset : start - offset + length])
+                    got = await self._calls.load_into(
+                        nested, start, view[start - offset : start - offset + length], version=version
+                    )
                 if got < length:
                     short_at = min(short_at, start + got)
 

@@ -39,6 +39,7 @@ from aiodepot import (
     Store,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.s3 import MAX_PARTS, MiB, S3Backend, _name_bound, _stored_other_bytes, _translate
@@ -930,6 +931,68 @@ async def test_load_into_receives_each_range_in_place(moto_server: MotoServer) -
                 assert await store.load("ns/item") == value
                 assert await store.load("ns/item", offset=PART + 3, size=2 * PART) == value[PART + 3 : 3 * PART + 3]
         await store.destroy()
+
+
+class _Calls:
+    """Records a backend's S3 calls (operation, ``Range``, ``IfMatch``); ``replace_at_condition`` stores
+    that value before the next call made ``If-Match``, once."""
+
+    def __init__(self, backend: S3Backend) -> None:
+        self.backend = backend
+        self.calls: list[tuple[str, str | None, str | None]] = []
+        self.replace_at_condition: bytes | None = None
+        self._call = backend._call
+        backend._call = self  # type: ignore[method-assign]
+
+    async def __call__(self, operation: str, name: str, /, **params: Any) -> Any:
+        self.calls.append((operation, params.get("Range"), params.get("IfMatch")))
+        replacement = self.replace_at_condition
+        if replacement is not None and "IfMatch" in params:
+            self.replace_at_condition = None
+            await self.backend.store(name, replacement)
+        return await self._call(operation, name, **params)
+
+
+async def test_a_ranged_load_learns_size_and_etag_from_its_first_range(moto_server: MotoServer) -> None:
+    """The Store's ranged load asks no HEAD: the first GET's reply has the size (``Content-Length``, or the
+    total of ``Content-Range``) and the ETag, and the other ranges are asked ``If-Match`` it; a replacement
+    between them (412) makes the Store load the value again. Direct and through botocore."""
+    bucket = fresh_bucket()
+    value, replacement = os.urandom(2 * PART + 1000), os.urandom(2 * PART + 5)
+    url = moto_server.url(bucket, "depot")
+    for direct in (True, False):
+        backend = S3Backend.from_url(url, create_bucket=True, part_size=PART, direct_requests=direct)
+        store = Store(backend=backend, config={"ns/": {"levels": [0]}})
+        if direct:
+            await store.create()
+        async with store:
+            await store.store("ns/item", value)
+            etag = (await backend._head("ns/item", backend.layout.key("ns/item")) or {})["ETag"]
+            recorded = _Calls(backend)
+            calls = recorded.calls
+            assert await store.load("ns/item") == value
+            assert len(calls) == 3 and calls[0] == ("get_object", None, None)  # no HEAD before or after
+            assert sorted(calls[1:]) == [
+                ("get_object", f"bytes={2 * PART}-{2 * PART + 999}", etag),
+                ("get_object", f"bytes={PART}-{2 * PART - 1}", etag),
+            ]
+            calls.clear()
+            assert await store.load("ns/item", offset=7, size=PART + 10) == value[7 : PART + 17]
+            assert calls[0] == ("get_object", f"bytes=7-{PART + 6}", None) and calls[1][2] == etag
+            first = await backend.load_first("ns/item", PART + 1, PART)  # the size from Content-Range's total
+            assert (first.data, first.size, first.version) == (value[PART + 1 : 2 * PART + 1], len(value), etag)
+            assert (await backend.load_first("ns/item", len(value) + 3, PART)).data == b""
+            calls.clear()
+            recorded.replace_at_condition = replacement
+            assert await store.load("ns/item") == replacement  # never a mix of the two
+            assert [operation for operation, _, _ in calls] == ["get_object"] * 6  # three, then three again
+            buffer = bytearray(100)
+            with pytest.raises(ValueChanged, match="no longer the content with ETag"):
+                await backend.load_into("ns/item", 0, buffer, version=etag)
+            with pytest.raises(ObjectNotFound):
+                await backend.load_first("ns/missing", 0, PART)
+            await store.store("ns/item", value)
+    await store.destroy()
 
 
 async def test_direct_requests_follow_the_options(moto_server: MotoServer) -> None:

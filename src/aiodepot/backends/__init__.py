@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BackendURLInvalid, MissingDependency
-from .base import Backend, Capabilities
+from .base import Backend, Capabilities, FirstRange
 from .options import Limits, RetryPolicy, Timeouts
 
 __all__ = [
     "Backend",
     "Capabilities",
+    "FirstRange",
     "Limits",
     "RetryPolicy",
     "Timeouts",

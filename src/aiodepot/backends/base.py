@@ -41,7 +41,7 @@ from ..items import ItemInfo, Source, StoreValue, validate_sources, validate_val
 from ..names import DEL_SUFFIX, is_internal, nest, validate_backend_name
 from ..permissions import Permissions
 
-__all__ = ["Backend", "Capabilities"]
+__all__ = ["Backend", "Capabilities", "FirstRange"]
 
 MiB = 1024 * 1024
 T = TypeVar("T")
@@ -104,6 +104,23 @@ class Capabilities:
     def replace(self, **changes: Any) -> Capabilities:
         """Return a copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FirstRange:
+    """The first range of a value loaded in ranges (`Backend.load_first`), and what the other ranges need.
+
+    ``size`` is the whole value's size and ``mtime`` its modification time (None where the backend did not
+    read it). ``version`` is the backend's tag of this content (an S3 ETag) where it can make the later
+    ranges conditional on it (``load_into(..., version=version)`` raises
+    [`ValueChanged`][aiodepot.errors.ValueChanged] for another content); None where it cannot, and the
+    caller checks ``size`` and ``mtime`` again after the last range.
+    """
+
+    data: bytes
+    size: int
+    mtime: float | None = None
+    version: str | None = None
 
 
 async def _aclose(iterator: AsyncIterator[Any]) -> None:
@@ -376,17 +393,46 @@ class Backend(abc.ABC):
         self._check_load(name, size)
         return await self._load(name, offset, size)
 
-    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+    async def load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """The first ``size`` bytes of ``name`` from ``offset`` (``>= 0``) for a load in ranges, with the
+        value's size and what identifies its content (see [`FirstRange`][aiodepot.backends.base.FirstRange]).
+
+        A value that ends within the range is all there is: ``size`` then comes from the range, and no
+        other request is made. Otherwise the value's ``info`` follows, unless the backend's ``_load_first``
+        learns the size and version from the range's own reply (one request instead of two).
+        """
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0 for load_first, got {offset}")
+        self._check_load(name, size)
+        return await self._load_first(name, offset, size)
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """`load_first`'s work: the range, then (if the value goes on) ``info`` for its size and mtime; a
+        backend whose range reply carries the size and a version overrides this."""
+        data = await self._load(name, offset, size)
+        if len(data) < size:
+            return FirstRange(data, offset + len(data))
+        info = await self._info(name)
+        return FirstRange(data, info.size, info.mtime)
+
+    async def load_into(
+        self, name: str, offset: int, buffer: bytearray | memoryview, *, version: str | None = None
+    ) -> int:
         """Read up to ``len(buffer)`` bytes of ``name`` from ``offset`` (``>= 0``) into ``buffer``; return how
         many were read (fewer at the end of the value).
 
         What a ranged load of a big value uses to put each range in its place in one buffer. A backend
         that can receive straight into the buffer implements ``_load_into``; elsewhere this is `load` of
-        the range and a copy.
+        the range and a copy. ``version`` (from `load_first`, which gives one only where the backend can
+        keep to it) reads the range only from that content, else raises
+        [`ValueChanged`][aiodepot.errors.ValueChanged].
         """
         if offset < 0:
             raise ValueError(f"offset must be >= 0 for load_into, got {offset}")
         view = memoryview(buffer).cast("B")
+        if version is not None:
+            self._check_load(name, len(view))
+            return await self._load_into_if(name, offset, view, version)
         if type(self)._load_into is Backend._load_into:
             data = await self.load(name, offset=offset, size=len(view))
             view[: len(data)] = data
@@ -398,6 +444,11 @@ class Backend(abc.ABC):
         """Fill ``buffer`` from ``offset``; implemented by backends that receive into a buffer (see
         `load_into`)."""
         raise NotImplementedError
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """Fill ``buffer`` from ``offset`` of content ``version`` (else raise ``ValueChanged``); implemented
+        by backends whose ``_load_first`` gives versions."""
+        raise NotSupported(f"{type(self).__name__} gives no versions: load_into(..., version=...) is not offered")
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Write ``value`` under ``name`` atomically; keep no reference to ``value`` after returning.

@@ -13,7 +13,7 @@ import datetime
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from typing import Any, Self
 
-from ..backends.base import Backend, Capabilities
+from ..backends.base import Backend, Capabilities, FirstRange
 from ..errors import BackendURLInvalid
 from ..items import ItemInfo, Source, StoreValue
 
@@ -137,12 +137,21 @@ class Layer(Wrapper):
         """Forwarded."""
         return await self.inner.load(name, offset=offset, size=size)
 
-    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+    async def load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """Forwarded by a layer that forwards ``load``; a layer with a ``load`` of its own loads the range
+        with it and asks its own ``info`` (no version: its values need not be the inner backend's)."""
+        if type(self).load is not Layer.load:
+            return await super().load_first(name, offset, size)
+        return await self.inner.load_first(name, offset, size)
+
+    async def load_into(
+        self, name: str, offset: int, buffer: bytearray | memoryview, *, version: str | None = None
+    ) -> int:
         """Forwarded by a layer that forwards ``load``; a layer with a ``load`` of its own (one that changes
         the values or where they come from) loads the range with it and copies it."""
         if type(self).load is not Layer.load:
-            return await super().load_into(name, offset, buffer)
-        return await self.inner.load_into(name, offset, buffer)
+            return await super().load_into(name, offset, buffer, version=version)
+        return await self.inner.load_into(name, offset, buffer, version=version)
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Forwarded."""
@@ -269,6 +278,16 @@ class RenamingLayer(Layer):
     async def load(self, name: str, *, offset: int = 0, size: int | None = None) -> bytes:
         """Mapped and forwarded."""
         return await self.inner.load(self._in(name), offset=offset, size=size)
+
+    async def load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """Mapped and forwarded."""
+        return await self.inner.load_first(self._in(name), offset, size)
+
+    async def load_into(
+        self, name: str, offset: int, buffer: bytearray | memoryview, *, version: str | None = None
+    ) -> int:
+        """Mapped and forwarded."""
+        return await self.inner.load_into(self._in(name), offset, buffer, version=version)
 
     async def store(self, name: str, value: StoreValue, *, if_absent: bool = False) -> None:
         """Mapped and forwarded."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterable, Sequence
 
-from ..backends.base import Backend
+from ..backends.base import Backend, FirstRange
 from ..items import ItemInfo, Source, StoreValue
 from ..stats import Stats
 from .base import Layer
@@ -41,9 +41,17 @@ class Meter(Layer):
         self.stats.add_call("backend_load_calls", "backend_load_volume", len(data))
         return data
 
-    async def load_into(self, name: str, offset: int, buffer: bytearray | memoryview) -> int:
+    async def load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """Counted as `load`: one load and its bytes (an ``info`` it takes below is not counted apart)."""
+        first = await self.inner.load_first(name, offset, size)
+        self.stats.add_call("backend_load_calls", "backend_load_volume", len(first.data))
+        return first
+
+    async def load_into(
+        self, name: str, offset: int, buffer: bytearray | memoryview, *, version: str | None = None
+    ) -> int:
         """Counted as `load`: one load and its bytes."""
-        count = await self.inner.load_into(name, offset, buffer)
+        count = await self.inner.load_into(name, offset, buffer, version=version)
         self.stats.add_call("backend_load_calls", "backend_load_volume", count)
         return count
 

@@ -22,6 +22,7 @@ from ...errors import (
     StoreError,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from ...items import ItemInfo, StoreValue
 from ...names import DEL_SUFFIX
@@ -34,11 +35,11 @@ from .._objectstore import (
     merge_listing,
     range_header,
 )
-from ..base import Backend, Capabilities, pwrite_all
+from ..base import Backend, Capabilities, FirstRange, pwrite_all
 from ..options import Limits, Rename, RetryPolicy, Timeouts, legacy_options
 from ._checksums import Checksum
 from ._direct import DirectBody, DirectS3
-from ._errors import ERRORS
+from ._errors import ERRORS, is_precondition_failure
 from ._multipart import MAX_PART_SIZE, MIN_PART_SIZE, MiB
 from ._session import client_config, make_session
 from ._uploads import Uploads
@@ -75,6 +76,16 @@ def _check_sizes(part_size: int | None, multipart_threshold: int | None, copy_th
 
 MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 """The longest a SigV4 presigned URL may last."""
+
+
+def _whole_size(reply: dict[str, Any], *, ranged: bool) -> int | None:
+    """The object's size from a GET's reply: the total of its ``Content-Range``, else (a GET of the whole
+    object) its ``Content-Length``; None for a ranged reply that does not say."""
+    content_range = reply.get("ContentRange")
+    if content_range:
+        total = str(content_range).rpartition("/")[2]
+        return int(total) if total.isdigit() else None
+    return None if ranged else int(reply["ContentLength"])
 
 
 async def _receive_into(body: Any, buffer: memoryview) -> int:
@@ -506,40 +517,53 @@ class S3Backend(Backend):
         """The Range header for ``size`` bytes at ``offset`` (None: the whole object)."""
         return await range_header(offset, size, lambda: self._size(name, key))
 
-    async def _get_object(self, name: str, key: str, range_header: str | None) -> dict[str, Any] | None:
-        """GET the object or a range of it (None: the range starts at or past the end)."""
+    async def _get_object(
+        self, name: str, key: str, range_header: str | None, *, if_match: str | None = None
+    ) -> dict[str, Any] | None:
+        """GET the object or a range of it (None: the range starts at or past the end). ``if_match``: only
+        from the content with this ETag, else ``ValueChanged``."""
         request: dict[str, Any] = {"Key": key}
         if range_header is not None:
             request["Range"] = range_header
         elif self.checksum == "sha256":
             request["ChecksumMode"] = "ENABLED"
+        if if_match is not None:
+            request["IfMatch"] = if_match
         try:
             response: dict[str, Any] = await self._call("get_object", name, **request)
         except BackendError as exc:
             if ERRORS.code_of(exc) == "InvalidRange":
                 return None
+            if if_match is not None and is_precondition_failure(exc):
+                raise ValueChanged(f"{name} was replaced: it is no longer the content with ETag {if_match}") from exc
             raise
         return response
 
     async def _get(self, name: str, key: str, range_header: str | None, *, limit: int | None = None) -> bytes:
         """GET the object or a range of it; past the end is empty. A whole object is checked against the
-        checksum the service stored with it. ``limit`` stops reading after that many bytes.
+        checksum the service stored with it. ``limit`` stops reading after that many bytes."""
+        return (await self._get_with_reply(name, key, range_header, limit=limit))[0]
+
+    async def _get_with_reply(
+        self, name: str, key: str, range_header: str | None, *, limit: int | None = None
+    ) -> tuple[bytes, dict[str, Any] | None]:
+        """`_get`, and the reply's fields (size, range, ETag, mtime; None past the end).
 
         botocore retries a request until its reply begins; a connection lost while the body streams in, or
         a body that fails its checksum on the way, is fetched again (``retry.attempts`` in all).
         """
 
-        async def get_once(began: Callable[[], None]) -> bytes:
+        async def get_once(began: Callable[[], None]) -> tuple[bytes, dict[str, Any] | None]:
             response = await self._get_object(name, key, range_header)
             if response is None:
-                return b""
+                return b"", None
             began()
             body = response["Body"]
             try:
                 with ERRORS.boundary(name):
                     if limit is None or response["ContentLength"] <= limit:
                         data: bytes = await body.read()
-                        return data
+                        return data, response
                     parts = []
                     remaining = limit
                     while remaining > 0:
@@ -548,7 +572,7 @@ class S3Backend(Backend):
                             break
                         parts.append(chunk)
                         remaining -= len(chunk)
-                    return b"".join(parts)
+                    return b"".join(parts), response
             finally:
                 body.close()
 
@@ -567,9 +591,38 @@ class S3Backend(Backend):
         data = await self._get(name, key, await self._range(name, key, offset, size))
         return data if size is None or len(data) <= size else data[:size]
 
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """The first range of a ranged load, and from the same reply the object's size (``Content-Length``
+        of a whole GET, ``Content-Range`` of a ranged one) and ETag, which the other ranges are asked with
+        (``If-Match``): one request where a HEAD before and after the ranges made three."""
+        key = self.layout.key(name)
+        if offset == 0:  # as _load's first range: a value that fits comes whole, its checksum checked
+            data, reply = await self._get_with_reply(name, key, None, limit=size)
+        else:
+            data, reply = await self._get_with_reply(name, key, f"bytes={offset}-{offset + size - 1}")
+        if reply is None:  # the range starts past the end
+            return FirstRange(b"", offset)
+        whole = _whole_size(reply, ranged=offset > 0)
+        if len(data) < size and whole is None:
+            whole = offset + len(data)
+        modified = reply.get("LastModified")
+        mtime = modified.timestamp() if modified is not None else None
+        if whole is None:  # a reply without the object's size (no Content-Range): as the generic way
+            info = await self._info(name)
+            return FirstRange(data, info.size, info.mtime)
+        return FirstRange(data, whole, mtime, reply.get("ETag"))
+
     async def _load_into(self, name: str, offset: int, buffer: memoryview) -> int:
         """GET the range that fills ``buffer`` and receive the body into it piece by piece (a big value's
         ranges land in the Store's one buffer without a joined copy each)."""
+        return await self._receive(name, offset, buffer, None)
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """`_load_into` with ``If-Match: version`` (an ETag from `_load_first`): a replaced object raises
+        ``ValueChanged``."""
+        return await self._receive(name, offset, buffer, version)
+
+    async def _receive(self, name: str, offset: int, buffer: memoryview, if_match: str | None) -> int:
         key = self.layout.key(name)
         if not buffer:
             await self._size(name, key)
@@ -577,7 +630,7 @@ class S3Backend(Backend):
         range_header = f"bytes={offset}-{offset + len(buffer) - 1}"
 
         async def get_once(began: Callable[[], None]) -> int:
-            response = await self._get_object(name, key, range_header)
+            response = await self._get_object(name, key, range_header, if_match=if_match)
             if response is None:
                 return 0
             began()

@@ -49,7 +49,7 @@ DIRECT_OPERATIONS = frozenset({"get_object", "head_object", "put_object", "uploa
 """The operations this module sends."""
 
 _PARAMS = {
-    "get_object": frozenset({"Key", "Range", "ChecksumMode"}),
+    "get_object": frozenset({"Key", "Range", "ChecksumMode", "IfMatch"}),
     "head_object": frozenset({"Key"}),
     "put_object": frozenset({"Key", "Body", "ChecksumAlgorithm", "ChecksumSHA256", "ContentMD5", "IfNoneMatch"}),
     "upload_part": frozenset(
@@ -345,6 +345,8 @@ class DirectS3:
                 headers["range"] = params["Range"]
             if params.get("ChecksumMode") == "ENABLED":
                 headers["x-amz-checksum-mode"] = "ENABLED"
+            if "IfMatch" in params:
+                headers["if-match"] = params["IfMatch"]
         else:
             method = "HEAD"
         path = self._path + quote(key, safe="/~")
@@ -480,6 +482,8 @@ def _metadata(response: _http1.Response) -> dict[str, Any]:
     }
     if "etag" in headers:
         result["ETag"] = headers["etag"]
+    if "content-range" in headers:
+        result["ContentRange"] = headers["content-range"]
     modified = headers.get("last-modified")
     if modified is not None:
         result["LastModified"] = parsedate_to_datetime(modified)
