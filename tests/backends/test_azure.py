@@ -26,6 +26,7 @@ from aiodepot import (
     Store,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from aiodepot.backends import Limits, RetryPolicy, backend_from_url
 from aiodepot.backends.azure import DEVELOPMENT_KEY, AzureBackend, parse_connection_string
@@ -317,6 +318,41 @@ async def test_ranges(backend_at: Any) -> None:
             await backend.read_into("big/value", target, offset=len(value) - 5, size=10)
     finally:
         os.close(target)
+
+
+async def test_a_ranged_load_learns_size_and_etag_from_its_first_range(azurite: Azurite) -> None:
+    """The first range's reply gives the blob's size (``Content-Range``'s total) and ETag; the other ranges
+    are asked ``If-Match`` it, so the Store's ranged load asks no properties, and a blob replaced between
+    the ranges is loaded again."""
+    backend = AzureBackend.from_url(azurite.url(fresh_container(), "depot"), create_container=True, part_size=MiB)
+    store = Store(backend=backend, config={"big/": {"levels": [0]}})
+    await store.create()
+    value = os.urandom(2 * MiB + 100)
+    async with store:
+        await store.store("big/value", value)
+        first = await backend.load_first("big/value", 0, MiB)
+        assert (first.data, first.size) == (value[:MiB], len(value)) and first.version and first.mtime
+        later = await backend.load_first("big/value", MiB + 1, MiB)
+        assert (later.data, later.size, later.version) == (value[MiB + 1 : 2 * MiB + 1], len(value), first.version)
+        assert (await backend.load_first("big/value", len(value) + 5, MiB)).data == b""
+        buffer = bytearray(100)
+        assert await backend.load_into("big/value", MiB, buffer, version=first.version) == 100
+        assert buffer == value[MiB : MiB + 100]
+        properties = backend._properties
+        asked: list[str] = []
+
+        async def counted(name: str) -> Any:
+            asked.append(name)
+            return await properties(name)
+
+        backend._properties = counted  # type: ignore[method-assign]
+        assert await store.load("big/value") == value and asked == []  # three GETs, nothing else
+        assert await store.load("big/value", offset=10, size=MiB + 20) == value[10 : MiB + 30] and asked == []
+        await store.store("big/value", value[::-1])  # a new ETag
+        with pytest.raises(ValueChanged, match="no longer the blob with ETag"):
+            await backend.load_into("big/value", MiB, buffer, version=first.version)
+        backend._properties = properties  # type: ignore[method-assign]
+    await store.destroy()
 
 
 async def test_move_copies_inside_the_service(backend_at: Any) -> None:

@@ -36,6 +36,7 @@ from aiodepot import (
     Store,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.gcs import ERRORS, GcsBackend
@@ -215,6 +216,43 @@ async def test_big_values_load_in_parallel_ranges(gcs_server: FakeGcsServer) -> 
         await store.store("flat/big", value)
         assert await store.load("flat/big") == value
         assert await store.load("flat/big", offset=300_000, size=1_000_000) == value[300_000:1_300_000]
+
+
+async def test_a_ranged_load_learns_size_and_generation_from_its_first_range(gcs_server: FakeGcsServer) -> None:
+    """The first range's reply gives the object's size and generation; the other ranges are asked
+    ``ifGenerationMatch`` it, so the Store's ranged load asks no metadata, and a replaced object raises
+    ``ValueChanged`` on a range."""
+    url = gcs_server.url(fresh_bucket(), "depot")
+    part = 256 * 1024
+    store = Store(url, backend_options={"create_bucket": True, "part_size": part}, config=CONFIG)
+    await store.create()
+    value = random.Random(8).randbytes(2 * part + 99)
+    async with store:
+        backend = store.backend
+        await store.store("flat/big", value)
+        key = "flat/big"  # flat: the backend's name is the Store's
+        first = await backend.load_first(key, 0, part)
+        assert (first.data, first.size) == (value[:part], len(value)) and first.version and first.mtime
+        later = await backend.load_first(key, part + 1, part)
+        assert (later.data, later.size, later.version) == (value[part + 1 : 2 * part + 1], len(value), first.version)
+        assert (await backend.load_first(key, len(value) + 5, part)).data == b""
+        buffer = bytearray(100)
+        assert await backend.load_into(key, part, buffer, version=first.version) == 100
+        assert buffer == value[part : part + 100]
+        metadata = backend._metadata
+        asked: list[str] = []
+
+        async def counted(name: str, key: str) -> Any:
+            asked.append(name)
+            return await metadata(name, key)
+
+        backend._metadata = counted
+        assert await store.load("flat/big") == value and asked == []  # three GETs, nothing else
+        assert await store.load("flat/big", offset=10, size=part + 20) == value[10 : part + 30] and asked == []
+        await store.store("flat/big", value[::-1])  # a new generation
+        with pytest.raises(ValueChanged, match="no longer generation"):
+            await backend.load_into(key, part, buffer, version=first.version)
+        backend._metadata = metadata
 
 
 async def bucket_keys(gcs_server: FakeGcsServer, bucket: str) -> list[str]:

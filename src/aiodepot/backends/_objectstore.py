@@ -46,6 +46,7 @@ __all__ = [
     "Native",
     "PartRules",
     "Span",
+    "content_range_total",
     "get_with_retry",
     "is_ours",
     "merge_listing",
@@ -248,6 +249,15 @@ async def merge_listing(
 
 
 # ranged GETs ------------------------------------------------------------------------------------------------
+
+
+def content_range_total(content_range: str | None) -> int | None:
+    """The whole object's size from a ``Content-Range: bytes a-b/total`` header; None where it is missing
+    or the total is ``*``."""
+    if not content_range:
+        return None
+    total = content_range.rpartition("/")[2].strip()
+    return int(total) if total.isdigit() else None
 
 
 async def range_header(

@@ -26,11 +26,12 @@ from ...errors import (
     ReadRangeError,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from ...items import ItemInfo
 from ...transfer import run_bounded
-from .._objectstore import DELIMITER, KeyLayout, ListingPage, merge_listing, send_stream
-from ..base import Backend, Capabilities, pwrite_all
+from .._objectstore import DELIMITER, KeyLayout, ListingPage, content_range_total, merge_listing, send_stream
+from ..base import Backend, Capabilities, FirstRange, pwrite_all
 from ..options import Limits, RetryPolicy, Timeouts, never_reached
 from ._blocks import BLOCKS, MAX_BLOCKS, BlockUpload, md5
 from ._errors import ERRORS, is_conflict, status_of
@@ -398,14 +399,30 @@ class AzureBackend(Backend):
         big load) is checked here, a big body on a thread, so the loop goes on receiving the other ranges
         meanwhile; the SDK checks the requests of a longer read, on the event loop.
         """
+        return (await self._get_with_properties(name, offset, size))[0]
+
+    async def _get_with_properties(
+        self, name: str, offset: int, size: int | None, *, etag: str | None = None
+    ) -> tuple[bytes, Any]:
+        """`_get`, and the blob's properties from the reply (whole size, ETag, mtime; None past the end).
+        ``etag``: only from the blob with this ETag (``If-Match``), else ``ValueChanged``."""
         blob = self._blob(name)
+        condition: dict[str, Any] = (
+            {} if etag is None else {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        )
+        properties: Any = None
 
         async def get() -> bytes:
-            downloader = await blob.download_blob(offset=offset, length=size, validate_content="md5", max_concurrency=1)
+            nonlocal properties
+            downloader = await blob.download_blob(
+                offset=offset, length=size, validate_content="md5", max_concurrency=1, **condition
+            )
+            properties = downloader.properties
             data: bytes = await downloader.readall()
             return data
 
         async def get_checked() -> bytes:
+            nonlocal properties
             replies: builtins.list[Any] = []
             downloader = await blob.download_blob(
                 offset=offset,
@@ -413,17 +430,45 @@ class AzureBackend(Backend):
                 max_concurrency=1,
                 headers={"x-ms-range-get-content-md5": "true"},
                 raw_response_hook=lambda pipeline: replies.append(pipeline.http_response),
+                **condition,
             )
+            properties = downloader.properties
             data = b"".join([chunk async for chunk in downloader.chunks()])  # one request: its body, uncopied
             await self._check_md5(name, data, replies[-1].headers.get("Content-MD5") if replies else None)
             return data
 
         try:
-            return await self._call(name, get_checked if size is not None and 0 < size <= _MD5_RANGE else get)
+            data = await self._call(name, get_checked if size is not None and 0 < size <= _MD5_RANGE else get)
         except BackendError as exc:
-            if status_of(exc) == 416:  # the range starts at or past the end (so the blob exists)
-                return b""
+            status = status_of(exc)
+            if status == 416:  # the range starts at or past the end (so the blob exists)
+                return b"", None
+            if etag is not None and status == 412:
+                raise ValueChanged(f"{name} was replaced: it is no longer the blob with ETag {etag}") from exc
             raise
+        return data, properties
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """The first range of a ranged load, with the blob's size, ETag and mtime from the same reply; the
+        other ranges are asked ``If-Match`` the ETag (one request where ``info`` before and after made
+        three)."""
+        data, properties = await self._get_with_properties(name, offset, size)
+        if properties is None:  # the range starts past the end
+            return FirstRange(b"", offset)
+        whole = content_range_total(properties.content_range)  # the SDK's .size is the range's
+        if whole is None:
+            whole = await self._size(name)
+        return FirstRange(data, whole, properties.last_modified.timestamp(), properties.etag)
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """The range that fills ``buffer``, from the blob with ETag ``version`` only (else ``ValueChanged``),
+        copied into it."""
+        if not buffer:
+            await self._size(name)
+            return 0
+        data, _ = await self._get_with_properties(name, offset, len(buffer), etag=version)
+        buffer[: len(data)] = data
+        return len(data)
 
     async def _check_md5(self, name: str, data: bytes, expected: str | None) -> None:
         """Raise ``IntegrityError`` unless ``data``'s MD5 is ``expected`` (the base64 ``Content-MD5``)."""

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -31,11 +32,20 @@ from ...errors import (
     StoreError,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from ...items import ItemInfo
 from ...transfer import run_bounded
-from .._objectstore import DELIMITER, KeyLayout, ListingPage, get_with_retry, merge_listing, range_header
-from ..base import Backend, Capabilities, pwrite_all
+from .._objectstore import (
+    DELIMITER,
+    KeyLayout,
+    ListingPage,
+    content_range_total,
+    get_with_retry,
+    merge_listing,
+    range_header,
+)
+from ..base import Backend, Capabilities, FirstRange, pwrite_all
 from ..options import Limits, RetryPolicy, Timeouts, never_reached
 from ._checksums import OFFLOAD_AT, Crc32c, check_stored, crc32c_b64, stored_crc32c
 from ._errors import ERRORS, is_precondition_failure, is_transient, raise_for_status
@@ -506,20 +516,36 @@ class GcsBackend(Backend):
         """GET the object or a range of it (our own request: gcloud-aio hides the reply's headers); past the
         end is empty. A whole object is checked against the CRC32C the service stored with it; a body that
         breaks off or fails the check is fetched again (``retry``)."""
+        return (await self._get_with_headers(name, key, range_, limit=limit))[0]
 
-        async def get_once(began: Callable[[], None]) -> bytes:
+    async def _get_with_headers(
+        self, name: str, key: str, range_: str | None, *, limit: int | None = None, generation: str | None = None
+    ) -> tuple[bytes, aiohttp.ClientResponse | None]:
+        """`_get`, and the reply (its status and headers; None past the end). ``generation``: only from that
+        generation of the object (``ifGenerationMatch``; the reply's ``x-goog-generation`` is checked too),
+        else ``ValueChanged``."""
+        params = {"alt": "media"} if generation is None else {"alt": "media", "ifGenerationMatch": generation}
+
+        async def get_once(began: Callable[[], None]) -> tuple[bytes, aiohttp.ClientResponse | None]:
             async def open_reply() -> aiohttp.ClientResponse:
                 headers = {"Range": range_} if range_ else {}
-                return await self._request("GET", self._media_url(key), params={"alt": "media"}, headers=headers)
+                return await self._request("GET", self._media_url(key), params=params, headers=headers)
 
             try:
                 response = await self._call(name, open_reply)
             except BackendError as exc:
-                if getattr(exc.__cause__, "status", None) == 416:
-                    return b""
+                status = getattr(exc.__cause__, "status", None)
+                if status == 416:
+                    return b"", None
+                if generation is not None and status == 412:
+                    raise ValueChanged(f"{name} was replaced: it is no longer generation {generation}") from exc
                 raise
             began()
             async with response:
+                served = response.headers.get("x-goog-generation")
+                if generation is not None and served is not None and served != generation:
+                    # a server that does not keep to ifGenerationMatch (fake-gcs-server): the reply says so
+                    raise ValueChanged(f"{name} was replaced: it is no longer generation {generation}")
                 with ERRORS.boundary(name):
                     if limit is None or (response.content_length or 0) <= limit:
                         data = await response.read()
@@ -535,9 +561,45 @@ class GcsBackend(Backend):
                         raise IntegrityError(
                             f"{name}: the data does not match its stored CRC32C ({computed} != {stored})"
                         )
-            return data
+            return data, response
 
         return await get_with_retry(self.retry, get_once, logger=logger, what=f"gs GET {name}")
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """The first range of a ranged load, with the object's size (``Content-Length`` of a whole GET,
+        ``Content-Range``'s total of a ranged one) and generation from the same reply; the other ranges are
+        asked ``ifGenerationMatch`` it (one request where metadata before and after made three)."""
+        key = self.layout.key(name)
+        if offset == 0:  # as _load's first range: a value that fits comes whole, its checksum checked
+            data, reply = await self._get_with_headers(name, key, None, limit=size)
+        else:
+            data, reply = await self._get_with_headers(name, key, f"bytes={offset}-{offset + size - 1}")
+        if reply is None:  # the range starts past the end
+            return FirstRange(b"", offset)
+        headers = reply.headers
+        if reply.status == 200 and reply.content_length is not None:
+            whole: int | None = reply.content_length
+        else:
+            whole = content_range_total(headers.get("Content-Range"))
+        generation = headers.get("x-goog-generation")
+        if whole is None or generation is None:  # a reply that does not say: as the generic way
+            info = await self._info(name)
+            return FirstRange(data, info.size, info.mtime)
+        modified = headers.get("Last-Modified")
+        mtime = parsedate_to_datetime(modified).timestamp() if modified else None
+        return FirstRange(data, whole, mtime, generation)
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """The range that fills ``buffer``, from generation ``version`` only (else ``ValueChanged``), copied
+        into it."""
+        key = self.layout.key(name)
+        if not buffer:
+            await self._size(name, key)
+            return 0
+        range_ = f"bytes={offset}-{offset + len(buffer) - 1}"
+        data, _ = await self._get_with_headers(name, key, range_, generation=version)
+        buffer[: len(data)] = data
+        return len(data)
 
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """GET the value or a range; a whole value is checked against its stored CRC32C."""

@@ -30,6 +30,7 @@ from .._objectstore import (
     DELIMITER,
     KeyLayout,
     ListingPage,
+    content_range_total,
     get_with_retry,
     is_ours,
     merge_listing,
@@ -81,10 +82,8 @@ MAX_PRESIGN_SECONDS = 7 * 24 * 3600
 def _whole_size(reply: dict[str, Any], *, ranged: bool) -> int | None:
     """The object's size from a GET's reply: the total of its ``Content-Range``, else (a GET of the whole
     object) its ``Content-Length``; None for a ranged reply that does not say."""
-    content_range = reply.get("ContentRange")
-    if content_range:
-        total = str(content_range).rpartition("/")[2]
-        return int(total) if total.isdigit() else None
+    if reply.get("ContentRange"):
+        return content_range_total(reply["ContentRange"])
     return None if ranged else int(reply["ContentLength"])
 
 
