@@ -24,6 +24,7 @@ from aiodepot import (
     QuotaExceeded,
     Store,
     SyncStore,
+    ValueChanged,
 )
 from aiodepot.backends import Limits, Timeouts, backend_from_url
 from aiodepot.errors import BackendError
@@ -377,6 +378,46 @@ async def test_pool_of_connections_and_parallel_ranges(openssh: Sshd, tmp_path: 
         assert await store.load("flat/big", offset=99_999, size=300_000) == value[99_999:399_999]
         assert store.stats["backend_load_calls"] >= 11
         assert b"".join([c async for c in backend.read_chunks("flat/big", chunk_size=300_000)]) == value
+    await store.destroy()
+
+
+async def test_a_ranged_load_asks_the_attributes_with_its_reads(openssh: Sshd, tmp_path: Path) -> None:
+    """Each range of a big load asks the open file's attributes (``fstat``) with its reads: the first one's
+    size and mtime are the version the others check, so the Store asks no ``stat`` before or after them,
+    and a file replaced between the ranges is loaded again."""
+    backend = SftpBackend.from_url(openssh.url(tmp_path / "store"), **openssh.options())
+    backend.capabilities = backend.capabilities.replace(part_size=100_000)
+    store = Store(backend=backend, config=CONFIG)
+    value, replacement = os.urandom(250_003), os.urandom(260_000)  # another size: OpenSSH's mtimes are seconds
+    await store.create()
+    async with store:
+        await store.store("flat/big", value)
+        first = await backend.load_first("flat/big", 0, 100_000)
+        assert (first.data, first.size) == (value[:100_000], len(value)) and first.version and first.mtime
+        assert (await backend.load_first("flat/big", 100_001, 100_000)).version == first.version
+        buffer = bytearray(1000)
+        assert await backend.load_into("flat/big", 5, buffer, version=first.version) == 1000
+        assert buffer == value[5:1005]
+        stat, load_into_if = backend._info, backend._load_into_if
+        asked: list[str] = []
+
+        async def counted(name: str) -> Any:
+            asked.append(name)
+            return await stat(name)
+
+        async def replacing_once(name: str, offset: int, into: memoryview, version: str) -> int:
+            backend._load_into_if = load_into_if  # type: ignore[method-assign]
+            await backend.store(name, replacement)
+            return await load_into_if(name, offset, into, version)
+
+        backend._info = counted  # type: ignore[method-assign]
+        assert await store.load("flat/big") == value and asked == []  # three opens with their reads
+        backend._load_into_if = replacing_once  # type: ignore[method-assign]
+        assert await store.load("flat/big") == replacement  # never a mix of the two
+        assert asked == []
+        with pytest.raises(ValueChanged, match="no longer the file of size and mtime"):
+            await backend.load_into("flat/big", 0, buffer, version=first.version)
+        backend._info = stat  # type: ignore[method-assign]
     await store.destroy()
 
 

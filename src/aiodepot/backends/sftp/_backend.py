@@ -23,10 +23,11 @@ from ...errors import (
     StoreExists,
     StoreNotFound,
     StoreNotOpen,
+    ValueChanged,
 )
 from ...items import ItemInfo
 from ...names import temp_name, validate_backend_name
-from ..base import Backend, Capabilities
+from ..base import Backend, Capabilities, FirstRange
 from ..options import Limits, Rename, RetryPolicy, Timeouts, legacy_options, never_reached
 from ._config import parse_url, paths, read_known_hosts
 from ._connection import DEFAULT_WINDOW, ENCRYPTION_ALGS, MAX_PACKET, SFTP_VERSION, HostKeyClient, Link, Pool
@@ -51,6 +52,12 @@ _RENAMED: dict[str, Rename] = {
     "retry_wait": ("retry", "backoff", None),
 }
 """The keywords before ``retry=``/``limits=``/``timeouts=`` (deprecated)."""
+
+
+def _version(attrs: asyncssh.SFTPAttrs) -> str:
+    """What tells one content of a file from another in its SFTP attributes: size and mtime (whole seconds
+    from a version 3 server such as OpenSSH's, nanoseconds where the server gives them)."""
+    return f"{attrs.size}:{attrs.mtime}.{attrs.mtime_ns or 0:09d}"
 
 
 class SftpBackend(Backend):
@@ -410,6 +417,34 @@ class SftpBackend(Backend):
             return await self._files.read_range_into(link, path, offset, buffer)
 
         return await self._run(name, op)
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """The first range of a ranged load with the open file's attributes, asked with the reads (one
+        round trip where a stat before and after the ranges made two more); the other ranges check the
+        attributes of the file they read from against them (see `_load_into_if`)."""
+        path = self._path(name)
+
+        async def op(link: Link) -> tuple[bytes | int, asyncssh.SFTPAttrs]:
+            return await self._files.read_with_attrs(link, path, offset, size)
+
+        data, attrs = await self._run(name, op)
+        assert isinstance(data, bytes)
+        info = item_info(name.rpartition("/")[2], attrs)
+        return FirstRange(data, info.size, info.mtime, _version(attrs))
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """`_load_into` with the open file's attributes asked in the same round trip: another size or mtime
+        than ``version``'s raises ``ValueChanged``."""
+        path = self._path(name)
+
+        async def op(link: Link) -> tuple[bytes | int, asyncssh.SFTPAttrs]:
+            return await self._files.read_with_attrs(link, path, offset, len(buffer), buffer)
+
+        count, attrs = await self._run(name, op)
+        if _version(attrs) != version:
+            raise ValueChanged(f"{name} was replaced: it is no longer the file of size and mtime {version}")
+        assert isinstance(count, int)
+        return count
 
     async def _store(self, name: str, value: bytes | memoryview, *, replace: bool) -> None:
         """Write a temp file beside the item (writes and close in one round trip), then rename it over."""

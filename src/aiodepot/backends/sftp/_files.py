@@ -302,6 +302,25 @@ class RemoteFiles:
         finally:
             self.close_later(f)
 
+    async def read_with_attrs(
+        self, link: Link, path: str, offset: int, size: int, buffer: memoryview | None = None
+    ) -> tuple[bytes | int, asyncssh.SFTPAttrs]:
+        """Open ``path``, then ask the open file's attributes (``fstat``) with the reads of ``size`` bytes at
+        ``offset`` (into ``buffer`` if given: then the count read comes back), in the same round trip: the
+        attributes are those of the file the bytes came from, even if a rename replaced it meanwhile."""
+        f = await self.open_file(link, path, asyncssh.FXF_READ)
+        try:
+
+            async def fstat() -> asyncssh.SFTPAttrs:
+                async with self.round():
+                    return await f.stat()
+
+            read = self.read(link, f, offset, size) if buffer is None else self.read_into(link, f, offset, buffer)
+            attrs, data = await gather_all([fstat(), read])
+            return data, attrs
+        finally:
+            self.close_later(f)
+
     async def read_to_end(self, link: Link, f: asyncssh.SFTPClientFile, offset: int, part: int) -> bytes:
         """Read from ``offset`` to the end of the file, ``part`` bytes at a time."""
         chunks = []
