@@ -49,8 +49,10 @@ ATIME_HEADER = "X-BorgStore-Atime"
 MTIME_HEADER = "X-BorgStore-Mtime"
 EXTENSIONS_HEADER = "X-Aiodepot-Extensions"
 """The response header by which an aiodepot server names its protocol extensions (borgstore clients ignore it)."""
-EXTENSIONS = "if-absent"
-"""The extensions this server offers: ``if-absent`` is the query parameter ``IF_ABSENT`` of a store."""
+EXTENSIONS = "if-absent, versioned-ranges"
+"""The extensions this server offers: ``if-absent`` is the query parameter ``IF_ABSENT`` of a store;
+``versioned-ranges``: a ranged GET answers with ``Content-Range`` (the value's size) and, where the backend
+has versions, an ``ETag``, and a GET with ``If-Match`` is answered only for that version (else 412)."""
 IF_ABSENT = "if_absent"
 """``POST /<name>?if_absent=1`` stores only if ``name`` is new, atomically; else 412 ``item '<name>' exists``
 (a backend that cannot decide atomically: 501). A server without the extension would ignore the parameter

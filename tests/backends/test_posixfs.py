@@ -15,7 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendURLInvalid, ObjectExists, Store, StoreError, StoreExists, SyncStore
+from aiodepot import (
+    BackendURLInvalid,
+    ObjectExists,
+    ObjectNotFound,
+    Store,
+    StoreError,
+    StoreExists,
+    SyncStore,
+    ValueChanged,
+)
 from aiodepot.backends import Limits, backend_from_url
 from aiodepot.backends.posixfs import PosixFSBackend, _tempfiles
 from tests.conformance.suite import (
@@ -311,3 +320,32 @@ async def test_store_commits_new_and_existing_items_refusing_a_symlink(
         assert (tmp_path / "store" / "link").is_symlink() and (tmp_path / "outside").read_bytes() == b"secret"
         assert not [p.name for p in (tmp_path / "store").iterdir() if ".tmp" in p.name]
     await store.destroy()
+
+
+@pytest.mark.parametrize("inline", [True, False])
+async def test_a_first_range_names_the_file_it_came_from(tmp_path: Path, inline: bool) -> None:
+    """``load_first`` reads a range and ``fstat``s the same open file (on the event loop from the page cache,
+    or in a thread): its version (inode, mtime, size) changes with every store, even of the same bytes, and
+    ``load_into(..., version=...)`` reads only from that file."""
+    backend = PosixFSBackend(tmp_path / "store")
+    await backend.create()
+    async with backend:
+        backend._inline_reads = inline
+        value = os.urandom(300_000)
+        await backend.store("v", value)
+        first = await backend.load_first("v", 1000, 100_000)
+        assert (first.data, first.size) == (value[1000:101_000], len(value)) and first.version
+        assert first.mtime == (await backend.info("v")).mtime
+        assert (await backend.load_first("v", 0, 10)).version == first.version
+        past = await backend.load_first("v", len(value) + 5, 100)
+        assert (past.data, past.size, past.version) == (b"", len(value), first.version)
+        buffer = bytearray(1000)
+        assert await backend.load_into("v", len(value) - 10, buffer, version=first.version) == 10
+        assert buffer[:10] == value[-10:]
+        await backend.store("v", value)  # the same bytes, a new file
+        renewed = await backend.load_first("v", 0, 10)
+        assert renewed.version != first.version
+        with pytest.raises(ValueChanged, match="no longer the file"):
+            await backend.load_into("v", 0, buffer, version=first.version)
+        with pytest.raises(ObjectNotFound):
+            await backend.load_first("missing", 0, 10)

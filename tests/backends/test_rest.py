@@ -11,13 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import BackendError, BackendURLInvalid, ConnectionLost, ObjectNotFound, PermissionDenied, Store
+from aiodepot import (
+    BackendError,
+    BackendURLInvalid,
+    ConnectionLost,
+    ObjectNotFound,
+    PermissionDenied,
+    Store,
+    ValueChanged,
+)
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
+from aiodepot.items import ItemInfo
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
 from tests.servers import free_port
-from tests.servers.rest import ThreadedServer, aiodepot_server_process
+from tests.servers.rest import ThreadedServer, aiodepot_server_process, borgstore_server_process
 
 
 @pytest.fixture
@@ -202,3 +211,49 @@ async def test_load_into_refuses_more_than_it_asked_for() -> None:
             assert await backend.load_into("ns/big", 0, whole_buffer) == len(value) and whole_buffer == value
     finally:
         await runner.cleanup()
+
+
+@pytest.mark.parametrize("server", ["aiodepot", "borgstore"])
+async def test_a_ranged_load_gets_size_and_version_with_its_first_range(tmp_path: Path, server: str) -> None:
+    """aiodepot's server sends ``Content-Range`` and an ``ETag`` (from an ``fstat`` of the file it read)
+    with a range and answers ``If-Match`` with 412 for another version: the client's ranged load asks no
+    HEAD, and a value replaced between its ranges is loaded again. borgstore's server sends neither: the
+    HEADs stay."""
+    versioned = server == "aiodepot"
+    launch = aiodepot_server_process if versioned else borgstore_server_process
+    value, replacement = os.urandom(250_003), os.urandom(250_003)  # the same size: the version still differs
+    with launch((tmp_path / "store").as_uri()) as url:
+        backend = RestBackend(url, retry=RetryPolicy(attempts=1))
+        backend.capabilities = backend.capabilities.replace(part_size=100_000)
+        store = Store(backend=backend, config=CONFIG)
+        await store.create()
+        async with store:
+            await store.store("flat/big", value)
+            first = await backend.load_first("flat/big", 0, 100_000)
+            assert (first.data, first.size, first.version is not None) == (value[:100_000], len(value), versioned)
+            heads: list[str] = []
+            info, load_into_if = backend._info, backend._load_into_if
+
+            async def counted(name: str) -> ItemInfo:
+                heads.append(name)
+                return await info(name)
+
+            async def replacing_once(name: str, offset: int, into: memoryview, version: str) -> int:
+                backend._load_into_if = load_into_if  # type: ignore[method-assign]
+                await backend.store(name, replacement)
+                return await load_into_if(name, offset, into, version)
+
+            backend._info = counted  # type: ignore[method-assign]
+            assert await store.load("flat/big") == value
+            assert len(heads) == (0 if versioned else 2)  # borgstore's server: one before, one after
+            assert await store.load("flat/big", offset=99_999, size=100_002) == value[99_999:200_001]
+            if first.version is not None:
+                buffer = bytearray(1000)
+                assert await backend.load_into("flat/big", 7, buffer, version=first.version) == 1000
+                assert buffer == value[7:1007]
+                backend._load_into_if = replacing_once  # type: ignore[method-assign]
+                assert await store.load("flat/big") == replacement  # never a mix of the two
+                assert heads == []
+                with pytest.raises(ValueChanged, match="no longer the version"):
+                    await backend.load_into("flat/big", 7, buffer, version=first.version)
+        await store.destroy()

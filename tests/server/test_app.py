@@ -194,6 +194,47 @@ async def test_big_values_stream_both_ways(server: ThreadedServer) -> None:
     assert (status, body) == (206, payload[1000:15001000])
 
 
+async def test_ranges_tell_size_and_version_and_if_match_is_kept(tmp_path: Path) -> None:
+    """A range comes with ``Content-Range`` (the value's size) and, where the backend has versions (posixfs:
+    inode, mtime and size of the file read), an ``ETag``; ``If-Match`` with another version is 412, and the
+    value is sent only for its own. A plain GET is answered as before (no extra headers)."""
+    backend = PosixFSBackend(tmp_path / "store")
+    with ThreadedServer(backend, max_body_size=32 * 1024 * 1024) as server:
+        await call(server, "POST", "/?cmd=create")
+        payload = bytes(range(256)) * (36 * 1024)  # 9 MiB: a range of all of it streams
+        headers = {**HEADERS, HASH_HEADER: hashlib.sha256(payload).hexdigest()}
+        assert (await call(server, "POST", "/ns/big", data=payload, headers=headers))[0] == 200
+        status, body, answer = await call(server, "GET", "/ns/big", headers={**HEADERS, "Range": "bytes=10-109"})
+        assert (status, body, answer["Content-Range"]) == (206, payload[10:110], f"bytes 10-109/{len(payload)}")
+        etag = answer["Etag"]  # aiohttp spells it so; HTTP header names know no case
+        status, body, answer = await call(server, "GET", "/ns/big", headers={**HEADERS, "Range": "bytes=-5"})
+        assert (status, body, answer["Content-Range"]) == (
+            206,
+            payload[-5:],
+            f"bytes {len(payload) - 5}-{len(payload) - 1}/{len(payload)}",
+        )
+        status, body, answer = await call(server, "GET", "/ns/big", headers={**HEADERS, "Range": "bytes=5-"})
+        assert (status, body, answer["Content-Range"]) == (
+            206,
+            payload[5:],
+            f"bytes 5-{len(payload) - 1}/{len(payload)}",
+        )
+        status, body, answer = await call(
+            server, "GET", "/ns/big", headers={**HEADERS, "Range": f"bytes={len(payload)}-"}
+        )
+        assert (status, body) == (206, b"") and "Content-Range" not in answer
+        for condition in (etag, f'"x", {etag}', f"W/{etag}", "*"):
+            asked = {**HEADERS, "Range": "bytes=0-9", "If-Match": condition}
+            assert (await call(server, "GET", "/ns/big", headers=asked))[:2] == (206, payload[:10]), condition
+        status, body, answer = await call(server, "GET", "/ns/big")
+        assert (status, len(body)) == (200, len(payload)) and "Etag" not in answer and "Content-Range" not in answer
+        assert (await call(server, "POST", "/ns/big", data=payload, headers=headers))[0] == 200  # a new file
+        asked = {**HEADERS, "Range": "bytes=0-9", "If-Match": etag}
+        status, _, answer = await call(server, "GET", "/ns/big", headers=asked)
+        assert status == 412 and answer["Etag"] != etag
+        assert (await call(server, "GET", "/ns/missing", headers=asked))[0] == 404
+
+
 async def test_body_size_limit(server: ThreadedServer) -> None:
     await call(server, "POST", "/?cmd=create")
     too_big = b"x" * (32 * 1024 * 1024 + 1)

@@ -38,6 +38,7 @@ from ..errors import (
     InvalidName,
     ObjectNotFound,
     ReadRangeError,
+    ValueChanged,
 )
 from ..items import ItemInfo, Source, validate_sources
 from ..names import validate_backend_name
@@ -52,7 +53,8 @@ from ..protocol import (
     error_for_status,
     make_range_header,
 )
-from .base import Backend, Capabilities
+from ._objectstore import content_range_total
+from .base import Backend, Capabilities, FirstRange
 from .options import Limits, Rename, RetryPolicy, Timeouts, legacy_options, never_reached
 
 __all__ = ["RestBackend"]
@@ -725,6 +727,37 @@ class RestBackend(Backend):
             return 0
         header = make_range_header(offset, len(buffer))
         reply = await self._exchange("GET", name, headers={"Range": header} if header else None, into=buffer)
+        assert reply.filled is not None
+        return len(reply.filled)
+
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """A ranged GET; where the server sends the value's size (``Content-Range``) and version (``ETag``)
+        with it, as aiodepot's server does, the other ranges are asked ``If-Match`` it and no HEAD is needed
+        before or after them. borgstore's server sends neither: then the value's HEAD follows, as before."""
+        _url_path(name)
+        reply = await self._exchange("GET", name, headers={"Range": f"bytes={offset}-{offset + size - 1}"})
+        data = reply.body
+        total = content_range_total(reply.headers.get("Content-Range"))
+        version = reply.headers.get("ETag")
+        if total is not None and version is not None:
+            return FirstRange(data, total, None, version)
+        if len(data) < size:
+            return FirstRange(data, offset + len(data))
+        info = await self._info(name)
+        return FirstRange(data, info.size, info.mtime)
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """`_load_into` with ``If-Match: version``: the server answers 412 for a replaced value, which
+        raises ``ValueChanged``."""
+        _url_path(name)
+        if not buffer:
+            return await self._load_into(name, offset, buffer)
+        header = f"bytes={offset}-{offset + len(buffer) - 1}"
+        reply = await self._exchange(
+            "GET", name, headers={"Range": header, "If-Match": version}, into=buffer, ok=(200, 206, 412)
+        )
+        if reply.status == 412:
+            raise ValueChanged(f"{name} was replaced: it is no longer the version {version}")
         assert reply.filled is not None
         return len(reply.filled)
 

@@ -466,14 +466,36 @@ class _StoreHandler:
         if not probe:  # "bytes=-0": no bytes, but only of an item that exists
             await self._existing(name)
             return _ok(b"", "application/octet-stream", status=status)
-        first = await self.backend.load(name, offset=offset, size=probe)
-        if len(first) < probe or size == len(first):
-            return _ok(first, "application/octet-stream", status=status, digest=await _sha256(first))
+        condition = request.headers.get("If-Match")
+        if range_header is None and condition is None:
+            first = await self.backend.load(name, offset=offset, size=probe)
+            if len(first) < probe:
+                return _ok(first, "application/octet-stream", status=status, digest=await _sha256(first))
+            total = (await self._existing(name)).size
+            tags: dict[str, str] = {}
+        else:
+            # a range (of a big load, most likely): the value's size and version come with it, from the same
+            # open file where the backend can (posixfs: one fstat), so the client needs no HEAD before or
+            # after its ranges and can ask the others on the condition of this version
+            part = await self.backend.load_first(name, offset, probe)
+            first, total = part.data, part.size
+            tags = {} if part.version is None else {"ETag": f'"{part.version}"'}
+            if condition is not None and not _matches(condition, part.version):
+                return _text(HTTPStatus.PRECONDITION_FAILED, f"{name} is not the version asked for", headers=tags)
+            if len(first) < probe or size == len(first):
+                answer = _ok(first, "application/octet-stream", status=status, digest=await _sha256(first))
+                answer.headers.update(tags)
+                if range_header is not None and first:
+                    answer.headers["Content-Range"] = f"bytes {offset}-{offset + len(first) - 1}/{total}"
+                return answer
         # a big value: stream the rest, never more than one chunk in memory
-        total = (await self._existing(name)).size
         end = total if size is None else min(offset + size, total)
-        response = web.StreamResponse(status=status, headers={"Content-Type": "application/octet-stream", **_NO_CACHE})
+        response = web.StreamResponse(
+            status=status, headers={"Content-Type": "application/octet-stream", **_NO_CACHE, **tags}
+        )
         response.content_length = max(end - offset, 0)
+        if range_header is not None and end > offset:
+            response.headers["Content-Range"] = f"bytes {offset}-{end - 1}/{total}"
         await response.prepare(request)
         await response.write(first)
         sent = len(first)
@@ -697,6 +719,14 @@ class _StoreHandler:
                 sources, target=target, algorithm=algorithm, namespace=namespace, levels=levels
             )
         return _ok(result.encode("ascii"), "text/plain")
+
+
+def _matches(condition: str, version: str | None) -> bool:
+    """Whether an ``If-Match`` header names ``version`` (``*``: any version; none matches no version)."""
+    if version is None:
+        return False
+    tags = [tag.strip().removeprefix("W/").strip('"') for tag in condition.split(",")]
+    return "*" in tags or version in tags
 
 
 def _ok(

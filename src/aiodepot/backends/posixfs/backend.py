@@ -25,11 +25,12 @@ from ...errors import (
     StoreError,
     StoreExists,
     StoreNotFound,
+    ValueChanged,
 )
 from ...hashing import check_algorithm, file_digest
 from ...items import ItemInfo, Source
 from ...names import DEL_SUFFIX, is_internal, validate_backend_name
-from ..base import Backend, Capabilities
+from ..base import Backend, Capabilities, FirstRange
 from ..options import Limits, RetryPolicy, Timeouts, legacy_options
 from ._errors import NOT_FOUND, raise_translated
 from ._fileio import MiB, copy_range, fsync_dir, memory_file_system, pread_exact, swap_in_use, write_all
@@ -45,6 +46,12 @@ INLINE_READ_MAX = 256 * 1024
 _RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)  # 0: not on this platform
 _INLINE_BATCH_SLICE = 64
 """A batch load reads this many cached items on the loop, then lets other tasks run."""
+
+
+def _version(st: os.stat_result) -> str:
+    """What tells one content of an item's file from another: a new file (an atomic store) has another
+    inode, a change in place another mtime."""
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 def _item_info(name: str, st: os.stat_result) -> ItemInfo:
@@ -371,6 +378,26 @@ class PosixFSBackend(TempFiles, Backend):
         finally:
             os.close(fd)
 
+    def _load_first_sync(self, name: str, offset: int, size: int) -> FirstRange:
+        fd = self._open_item(self._path(name))
+        try:
+            st = os.fstat(fd)
+            data = pread_exact(fd, size, offset)
+        finally:
+            os.close(fd)
+        return FirstRange(data, st.st_size, st.st_mtime, _version(st))
+
+    def _load_into_if_sync(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        fd = self._open_item(self._path(name))
+        try:
+            if _version(os.fstat(fd)) != version:
+                raise ValueChanged(f"{name} was replaced: it is no longer the file {version}")
+            data = pread_exact(fd, len(buffer), offset)
+            buffer[: len(data)] = data
+            return len(data)
+        finally:
+            os.close(fd)
+
     def _store_sync(self, name: str, data: bytes | memoryview, replace: bool = True) -> None:
         self._replace_item(name, len(data), lambda fd: write_all(fd, data), replace)
 
@@ -418,6 +445,29 @@ class PosixFSBackend(TempFiles, Backend):
         result: ItemInfo = await self._run(name, self._info_sync, name)
         return result
 
+    async def _load_first(self, name: str, offset: int, size: int) -> FirstRange:
+        """A range with the size, mtime and version (inode, mtime in ns and size) of the file it was read
+        from, by ``fstat`` of the same open file: what the REST server sends with a range (see
+        `FirstRange`)."""
+        if self._inline_reads:  # as _load: from the page cache on the event loop where that cannot block
+            try:
+                inline = self._read_inline(name, offset, size)
+            except StoreError:
+                raise
+            except OSError as exc:
+                raise_translated(exc, name)
+            if inline is not None:
+                data, st = inline
+                return FirstRange(data, st.st_size, st.st_mtime, _version(st))
+        first: FirstRange = await self._run(name, self._load_first_sync, name, offset, size)
+        return first
+
+    async def _load_into_if(self, name: str, offset: int, buffer: memoryview, version: str) -> int:
+        """Read into ``buffer`` from the file if it is still ``version`` (checked by ``fstat`` of the open
+        file the bytes are read from), else ``ValueChanged``."""
+        count: int = await self._run(name, self._load_into_if_sync, name, offset, buffer, version)
+        return count
+
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value or a range of it (one ``pread``): on the event loop if it is in the page cache
         and small, else in a thread."""
@@ -434,7 +484,14 @@ class PosixFSBackend(TempFiles, Backend):
         return data
 
     def _load_inline(self, name: str, offset: int, size: int | None) -> bytes | None:
-        """The value, read without any chance of blocking, or None if that cannot be done.
+        """The value, read without any chance of blocking, or None if that cannot be done (see
+        `_read_inline`)."""
+        read = self._read_inline(name, offset, size)
+        return None if read is None else read[0]
+
+    def _read_inline(self, name: str, offset: int, size: int | None) -> tuple[bytes, os.stat_result] | None:
+        """The value and the ``fstat`` of the file it was read from, read without any chance of blocking,
+        or None if that cannot be done.
 
         The item is opened with a path walk from the dentry cache only (see `_open_item_cached`) and read
         with ``RWF_NOWAIT``: the kernel copies from the page cache or answers ``EAGAIN``. Values bigger
@@ -458,7 +515,7 @@ class PosixFSBackend(TempFiles, Backend):
             if length > INLINE_READ_MAX:
                 return None
             if length <= 0:
-                return b""
+                return b"", st
             buffer = bytearray(length)
             if st.st_dev == self._memory_dev:
                 done = self._read_resident(fd, buffer, start)
@@ -472,7 +529,7 @@ class PosixFSBackend(TempFiles, Backend):
                         raise
                     done = self._read_in_memory_fs(fd, st, buffer, start)
             # short: a part is not cached (or the file shrank meanwhile): the thread reads it as usual
-            return bytes(buffer) if done == length else None
+            return (bytes(buffer), st) if done == length else None
         finally:
             os.close(fd)
 
