@@ -330,3 +330,46 @@ async def test_a_versioned_first_range_saves_the_size_requests() -> None:
             with pytest.raises(aiodepot.NotSupported, match="RangedMemory gives no versions"):
                 await unversioned.load_into("x", 0, buffer, version="1")
     await store.destroy()
+
+
+class CopyReplacing(MemoryBackend):
+    """Replaces the value (one of ``in_copy`` each time) as its second range is copied into a file."""
+
+    in_copy: list[bytes]
+
+    async def _read_into(self, name: str, fd: int, offset: int, size: int) -> None:
+        if offset == 1000 and self.in_copy:  # the second range: once per copy
+            replacement = self.in_copy.pop(0)
+            await asyncio.sleep(0.01)  # a later mtime
+            await self.store(name, replacement)
+        await super()._read_into(name, fd, offset, size)
+
+
+class PlainCopies(CopyReplacing, RangedMemory):
+    """Without versions: the probes compare size and mtime."""
+
+
+class VersionedCopies(CopyReplacing, VersionedMemory):
+    """With versions: the probes compare them."""
+
+
+@pytest.mark.parametrize("versioned", [True, False])
+async def test_load_file_copies_a_value_replaced_meanwhile_again(tmp_path: Path, versioned: bool) -> None:
+    """The value is probed before and after the copy (its version, or size and mtime): a replacement of the
+    same size during the copy makes it copy again, so the file is one version whole; one that keeps on
+    changing fails and leaves no file."""
+    backend = (VersionedCopies if versioned else PlainCopies)(uuid.uuid4().hex)
+    store = Store(backend=backend)
+    old, new = b"o" * 5000, b"n" * 5000
+    replacements = backend.in_copy = [new]
+    await store.create()
+    async with store:
+        await store.store("big", old)
+        target = tmp_path / "out"
+        assert await store.load_file("big", target) == 5000
+        assert target.read_bytes() == new and not replacements
+        replacements += [b"x" * 5000, b"y" * 5000, b"z" * 5000]
+        with pytest.raises(aiodepot.BackendError, match="kept changing while it was copied to a file"):
+            await store.load_file("big", tmp_path / "never")
+        assert not (tmp_path / "never").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    await store.destroy()

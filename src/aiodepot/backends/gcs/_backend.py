@@ -570,7 +570,8 @@ class GcsBackend(Backend):
         ``Content-Range``'s total of a ranged one) and generation from the same reply; the other ranges are
         asked ``ifGenerationMatch`` it (one request where metadata before and after made three)."""
         key = self.layout.key(name)
-        if offset == 0:  # as _load's first range: a value that fits comes whole, its checksum checked
+        if offset == 0 and size >= self.capabilities.part_size:  # as _load's: a value that fits comes whole,
+            # its checksum checked
             data, reply = await self._get_with_headers(name, key, None, limit=size)
         else:
             data, reply = await self._get_with_headers(name, key, f"bytes={offset}-{offset + size - 1}")

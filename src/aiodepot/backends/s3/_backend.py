@@ -595,7 +595,8 @@ class S3Backend(Backend):
         of a whole GET, ``Content-Range`` of a ranged one) and ETag, which the other ranges are asked with
         (``If-Match``): one request where a HEAD before and after the ranges made three."""
         key = self.layout.key(name)
-        if offset == 0:  # as _load's first range: a value that fits comes whole, its checksum checked
+        if offset == 0 and size >= self.capabilities.part_size:  # as _load's: a value that fits comes whole,
+            # its checksum checked
             data, reply = await self._get_with_reply(name, key, None, limit=size)
         else:
             data, reply = await self._get_with_reply(name, key, f"bytes={offset}-{offset + size - 1}")
