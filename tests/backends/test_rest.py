@@ -23,8 +23,8 @@ from aiodepot import (
 from aiodepot.backends import Limits, RetryPolicy, Timeouts, backend_from_url
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.backends.rest import RestBackend
-from aiodepot.items import ItemInfo
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.conformance.versions import count_infos, replace_before_next_range
 from tests.servers import free_port
 from tests.servers.rest import ThreadedServer, aiodepot_server_process, borgstore_server_process
 
@@ -231,19 +231,7 @@ async def test_a_ranged_load_gets_size_and_version_with_its_first_range(tmp_path
             await store.store("flat/big", value)
             first = await backend.load_first("flat/big", 0, 100_000)
             assert (first.data, first.size, first.version is not None) == (value[:100_000], len(value), versioned)
-            heads: list[str] = []
-            info, load_into_if = backend._info, backend._load_into_if
-
-            async def counted(name: str) -> ItemInfo:
-                heads.append(name)
-                return await info(name)
-
-            async def replacing_once(name: str, offset: int, into: memoryview, version: str) -> int:
-                backend._load_into_if = load_into_if  # type: ignore[method-assign]
-                await backend.store(name, replacement)
-                return await load_into_if(name, offset, into, version)
-
-            backend._info = counted  # type: ignore[method-assign]
+            heads = count_infos(backend)
             assert await store.load("flat/big") == value
             assert len(heads) == (0 if versioned else 2)  # borgstore's server: one before, one after
             assert await store.load("flat/big", offset=99_999, size=100_002) == value[99_999:200_001]
@@ -251,7 +239,7 @@ async def test_a_ranged_load_gets_size_and_version_with_its_first_range(tmp_path
                 buffer = bytearray(1000)
                 assert await backend.load_into("flat/big", 7, buffer, version=first.version) == 1000
                 assert buffer == value[7:1007]
-                backend._load_into_if = replacing_once  # type: ignore[method-assign]
+                replace_before_next_range(backend, replacement)
                 assert await store.load("flat/big") == replacement  # never a mix of the two
                 assert heads == []
                 with pytest.raises(ValueChanged, match="no longer the version"):

@@ -30,6 +30,7 @@ from aiodepot.backends import Limits, Timeouts, backend_from_url
 from aiodepot.errors import BackendError
 from aiodepot.transfer import Progress
 from tests.conformance.suite import CONFIG, BackendConformance, MakeBackend, StoreConformance, key
+from tests.conformance.versions import count_infos, replace_before_next_range
 from tests.servers import in_ci, require_program, stop_process
 
 try:
@@ -398,26 +399,14 @@ async def test_a_ranged_load_asks_the_attributes_with_its_reads(openssh: Sshd, t
         buffer = bytearray(1000)
         assert await backend.load_into("flat/big", 5, buffer, version=first.version) == 1000
         assert buffer == value[5:1005]
-        stat, load_into_if = backend._info, backend._load_into_if
-        asked: list[str] = []
-
-        async def counted(name: str) -> Any:
-            asked.append(name)
-            return await stat(name)
-
-        async def replacing_once(name: str, offset: int, into: memoryview, version: str) -> int:
-            backend._load_into_if = load_into_if  # type: ignore[method-assign]
-            await backend.store(name, replacement)
-            return await load_into_if(name, offset, into, version)
-
-        backend._info = counted  # type: ignore[method-assign]
+        asked = count_infos(backend)
         assert await store.load("flat/big") == value and asked == []  # three opens with their reads
-        backend._load_into_if = replacing_once  # type: ignore[method-assign]
+        replace_before_next_range(backend, replacement)
         assert await store.load("flat/big") == replacement  # never a mix of the two
         assert asked == []
         with pytest.raises(ValueChanged, match="no longer the file of size and mtime"):
             await backend.load_into("flat/big", 0, buffer, version=first.version)
-        backend._info = stat  # type: ignore[method-assign]
+        del backend._info  # type: ignore[method-assign]
     await store.destroy()
 
 

@@ -449,16 +449,10 @@ class PosixFSBackend(TempFiles, Backend):
         """A range with the size, mtime and version (inode, mtime in ns and size) of the file it was read
         from, by ``fstat`` of the same open file: what the REST server sends with a range (see
         `FirstRange`)."""
-        if self._inline_reads:  # as _load: from the page cache on the event loop where that cannot block
-            try:
-                inline = self._read_inline(name, offset, size)
-            except StoreError:
-                raise
-            except OSError as exc:
-                raise_translated(exc, name)
-            if inline is not None:
-                data, st = inline
-                return FirstRange(data, st.st_size, st.st_mtime, _version(st))
+        inline = self._inline(name, offset, size)  # as _load: from the page cache where that cannot block
+        if inline is not None:
+            data, st = inline
+            return FirstRange(data, st.st_size, st.st_mtime, _version(st))
         first: FirstRange = await self._run(name, self._load_first_sync, name, offset, size)
         return first
 
@@ -471,17 +465,20 @@ class PosixFSBackend(TempFiles, Backend):
     async def _load(self, name: str, offset: int, size: int | None) -> bytes:
         """Read a whole value or a range of it (one ``pread``): on the event loop if it is in the page cache
         and small, else in a thread."""
-        if self._inline_reads:
-            try:
-                inline = self._load_inline(name, offset, size)
-            except StoreError:
-                raise
-            except OSError as exc:
-                raise_translated(exc, name)
-            if inline is not None:
-                return inline
+        inline = self._inline(name, offset, size)
+        if inline is not None:
+            return inline[0]
         data: bytes = await self._run(name, self._load_sync, name, offset, size)
         return data
+
+    def _inline(self, name: str, offset: int, size: int | None) -> tuple[bytes, os.stat_result] | None:
+        """`_read_inline` where reads run inline, its ``OSError`` translated; else None."""
+        if not self._inline_reads:
+            return None
+        try:
+            return self._read_inline(name, offset, size)
+        except OSError as exc:
+            raise_translated(exc, name)
 
     def _load_inline(self, name: str, offset: int, size: int | None) -> bytes | None:
         """The value, read without any chance of blocking, or None if that cannot be done (see
