@@ -898,6 +898,13 @@ def test_direct_signatures_are_botocores(monkeypatch: pytest.MonkeyPatch) -> Non
                 assert "Signature=" in ours["authorization"]
 
 
+def _ranged_store(url: str, *, direct: bool) -> tuple[S3Backend, Store]:
+    """A backend of ``PART``-sized ranges at ``url`` (creating its bucket), direct or through botocore, and
+    a Store over it whose ``ns/`` namespace is flat."""
+    backend = S3Backend.from_url(url, create_bucket=True, part_size=PART, direct_requests=direct)
+    return backend, Store(backend=backend, config={"ns/": {"levels": [0]}})
+
+
 async def test_load_into_receives_each_range_in_place(moto_server: MotoServer) -> None:
     """``load_into`` (what the Store's ranged loads use) on the direct path and through botocore: ranges,
     short and past the end, a missing object; a body cut off midway is fetched again (through a proxy)."""
@@ -906,8 +913,7 @@ async def test_load_into_receives_each_range_in_place(moto_server: MotoServer) -
     with FaultProxy(moto_server.port) as proxy:
         url = moto_server.url(bucket, "depot").replace(f":{moto_server.port}/", f":{proxy.port}/")
         for direct in (True, False):
-            backend = S3Backend.from_url(url, create_bucket=True, part_size=PART, direct_requests=direct)
-            store = Store(backend=backend, config={"ns/": {"levels": [0]}})
+            backend, store = _ranged_store(url, direct=direct)
             if direct:
                 await store.create()
             async with store:
@@ -961,8 +967,7 @@ async def test_a_ranged_load_learns_size_and_etag_from_its_first_range(moto_serv
     value, replacement = os.urandom(2 * PART + 1000), os.urandom(2 * PART + 5)
     url = moto_server.url(bucket, "depot")
     for direct in (True, False):
-        backend = S3Backend.from_url(url, create_bucket=True, part_size=PART, direct_requests=direct)
-        store = Store(backend=backend, config={"ns/": {"levels": [0]}})
+        backend, store = _ranged_store(url, direct=direct)
         if direct:
             await store.create()
         async with store:
