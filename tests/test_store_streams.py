@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from aiodepot import InvalidName, ObjectNotFound, Store, SyncStore
+from aiodepot import BackendError, InvalidName, ObjectNotFound, Store, SyncStore
 from aiodepot.backends.memory import MemoryBackend
 from aiodepot.items import ItemInfo
 from tests.servers.sshd import Sshd, sshd
@@ -250,3 +250,36 @@ def test_sync_twins(tmp_path: Path) -> None:
         early = store.open_reader("a-big", chunk_size=1000)
         assert len(next(early)) == 1000
         early.close()
+
+
+async def test_open_reader_keeps_to_the_version_of_its_first_chunk() -> None:
+    """On a backend with versions the reader asks no ``info``: the first chunk brings size and version, and a
+    value replaced while it is read raises at the first chunk read from the new one."""
+    from tests.test_store import VersionedMemory
+
+    backend = VersionedMemory(uuid.uuid4().hex)  # ranges pay on it; chunks of 1000 bytes
+    store = Store(backend=backend, max_concurrency=2)
+    value = os.urandom(10_000)
+    await store.create()
+    async with store:
+        await store.store("big", value)
+        backend.infos = 0
+        assert b"".join([chunk async for chunk in store.open_reader("big", chunk_size=1000)]) == value
+        assert (
+            b"".join([c async for c in store.open_reader("big", offset=2500, size=5000, chunk_size=999)])
+            == (value[2500:7500])
+        )
+        assert [c async for c in store.open_reader("big", offset=20_000, chunk_size=999)] == []
+        assert backend.infos == 0
+        reader = store.open_reader("big", chunk_size=1000)
+        assert await anext(reader) == value[:1000]
+        await backend.store("big", os.urandom(10_000))
+        with pytest.raises(BackendError, match="big changed while it was read"):
+            async for _ in reader:
+                pass
+        with pytest.raises(ObjectNotFound):
+            await anext(store.open_reader("missing", chunk_size=1000))
+        await store.store("dir/inner", b"x")
+        with pytest.raises(ObjectNotFound):
+            await anext(store.open_reader("dir", chunk_size=1000))
+    await store.destroy()

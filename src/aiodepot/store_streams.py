@@ -13,9 +13,10 @@ import collections
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Self
 
-from .errors import BackendError, ObjectNotFound
+from .errors import BackendError, ObjectNotFound, StoreError, ValueChanged
 from .names import validate_name
 from .store_base import StoreBase, check_range
+from .transfer import ValueBuffer
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -49,8 +50,11 @@ class Streams(StoreBase):
         Chunks are at most ``chunk_size`` bytes; a negative ``offset`` counts from the end, and a range
         past the end comes back short (possibly empty), as with [`load`][aiodepot.Store.load]. The reader
         fetches a few chunks ahead (in parallel ranges where the backend has them), never more than
-        ``max_concurrency`` chunks and within the store's byte budget. A missing item raises
-        ``ObjectNotFound`` on the first step; each step is one operation for the store's ``timeout``.
+        ``max_concurrency`` chunks and within the store's byte budget. Where the backend names versions of
+        a value (S3, Azure, GCS, sftp, aiodepot's REST server), every chunk comes from the version the first
+        one came from: a value replaced while it is read raises ``BackendError`` rather than go on with the
+        new one. A missing item raises ``ObjectNotFound`` on the first step; each step is one operation for
+        the store's ``timeout``.
         Leave the loop early with ``async with`` (or ``await reader.aclose()``) to stop the read-ahead.
         """
         validate_name(name)
@@ -75,7 +79,8 @@ class ChunkReader(AsyncIterator[bytes]):
         self._deleted = deleted
         self._started = False
         self._done = False
-        self._pending: collections.deque[asyncio.Task[bytes]] = collections.deque()
+        self._pending: collections.deque[asyncio.Future[bytes]] = collections.deque()
+        self._version: str | None = None
         self._stream: AsyncIterator[bytes] | None = None
         self._next_offset = 0
         self._end = 0
@@ -130,7 +135,9 @@ class ChunkReader(AsyncIterator[bytes]):
         self._nested = await store._find(self.name, self._deleted)
         backend: Backend = store.backend
         caps = backend.capabilities
-        if caps.parallel_ranges and self._readahead > 1:
+        if caps.parallel_ranges and self._readahead > 1 and self._offset >= 0 and self._size != 0:
+            await self._start_with_first_chunk()
+        elif caps.parallel_ranges and self._readahead > 1:
             info = await store._calls.info(self._nested)
             if not info.exists or info.directory:
                 raise ObjectNotFound(self.name)
@@ -144,6 +151,33 @@ class ChunkReader(AsyncIterator[bytes]):
                 self._nested, offset=self._offset, size=self._size, chunk_size=self._chunk_size
             )
             self._pending.append(asyncio.ensure_future(self._next_from_stream()))
+
+    async def _start_with_first_chunk(self) -> None:
+        """The first chunk, with the value's size and version (``load_first``): the size sets the end, and
+        where the backend names versions the other chunks are read only from this one, so a value replaced
+        while it is read raises instead of streaming pieces of two versions."""
+        store = self._store
+        length = self._chunk_size if self._size is None else min(self._chunk_size, self._size)
+        try:
+            async with store.budget.reserve(length):
+                first = await store._calls.load_first(self._nested, self._offset, length)
+        except ObjectNotFound:
+            raise ObjectNotFound(self.name) from None
+        except StoreError:
+            if (await store._calls.info(self._nested)).directory:  # a directory is no item
+                raise ObjectNotFound(self.name) from None
+            raise
+        start = min(self._offset, first.size)
+        end = first.size if self._size is None else min(first.size, start + self._size)
+        data = first.data[: max(end - start, 0)]
+        self._version = first.version
+        self._next_offset, self._end = start + len(data), end
+        if data:
+            store._stats.add("load_volume", len(data))
+            ready: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            ready.set_result(data)
+            self._pending.append(ready)
+        self._fill()
 
     async def _step(self) -> bytes | None:
         if not self._started:
@@ -171,7 +205,16 @@ class ChunkReader(AsyncIterator[bytes]):
     async def _fetch(self, offset: int, length: int) -> bytes:
         store = self._store
         async with store.budget.reserve(length):
-            data = await store._calls.load(self._nested, offset=offset, size=length)
+            if self._version is None:
+                data = await store._calls.load(self._nested, offset=offset, size=length)
+            else:
+                buffer = ValueBuffer(length)
+                with buffer.view() as view:
+                    try:
+                        got = await store._calls.load_into(self._nested, offset, view, version=self._version)
+                    except ValueChanged as exc:
+                        raise BackendError(f"{self.name} changed while it was read (at offset {offset})") from exc
+                data = buffer.value(got)
         if len(data) != length:
             raise BackendError(f"{self.name} changed while it was read: {len(data)} bytes at {offset}, not {length}")
         store._stats.add("load_volume", len(data))
